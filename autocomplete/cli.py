@@ -1,0 +1,376 @@
+"""The ``autocomplete`` command: argument parsing, and the only place where errors become messages and exit codes.
+
+    autocomplete [--model PATH] [--mode type|chat]     the interactive session
+    autocomplete train CORPUS... -o MODEL              train a model
+    autocomplete eval MODEL TEXT...                    perplexity, accuracy, keystroke savings
+    autocomplete predict "TEXT" [-k 5]                 the most likely next words
+    autocomplete generate "PROMPT" [--words 30]        sample continuations
+    autocomplete info [MODEL]                          what a model file holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from autocomplete.errors import AutocompleteError, ConfigError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+# ---- argument types: a bad value is a one-line usage error with the valid range -----------------------------------
+
+
+def _number(kind: type, low: float | None, high: float | None, what: str, low_open: bool = False):  # type: ignore[no-untyped-def]
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        bad_low = low is not None and (value <= low if low_open else value < low)
+        if bad_low or high is not None and value > high:
+            lo = "" if low is None else (f"> {low:g}" if low_open else f"≥ {low:g}")
+            hi = "" if high is None else f"≤ {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range (must be {' and '.join(p for p in (lo, hi) if p)})")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, 1, None, "positive integer")
+non_negative_int = _number(int, 0, None, "integer ≥ 0")
+temperature = _number(float, 0, 100, "temperature")
+probability = _number(float, 0, 1, "probability", low_open=True)
+fraction = _number(float, 0, 0.5, "fraction")
+dropout = _number(float, 0, 0.99, "dropout rate")
+positive_float = _number(float, 0, None, "positive number", low_open=True)
+
+
+def cutoffs(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    return values
+
+
+# ---- parser ---------------------------------------------------------------------------------------------------
+
+
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+
+
+def _add_sampling_options(p: argparse.ArgumentParser, words: int) -> None:
+    p.add_argument("--words", "-n", type=positive_int, default=words, help=f"words to generate (default {words})")
+    p.add_argument("--temperature", "-t", type=temperature, default=0.8, help="0 = greedy, 1 = model (default 0.8)")
+    p.add_argument("--top-k", type=non_negative_int, default=40, help="sample among the k best (0 = all; default 40)")
+    p.add_argument("--top-p", type=probability, default=0.95, help="nucleus probability (default 0.95)")
+    p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autocomplete",
+        description="Next-word suggestions and text generation in the terminal, from a local LSTM language model.",
+    )
+    _add_model_option(parser)
+    parser.add_argument("--mode", choices=["type", "chat"], default="type", help="session mode (default: type)")
+    parser.add_argument("--temperature", "-t", type=temperature, default=0.8, help="sampling temperature (default 0.8)")
+    parser.add_argument("--plain", action="store_true", help="line mode without the full-screen prompt")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on your text", description="Train a word-level LSTM model.")
+    p.add_argument("corpus", nargs="+", help="text files, folders of .txt files, or - for standard input")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.resume after an interruption")
+    g = p.add_argument_group("data")
+    g.add_argument("--valid", nargs="+", default=[], help="validation text (default: the tail of each file)")
+    g.add_argument("--valid-fraction", type=fraction, default=0.02, help="tail of each file held out (default 0.02)")
+    g.add_argument("--tokenizer", choices=["words", "whitespace"], default="words",
+                   help="words: running text; whitespace: pre-tokenized corpora such as PTB")
+    g.add_argument("--lowercase", action="store_true", help="fold all text to lower case")
+    g.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
+                   help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto)")
+    g.add_argument("--vocab-size", type=positive_int, default=20000, help="max vocabulary size (default 20000)")
+    g.add_argument("--min-count", type=positive_int, default=2, help="drop rarer words (default 2)")
+    g = p.add_argument_group("model")
+    g.add_argument("--embedding-dim", type=positive_int, default=256)
+    g.add_argument("--hidden-dim", type=positive_int, default=512)
+    g.add_argument("--layers", type=positive_int, default=2)
+    g.add_argument("--dropout", type=dropout, default=0.2, help="dropout on LSTM outputs")
+    g.add_argument("--input-dropout", type=dropout, default=0.0, help="dropout on the input embeddings")
+    g.add_argument("--embedding-dropout", type=dropout, default=0.0, help="drop whole words (AWD-LSTM dropoute)")
+    g.add_argument("--weight-dropout", type=dropout, default=0.0, help="DropConnect on recurrent weights")
+    g.add_argument("--no-locked-dropout", action="store_true", help="fresh dropout mask at every time step")
+    g.add_argument("--no-tie", action="store_true", help="separate input and output embeddings")
+    g.add_argument("--adaptive", type=cutoffs, default=(), metavar="CUTOFFS",
+                   help="adaptive softmax cluster cutoffs, e.g. 2000,10000 (implies --no-tie)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=positive_int, default=10)
+    g.add_argument("--batch-size", type=positive_int, default=32)
+    g.add_argument("--bptt", type=positive_int, default=35)
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (default 2e-3 adamw, 20 sgd)")
+    g.add_argument("--weight-decay", type=_number(float, 0, None, "weight decay"), default=0.0)
+    g.add_argument("--schedule", choices=["cosine", "plateau", "constant"], default="cosine")
+    g.add_argument("--warmup", type=non_negative_int, default=100, help="warm-up steps (default 100)")
+    g.add_argument("--clip", type=_number(float, 0, None, "clip norm"), default=0.25)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    g.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: PyTorch's choice)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    g = p.add_argument_group("checkpoints and limits")
+    g.add_argument("--save-every", type=positive_float, default=300, help="seconds between resume saves (300)")
+    g.add_argument("--eval-every", type=non_negative_int, default=0, help="validate every N steps (0: per epoch)")
+    g.add_argument("--max-time", type=positive_float, default=None, help="stop after this many seconds")
+    g.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
+    g.add_argument("--half", action="store_true", help="store the model's weights as float16 (half the size)")
+    g.add_argument("--name", default=None, help="model name shown in the session")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="perplexity, accuracy and keystroke savings on a text")
+    p.add_argument("model", type=Path)
+    p.add_argument("text", nargs="+", help="text files or folders")
+    p.add_argument("-k", type=positive_int, action="append", help="suggestions for keystroke savings (repeatable; 5)")
+    p.add_argument("--ksr-words", type=non_negative_int, default=None,
+                   help="simulate typing only the first N words (default all; 0 skips it)")
+    p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("predict", help="the most likely next words")
+    p.add_argument("text", help='the text so far, e.g. "how are"')
+    p.add_argument("-k", type=positive_int, default=5, help="how many words (default 5)")
+    p.add_argument("--complete", "-c", action="store_true",
+                   help="treat the last word as unfinished and complete it (\"how are yo\" → you)")
+    _add_model_option(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("generate", help="sample continuations of a prompt")
+    p.add_argument("prompt", nargs="?", default="", help="the prompt, or - to read it from standard input")
+    _add_model_option(p)
+    _add_sampling_options(p, words=30)
+    p.add_argument("--num", type=positive_int, default=1, help="how many samples (default 1)")
+
+    p = sub.add_parser("info", help="what a model file holds")
+    p.add_argument("model", nargs="?", type=Path, default=None)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+# ---- commands -------------------------------------------------------------------------------------------------
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_predictor(path: Path | None):  # type: ignore[no-untyped-def]
+    from autocomplete.paths import default_model_path
+    from autocomplete.predictor import Predictor
+
+    return Predictor.load(path if path is not None else default_model_path())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from autocomplete import checkpoint, data
+    from autocomplete.model import LSTMLanguageModel, ModelConfig
+    from autocomplete.tokenizer import Tokenizer, TokenizerConfig
+    from autocomplete.train import Trainer, TrainConfig, resume_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lr = args.lr if args.lr is not None else (20.0 if args.optimizer == "sgd" else 2e-3)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt, optimizer=args.optimizer, lr=lr,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup, clip=args.clip,
+        seed=args.seed, device=args.device, save_every=args.save_every, eval_every=args.eval_every,
+        max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
+        save_dtype="float16" if args.half else "float32",
+    )
+    checkpoint.check_writable(args.output)
+    if args.resume and not resume_path(args.output).exists():
+        raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
+    sources = data.resolve_sources(args.corpus)
+    valid_sources = data.resolve_sources(args.valid) if args.valid else []
+    started = time.time()
+    if args.resume:
+        saved = checkpoint.from_payload(checkpoint.read_payload(resume_path(args.output), kind="resume"))
+        tokenizer, vocab, model_config = saved.tokenizer, saved.vocab, saved.model.config
+        _err(f"vocabulary and model settings from {resume_path(args.output)}")
+    else:
+        tokenizer = Tokenizer(TokenizerConfig(kind=args.tokenizer, lowercase=args.lowercase))
+        _err(f"building the vocabulary from {len(sources)} file(s)…")
+        vocab = data.build_vocab(sources, tokenizer, args.breaks, args.vocab_size, args.min_count)
+        model_config = ModelConfig(
+            vocab_size=len(vocab), embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
+            num_layers=args.layers, dropout=args.dropout, input_dropout=args.input_dropout,
+            embedding_dropout=args.embedding_dropout, weight_dropout=args.weight_dropout,
+            locked_dropout=not args.no_locked_dropout, tie_weights=not (args.no_tie or args.adaptive),
+            adaptive_cutoffs=tuple(c for c in args.adaptive if c < len(vocab)),
+        )
+    corpus = data.load_corpus(
+        sources, tokenizer, vocab, args.breaks, valid_sources, 0.0 if valid_sources else args.valid_fraction
+    )
+    s = corpus.stats
+    _err(
+        f"corpus: {s.files} file(s), {s.utterances:,} utterances, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
+        f"({float((corpus.train == 0).float().mean()):.1%} unknown)"
+        + (f"; validation {corpus.valid.numel():,} tokens" if corpus.valid is not None else "; no validation text")
+    )
+    if s.replaced_bytes:
+        _err(f"warning: {s.replaced_bytes:,} undecodable byte sequence(s) replaced in "
+             + ", ".join(s.files_with_replacements[:3]) + (" …" if len(s.files_with_replacements) > 3 else ""))
+    torch.manual_seed(args.seed)
+    model = LSTMLanguageModel(model_config)
+    metadata = {
+        "name": args.name or args.output.stem,
+        "corpus": {"files": [src.name for src in sources][:200], "tokens": s.tokens, "utterances": s.utterances,
+                   "layouts": sorted(set(s.layouts.values()))},
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "autocomplete " + " ".join(sys.argv[1:]),
+    }
+    lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
+    trainer = Trainer(lm, corpus, config, args.output, log=_err, progress=not args.quiet)
+    result = trainer.run(resume=args.resume)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    if trainer.dist.main:
+        best = f"best validation perplexity {math.exp(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
+        _err(f"{best}model written to {args.output} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from autocomplete import data
+    from autocomplete.evaluate import evaluate, read_eval_text
+    from autocomplete.predictor import Predictor
+
+    predictor = Predictor.load(args.model)
+    sources = data.resolve_sources(args.text)
+    ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
+    if ids.numel() == 0:
+        raise ConfigError("the evaluation text holds no words")
+    ks = args.k or [5]
+    report = evaluate(predictor, ids, surface, ksr_k=ks if args.ksr_words != 0 else (), ksr_words=args.ksr_words)
+    if args.json:
+        print(json.dumps({"model": str(args.model), **report.to_dict()}, indent=2))
+        return 0
+    print(f"tokens          {report.tokens:,} ({report.unknown_rate:.1%} unknown)")
+    print(f"perplexity      {report.perplexity:.2f}")
+    print("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
+    for r in report.keystrokes:
+        print(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
+              f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    predictor = _load_predictor(args.model)
+    text = args.text if args.complete or not args.text else args.text + " "
+    suggestions = predictor.suggest(text, args.k)
+    if args.json:
+        print(json.dumps([{"word": s.word, "probability": s.probability} for s in suggestions], indent=2))
+        return 0
+    if not suggestions:
+        _err("no word in the vocabulary starts like that")
+        return EXIT_ERROR
+    width = max(len(s.word) for s in suggestions)
+    for s in suggestions:
+        print(f"{s.word:<{width}}  {s.probability:6.1%}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = prompt.rstrip("\n")
+    predictor = _load_predictor(args.model)
+    from autocomplete.sampling import make_generator
+
+    generator = make_generator(args.seed)
+    for i in range(args.num):
+        if i:
+            print()
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        for _, piece in predictor.stream(
+            prompt, max_words=args.words, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            generator=generator, stop_at="never", finished=True,
+        ):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from autocomplete import checkpoint
+    from autocomplete.paths import default_model_path
+
+    path = args.model if args.model is not None else default_model_path()
+    lm = checkpoint.load(path)
+    size = path.stat().st_size
+    info = {
+        "path": str(path),
+        "size_bytes": size,
+        "parameters": lm.model.num_parameters(),
+        "vocabulary": len(lm.vocab),
+        "model_config": lm.model.config.to_dict(),
+        "tokenizer": lm.tokenizer.config.to_dict(),
+        "metadata": lm.metadata,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    c = lm.model.config
+    print(f"{lm.name}  ({path}, {size / 1e6:.1f} MB)")
+    print(f"  network     {c.num_layers}-layer LSTM, embedding {c.embedding_dim}, hidden {c.hidden_dim}, "
+          f"{'adaptive softmax ' + str(list(c.adaptive_cutoffs)) if c.adaptive_cutoffs else 'full softmax'}"
+          f"{', tied' if c.tie_weights else ''}; {lm.model.num_parameters():,} parameters")
+    print(f"  vocabulary  {len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
+          f"{', lower case' if lm.tokenizer.config.lowercase else ''})")
+    m = lm.metadata
+    for key in ("valid_perplexity", "tokens_seen", "epochs", "wall_time", "device", "created", "command"):
+        if m.get(key) is not None:
+            value = m[key]
+            value = f"{value:.2f}" if isinstance(value, float) and key == "valid_perplexity" else value
+            print(f"  {key.replace('_', ' '):<11} {value}")
+    return 0
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    from autocomplete.repl import run_session
+
+    return run_session(model=args.model, mode=args.mode, temperature=args.temperature, plain=args.plain)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS.get(args.command, cmd_session) if args.command else cmd_session
+    try:
+        return handler(args)
+    except AutocompleteError as e:
+        _err(f"autocomplete: error: {e}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        sys.stderr.close()  # e.g. `autocomplete generate … | head`
+        return 0

@@ -1,0 +1,305 @@
+"""Corpora → token-id streams → batches for truncated back-propagation through time.
+
+A corpus is a list of sources: text files, folders (every ``*.txt`` below them, sorted), or ``-`` for standard input.
+Text is read as UTF-8 in binary chunks; undecodable bytes are replaced and counted, binary files are refused, and an
+enormous line is split at whitespace so memory stays bounded.
+
+Utterance boundaries (:data:`~autocomplete.tokenizer.EOS`) come from line breaks. Two layouts exist in the wild:
+one utterance per line (dialogue corpora, PTB) and prose hard-wrapped at ~70 columns with blank lines between
+paragraphs (Project Gutenberg books). ``breaks="auto"`` looks at each file's line lengths and picks ``line`` or
+``paragraph``; either can be forced.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+import tempfile
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import torch
+from torch import Tensor
+
+from autocomplete.errors import CorpusError
+from autocomplete.tokenizer import EOS, Tokenizer
+from autocomplete.vocab import EOS_ID, Vocab
+
+Breaks = Literal["auto", "line", "paragraph"]
+MAX_SEGMENT = 1 << 20  # characters; longer lines are cut at whitespace into pieces of about this size
+_SNIFF_LINES = 2000
+
+
+@dataclass
+class CorpusStats:
+    files: int = 0
+    utterances: int = 0
+    tokens: int = 0
+    replaced_bytes: int = 0  # undecodable bytes replaced by U+FFFD
+    files_with_replacements: list[str] = field(default_factory=list)
+    layouts: dict[str, str] = field(default_factory=dict)  # file → "line" or "paragraph"
+
+
+class Source:
+    """One corpus input. Standard input is spooled to a temporary file so it can be read more than once."""
+
+    def __init__(self, path: Path | None, name: str) -> None:
+        self.path = path
+        self.name = name
+
+    def open(self) -> BinaryIO:
+        assert self.path is not None
+        return open(self.path, "rb")
+
+    def __repr__(self) -> str:
+        return f"Source({self.name!r})"
+
+
+def resolve_sources(inputs: Sequence[str | Path], stdin: BinaryIO | None = None) -> list[Source]:
+    """Expand files, folders and ``-`` into readable sources, or raise :class:`CorpusError` naming the problem."""
+    if not inputs:
+        raise CorpusError("no corpus given")
+    sources: list[Source] = []
+    for item in inputs:
+        if str(item) == "-":
+            sources.append(_spool_stdin(stdin or sys.stdin.buffer))
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise CorpusError(f"{path}: no such file or folder")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not files:
+                raise CorpusError(f"{path}: folder holds no .txt files")
+            sources.extend(Source(p, str(p)) for p in files)
+        else:
+            sources.append(Source(path, str(path)))
+    for source in sources:
+        _check_text(source)
+    return sources
+
+
+def _spool_stdin(stream: BinaryIO) -> Source:
+    tmp = tempfile.NamedTemporaryFile(prefix="autocomplete-stdin-", suffix=".txt", delete=False)
+    with tmp:
+        shutil.copyfileobj(stream, tmp)
+    return Source(Path(tmp.name), "<stdin>")
+
+
+def _check_text(source: Source) -> None:
+    try:
+        with source.open() as f:
+            head = f.read(8192)
+    except OSError as e:
+        raise CorpusError(f"{source.name}: cannot read ({e.strerror or e})") from None
+    if b"\x00" in head:
+        raise CorpusError(f"{source.name}: looks like a binary file, not text")
+
+
+def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
+    """Decoded lines as (text, complete); an overlong line comes in pieces, all but the last with complete=False."""
+    replaced = 0
+    while True:
+        raw = f.readline(MAX_SEGMENT)
+        if not raw:
+            break
+        complete = raw.endswith(b"\n")
+        if not complete and len(raw) >= MAX_SEGMENT:
+            cut = max(raw.rfind(b" "), raw.rfind(b"\t"))
+            if cut > 0:  # keep the last partial word for the next piece
+                f.seek(cut + 1 - len(raw), io.SEEK_CUR)
+                raw = raw[:cut]
+            else:  # no whitespace at all: cut at a UTF-8 character boundary
+                end = len(raw)
+                while end > 0 and raw[end - 1] & 0xC0 == 0x80:
+                    end -= 1
+                if end > 0 and raw[end - 1] >= 0xC0:
+                    end -= 1
+                if end > 0:
+                    f.seek(end - len(raw), io.SEEK_CUR)
+                    raw = raw[:end]
+        elif not complete:
+            complete = True  # last line of the file without a newline
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            replaced += text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+        yield text.rstrip("\r\n"), complete
+    if replaced:
+        stats.replaced_bytes += replaced
+        stats.files_with_replacements.append(name)
+
+
+def detect_layout(lines: Sequence[str]) -> Literal["line", "paragraph"]:
+    """``paragraph`` for hard-wrapped prose (most lines 50–80 columns, few longer), else ``line``."""
+    lengths = sorted(len(line) for line in lines if line.strip())
+    if len(lengths) < 20:
+        return "line"
+    median = lengths[len(lengths) // 2]
+    p90 = lengths[int(len(lengths) * 0.9)]
+    return "paragraph" if median >= 50 and p90 <= 80 else "line"
+
+
+def iter_utterances(source: Source, breaks: Breaks, stats: CorpusStats) -> Iterator[tuple[str, bool]]:
+    """Text segments of ``source`` as (text, ends_utterance)."""
+    with source.open() as f:
+        layout = breaks
+        if layout == "auto":
+            sniff = []
+            for text, _ in _raw_lines(f, CorpusStats(), source.name):
+                sniff.append(text)
+                if len(sniff) >= _SNIFF_LINES:
+                    break
+            layout = detect_layout(sniff)
+            f.seek(0)
+        stats.layouts[source.name] = layout
+        stats.files += 1
+        if layout == "line":
+            for text, complete in _raw_lines(f, stats, source.name):
+                if complete and not text.strip():
+                    continue
+                yield text, complete
+            return
+        paragraph: list[str] = []
+        size = 0
+        for text, complete in _raw_lines(f, stats, source.name):
+            if not text.strip() and complete:
+                if paragraph:
+                    yield " ".join(paragraph), True
+                    paragraph, size = [], 0
+                continue
+            paragraph.append(text.strip())
+            size += len(text)
+            if size >= MAX_SEGMENT:
+                yield " ".join(paragraph), False
+                paragraph, size = [], 0
+        if paragraph:
+            yield " ".join(paragraph), True
+
+
+def iter_token_lines(
+    sources: Iterable[Source], tokenizer: Tokenizer, breaks: Breaks, stats: CorpusStats
+) -> Iterator[tuple[list[str], bool]]:
+    """Tokens of each segment (no EOS), and whether an EOS follows it."""
+    for source in sources:
+        for text, ends in iter_utterances(source, breaks, stats):
+            tokens = tokenizer.tokenize_line(text)
+            if tokens or ends:
+                yield tokens, ends
+
+
+def build_vocab(
+    sources: Sequence[Source],
+    tokenizer: Tokenizer,
+    breaks: Breaks = "auto",
+    max_size: int | None = None,
+    min_count: int = 1,
+) -> Vocab:
+    stats = CorpusStats()
+    lines = (tokens for tokens, _ in iter_token_lines(sources, tokenizer, breaks, stats))
+    return Vocab.build(lines, max_size=max_size, min_count=min_count, case_fold=tokenizer.case_sensitive)
+
+
+def encode_source(
+    source: Source, tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks, stats: CorpusStats
+) -> Tensor:
+    """Token ids of one source, EOS after every utterance, as a 1-D int32 tensor."""
+    ids = array("i")
+    at_start = True
+    for tokens, ends in iter_token_lines([source], tokenizer, breaks, stats):
+        ids.extend(vocab.encode(tokens, at_start))
+        if ends:
+            ids.append(EOS_ID)
+            stats.utterances += 1
+        at_start = ends
+    stats.tokens += len(ids)
+    return torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(0, dtype=torch.int32)
+
+
+def encode_text(text: str, tokenizer: Tokenizer, vocab: Vocab) -> Tensor:
+    """Token ids of an in-memory text: each line is an utterance followed by EOS."""
+    ids: list[int] = []
+    for line in text.split("\n"):
+        tokens = tokenizer.tokenize_line(line)
+        if tokens:
+            ids.extend(vocab.encode(tokens))
+            ids.append(EOS_ID)
+    return torch.tensor(ids, dtype=torch.int32)
+
+
+@dataclass
+class Corpus:
+    train: Tensor  # (N,) int32 token ids
+    valid: Tensor | None  # (M,) int32, or None when no validation text was given
+    stats: CorpusStats
+
+
+def load_corpus(
+    sources: Sequence[Source],
+    tokenizer: Tokenizer,
+    vocab: Vocab,
+    breaks: Breaks = "auto",
+    valid_sources: Sequence[Source] = (),
+    valid_fraction: float = 0.0,
+) -> Corpus:
+    """Encode the training sources; validation comes from ``valid_sources`` or the tail of every training file."""
+    stats = CorpusStats()
+    train_parts: list[Tensor] = []
+    valid_parts: list[Tensor] = []
+    for source in sources:
+        ids = encode_source(source, tokenizer, vocab, breaks, stats)
+        if valid_fraction > 0 and not valid_sources:
+            cut = int(len(ids) * (1 - valid_fraction))
+            train_parts.append(ids[:cut])
+            valid_parts.append(ids[cut:])
+        else:
+            train_parts.append(ids)
+    for source in valid_sources:
+        valid_parts.append(encode_source(source, tokenizer, vocab, breaks, CorpusStats()))
+    train = torch.cat(train_parts) if train_parts else torch.zeros(0, dtype=torch.int32)
+    valid = torch.cat(valid_parts) if valid_parts else None
+    if train.numel() < 2:
+        names = ", ".join(s.name for s in sources[:3]) + (" …" if len(sources) > 3 else "")
+        raise CorpusError(f"{names}: no text to train on (the corpus is empty or whitespace only)")
+    if valid is not None and valid.numel() < 2:
+        valid = None
+    return Corpus(train, valid, stats)
+
+
+def batchify(ids: Tensor, batch_size: int) -> Tensor:
+    """Lay a 1-D stream out as ``batch_size`` contiguous columns → (B, L); the ragged tail is dropped."""
+    length = ids.numel() // batch_size
+    return ids[: length * batch_size].view(batch_size, length)
+
+
+def bptt_batches(data: Tensor, bptt: int, start: int = 0) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Consecutive (offset, inputs (B, T), targets (B, T)) windows over ``data`` (B, L); state carries across them."""
+    for i in range(start, data.size(1) - 1, bptt):
+        t = min(bptt, data.size(1) - 1 - i)
+        yield i, data[:, i : i + t], data[:, i + 1 : i + 1 + t]
+
+
+def num_batches(data: Tensor, bptt: int) -> int:
+    return max(0, (data.size(1) - 1 + bptt - 1) // bptt)
+
+
+__all__ = [
+    "EOS",
+    "Corpus",
+    "CorpusStats",
+    "Source",
+    "batchify",
+    "bptt_batches",
+    "build_vocab",
+    "detect_layout",
+    "encode_source",
+    "encode_text",
+    "load_corpus",
+    "num_batches",
+    "resolve_sources",
+]

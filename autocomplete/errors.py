@@ -1,0 +1,24 @@
+"""Exceptions meant for the person at the keyboard.
+
+Every error a user can cause (a bad path, a corrupt checkpoint, an out-of-range flag) is raised as a subclass of
+:class:`AutocompleteError` with a message that can be printed as-is on one line. Only ``cli.py`` turns them into
+output and exit codes; library users catch them like any other exception.
+"""
+
+from __future__ import annotations
+
+
+class AutocompleteError(Exception):
+    """Base class: the message is a complete, user-facing sentence."""
+
+
+class CheckpointError(AutocompleteError):
+    """A model file is missing, truncated, foreign, unsafe or from a newer format."""
+
+
+class CorpusError(AutocompleteError):
+    """A training or evaluation corpus cannot be read or holds no usable text."""
+
+
+class ConfigError(AutocompleteError):
+    """An option has a value outside its valid range."""

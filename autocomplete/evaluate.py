@@ -1,0 +1,167 @@
+"""How good is a model: perplexity, next-word accuracy and keystroke savings.
+
+* **Perplexity** and **top-k accuracy** are computed over every token of the text, end-of-line tokens included, each
+  predicted from everything before it (the text starts after an end-of-line token, as the predictor does).
+* **Keystroke savings (KSR)** replays the text through the same :class:`~autocomplete.predictor.Predictor` code path
+  the terminal uses. Every token counts as a word followed by one space. Before each character of a word (the first
+  included) the user looks at the ``k`` suggestions for the partial word; if the word is among them, one keystroke
+  selects it together with the following space; otherwise the user types the next character. A word typed to the end
+  costs its length plus one for the space. A suggestion that differs from the word only in the case of its first
+  letter counts as the word (the predictor capitalises sentence starts). ``KSR = 1 − keys_with / keys_without``, where ``keys_without`` counts every
+  character and space. Suggestions never include special tokens, so an unknown word is always typed in full.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+
+from autocomplete.data import Breaks, CorpusStats, Source, iter_token_lines
+from autocomplete.model import LSTMLanguageModel, detach_state
+from autocomplete.predictor import Predictor
+from autocomplete.tokenizer import EOS, Tokenizer
+from autocomplete.vocab import EOS_ID, Vocab
+
+
+@torch.inference_mode()
+def evaluate_loss(model: LSTMLanguageModel, ids: Tensor, batch_size: int = 10, bptt: int = 70) -> tuple[float, int]:
+    """(mean negative log-likelihood, tokens scored) of a 1-D id stream laid out in ``batch_size`` columns."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    length = ids.numel() // batch_size
+    if length < 2:
+        batch_size, length = 1, ids.numel()
+    data = ids[: batch_size * length].view(batch_size, length).to(device, torch.long)
+    total, count, state = 0.0, 0, None
+    for i in range(0, length - 1, bptt):
+        t = min(bptt, length - 1 - i)
+        x, y = data[:, i : i + t], data[:, i + 1 : i + 1 + t]
+        features, state = model.features(x, state)
+        total += float(model.loss(features, y)) * y.numel()
+        count += y.numel()
+        state = detach_state(state)
+    model.train(was_training)
+    return (total / count if count else float("nan")), count
+
+
+@torch.inference_mode()
+def evaluate_stream(
+    model: LSTMLanguageModel, ids: Tensor, ks: Sequence[int] = (1, 3, 5), chunk: int = 512
+) -> tuple[float, dict[int, float], int]:
+    """(mean NLL, {k: top-k accuracy}, tokens) over one stream, every token predicted from all before it."""
+    model.eval()
+    device = next(model.parameters()).device
+    stream = torch.cat([torch.tensor([EOS_ID]), ids.long().cpu()]).to(device)
+    total, count, state = 0.0, 0, None
+    hits = dict.fromkeys(ks, 0)
+    kmax = max(ks)
+    for i in range(0, stream.numel() - 1, chunk):
+        x = stream[i : min(i + chunk, stream.numel() - 1)]
+        y = stream[i + 1 : i + 1 + x.numel()]
+        features, state = model.features(x.unsqueeze(0), state)
+        logp = torch.log_softmax(model.logits(features[0]).float(), dim=-1)  # (T, V)
+        total -= float(logp.gather(1, y.unsqueeze(1)).sum())
+        count += y.numel()
+        top = torch.topk(logp, kmax, dim=-1).indices  # (T, kmax)
+        match = top == y.unsqueeze(1)
+        for k in ks:
+            hits[k] += int(match[:, :k].any(dim=1).sum())
+    accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
+    return (total / count if count else float("nan")), accuracy, count
+
+
+@dataclass
+class KeystrokeResult:
+    k: int
+    words: int
+    keys_without: int
+    keys_with: int
+
+    @property
+    def savings(self) -> float:
+        return 1 - self.keys_with / self.keys_without if self.keys_without else 0.0
+
+
+def _same_word(suggested: str, wanted: str) -> bool:
+    """Equal, or different only in the case of the first letter (sentence-start capitalisation)."""
+    return suggested == wanted or suggested[1:] == wanted[1:] and suggested[:1].lower() == wanted[:1].lower()
+
+
+def keystroke_savings(
+    predictor: Predictor, tokens: Sequence[str], k: int = 5, max_words: int | None = None
+) -> KeystrokeResult:
+    """Simulate typing ``tokens`` (surface tokens, :data:`EOS` at line ends) with ``k`` suggestions."""
+    predictor.reset()
+    words = keys_without = keys_with = 0
+    for token in tokens:
+        if token == EOS:
+            predictor.commit("\n")
+            continue
+        if max_words is not None and words >= max_words:
+            break
+        words += 1
+        cost = len(token) + 1
+        keys_without += cost
+        for typed in range(len(token)):
+            if any(_same_word(s.word, token) for s in predictor.suggest(token[:typed], k)):
+                cost = typed + 1
+                break
+        keys_with += cost
+        predictor.commit(token + " ")
+    return KeystrokeResult(k, words, keys_without, keys_with)
+
+
+@dataclass
+class EvalReport:
+    tokens: int
+    loss: float
+    perplexity: float
+    accuracy: dict[int, float]
+    keystrokes: list[KeystrokeResult] = field(default_factory=list)
+    unknown_rate: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tokens": self.tokens,
+            "loss": self.loss,
+            "perplexity": self.perplexity,
+            "accuracy": {f"top{k}": v for k, v in self.accuracy.items()},
+            "unknown_rate": self.unknown_rate,
+            "keystroke_savings": [{**asdict(r), "savings": r.savings} for r in self.keystrokes],
+        }
+
+
+def read_eval_text(
+    sources: Sequence[Source], tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks = "auto"
+) -> tuple[Tensor, list[str]]:
+    """(ids with EOS after every utterance, surface tokens with EOS) of the evaluation sources."""
+    ids: list[int] = []
+    surface: list[str] = []
+    at_start = True
+    for tokens, ends in iter_token_lines(sources, tokenizer, breaks, CorpusStats()):
+        ids.extend(vocab.encode(tokens, at_start))
+        surface.extend(tokens)
+        if ends:
+            ids.append(EOS_ID)
+            surface.append(EOS)
+        at_start = ends
+    return torch.tensor(ids, dtype=torch.long), surface
+
+
+def evaluate(
+    predictor: Predictor,
+    ids: Tensor,
+    surface: Sequence[str],
+    ks: Sequence[int] = (1, 3, 5),
+    ksr_k: Sequence[int] = (5,),
+    ksr_words: int | None = None,
+) -> EvalReport:
+    loss, accuracy, count = evaluate_stream(predictor.model, ids, ks)
+    unknown = float((ids == 0).float().mean()) if ids.numel() else 0.0
+    results = [keystroke_savings(predictor, surface, k, ksr_words) for k in ksr_k]
+    return EvalReport(count, loss, math.exp(loss) if math.isfinite(loss) else float("nan"), accuracy, results, unknown)

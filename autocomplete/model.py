@@ -1,0 +1,182 @@
+"""The network: Embedding → N-layer LSTM → (tied) softmax. Nothing else lives here.
+
+The recurrent state goes in and out of every call (``forward(tokens, state) -> (logits, state)``) and is never stored
+on the module, so one model serves the trainer, the predictor and any number of threads holding their own states.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from autocomplete.errors import ConfigError
+
+# The projected last layer runs on PyTorch's own kernel instead of oneDNN; that is expected, not worth a warning.
+warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+
+# One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
+State = list[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int  # number of tokens, specials included
+    embedding_dim: int = 256  # word vector size; also the LSTM's output size when weights are tied
+    hidden_dim: int = 512  # LSTM cell size; the last layer projects back to embedding_dim when tied and larger
+    num_layers: int = 2  # stacked LSTM layers
+    dropout: float = 0.2  # dropout on every LSTM layer's output
+    input_dropout: float = 0.0  # dropout on the embeddings entering the first layer
+    embedding_dropout: float = 0.0  # drops whole words from the embedding matrix (AWD-LSTM "dropoute")
+    weight_dropout: float = 0.0  # DropConnect on the hidden-to-hidden weights (AWD-LSTM "wdrop")
+    locked_dropout: bool = True  # one dropout mask for all time steps (variational) instead of a fresh one per step
+    tie_weights: bool = True  # share the input embedding with the output layer (full softmax only)
+    adaptive_cutoffs: tuple[int, ...] = field(default_factory=tuple)  # adaptive softmax clusters; () = full softmax
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "input_dropout", "embedding_dropout", "weight_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1), got {value}")
+        cutoffs = tuple(self.adaptive_cutoffs)
+        object.__setattr__(self, "adaptive_cutoffs", cutoffs)
+        if cutoffs:
+            if list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= self.vocab_size:
+                raise ConfigError(
+                    f"adaptive cutoffs must increase strictly within 1..{self.vocab_size - 1}, got {list(cutoffs)}"
+                )
+            if self.tie_weights:
+                raise ConfigError("tied weights need the full softmax; drop the adaptive cutoffs or untie")
+
+    @property
+    def output_dim(self) -> int:
+        """Size of the vectors fed to the softmax."""
+        return self.embedding_dim if self.tie_weights else self.hidden_dim
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["adaptive_cutoffs"] = list(self.adaptive_cutoffs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model settings {sorted(unknown)}")
+        args = dict(data)
+        args["adaptive_cutoffs"] = tuple(args.get("adaptive_cutoffs", ()))  # type: ignore[arg-type]
+        return cls(**args)  # type: ignore[arg-type]
+
+
+def _dropout_mask(x: Tensor, p: float, locked: bool) -> Tensor:
+    """A scaled Bernoulli mask for ``x`` (B, T, D); ``locked`` shares it over T."""
+    shape = (x.size(0), 1, x.size(2)) if locked else x.shape
+    return x.new_empty(shape).bernoulli_(1 - p) / (1 - p)
+
+
+class LSTMLanguageModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        layers = []
+        for i in range(c.num_layers):
+            last = i == c.num_layers - 1
+            in_dim = c.embedding_dim if i == 0 else c.hidden_dim
+            proj = c.embedding_dim if last and c.tie_weights and c.hidden_dim != c.embedding_dim else 0
+            layers.append(nn.LSTM(in_dim, c.hidden_dim, batch_first=True, proj_size=proj))
+        self.layers = nn.ModuleList(layers)
+        if c.adaptive_cutoffs:
+            self.decoder: nn.Module = nn.AdaptiveLogSoftmaxWithLoss(
+                c.output_dim, c.vocab_size, list(c.adaptive_cutoffs), div_value=4.0
+            )
+        else:
+            linear = nn.Linear(c.output_dim, c.vocab_size)
+            if c.tie_weights:
+                linear.weight = self.embedding.weight
+            self.decoder = linear
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if isinstance(self.decoder, nn.Linear):
+            nn.init.zeros_(self.decoder.bias)
+
+    def init_state(self, batch_size: int = 1, device: torch.device | str | None = None) -> State:
+        """A zero state for ``batch_size`` independent streams."""
+        device = device or self.embedding.weight.device
+        dtype = self.embedding.weight.dtype
+        state: State = []
+        for layer in self.layers:
+            out = layer.proj_size or layer.hidden_size
+            h = torch.zeros(1, batch_size, out, device=device, dtype=dtype)
+            c = torch.zeros(1, batch_size, layer.hidden_size, device=device, dtype=dtype)
+            state.append((h, c))
+        return state
+
+    def features(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Run the LSTM over ``tokens`` (B, T) → (outputs (B, T, output_dim), new state)."""
+        c = self.config
+        if state is None:
+            state = self.init_state(tokens.size(0), tokens.device)
+        weight = self.embedding.weight
+        if self.training and c.embedding_dropout:
+            weight = weight * _dropout_mask(weight.unsqueeze(0), c.embedding_dropout, False).squeeze(0)[:, :1]
+        x = F.embedding(tokens, weight)  # (B, T, E)
+        if self.training and c.input_dropout:
+            x = x * _dropout_mask(x, c.input_dropout, c.locked_dropout)
+        new_state: State = []
+        for layer, layer_state in zip(self.layers, state):
+            if self.training and c.weight_dropout:
+                w = F.dropout(layer.weight_hh_l0, c.weight_dropout, training=True)
+                x, layer_state = functional_call(layer, {"weight_hh_l0": w}, (x, layer_state), strict=False)
+            else:
+                x, layer_state = layer(x, layer_state)  # (B, T, H or E)
+            new_state.append(layer_state)
+            if self.training and c.dropout:
+                x = x * _dropout_mask(x, c.dropout, c.locked_dropout)
+        return x, new_state
+
+    def logits(self, features: Tensor) -> Tensor:
+        """Scores over the vocabulary for ``features`` (..., D) → (..., V); softmax of them is the distribution.
+
+        With the adaptive softmax the scores are already normalised log-probabilities.
+        """
+        if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
+            flat = features.reshape(-1, features.size(-1))
+            return self.decoder.log_prob(flat).view(*features.shape[:-1], -1)
+        return self.decoder(features)
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """tokens (B, T) → (logits (B, T, V), state)."""
+        x, state = self.features(tokens, state)
+        return self.logits(x), state
+
+    def loss(self, features: Tensor, targets: Tensor) -> Tensor:
+        """Mean negative log-likelihood of ``targets`` (B, T) given ``features`` (B, T, D)."""
+        flat = features.reshape(-1, features.size(-1))
+        if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
+            return self.decoder(flat, targets.reshape(-1)).loss
+        return F.cross_entropy(self.decoder(flat).float(), targets.reshape(-1))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph between truncated-BPTT segments while keeping the values."""
+    return [(h.detach(), c.detach()) for h, c in state]
+
+
+def select_state(state: State, index: Tensor | slice) -> State:
+    """The state of a subset of the batch (index over the batch dimension)."""
+    return [(h[:, index], c[:, index]) for h, c in state]

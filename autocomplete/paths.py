@@ -1,0 +1,43 @@
+"""Where things live on disk: the shipped default model and the user's data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_path
+
+from autocomplete.errors import CheckpointError
+
+MODEL_ENV = "AUTOCOMPLETE_MODEL"
+DATA_ENV = "AUTOCOMPLETE_DATA_DIR"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def default_model_candidates() -> list[Path]:
+    """Where the default model is looked for, in order: $AUTOCOMPLETE_MODEL, the installed package, the checkout."""
+    candidates = []
+    if os.environ.get(MODEL_ENV):
+        candidates.append(Path(os.environ[MODEL_ENV]).expanduser())
+    candidates.append(_PACKAGE / "_model" / "default.pt")  # inside an installed wheel
+    candidates.append(_PACKAGE.parent / "models" / "default.pt")  # a source checkout or editable install
+    return candidates
+
+
+def default_model_path() -> Path:
+    candidates = default_model_candidates()
+    if os.environ.get(MODEL_ENV):
+        return candidates[0]  # an explicit choice: report it as missing rather than silently falling back
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise CheckpointError(
+        "no default model found (looked in " + ", ".join(str(p) for p in candidates)
+        + "); pass --model PATH or train one with 'autocomplete train'"
+    )
+
+
+def data_dir() -> Path:
+    """The user's data directory (history lives here); $AUTOCOMPLETE_DATA_DIR overrides it."""
+    override = os.environ.get(DATA_ENV)
+    return Path(override).expanduser() if override else user_data_path("autocomplete", appauthor=False)

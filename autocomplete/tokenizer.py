@@ -1,0 +1,235 @@
+"""Text ⇄ tokens: word tokenization, sentence starts, and detokenization back to natural text.
+
+Two tokenizers share one interface:
+
+* ``words`` (the default) splits running text into words, numbers, URLs, e-mail addresses and punctuation. Contractions
+  and hyphenated words stay whole (``don't``, ``well-known``) because that is what a person types and wants suggested.
+  Curly apostrophes and quotes are folded to their ASCII forms so that text typed on a keyboard matches book text.
+* ``whitespace`` is for corpora that are already tokenized (Penn Treebank): tokens are what ``str.split`` returns.
+
+Newlines end an utterance: ``tokenize`` emits :data:`EOS` between lines. Control characters are dropped; combining
+marks, emoji sequences joined by ZWJ and variation selectors stay attached to the character they modify.
+
+Case: the vocabulary keeps case (``I``, ``London`` and ``the`` are different words), and :func:`sentence_starts` marks
+the tokens that begin a sentence, so the vocabulary can fold a capital that only comes from sentence position
+(``The`` → ``the``) while keeping names and ``I``. :class:`Detokenizer` capitalises a word again when it starts a
+sentence. The tokenizer itself never changes case unless ``lowercase`` is set.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+UNK = "<unk>"
+EOS = "<eos>"
+SPECIALS = (UNK, EOS)
+
+TokenizerKind = Literal["words", "whitespace"]
+
+_ABBREVIATIONS = r"(?i:mrs|mr|ms|dr|prof|st|jr|sr|vs|etc|e\.g|i\.e|a\.m|p\.m)\."
+_URL = r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]}']"
+_EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+_NUMBER = r"\d+(?:[.,:]\d+)+"
+_WORD = r"\w+(?:['\-]\w+)*"
+_PUNCT_RUN = r"\.{2,}|-{2,}|[!?]{2,}"
+_TOKEN_RE = re.compile(
+    rf"(?<!\w){_ABBREVIATIONS}|{_URL}|{_EMAIL}|{_NUMBER}|{_WORD}|{_PUNCT_RUN}|[^\w\s]"
+)
+
+_FOLD = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‛": "'", "‟": '"'})
+_ZWJ = "\u200d"
+_SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(
+    a + b for a in "!?" for b in "!?"
+)
+_NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…") | frozenset({"...", "'s", "n't"})
+_NO_SPACE_AFTER = frozenset("([{$#@")
+_DASHES = frozenset({"--", "—", "–", "---"})
+_CONTROL = dict.fromkeys(c for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n")
+
+
+def _is_attachment(token: str) -> bool:
+    """Characters that modify the previous one: combining marks, joiners, variation selectors, skin tones."""
+    return all(
+        unicodedata.category(ch).startswith("M")
+        or ch in (_ZWJ, "\u200c")
+        or 0xFE00 <= ord(ch) <= 0xFE0F
+        or 0x1F3FB <= ord(ch) <= 0x1F3FF
+        or 0xE0020 <= ord(ch) <= 0xE007F
+        for ch in token
+    )
+
+
+def clean(text: str) -> str:
+    """Drop control characters and lone surrogates; fold curly quotes; turn CR/LF pairs into newlines."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_FOLD)
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
+    return text.translate(_CONTROL)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    kind: TokenizerKind = "words"  # "words" for running text, "whitespace" for pre-tokenized corpora such as PTB
+    lowercase: bool = False  # fold everything to lower case (PTB is already lower case)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Tokenizer:
+    """Stateless, thread-safe text → token splitter for one :class:`TokenizerConfig`."""
+
+    def __init__(self, config: TokenizerConfig | None = None) -> None:
+        self.config = config or TokenizerConfig()
+        if self.config.kind not in ("words", "whitespace"):
+            raise ValueError(f"unknown tokenizer kind {self.config.kind!r}; expected 'words' or 'whitespace'")
+
+    @property
+    def case_sensitive(self) -> bool:
+        """True when capitalisation carries information the vocabulary should normalise at sentence starts."""
+        return self.config.kind == "words" and not self.config.lowercase
+
+    def tokenize_line(self, line: str) -> list[str]:
+        """Tokens of one line of text (no :data:`EOS`)."""
+        if self.config.kind == "whitespace":
+            tokens = line.split()
+        else:
+            tokens = _split_words(clean(line))
+        if self.config.lowercase:
+            tokens = [t if t in SPECIALS else t.lower() for t in tokens]
+        return tokens
+
+    def tokenize(self, text: str) -> list[str]:
+        """Tokens of ``text``; each newline becomes :data:`EOS` (a trailing newline included)."""
+        lines = text.split("\n")
+        out: list[str] = []
+        for i, line in enumerate(lines):
+            out.extend(self.tokenize_line(line))
+            if i < len(lines) - 1:
+                out.append(EOS)
+        return out
+
+    def split_partial(self, text: str) -> tuple[str, str]:
+        """Split typed text into (complete part, word being typed).
+
+        The word being typed is the trailing run of word characters when the text does not end in whitespace or
+        punctuation: ``"how are yo"`` → ``("how are ", "yo")``. Only the complete part is fed to the language model;
+        the partial word filters its suggestions.
+        """
+        if not text or text[-1].isspace():
+            return text, ""
+        if self.config.kind == "whitespace":
+            cut = max(text.rfind(" "), text.rfind("\t"), text.rfind("\n")) + 1
+            return text[:cut], text[cut:]
+        tokens = list(_TOKEN_RE.finditer(text))
+        if not tokens or tokens[-1].end() != len(text):
+            return text, ""
+        last = tokens[-1]
+        if not re.fullmatch(_WORD, last.group()):
+            return text, ""
+        return text[: last.start()], last.group()
+
+
+def _split_words(line: str) -> list[str]:
+    tokens: list[str] = []
+    prev_end = -1
+    for match in _TOKEN_RE.finditer(line):
+        token = match.group()
+        adjacent = match.start() == prev_end and tokens
+        if adjacent and (_is_attachment(token) or tokens[-1].endswith(_ZWJ)):
+            tokens[-1] += token
+        else:
+            tokens.append(token)
+        prev_end = match.end()
+    return tokens
+
+
+def sentence_starts(tokens: Iterable[str], at_start: bool = True) -> list[bool]:
+    """For each token, whether it begins a sentence (opening quotes and brackets do not end the "start")."""
+    flags: list[bool] = []
+    for token in tokens:
+        flags.append(at_start)
+        if token == EOS or token in _SENTENCE_END:
+            at_start = True
+        elif token in ('"', "'", "(", "[", "-", "--", "—", "*", "_"):
+            pass
+        else:
+            at_start = False
+    return flags
+
+
+def ends_sentence(tokens: list[str]) -> bool:
+    """Whether the next token after ``tokens`` starts a sentence."""
+    flags = sentence_starts([*tokens, "x"])
+    return flags[-1]
+
+
+def capitalize(word: str) -> str:
+    return word[:1].upper() + word[1:]
+
+
+class Detokenizer:
+    """Joins tokens into natural text incrementally, so generated words can be printed as they come.
+
+    ``feed(token)`` returns the string to append, leading space included. Spacing follows English conventions
+    (``Hello, world.``, ``"quoted"``, ``(aside)``, ``end--start``); straight double quotes alternate open/close.
+    With ``sentence_case`` a word that starts a sentence is capitalised. :data:`EOS` becomes a newline.
+    """
+
+    def __init__(self, previous: Iterable[str] = (), sentence_case: bool = False) -> None:
+        self.sentence_case = sentence_case
+        self._prev: str | None = None
+        self._open_double = False
+        self._open_single = False
+        self._at_start = True
+        for token in previous:
+            self._advance(token)
+
+    def _advance(self, token: str) -> None:
+        if token == '"':
+            self._open_double = not self._open_double
+        elif token == "'":
+            self._open_single = not self._open_single
+        self._at_start = sentence_starts([token, "x"], self._at_start)[1]
+        self._prev = token
+
+    def feed(self, token: str) -> str:
+        if token == EOS:
+            self._open_double = self._open_single = False
+            self._advance(token)
+            return "\n"
+        prev = self._prev
+        surface = capitalize(token) if self.sentence_case and self._at_start and token[:1].isalpha() else token
+        if prev is None or prev == EOS:
+            space = ""
+        elif token == '"':
+            space = "" if self._open_double else " "
+        elif token == "'" and self._open_single:
+            space = ""
+        elif prev == '"' and self._open_double or prev == "'" and self._open_single:
+            space = ""
+        elif token in _NO_SPACE_BEFORE or not token.strip(".!?") or prev in _NO_SPACE_AFTER or token in _DASHES or prev in _DASHES:
+            space = ""
+        else:
+            space = " "
+        if not space and prev is not None and prev != EOS and _split_words(prev + surface) != [prev, surface]:
+            space = " "  # gluing would change how the text re-tokenizes ("a" + "-b")
+        self._advance(token)
+        return space + surface
+
+
+def detokenize(tokens: Iterable[str], sentence_case: bool = False) -> str:
+    """Join tokens into natural text. Capitalisation is left as is unless ``sentence_case`` is set."""
+    detok = Detokenizer(sentence_case=sentence_case)
+    return "".join(detok.feed(t) for t in tokens)
+
+
+def iter_tokens(lines: Iterable[str], tokenizer: Tokenizer) -> Iterator[str]:
+    """Tokens of a stream of utterances, each followed by :data:`EOS`."""
+    for line in lines:
+        yield from tokenizer.tokenize_line(line)
+        yield EOS

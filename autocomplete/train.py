@@ -1,0 +1,494 @@
+"""The training loop: truncated BPTT with carried state, clipping, LR schedule, validation, checkpoints, resume, DDP.
+
+The token stream is laid out in ``batch_size`` contiguous columns and read ``bptt`` tokens at a time; the LSTM state
+is carried from one window to the next (detached), so the model sees long contexts, unlike fixed n-word windows.
+
+Two files come out of a run on ``MODEL``:
+
+* ``MODEL`` — the best model on validation (or the latest, without validation text): small, loadable, shippable;
+* ``MODEL.resume`` — the full training state (fp32 weights, optimiser, schedule, data position, LSTM state, RNG
+  states), rewritten every ``save_every`` seconds, at the end of each epoch and on Ctrl-C / SIGTERM. ``--resume``
+  continues from it, so a crash or a kill loses at most one save interval.
+
+Under ``torchrun`` the same code runs one process per device: each rank trains on its own contiguous shard of the
+token stream, DistributedDataParallel all-reduces the gradients, validation losses are all-reduced, and only rank 0
+writes files and draws the progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from autocomplete import checkpoint
+from autocomplete.checkpoint import LanguageModel
+from autocomplete.data import Corpus, batchify, bptt_batches, num_batches
+from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.evaluate import evaluate_loss
+from autocomplete.model import LSTMLanguageModel, State, detach_state
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # passes over the training text
+    batch_size: int = 32  # parallel streams per process (the effective batch is this × processes)
+    bptt: int = 35  # tokens per truncated back-propagation window
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 2e-3  # peak learning rate (SGD in the classic recipe uses 20)
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"  # plateau: divide by 4 when validation stalls
+    warmup_steps: int = 100  # linear warm-up (cosine and constant schedules)
+    clip: float = 0.25  # max gradient norm; 0 disables clipping
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    save_every: float = 300.0  # seconds between resume-state saves
+    eval_every: int = 0  # steps between validations inside an epoch (0 = only at epoch ends)
+    max_time: float | None = None  # stop after this many seconds of training (time budget)
+    max_steps: int | None = None  # stop after this many optimiser steps
+    compile: bool = False  # torch.compile the training step
+    save_dtype: Literal["float32", "float16"] = "float32"  # storage type of the best-model file's weights
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.bptt >= 1, f"bptt must be at least 1, got {self.bptt}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
+            (self.clip >= 0, f"clip must be ≥ 0 (0 disables), got {self.clip}"),
+            (self.warmup_steps >= 0, f"warm-up steps must be ≥ 0, got {self.warmup_steps}"),
+            (self.save_every > 0, f"save interval must be positive, got {self.save_every}"),
+            (self.save_dtype in ("float32", "float16"), f"save dtype must be float32 or float16, got {self.save_dtype!r}"),
+            (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
+            (
+                self.schedule in ("cosine", "plateau", "constant"),
+                f"schedule must be cosine, plateau or constant, got {self.schedule!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        resolve_device(self.device)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available (use --device cpu or auto)")
+        return torch.device(name)
+    raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
+
+
+# ---- distributed helpers ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group when launched under torchrun; otherwise a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), resolve_device(device_name)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local_rank), device
+
+
+def _all_reduce_sum(values: list[float], d: Dist, device: torch.device) -> list[float]:
+    if not d.active:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _gather_objects(obj: Any, d: Dist) -> list[Any]:
+    if not d.active:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
+    if not d.active:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+# ---- the loop ---------------------------------------------------------------------------------------------------
+
+
+class _LossModule(nn.Module):
+    """model + loss in one forward, so DistributedDataParallel sees the whole computation."""
+
+    def __init__(self, model: LSTMLanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor, state: State) -> tuple[Tensor, State]:
+        features, state = self.model.features(x, state)
+        return self.model.loss(features, y), state
+
+
+@dataclass
+class TrainResult:
+    best_valid_loss: float | None
+    steps: int
+    tokens_seen: int
+    wall_time: float
+    interrupted: bool
+    stopped_early: bool  # hit max_time / max_steps before the last epoch ended
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so a killed job still saves its resume state."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resume_path(output: Path) -> Path:
+    return Path(str(output) + ".resume")
+
+
+class Trainer:
+    def __init__(
+        self,
+        lm: LanguageModel,
+        corpus: Corpus,
+        config: TrainConfig,
+        output: Path,
+        log: Log = lambda s: None,
+        progress: bool = True,
+    ) -> None:
+        self.lm = lm
+        self.config = config
+        self.output = Path(output)
+        self.log = log
+        self.dist, self.device = init_distributed(config.device)
+        self.progress = progress and self.dist.main
+        torch.manual_seed(config.seed + self.dist.rank)
+        self.model = lm.model.to(self.device)
+        self.net: nn.Module = _LossModule(self.model)
+        if self.dist.active:
+            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self.step_fn = torch.compile(self.net) if config.compile else self.net
+        self.optimizer = self._make_optimizer()
+        self.train_data = self._shard(corpus.train)
+        self.valid_ids = corpus.valid
+        self.batches_per_epoch = num_batches(self.train_data, config.bptt)
+        self.total_steps = self.batches_per_epoch * config.epochs
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.lr_scale = 1.0  # plateau schedule's factor
+        # progress through training, saved in the resume state
+        self.step = 0
+        self.epoch = 0
+        self.offset = 0  # position inside the current epoch's columns
+        self.tokens_seen = 0
+        self.elapsed = 0.0
+        self.best_loss: float | None = None
+        self.state: State | None = None
+        self._last_log = self._last_save = time.monotonic()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        params = list(self.model.parameters())
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay)
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, betas=(0.9, 0.99), fused=fused)
+
+    def _shard(self, ids: Tensor) -> Tensor:
+        """This rank's contiguous share of the stream, laid out in batch columns on the device."""
+        c = self.config
+        per_rank = ids.numel() // self.dist.world
+        shard = ids[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
+        batch = c.batch_size
+        if shard.numel() // batch < 2:
+            batch = max(1, shard.numel() // 2)
+            if self.dist.main:
+                self.log(f"corpus is smaller than one batch: training with batch size {batch} instead of {c.batch_size}")
+        self.batch_size = batch
+        return batchify(shard, batch).to(self.device, torch.long)
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps and c.schedule != "plateau" else 1.0
+        if c.schedule == "cosine":
+            progress = min(1.0, step / max(1, self.total_steps))
+            return c.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return c.lr * warm * self.lr_scale
+
+    # ---- resume state ---------------------------------------------------------------------------------------
+
+    def save_resume(self) -> None:
+        states = _gather_objects([(h.cpu(), c.cpu()) for h, c in self.state] if self.state else None, self.dist)
+        rngs = _gather_objects(self._rng_state(), self.dist)
+        if not self.dist.main:
+            return
+        payload = checkpoint.to_payload(self.lm)
+        payload["training"] = {
+            "config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "offset": self.offset,
+            "tokens_seen": self.tokens_seen,
+            "elapsed": self.elapsed,
+            "best_loss": self.best_loss,
+            "lr_scale": self.lr_scale,
+            "world": self.dist.world,
+            "batch_size": self.batch_size,
+            "states": states,
+            "rng": rngs,
+        }
+        checkpoint.atomic_write(resume_path(self.output), lambda f: torch.save(payload, f))
+        self._last_save = time.monotonic()
+
+    def _rng_state(self) -> dict[str, Tensor]:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def load_resume(self, path: Path) -> None:
+        payload = checkpoint.read_payload(path, kind="resume")
+        training = payload.get("training")
+        if not isinstance(training, dict):
+            raise CheckpointError(f"{path}: not a resume file (it holds no training state)")
+        if payload["vocab"]["itos"] != self.lm.vocab.itos or payload["model_config"] != self.model.config.to_dict():
+            raise CheckpointError(f"{path}: was written for a different vocabulary or model size")
+        if training["world"] != self.dist.world or training["batch_size"] != self.batch_size:
+            raise CheckpointError(
+                f"{path}: was written by {training['world']} process(es) with batch size {training['batch_size']};"
+                f" resume with the same settings"
+            )
+        self.model.load_state_dict(payload["weights"])
+        self.optimizer.load_state_dict(training["optimizer"])
+        for key in ("step", "epoch", "offset", "tokens_seen", "elapsed", "best_loss", "lr_scale"):
+            setattr(self, key, training[key])
+        states = training["states"][self.dist.rank]
+        self.state = [(h.to(self.device), c.to(self.device)) for h, c in states] if states else None
+        rng = training["rng"][self.dist.rank]
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    # ---- validation and the best model ----------------------------------------------------------------------
+
+    def validate(self) -> float | None:
+        if self.valid_ids is None:
+            return None
+        per_rank = self.valid_ids.numel() // self.dist.world
+        shard = self.valid_ids[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
+        loss, count = evaluate_loss(self.model, shard, batch_size=min(10, max(1, shard.numel() // 2)))
+        total, n = _all_reduce_sum([loss * count, float(count)], self.dist, self.device)
+        return total / n if n else None
+
+    def _after_validation(self, loss: float | None, save_latest: bool = False) -> None:
+        """Keep the best model on validation; without validation text, the latest when ``save_latest``."""
+        improved = loss is not None and (self.best_loss is None or loss < self.best_loss)
+        if loss is not None and not improved and self.config.schedule == "plateau":
+            self.lr_scale /= 4
+        if improved:
+            self.best_loss = loss
+        if (improved or loss is None and save_latest) and self.dist.main:
+            self._save_model(loss)
+
+    def _save_model(self, loss: float | None) -> None:
+        metadata = dict(self.lm.metadata)
+        metadata.update(
+            tokens_seen=self.tokens_seen,
+            steps=self.step,
+            epochs=round(self.step / max(1, self.batches_per_epoch), 3),
+            wall_time=round(self.elapsed, 1),
+            valid_loss=loss,
+            valid_perplexity=math.exp(loss) if loss is not None else None,
+            device=str(self.device) + (f" ×{self.dist.world}" if self.dist.active else ""),
+            train_config=self.config.to_dict(),
+            torch_version=torch.__version__,
+        )
+        dtype = torch.float16 if self.config.save_dtype == "float16" else None
+        checkpoint.save(LanguageModel(self.model, self.lm.vocab, self.lm.tokenizer, metadata), self.output, dtype)
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> TrainResult:
+        c = self.config
+        if resume:
+            self.load_resume(resume_path(self.output))
+            if self.dist.main:
+                self.log(f"resuming at epoch {self.epoch + 1}, step {self.step} ({self.tokens_seen:,} tokens seen)")
+        if self.dist.main:
+            eff = self.batch_size * self.dist.world
+            self.log(
+                f"training {self.model.num_parameters():,} parameters on {self.device}"
+                + (f" × {self.dist.world} processes" if self.dist.active else "")
+                + f": {self.batches_per_epoch:,} steps/epoch, effective batch {eff} × {c.bptt} tokens, "
+                f"{c.optimizer} lr {c.lr:g} ({c.schedule})"
+            )
+        interrupted = stopped = False
+        with _sigterm_as_interrupt():
+            try:
+                stopped = self._epochs()
+            except KeyboardInterrupt:
+                interrupted = True
+                if self.dist.active:  # other ranks may be inside a collective: rely on the last periodic save
+                    if self.dist.main:
+                        self.log(f"interrupted: continue from the last save in {resume_path(self.output)} with --resume")
+                else:
+                    self.save_resume()
+                    self.log(f"interrupted: training state saved to {resume_path(self.output)}; continue with --resume")
+        return TrainResult(self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped)
+
+    def _epochs(self) -> bool:
+        c = self.config
+        amp = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        )
+        self._last_save = time.monotonic()
+        self.model.train()
+        while self.epoch < c.epochs:
+            bar = tqdm(
+                total=self.batches_per_epoch,
+                initial=min(self.batches_per_epoch, math.ceil(self.offset / c.bptt)),
+                desc=f"epoch {self.epoch + 1}/{c.epochs}",
+                disable=not self.progress,
+                dynamic_ncols=True,
+                leave=True,
+                mininterval=0.5,
+            )
+            window_tokens, window_start = 0, time.perf_counter()
+            for offset, x, y in bptt_batches(self.train_data, c.bptt, self.offset):
+                started = time.perf_counter()
+                if self.state is None:
+                    self.state = self.model.init_state(self.batch_size, self.device)
+                lr = self.lr_at(self.step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with amp:
+                    loss, state = self.step_fn(x, y, self.state)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
+                self.optimizer.step()
+                self.state = detach_state(state)
+                self.step += 1
+                self.offset = offset + x.size(1)
+                tokens = x.numel() * self.dist.world
+                self.tokens_seen += tokens
+                self.elapsed += time.perf_counter() - started
+                window_tokens += tokens
+                if self.progress:
+                    now = time.perf_counter()
+                    loss_value = float(loss.detach())
+                    bar.set_postfix(
+                        loss=f"{loss_value:.3f}",
+                        ppl=f"{math.exp(min(loss_value, 50)):.1f}",
+                        tok_s=f"{window_tokens / max(1e-9, now - window_start):,.0f}",
+                        lr=f"{lr:.2g}",
+                        refresh=False,
+                    )
+                    if now - window_start > 10:
+                        window_tokens, window_start = 0, now
+                bar.update(1)
+                if c.eval_every and self.step % c.eval_every == 0:
+                    self._after_validation(self.validate())
+                    self.model.train()
+                check = not self.dist.active or self.step % 20 == 0
+                if check and _broadcast_flag(self._save_due(), self.dist, self.device):
+                    self.save_resume()
+                stop = c.max_steps is not None and self.step >= c.max_steps
+                if check and c.max_time is not None:
+                    stop = _broadcast_flag(stop or self.elapsed >= c.max_time, self.dist, self.device)
+                if stop:
+                    bar.close()
+                    self._finish_epoch(partial=True)
+                    return True
+            bar.close()
+            self.epoch += 1
+            self.offset = 0
+            self.state = None
+            self._finish_epoch(partial=False)
+        return False
+
+    def _finish_epoch(self, partial: bool) -> None:
+        loss = self.validate()
+        self.model.train()
+        now = time.monotonic()
+        last = partial or self.epoch == self.config.epochs
+        if self.dist.main and (loss is not None or last or now - self._last_log >= 10):
+            self._last_log = now
+            where = "stopped" if partial else f"epoch {self.epoch}"
+            rate = self.tokens_seen / max(1e-9, self.elapsed)
+            valid = f"valid loss {loss:.3f}, perplexity {math.exp(loss):.2f}" if loss is not None else "no validation"
+            self.log(f"{where}: {valid}; {self.tokens_seen:,} tokens in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
+        # tiny epochs would otherwise rewrite both files many times a second
+        due = _broadcast_flag(last or self._save_due(), self.dist, self.device)
+        self._after_validation(loss, save_latest=due)
+        if due:
+            self.save_resume()
+
+    def _save_due(self) -> bool:
+        return time.monotonic() - self._last_save >= self.config.save_every

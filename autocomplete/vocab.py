@@ -1,0 +1,116 @@
+"""The vocabulary: token ⇄ id, built by counting, saved inside every checkpoint.
+
+Ids 0 and 1 are always :data:`~autocomplete.tokenizer.UNK` and :data:`~autocomplete.tokenizer.EOS`; the rest are
+sorted by descending count (ties by spelling, so a build is reproducible).
+
+Sentence-initial case folding (``case_fold``): a capital that only comes from sentence position is folded away, so
+"The" at the start of a sentence is the word "the", while "I", "London" and "Bennet" keep their capital because that
+is how they appear inside sentences. Decided by counts: a sentence-initial ``Word`` becomes ``word`` when ``word`` is
+the more frequent form in the vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from autocomplete.errors import ConfigError
+from autocomplete.tokenizer import EOS, SPECIALS, UNK, capitalize, sentence_starts
+
+UNK_ID = 0
+EOS_ID = 1
+
+
+class Vocab:
+    """Immutable mapping between tokens and ids (read-only after construction, so safe to share across threads)."""
+
+    def __init__(self, itos: Sequence[str], counts: Sequence[int], case_fold: bool = True) -> None:
+        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}")
+        if len(counts) != len(itos):
+            raise ValueError("counts and tokens differ in length")
+        self.itos: list[str] = list(itos)
+        self.counts: list[int] = [int(c) for c in counts]
+        self.case_fold = case_fold
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("a vocabulary lists a token twice")
+        self._initial: dict[str, int] = {}
+        if case_fold:
+            for i, word in enumerate(self.itos):
+                upper = capitalize(word)
+                if upper == word:
+                    continue
+                other = self.stoi.get(upper)
+                if other is None or self.counts[i] > self.counts[other]:
+                    self._initial[upper] = i
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def id(self, token: str, sentence_start: bool = False) -> int:
+        if sentence_start and token in self._initial:
+            return self._initial[token]
+        return self.stoi.get(token, UNK_ID)
+
+    def encode(self, tokens: Sequence[str], at_start: bool = True) -> list[int]:
+        """Ids of ``tokens``; ``at_start`` says whether the first one begins a sentence (for case folding)."""
+        if not self.case_fold:
+            return [self.stoi.get(t, UNK_ID) for t in tokens]
+        return [self.id(t, s) for t, s in zip(tokens, sentence_starts(tokens, at_start))]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.itos[i] for i in ids]
+
+    def is_special(self, index: int) -> bool:
+        return index < len(SPECIALS)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"itos": self.itos, "counts": self.counts, "case_fold": self.case_fold}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Vocab:
+        return cls(data["itos"], data["counts"], bool(data["case_fold"]))  # type: ignore[arg-type]
+
+    @classmethod
+    def build(
+        cls,
+        utterances: Iterable[Sequence[str]],
+        max_size: int | None = None,
+        min_count: int = 1,
+        case_fold: bool = True,
+    ) -> Vocab:
+        """Count tokens of a stream of tokenized utterances (without :data:`EOS`) and keep the most frequent.
+
+        ``max_size`` counts the special tokens; ``min_count`` drops rarer words (they become :data:`UNK`).
+        """
+        if max_size is not None and max_size <= len(SPECIALS):
+            raise ConfigError(f"vocabulary size must be greater than {len(SPECIALS)}, got {max_size}")
+        if min_count < 1:
+            raise ConfigError(f"min count must be at least 1, got {min_count}")
+        inner: Counter[str] = Counter()
+        initial: Counter[str] = Counter()
+        utterance_count = 0
+        for tokens in utterances:
+            utterance_count += 1
+            if not case_fold:
+                inner.update(tokens)
+                continue
+            for token, start in zip(tokens, sentence_starts(tokens)):
+                (initial if start else inner)[token] += 1
+        for token, n in initial.items():
+            lower = token.lower()
+            fold = case_fold and token != lower and capitalize(lower) == token and inner[lower] > inner[token]
+            inner[lower if fold else token] += n
+        for special in SPECIALS:
+            inner.pop(special, None)
+        ranked = sorted(((n, t) for t, n in inner.items() if n >= min_count), key=lambda x: (-x[0], x[1]))
+        if max_size is not None:
+            ranked = ranked[: max_size - len(SPECIALS)]
+        unk_count = sum(inner.values()) - sum(n for n, _ in ranked)
+        itos = [UNK, EOS] + [t for _, t in ranked]
+        counts = [unk_count, utterance_count] + [n for n, _ in ranked]
+        return cls(itos, counts, case_fold)

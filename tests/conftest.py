@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny untrained model for structural tests, a briefly trained one for behaviour, and an
+isolated user data directory so no test touches the real one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from autocomplete import checkpoint, data
+from autocomplete.checkpoint import LanguageModel
+from autocomplete.model import LSTMLanguageModel, ModelConfig
+from autocomplete.tokenizer import Tokenizer
+from autocomplete.train import TrainConfig, Trainer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHAKESPEARE = FIXTURES / "shakespeare.txt"
+TOY = "hello how are you hello how is"
+
+torch.set_num_threads(1)  # the test models are tiny: more threads only add synchronisation overhead
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("userdata")
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(home))
+    monkeypatch.delenv("AUTOCOMPLETE_MODEL", raising=False)
+    return home
+
+
+def make_lm(text_path: Path = SHAKESPEARE, seed: int = 0, **config: object) -> LanguageModel:
+    tokenizer = Tokenizer()
+    sources = data.resolve_sources([text_path])
+    vocab = data.build_vocab(sources, tokenizer, max_size=2000, min_count=1)
+    torch.manual_seed(seed)
+    settings = {"embedding_dim": 16, "hidden_dim": 32, "num_layers": 2, "dropout": 0.0, **config}
+    model = LSTMLanguageModel(ModelConfig(vocab_size=len(vocab), **settings))  # type: ignore[arg-type]
+    return LanguageModel(model.eval(), vocab, tokenizer, {"name": "tiny"})
+
+
+@pytest.fixture
+def tiny_lm() -> LanguageModel:
+    """An untrained two-layer model over the Shakespeare fixture's vocabulary."""
+    return make_lm()
+
+
+@pytest.fixture(scope="session")
+def trained_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained for a few seconds on the Shakespeare fixture (shared by the whole session)."""
+    out = tmp_path_factory.mktemp("trained") / "tiny.pt"
+    lm = make_lm(embedding_dim=32, hidden_dim=64)
+    corpus = data.load_corpus(data.resolve_sources([SHAKESPEARE]), lm.tokenizer, lm.vocab, valid_fraction=0.05)
+    config = TrainConfig(epochs=3, batch_size=16, bptt=20, lr=5e-3, warmup_steps=10, device="cpu")
+    Trainer(lm, corpus, config, out, progress=False).run()
+    return out
+
+
+@pytest.fixture
+def trained_lm(trained_model_path: Path) -> LanguageModel:
+    return checkpoint.load(trained_model_path)
+
+
+@pytest.fixture(scope="session")
+def toy_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The teaching notebook's toy, trained with the real trainer: Embedding(10) → LSTM(20) → Linear."""
+    folder = tmp_path_factory.mktemp("toy")
+    corpus_file = folder / "toy.txt"
+    corpus_file.write_text(TOY + "\n")
+    tokenizer = Tokenizer()
+    sources = data.resolve_sources([corpus_file])
+    vocab = data.build_vocab(sources, tokenizer)
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(len(vocab), embedding_dim=10, hidden_dim=20, num_layers=1, dropout=0.0))
+    lm = LanguageModel(model, vocab, tokenizer, {"name": "toy"})
+    corpus = data.load_corpus(sources, tokenizer, vocab)
+    config = TrainConfig(epochs=300, batch_size=1, bptt=8, lr=0.01, warmup_steps=0, device="cpu")
+    Trainer(lm, corpus, config, folder / "toy.pt", progress=False).run()
+    return folder / "toy.pt"

@@ -1,0 +1,156 @@
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from autocomplete import checkpoint
+from autocomplete.errors import CheckpointError
+
+
+def outputs(lm):
+    tokens = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        return lm.model(tokens)[0]
+
+
+def test_a_saved_model_loads_back_with_identical_predictions(tiny_lm, tmp_path):
+    path = tmp_path / "m.pt"
+    checkpoint.save(tiny_lm, path)
+    loaded = checkpoint.load(path)
+    assert torch.equal(outputs(loaded), outputs(tiny_lm))
+    assert loaded.vocab.itos == tiny_lm.vocab.itos
+    assert loaded.tokenizer.config == tiny_lm.tokenizer.config
+    assert loaded.model.config == tiny_lm.model.config
+    assert loaded.metadata["name"] == "tiny"
+
+
+def test_half_precision_files_are_smaller_and_predict_almost_the_same(tiny_lm, tmp_path):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    checkpoint.save(tiny_lm, full)
+    checkpoint.save(tiny_lm, half, dtype=torch.float16)
+    assert half.stat().st_size < full.stat().st_size * 0.75
+    assert torch.allclose(outputs(checkpoint.load(half)), outputs(tiny_lm), atol=1e-2)
+
+
+def test_the_file_describes_itself(tiny_lm, tmp_path):
+    path = tmp_path / "m.pt"
+    checkpoint.save(tiny_lm, path)
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == checkpoint.FORMAT
+    assert payload["format_version"] == checkpoint.FORMAT_VERSION
+    assert set(payload) >= {"model_config", "tokenizer", "vocab", "weights", "metadata"}
+
+
+def test_missing_empty_and_folder_paths_are_named_in_the_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such model file"):
+        checkpoint.load(tmp_path / "nope.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pt: file is empty"):
+        checkpoint.load(tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        checkpoint.load(tmp_path)
+
+
+def test_a_truncated_file_is_reported_as_truncated_or_corrupt(tiny_lm, tmp_path):
+    path = tmp_path / "m.pt"
+    checkpoint.save(tiny_lm, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="m.pt: not a valid model file \\(truncated or corrupt\\)"):
+        checkpoint.load(path)
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(CheckpointError, match="noise.pt: not a valid model file"):
+        checkpoint.load(path)
+
+
+def test_a_foreign_pytorch_file_is_refused(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
+    with pytest.raises(CheckpointError, match="foreign"):
+        checkpoint.load(path)
+
+
+def test_a_newer_format_asks_for_an_upgrade(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["format_version"] = checkpoint.FORMAT_VERSION + 1
+    path = tmp_path / "future.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="newer autocomplete"):
+        checkpoint.load(path)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.target),))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    exploit = _Exploit()
+    exploit.target = str(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "payload": exploit}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        checkpoint.load(path)
+    assert not marker.exists()
+    plain = tmp_path / "evil.pkl"
+    plain.write_bytes(pickle.dumps(exploit))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(plain)
+    assert not marker.exists()
+
+
+def test_a_vocabulary_that_does_not_match_the_weights_is_refused(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["vocab"]["itos"] = payload["vocab"]["itos"][:-1]
+    payload["vocab"]["counts"] = payload["vocab"]["counts"][:-1]
+    path = tmp_path / "mismatch.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="vocabulary has .* words but the weights expect"):
+        checkpoint.load(path)
+
+
+def test_weights_that_do_not_match_the_settings_are_refused(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["model_config"]["hidden_dim"] = 64
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        checkpoint.load(path)
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tiny_lm, tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    checkpoint.save(tiny_lm, path)
+    before = path.read_bytes()
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"partial garbage")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tiny_lm, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
+
+
+def test_an_unwritable_destination_is_reported_before_any_work(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint.check_writable(tmp_path / "missing" / "m.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        checkpoint.check_writable(tmp_path)
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not __import__("os").access(locked, __import__("os").W_OK):
+            with pytest.raises(CheckpointError, match="cannot write"):
+                checkpoint.check_writable(locked / "m.pt")
+    finally:
+        locked.chmod(0o700)

@@ -1,0 +1,115 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from autocomplete.cli import main
+
+from .conftest import SHAKESPEARE
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_prints_the_next_words_with_probabilities(capsys, toy_model_path):
+    code, out, _ = run(capsys, "predict", "how are", "-k", "2", "--model", str(toy_model_path))
+    assert code == 0
+    first = out.splitlines()[0].split()
+    assert first[0] == "you" and first[1].endswith("%")
+
+
+def test_predict_can_complete_the_last_word(capsys, toy_model_path):
+    code, out, _ = run(capsys, "predict", "how are yo", "--complete", "--model", str(toy_model_path), "--json")
+    assert code == 0 and json.loads(out)[0]["word"] == "you"
+
+
+def test_generate_is_reproducible_with_a_seed_and_greedy_at_temperature_zero(capsys, trained_model_path):
+    args = ["generate", "Before we", "--words", "12", "--seed", "3", "--model", str(trained_model_path)]
+    _, first, _ = run(capsys, *args)
+    _, second, _ = run(capsys, *args)
+    assert first == second and first.startswith("Before we") and len(first) > len("Before we")
+    _, greedy1, _ = run(capsys, *args[:-4], "--temperature", "0", "--model", str(trained_model_path))
+    _, greedy2, _ = run(capsys, *args[:-4], "--temperature", "0", "--seed", "9", "--model", str(trained_model_path))
+    assert greedy1 == greedy2
+
+
+def test_generate_prints_several_samples(capsys, trained_model_path):
+    code, out, _ = run(capsys, "generate", "All:", "--num", "3", "--words", "5", "--seed", "1", "--model", str(trained_model_path))
+    assert code == 0 and out.count("All:") == 3
+
+
+def test_generate_reads_the_prompt_from_stdin(capsys, monkeypatch, trained_model_path):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Speak, speak.\n"))
+    code, out, _ = run(capsys, "generate", "-", "--words", "3", "--model", str(trained_model_path))
+    assert code == 0 and out.startswith("Speak, speak.")
+
+
+def test_eval_reports_perplexity_accuracy_and_keystroke_savings(capsys, trained_model_path):
+    code, out, _ = run(capsys, "eval", str(trained_model_path), str(SHAKESPEARE), "--ksr-words", "40", "-k", "3", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["perplexity"] > 1 and report["keystroke_savings"][0]["k"] == 3
+    code, out, _ = run(capsys, "eval", str(trained_model_path), str(SHAKESPEARE), "--ksr-words", "40")
+    assert "perplexity" in out and "top-1" in out and "saved with 5 suggestions" in out
+
+
+def test_train_writes_a_model_that_predict_can_use(capsys, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    out = tmp_path / "toy.pt"
+    code, _, err = run(
+        capsys, "train", str(corpus), "-o", str(out), "--epochs", "150", "--batch-size", "1", "--bptt", "8",
+        "--embedding-dim", "10", "--hidden-dim", "20", "--layers", "1", "--dropout", "0", "--min-count", "1",
+        "--valid-fraction", "0", "--lr", "0.01", "--warmup", "0", "--quiet",
+    )
+    assert code == 0 and "model written to" in err
+    code, text, _ = run(capsys, "predict", "how are", "-k", "1", "--model", str(out))
+    assert text.split()[0] == "you"
+    code, text, _ = run(capsys, "info", str(out))
+    assert code == 0 and "1-layer LSTM" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "x", "-k", "0"], "out of range"),
+        (["generate", "x", "--temperature", "-1"], "out of range"),
+        (["generate", "x", "--temperature", "nan"], "not a finite number"),
+        (["generate", "x", "--top-p", "1.5"], "out of range"),
+        (["train", "a.txt", "-o", "m.pt", "--epochs", "0"], "out of range"),
+    ],
+)
+def test_bad_arguments_get_a_usage_error_naming_the_valid_range(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_and_exit_non_zero(capsys, tmp_path):
+    code, _, err = run(capsys, "predict", "x", "--model", str(tmp_path / "missing.pt"))
+    assert code == 1 and err.strip().count("\n") == 0 and "missing.pt: no such model file" in err
+    code, _, err = run(capsys, "train", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "m.pt"))
+    assert code == 1 and "nope.txt: no such file or folder" in err
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--device", "tpu")
+    assert code == 1 and "unknown device 'tpu'" in err
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "no" / "m.pt"))
+    assert code == 1 and "does not exist" in err
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--resume")
+    assert code == 1 and "nothing to resume" in err
+
+
+def test_a_corrupt_model_fails_cleanly_through_the_real_command(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 definitely not a model")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autocomplete", "predict", "hi", "--model", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"autocomplete: error: {bad}: not a valid model file (truncated or corrupt)"
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,134 @@
+import io
+
+import pytest
+import torch
+
+from autocomplete import data
+from autocomplete.data import CorpusStats
+from autocomplete.errors import CorpusError
+from autocomplete.tokenizer import Tokenizer
+from autocomplete.vocab import EOS_ID
+
+from .conftest import SHAKESPEARE
+
+tok = Tokenizer()
+
+PROSE = "\n".join(
+    [
+        "It was a bright cold day in April, and the clocks were striking. Winston",
+        "Smith, his chin nuzzled into his breast in an effort to escape the wind,",
+        "slipped quickly through the glass doors of Victory Mansions, though not",
+    ]
+    * 10
+)
+
+
+def utterances(path, breaks="auto"):
+    [source] = data.resolve_sources([path])
+    return list(data.iter_utterances(source, breaks, CorpusStats()))
+
+
+def test_folders_expand_to_their_text_files_in_order(tmp_path):
+    (tmp_path / "b.txt").write_text("b")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("a")
+    (tmp_path / "skip.bin").write_text("x")
+    assert [s.name for s in data.resolve_sources([tmp_path])] == [str(tmp_path / "b.txt"), str(tmp_path / "sub/a.txt")]
+
+
+def test_missing_paths_empty_folders_and_binary_files_are_named(tmp_path):
+    with pytest.raises(CorpusError, match="nope.txt: no such file"):
+        data.resolve_sources([tmp_path / "nope.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="empty: folder holds no .txt files"):
+        data.resolve_sources([tmp_path / "empty"])
+    (tmp_path / "image.txt").write_bytes(b"\x89PNG\x00\x00\x01binary")
+    with pytest.raises(CorpusError, match="image.txt: looks like a binary file"):
+        data.resolve_sources([tmp_path / "image.txt"])
+
+
+def test_standard_input_is_read_as_a_corpus(tmp_path):
+    [source] = data.resolve_sources(["-"], stdin=io.BytesIO(b"one two\nthree\n"))
+    assert source.name == "<stdin>"
+    assert [t for t, _ in data.iter_utterances(source, "line", CorpusStats())] == ["one two", "three"]
+
+
+def test_wrapped_prose_is_joined_into_paragraphs(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text(PROSE + "\n\nSecond paragraph here.\n")
+    segments = utterances(path)
+    assert len(segments) == 2
+    assert segments[0][0].startswith("It was a bright") and "Winston Smith" in segments[0][0]
+    assert data.detect_layout(PROSE.split("\n")) == "paragraph"
+
+
+def test_one_utterance_per_line_corpora_keep_their_lines(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_text("hi\nhello there, how can I help?\n\nbye\n" * 10)
+    segments = utterances(path)
+    assert segments[:3] == [("hi", True), ("hello there, how can I help?", True), ("bye", True)]
+
+
+def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café\nna\xefve ok\n".encode("latin-1"))
+    [source] = data.resolve_sources([path])
+    stats = CorpusStats()
+    texts = [t for t, _ in data.iter_utterances(source, "line", stats)]
+    assert texts == ["caf\ufffd", "na\ufffdve ok"]
+    assert stats.replaced_bytes == 2 and stats.files_with_replacements == [str(path)]
+
+
+def test_an_enormous_line_is_read_in_bounded_pieces_without_losing_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_SEGMENT", 1000)
+    path = tmp_path / "long.txt"
+    words = [f"w{i}" for i in range(3000)]
+    path.write_text(" ".join(words) + "\nnext line\n")
+    segments = utterances(path, "line")
+    assert all(len(t) <= 1000 for t, _ in segments)
+    assert [ends for _, ends in segments].count(True) == 2
+    assert " ".join(t for t, _ in segments).split() == words + ["next", "line"]
+
+
+def test_vocabulary_and_ids_come_from_the_same_stream(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("a b a\nb c\n")
+    sources = data.resolve_sources([path])
+    vocab = data.build_vocab(sources, tok, "line")
+    corpus = data.load_corpus(sources, tok, vocab, "line")
+    assert vocab.decode(corpus.train.tolist()) == ["a", "b", "a", "<eos>", "b", "c", "<eos>"]
+    assert corpus.valid is None and corpus.stats.tokens == 7 and corpus.stats.utterances == 2
+
+
+def test_validation_is_the_tail_of_each_file():
+    sources = data.resolve_sources([SHAKESPEARE])
+    vocab = data.build_vocab(sources, tok)
+    corpus = data.load_corpus(sources, tok, vocab, valid_fraction=0.1)
+    total = corpus.train.numel() + corpus.valid.numel()
+    assert corpus.valid.numel() == pytest.approx(total * 0.1, abs=2)
+
+
+def test_an_empty_or_whitespace_corpus_is_refused(tmp_path):
+    path = tmp_path / "blank.txt"
+    path.write_text("   \n\n\t\n")
+    sources = data.resolve_sources([path])
+    vocab = data.build_vocab(sources, tok)
+    with pytest.raises(CorpusError, match="blank.txt: no text to train on"):
+        data.load_corpus(sources, tok, vocab)
+
+
+def test_batches_walk_contiguous_columns_with_targets_shifted_by_one():
+    ids = torch.arange(20)
+    batched = data.batchify(ids, 4)
+    assert batched.tolist()[1] == [5, 6, 7, 8, 9]
+    windows = list(data.bptt_batches(batched, 2))
+    assert [o for o, _, _ in windows] == [0, 2]
+    _, x, y = windows[1]
+    assert x.tolist()[0] == [2, 3] and y.tolist()[0] == [3, 4]
+    assert data.num_batches(batched, 2) == len(windows)
+
+
+def test_encode_text_ends_every_line_with_eos():
+    vocab = data.build_vocab(data.resolve_sources([SHAKESPEARE]), tok)
+    ids = data.encode_text("Speak, speak.\nAll", tok, vocab)
+    assert ids.tolist().count(EOS_ID) == 2

@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+
+from autocomplete import data
+from autocomplete.evaluate import evaluate, evaluate_loss, evaluate_stream, keystroke_savings, read_eval_text
+from autocomplete.predictor import Predictor
+from autocomplete.tokenizer import EOS
+
+from .conftest import SHAKESPEARE, TOY
+
+
+def test_perplexity_is_the_mean_log_likelihood_the_predictor_assigns(trained_lm):
+    predictor = Predictor(trained_lm)
+    text = "Before we proceed any further, hear me speak."
+    ids = torch.tensor(trained_lm.vocab.encode(trained_lm.tokenizer.tokenize(text)))
+    loss, accuracy, count = evaluate_stream(trained_lm.model, ids, chunk=4)
+    manual, typed = 0.0, ""
+    tokens = trained_lm.tokenizer.tokenize(text)
+    for i, token_id in enumerate(ids.tolist()):
+        manual -= math.log(float(predictor.distribution(" ".join(tokens[:i]) + " " if i else "")[token_id]))
+    assert count == len(tokens)
+    assert loss == pytest.approx(manual / count, rel=1e-4)
+    assert 0 <= accuracy[1] <= accuracy[3] <= accuracy[5] <= 1
+
+
+def test_batched_loss_agrees_with_the_stream_loss_roughly(trained_lm):
+    sources = data.resolve_sources([SHAKESPEARE])
+    ids, _ = read_eval_text(sources, trained_lm.tokenizer, trained_lm.vocab)
+    stream, _, _ = evaluate_stream(trained_lm.model, ids[:3000])
+    batched, n = evaluate_loss(trained_lm.model, ids[:3000], batch_size=1, bptt=3000)
+    assert n == 2999 and batched == pytest.approx(stream, rel=0.05)
+
+
+def test_keystroke_savings_follow_the_published_protocol(toy_model_path):
+    predictor = Predictor.load(toy_model_path)
+    tokens = TOY.split()  # hello how are you hello how is: 24 letters + 7 spaces
+    everything = keystroke_savings(predictor, tokens, k=50)  # every word is shown before its first letter
+    assert (everything.keys_without, everything.keys_with, everything.words) == (31, 7, 7)
+    assert everything.savings == pytest.approx(1 - 7 / 31)
+    unknown = keystroke_savings(predictor, ["zebra", "hello"], k=50)  # an unknown word is typed in full + space
+    assert unknown.keys_with == 6 + 1
+
+
+def test_one_suggestion_saves_less_than_many(toy_model_path):
+    predictor = Predictor.load(toy_model_path)
+    tokens = (TOY + " " + TOY).split() + [EOS]
+    one, five = keystroke_savings(predictor, tokens, k=1), keystroke_savings(predictor, tokens, k=5)
+    assert 0 < one.savings <= five.savings < 1
+
+
+def test_the_max_words_limit_counts_typed_words(toy_model_path):
+    result = keystroke_savings(Predictor.load(toy_model_path), TOY.split(), k=3, max_words=2)
+    assert result.words == 2 and result.keys_without == len("hello how ") 
+
+
+def test_a_report_holds_all_metrics_and_serialises(trained_lm):
+    predictor = Predictor(trained_lm)
+    ids, surface = read_eval_text(data.resolve_sources([SHAKESPEARE]), trained_lm.tokenizer, trained_lm.vocab)
+    report = evaluate(predictor, ids[:400], surface[:400], ksr_k=(1, 5), ksr_words=50)
+    d = report.to_dict()
+    assert d["perplexity"] == pytest.approx(math.exp(d["loss"]))
+    assert [r["k"] for r in d["keystroke_savings"]] == [1, 5]
+    assert set(d["accuracy"]) == {"top1", "top3", "top5"}

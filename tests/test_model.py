@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from autocomplete.errors import ConfigError
+from autocomplete.model import LSTMLanguageModel, ModelConfig, detach_state
+
+
+def model(**kwargs: object) -> LSTMLanguageModel:
+    torch.manual_seed(0)
+    settings = {"vocab_size": 50, "embedding_dim": 8, "hidden_dim": 16, "num_layers": 2, "dropout": 0.0, **kwargs}
+    return LSTMLanguageModel(ModelConfig(**settings)).eval()  # type: ignore[arg-type]
+
+
+def test_forward_returns_logits_over_the_vocabulary_and_a_new_state():
+    m = model()
+    tokens = torch.randint(0, 50, (3, 7))
+    logits, state = m(tokens)
+    assert logits.shape == (3, 7, 50)
+    assert len(state) == 2
+    h, c = state[-1]
+    assert h.shape == (1, 3, 8) and c.shape == (1, 3, 16)  # last layer projects back to the embedding size
+
+
+def test_state_is_passed_explicitly_and_never_kept_on_the_module():
+    m = model()
+    tokens = torch.randint(0, 50, (1, 6))
+    first, _ = m(tokens)
+    again, _ = m(tokens)
+    assert torch.equal(first, again)
+    assert not any(isinstance(v, torch.Tensor) and v.dim() == 3 for v in vars(m).values())
+
+
+def test_stepping_token_by_token_matches_one_pass_over_the_sequence():
+    m = model()
+    tokens = torch.randint(0, 50, (2, 9))
+    full, _ = m(tokens)
+    state = None
+    for t in range(9):
+        step, state = m(tokens[:, t : t + 1], state)
+        assert torch.allclose(step[:, 0], full[:, t], atol=1e-5)
+
+
+def test_tied_weights_share_the_embedding_matrix():
+    m = model()
+    assert m.decoder.weight is m.embedding.weight
+    untied = model(tie_weights=False)
+    assert untied.decoder.weight is not untied.embedding.weight
+
+
+def test_adaptive_softmax_gives_a_normalised_distribution():
+    m = model(tie_weights=False, adaptive_cutoffs=(10, 30))
+    logits, _ = m(torch.randint(0, 50, (2, 4)))
+    assert torch.allclose(logits.exp().sum(-1), torch.ones(2, 4), atol=1e-5)
+
+
+def test_loss_equals_the_negative_log_probability_of_the_targets():
+    for m in (model(), model(tie_weights=False, adaptive_cutoffs=(10, 30))):
+        x, y = torch.randint(0, 50, (2, 5)), torch.randint(0, 50, (2, 5))
+        features, _ = m.features(x)
+        logp = torch.log_softmax(m.logits(features), -1)
+        expected = -logp.gather(-1, y.unsqueeze(-1)).mean()
+        assert torch.allclose(m.loss(features, y), expected, atol=1e-5)
+
+
+def test_dropout_variants_only_act_in_training_mode():
+    m = model(dropout=0.5, input_dropout=0.3, embedding_dropout=0.2, weight_dropout=0.4)
+    tokens = torch.randint(0, 50, (2, 6))
+    a, _ = m(tokens)
+    b, _ = m(tokens)
+    assert torch.equal(a, b)
+    m.train()
+    c, _ = m(tokens)
+    assert not torch.allclose(a, c)
+
+
+def test_weight_dropout_gradients_reach_the_recurrent_weights():
+    m = model(weight_dropout=0.5).train()
+    features, _ = m.features(torch.randint(0, 50, (2, 6)))
+    m.loss(features, torch.randint(0, 50, (2, 6))).backward()
+    assert m.layers[0].weight_hh_l0.grad is not None and m.layers[0].weight_hh_l0.grad.abs().sum() > 0
+
+
+def test_detached_state_keeps_values_but_cuts_the_graph():
+    m = model().train()
+    _, state = m(torch.randint(0, 50, (1, 3)))
+    assert state[0][0].requires_grad
+    detached = detach_state(state)
+    assert not detached[0][0].requires_grad and torch.equal(detached[0][0], state[0][0])
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"hidden_dim": 0}, "hidden dim"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"adaptive_cutoffs": (10, 30)}, "tied weights"),
+        ({"tie_weights": False, "adaptive_cutoffs": (30, 10)}, "cutoffs"),
+    ],
+)
+def test_invalid_model_settings_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(vocab_size=50, **settings)
+
+
+def test_config_round_trips_through_a_plain_dict():
+    config = ModelConfig(vocab_size=50, tie_weights=False, adaptive_cutoffs=(10, 20))
+    assert ModelConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,126 @@
+import math
+
+import pytest
+import torch
+
+from autocomplete import checkpoint, data
+from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.predictor import Predictor
+from autocomplete.train import TrainConfig, Trainer, resume_path
+
+from .conftest import SHAKESPEARE, make_lm
+
+
+def test_the_notebook_toy_predicts_you_after_how_are(toy_model_path):
+    predictor = Predictor.load(toy_model_path)
+    assert predictor.suggest("how are ", k=1)[0].word == "you"
+    assert predictor.suggest("hello how ", k=2)[0].word in ("are", "is")
+
+
+def small_corpus(lm, fraction=0.1):
+    return data.load_corpus(data.resolve_sources([SHAKESPEARE]), lm.tokenizer, lm.vocab, valid_fraction=fraction)
+
+
+def test_training_lowers_the_validation_loss_and_writes_the_best_model(tmp_path):
+    lm = make_lm()
+    corpus = small_corpus(lm)
+    before, _ = __import__("autocomplete.evaluate", fromlist=["x"]).evaluate_loss(lm.model, corpus.valid)
+    out = tmp_path / "m.pt"
+    result = Trainer(lm, corpus, TrainConfig(epochs=2, batch_size=16, bptt=20, lr=5e-3), out, progress=False).run()
+    assert result.best_valid_loss < before - 0.5
+    saved = checkpoint.load(out)
+    meta = saved.metadata
+    assert meta["valid_perplexity"] == pytest.approx(math.exp(result.best_valid_loss))
+    assert meta["tokens_seen"] == result.tokens_seen > 0 and meta["wall_time"] >= 0
+    assert resume_path(out).exists()
+
+
+def params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_resume_after_an_interruption_reaches_the_same_weights(tmp_path, monkeypatch):
+    config = TrainConfig(epochs=2, batch_size=8, bptt=16, lr=3e-3, save_every=1e9)
+    straight = make_lm(seed=3, dropout=0.3)
+    Trainer(straight, small_corpus(straight), config, tmp_path / "a.pt", progress=False).run()
+
+    interrupted = make_lm(seed=3, dropout=0.3)
+    trainer = Trainer(interrupted, small_corpus(interrupted), config, tmp_path / "b.pt", progress=False)
+    original = Trainer.lr_at
+
+    def interrupt_at_step_37(self, step):
+        if step == 37:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "lr_at", interrupt_at_step_37)
+    assert trainer.run().interrupted
+    monkeypatch.setattr(Trainer, "lr_at", original)
+
+    resumed = make_lm(seed=99, dropout=0.3)  # different initial weights: all must come from the resume file
+    result = Trainer(resumed, small_corpus(resumed), config, tmp_path / "b.pt", progress=False).run(resume=True)
+    assert not result.interrupted and result.steps == trainer.batches_per_epoch * 2
+    assert torch.allclose(params(resumed.model), params(straight.model), atol=1e-5)
+
+
+def test_resume_refuses_a_file_for_another_model(tmp_path):
+    lm = make_lm()
+    corpus = small_corpus(lm)
+    Trainer(lm, corpus, TrainConfig(epochs=1, batch_size=8, bptt=16, max_steps=3), tmp_path / "m.pt", progress=False).run()
+    other = make_lm(hidden_dim=48)
+    with pytest.raises(CheckpointError, match="different vocabulary or model size"):
+        Trainer(other, corpus, TrainConfig(epochs=1, batch_size=8, bptt=16), tmp_path / "m.pt", progress=False).run(
+            resume=True
+        )
+
+
+def test_max_steps_and_time_budgets_stop_training_early(tmp_path):
+    lm = make_lm()
+    result = Trainer(lm, small_corpus(lm), TrainConfig(epochs=5, batch_size=8, max_steps=4), tmp_path / "m.pt", progress=False).run()
+    assert result.steps == 4 and result.stopped_early
+    assert (tmp_path / "m.pt").exists()
+
+
+def test_a_corpus_smaller_than_one_batch_trains_with_a_smaller_batch(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("just a few words here\n")
+    lm = make_lm(path)
+    corpus = data.load_corpus(data.resolve_sources([path]), lm.tokenizer, lm.vocab)
+    messages: list[str] = []
+    trainer = Trainer(lm, corpus, TrainConfig(epochs=2, batch_size=64), tmp_path / "m.pt", log=messages.append, progress=False)
+    trainer.run()
+    assert trainer.batch_size < 64 and any("smaller than one batch" in m for m in messages)
+    assert (tmp_path / "m.pt").exists()
+
+
+def test_the_plateau_schedule_divides_the_rate_when_validation_stalls(tmp_path):
+    lm = make_lm()
+    trainer = Trainer(lm, small_corpus(lm), TrainConfig(schedule="plateau", lr=20.0, optimizer="sgd"), tmp_path / "m.pt", progress=False)
+    trainer.best_loss = 1.0
+    trainer._after_validation(2.0)
+    assert trainer.lr_at(10) == pytest.approx(5.0)
+
+
+def test_the_cosine_schedule_warms_up_then_decays():
+    lm = make_lm()
+    trainer = Trainer(lm, small_corpus(lm), TrainConfig(lr=1.0, warmup_steps=10), "unused.pt", progress=False)
+    assert trainer.lr_at(0) == pytest.approx(0.1 * 1.0, rel=0.2)
+    assert trainer.lr_at(10) > trainer.lr_at(trainer.total_steps - 1)
+    assert trainer.lr_at(trainer.total_steps) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "learning rate"), ({"device": "tpu"}, "unknown device"),
+     ({"batch_size": 0}, "batch size")],
+)
+def test_invalid_training_settings_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**settings)
+
+
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        TrainConfig(device="cuda")
