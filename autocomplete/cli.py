@@ -353,10 +353,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_session(args: argparse.Namespace) -> int:
     from autocomplete.repl import run_session
 
-    return run_session(model=args.model, mode=args.mode, temperature=args.temperature, plain=args.plain)
+    return run_session(model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain)
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info}
+
+
+def _rank_prefix() -> str:
+    """``rank R: `` inside a torchrun group, where several processes may each report an error."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return f"rank {os.environ.get('RANK', '?')}: " if world.isdigit() and int(world) > 1 else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

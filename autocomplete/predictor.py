@@ -34,7 +34,7 @@ from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.model import State
 from autocomplete.sampling import make_generator, sample, validate_sampling
-from autocomplete.tokenizer import EOS, Detokenizer, capitalize, ends_sentence, sentence_starts
+from autocomplete.tokenizer import EOS, SPECIALS, Detokenizer, capitalize, ends_sentence, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID
 
 StopAt = Literal["sentence", "utterance", "never"]
@@ -62,7 +62,7 @@ class Continuation:
 
 def is_word(token: str) -> bool:
     """Tokens a person would call a word (anything with a letter or digit in it)."""
-    return any(ch.isalnum() for ch in token)
+    return token not in SPECIALS and any(ch.isalnum() for ch in token)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -220,6 +220,22 @@ class Predictor:
         with self._lock:
             line, partial = self._prepare(text)
             return self._rank(self._log_probs(), partial, k, ends_sentence(line), words_only)
+
+    def insertion(self, text: str, suggestion: Suggestion) -> str:
+        """What to append to ``text`` so that it ends with ``suggestion``'s word.
+
+        Completes the partial word, or starts a new word with the space the detokenizer would put there
+        (``"Hello,"`` → ``" how"``, ``"Hello, "`` → ``"how"``, ``"("`` → ``"how"``).
+        """
+        complete, partial = self.tokenizer.split_partial(text)
+        if partial:
+            return suggestion.completion_for(partial)
+        if not text or text[-1].isspace():
+            return suggestion.word
+        with self._lock:
+            _, line, _ = self._encode(text)
+        piece = Detokenizer(line, sentence_case=False).feed(self.vocab.itos[suggestion.token_id])
+        return (" " if piece.startswith(" ") else "") + suggestion.word
 
     def _build_prefix_index(self) -> None:
         itos = self.vocab.itos

@@ -1,0 +1,365 @@
+"""The interactive session: type with ghost-text suggestions, or chat with the model.
+
+Modes:
+
+* **type** — Enter keeps the line; the model's state carries on into the next line.
+* **chat** — Enter sends the line and the model answers, streamed word by word; the whole conversation conditions
+  the next turn.
+
+Commands start with ``:`` (see :data:`HELP`). A terminal that cannot run the full-screen prompt (no TTY, ``TERM=dumb``,
+or ``--plain``) gets a line mode: each line typed gets its next-word predictions (type) or a reply (chat).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+from prompt_toolkit.output import Output
+from prompt_toolkit.styles import Style
+
+from autocomplete.completion import (
+    LanguageModelAutoSuggest,
+    LanguageModelCompleter,
+    SamplingSettings,
+    key_bindings,
+    load_predictor,
+)
+from autocomplete.errors import AutocompleteError
+from autocomplete.paths import data_dir
+from autocomplete.predictor import Predictor
+
+HELP = """\
+Keys
+  Right, Ctrl-E, Ctrl-F   accept the grey suggestion        Alt-F, Ctrl-Right   accept one word of it
+  Alt-N / Alt-P           next / previous alternative        (also Ctrl-Down / Ctrl-Up)
+  Tab / Shift-Tab         open and walk the candidate menu   Ctrl-T   sample a continuation (Esc dismisses)
+  Alt-+ / Alt--           raise / lower the temperature      Backspace after accepting: take it back
+  Ctrl-R                  search the history                 Ctrl-C clears the line, Ctrl-D quits
+Commands
+  :temp T      sampling temperature, 0 (greedy) to 5         :topk N   sample among the N best words (0 = all)
+  :len N       words in a sampled continuation or reply      :k N      candidates shown (1 to 20)
+  :mode chat   the model answers each line                   :mode type   Enter keeps the line
+  :reset       forget the text so far                        :model PATH  switch to another model file
+  :help        this text                                     :quit     leave (or Ctrl-D)"""
+
+STYLE = Style.from_dict(
+    {
+        "bottom-toolbar": "noreverse bg:#262626 #bcbcbc",
+        "bottom-toolbar.key": "bold #ffffff",
+        "bottom-toolbar.word": "#87d7ff",
+        "bottom-toolbar.prob": "#808080",
+        "bottom-toolbar.sample": "#ffd787",
+        "prompt": "#5fafff bold",
+        "reply": "#afd787",
+        "auto-suggestion": "#6c6c6c",
+        "completion-menu.meta.completion": "bg:#444444 #aaaaaa",
+        "completion-menu.meta.completion.current": "bg:#00aaaa #000000",
+    }
+)
+
+
+class SafeFileHistory(FileHistory):
+    """File history that never stops the session: an unreadable file loads as empty, a failing write is skipped.
+
+    Like :class:`FileHistory` it only ever appends, so a file it could not read is never overwritten with less.
+    """
+
+    def __init__(self, filename: Path, warn: Callable[[str], None]) -> None:
+        super().__init__(str(filename))
+        self._warn = warn
+        self._broken = False
+
+    def load_history_strings(self) -> Iterable[str]:
+        try:
+            return list(super().load_history_strings())
+        except (OSError, ValueError) as e:
+            self._broken = True
+            self._warn(f"history {self.filename} could not be read ({getattr(e, 'strerror', None) or e}); not saving")
+            return []
+
+    def store_string(self, string: str) -> None:
+        if self._broken:
+            return
+        try:
+            Path(str(self.filename)).parent.mkdir(parents=True, exist_ok=True)
+            super().store_string(string)
+        except OSError as e:
+            self._broken = True
+            self._warn(f"history {self.filename} could not be written ({e.strerror or e}); not saving")
+
+
+def history_for(path: Path | None, warn: Callable[[str], None]) -> History:
+    if path is None:
+        return InMemoryHistory()
+    return SafeFileHistory(path, warn)
+
+
+@dataclass
+class CommandResult:
+    message: str | None = None
+    quit: bool = False
+
+
+class Session:
+    """State and behaviour of one interactive session, independent of how lines are read."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        model_name: str,
+        mode: str = "type",
+        settings: SamplingSettings | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings or SamplingSettings()
+        self.mode = mode
+        self.model_name = model_name
+        self.echo = echo or _print
+        enabled = lambda document: not document.text.lstrip().startswith(":")  # noqa: E731
+        self.suggest = LanguageModelAutoSuggest(predictor, self.settings, enabled)
+        self.completer = LanguageModelCompleter(predictor, self.settings, enabled)
+
+    @property
+    def predictor(self) -> Predictor:
+        return self.suggest.predictor
+
+    def set_predictor(self, predictor: Predictor, name: str) -> None:
+        self.suggest.predictor = self.completer.predictor = predictor
+        self.model_name = name
+
+    # ---- lines ----------------------------------------------------------------------------------------------
+
+    def handle(self, line: str, write: Callable[[str], None] | None = None) -> CommandResult:
+        """Process one entered line: a command, a typed line, or a chat message (whose reply is written)."""
+        if line.lstrip().startswith(":"):
+            return self.command(line.strip())
+        self.predictor.commit(line + "\n")
+        if self.mode == "chat":
+            self.reply(write or self.echo)
+        return CommandResult()
+
+    def reply(self, write: Callable[[str], None]) -> str:
+        """Sample the model's answer to the conversation so far, writing it piece by piece; returns it."""
+        s = self.settings
+        pieces: list[str] = []
+        for _, piece in self.predictor.stream(
+            "", max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, stop_at="utterance"
+        ):
+            pieces.append(piece)
+            write(piece)
+        text = "".join(pieces).strip()
+        self.predictor.commit(text + "\n")
+        return text
+
+    # ---- commands -------------------------------------------------------------------------------------------
+
+    def command(self, line: str) -> CommandResult:
+        name, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        handler = _COMMANDS.get(name.lower())
+        if handler is None:
+            return CommandResult(f"unknown command :{name} (try :help)")
+        try:
+            return handler(self, arg)
+        except AutocompleteError as e:
+            return CommandResult(str(e))
+
+    def _set_number(self, arg: str, usage: str, parse: type, low: float, high: float, attr: str) -> CommandResult:
+        try:
+            value = parse(arg)
+        except ValueError:
+            return CommandResult(f"usage: {usage}")
+        if not low <= value <= high:
+            return CommandResult(f"usage: {usage}")
+        setattr(self.settings, attr, value)
+        return CommandResult(f"{attr.replace('_', '-')} = {value:g}")
+
+    def toolbar(self, alternatives: list) -> FormattedText:  # type: ignore[type-arg]
+        s = self.settings
+        parts: list[tuple[str, str]] = [
+            ("class:bottom-toolbar.key", f" {self.model_name} "),
+            ("", f"│ temp {s.temperature:.2f} │ {self.mode} │ "),
+        ]
+        for w in alternatives:
+            parts.append(("class:bottom-toolbar.word", w.word))
+            parts.append(("class:bottom-toolbar.prob", f" {w.probability:.0%}  "))
+        if not alternatives:
+            parts.append(("class:bottom-toolbar.prob", "…"))
+        return FormattedText(parts)
+
+
+def _cmd_temp(session: Session, arg: str) -> CommandResult:
+    return session._set_number(arg, ":temp NUMBER in [0, 5]", float, 0, 5, "temperature")
+
+
+def _cmd_topk(session: Session, arg: str) -> CommandResult:
+    return session._set_number(arg, ":topk N, an integer ≥ 0 (0 = all)", int, 0, 10**9, "top_k")
+
+
+def _cmd_len(session: Session, arg: str) -> CommandResult:
+    return session._set_number(arg, ":len N, an integer in [1, 500]", int, 1, 500, "length")
+
+
+def _cmd_k(session: Session, arg: str) -> CommandResult:
+    return session._set_number(arg, ":k N, an integer in [1, 20]", int, 1, 20, "suggestions")
+
+
+def _cmd_mode(session: Session, arg: str) -> CommandResult:
+    if arg not in ("chat", "type"):
+        return CommandResult("usage: :mode chat|type")
+    session.mode = arg
+    return CommandResult(f"mode = {arg}" + (" (Enter sends; the model answers)" if arg == "chat" else ""))
+
+
+def _cmd_reset(session: Session, arg: str) -> CommandResult:
+    session.predictor.reset()
+    return CommandResult("context cleared")
+
+
+def _cmd_model(session: Session, arg: str) -> CommandResult:
+    if not arg:
+        return CommandResult("usage: :model PATH")
+    predictor = load_predictor(Path(arg).expanduser())
+    session.set_predictor(predictor, predictor.lm.name)
+    return CommandResult(f"model = {predictor.lm.name} ({arg})")
+
+
+def _cmd_help(session: Session, arg: str) -> CommandResult:
+    return CommandResult(HELP)
+
+
+def _cmd_quit(session: Session, arg: str) -> CommandResult:
+    return CommandResult(quit=True)
+
+
+_COMMANDS: dict[str, Callable[[Session, str], CommandResult]] = {
+    "temp": _cmd_temp,
+    "temperature": _cmd_temp,
+    "topk": _cmd_topk,
+    "len": _cmd_len,
+    "k": _cmd_k,
+    "mode": _cmd_mode,
+    "reset": _cmd_reset,
+    "model": _cmd_model,
+    "help": _cmd_help,
+    "quit": _cmd_quit,
+    "q": _cmd_quit,
+    "exit": _cmd_quit,
+}
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def build_prompt(
+    session: Session,
+    history: History,
+    input: Input | None = None,
+    output: Output | None = None,
+) -> PromptSession[str]:
+    """The full-screen prompt_toolkit front end of ``session``."""
+    repl_keys = KeyBindings()
+
+    def message() -> FormattedText:
+        return FormattedText([("class:prompt", "you › " if session.mode == "chat" else "› ")])
+
+    def toolbar() -> FormattedText:
+        from prompt_toolkit.application.current import get_app
+
+        buffer = get_app().current_buffer
+        if session.suggest.sampling(buffer):
+            return FormattedText(
+                [("class:bottom-toolbar.key", f" {session.model_name} "),
+                 ("class:bottom-toolbar.sample", f"│ sampled at temp {session.settings.temperature:.2f}: "
+                  "Right accepts, Alt-F one word, Esc dismisses, Ctrl-T again")]
+            )
+        return session.toolbar(session.suggest.alternatives(buffer, update=True))
+
+    return PromptSession(
+        message,
+        history=history,
+        completer=session.completer,
+        auto_suggest=session.suggest,
+        complete_while_typing=True,
+        key_bindings=merge_key_bindings([key_bindings(session.suggest), repl_keys]),
+        bottom_toolbar=toolbar,
+        style=STYLE,
+        input=input,
+        output=output,
+        reserve_space_for_menu=6,
+        enable_history_search=False,
+    )
+
+
+def interactive(session: Session, prompt: PromptSession[str], write: Callable[[str], None] = _print) -> int:
+    """Read lines with the full-screen prompt until :quit or Ctrl-D."""
+    while True:
+        try:
+            line = prompt.prompt()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C clears the line
+        except EOFError:
+            return 0
+        if session.mode == "chat" and not line.lstrip().startswith(":"):
+            write("bot › ")
+        result = session.handle(line, write)
+        if session.mode == "chat" and not line.lstrip().startswith(":"):
+            write("\n")
+        if result.message:
+            write(result.message + "\n")
+        if result.quit:
+            return 0
+
+
+def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _print) -> int:
+    """Line mode for pipes and dumb terminals: predictions (type) or replies (chat) after each line."""
+    for raw in stream:
+        line = raw.rstrip("\n")
+        if session.mode == "chat" and not line.lstrip().startswith(":"):
+            session.predictor.commit(line + "\n")
+            session.reply(write)
+            write("\n")
+            continue
+        if line.lstrip().startswith(":"):
+            result = session.command(line.strip())
+            if result.message:
+                write(result.message + "\n")
+            if result.quit:
+                return 0
+            continue
+        words = session.predictor.suggest(line + " ", session.settings.suggestions)
+        write("  ".join(f"{w.word} {w.probability:.1%}" for w in words) + "\n")
+        session.predictor.commit(line + "\n")
+    return 0
+
+
+def can_run_full_screen() -> bool:
+    term = os.environ.get("TERM", "")
+    return sys.stdin.isatty() and sys.stdout.isatty() and term not in ("dumb", "unknown")
+
+
+def run_session(model: Path | None = None, mode: str = "type", temperature: float = 0.8, plain_mode: bool = False) -> int:
+    """Entry point of ``autocomplete`` without a subcommand."""
+    predictor = load_predictor(model)
+    settings = SamplingSettings(temperature=temperature)
+    session = Session(predictor, predictor.lm.name, mode, settings)
+    if plain_mode or not can_run_full_screen():
+        if sys.stdin.isatty() and not plain_mode:
+            _print("this terminal cannot show suggestions inline (TERM=dumb?): line mode, :help for commands\n")
+        return plain(session, sys.stdin)
+    warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
+    history = history_for(data_dir() / "history", warn)
+    _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
+    return interactive(session, build_prompt(session, history))

@@ -1,0 +1,50 @@
+"""The same behaviour in a bare prompt_toolkit Application (no PromptSession): a one-line editor that prints the
+text when you press Enter.
+
+    python examples/embed_application.py [--model PATH]
+"""
+
+import argparse
+
+from prompt_toolkit.application import Application
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+from prompt_toolkit.layout import BufferControl, HSplit, Layout, Window
+from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.layout.processors import AppendAutoSuggestion
+
+from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings, load_predictor
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--model", help="model file (default: the shipped model)")
+args = parser.parse_args()
+
+predictor = load_predictor(args.model)
+suggest = LanguageModelAutoSuggest(predictor)
+buffer = Buffer(completer=LanguageModelCompleter(predictor), auto_suggest=suggest, multiline=False)
+keys = KeyBindings()
+
+
+@keys.add("enter")
+@keys.add("c-d")
+def _done(event):
+    event.app.exit(result=buffer.text)
+
+
+def toolbar():
+    words = suggest.alternatives(buffer, update=True)
+    return "  ".join(f"{w.word} {w.probability:.0%}" for w in words) or "…"
+
+
+app = Application(
+    layout=Layout(
+        HSplit(
+            [
+                Window(BufferControl(buffer, input_processors=[AppendAutoSuggestion()]), height=1),
+                Window(FormattedTextControl(toolbar), height=1, style="reverse"),
+            ]
+        )
+    ),
+    key_bindings=merge_key_bindings([key_bindings(suggest), keys]),
+)
+print(app.run())

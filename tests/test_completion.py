@@ -1,0 +1,278 @@
+"""The embeddable prompt_toolkit API, driven through real prompt_toolkit sessions on a pipe (no terminal)."""
+
+import threading
+import time
+
+import pytest
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import Application
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.completion import CompleteEvent, WordCompleter, merge_completers
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+from prompt_toolkit.layout import BufferControl, Layout, Window
+from prompt_toolkit.layout.processors import AppendAutoSuggestion
+from prompt_toolkit.output import DummyOutput
+
+from autocomplete.completion import (
+    LanguageModelAutoSuggest,
+    LanguageModelCompleter,
+    SamplingSettings,
+    key_bindings,
+    load_predictor,
+)
+from autocomplete.predictor import Predictor
+
+RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, BACKSPACE, ENTER = (
+    "\x1b[C", "\x1bf", "\x1bn", "\x1bp", "\x14", "\x1b", "\t", "\x7f", "\r",
+)
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the session")
+        time.sleep(0.01)
+
+
+class Driver:
+    """Runs a PromptSession on a pipe and types into it from a helper thread, waiting for the model between keys."""
+
+    def __init__(self, predictor, settings=None):
+        self.suggest = LanguageModelAutoSuggest(predictor, settings)
+        self.completer = LanguageModelCompleter(predictor, self.suggest.settings)
+        self.predictor = predictor
+
+    def run(self, script):
+        with create_pipe_input() as pipe:
+            session = PromptSession(
+                input=pipe, output=DummyOutput(), completer=self.completer, auto_suggest=self.suggest,
+                key_bindings=key_bindings(self.suggest), complete_while_typing=False,
+            )
+            self.buffer = session.default_buffer
+            errors = []
+
+            def typist():
+                try:
+                    script(pipe, self)
+                except BaseException as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+                    pipe.send_text(ENTER)
+
+            thread = threading.Thread(target=typist)
+            thread.start()
+            result = session.prompt()
+            thread.join()
+            if errors:
+                raise errors[0]
+            return result
+
+    def suggestion(self):
+        return self.buffer.suggestion.text if self.buffer.suggestion else None
+
+    def type(self, pipe, text):
+        pipe.send_text(text)
+        wait_for(lambda: self.buffer.text.endswith(text.rstrip("\x7f")) and self.buffer.suggestion is not None)
+
+
+@pytest.fixture
+def predictor(trained_lm):
+    return Predictor(trained_lm)
+
+
+def test_the_completer_offers_the_likeliest_words_with_probabilities(predictor):
+    completions = list(LanguageModelCompleter(predictor).get_completions(Document("hear me s"), CompleteEvent()))
+    assert completions and all(c.text.lower().startswith("s") and c.start_position == -1 for c in completions)
+    assert all(c.display_meta_text.endswith("%") for c in completions)
+    expected = [s.word for s in predictor.suggest("hear me s")]
+    assert [c.display_text for c in completions] == expected
+
+
+def test_the_completer_composes_with_merge_completers(predictor):
+    merged = merge_completers([WordCompleter(["sparrow"]), LanguageModelCompleter(predictor)])
+    texts = [c.text for c in merged.get_completions(Document("hear me sp"), CompleteEvent())]
+    assert texts[0] == "sparrow" and len(texts) > 1
+
+
+def test_grey_text_completes_the_word_and_adds_the_next_one(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, SamplingSettings(ghost_words=2))
+    buffer = Buffer()
+    ghost = suggest.compute(buffer, Document("hear me sp")).text
+    first = predictor.suggest("hear me sp")[0]
+    completion = first.completion_for("sp")
+    greedy = predictor.continuation("hear me sp" + completion, max_words=1, temperature=0, stop_at="sentence", finished=True)
+    assert ghost == completion + greedy.text
+    assert suggest.compute(buffer, Document("hear me ")).text.startswith(predictor.suggest("hear me ")[0].word)
+
+
+def test_right_arrow_accepts_the_whole_suggestion(predictor):
+    driver = Driver(predictor)
+
+    def script(pipe, d):
+        d.type(pipe, "hear me ")
+        d.expected = d.suggestion()
+        pipe.send_text(RIGHT)
+        wait_for(lambda: d.buffer.text != "hear me ")
+        pipe.send_text(ENTER)
+
+    line = driver.run(script)
+    assert line.rstrip() == ("hear me " + driver.expected).rstrip()
+
+
+def multi_word_context(predictor, settings):
+    suggest = LanguageModelAutoSuggest(predictor, settings)
+    for text in ("hear me ", "I am ", "What is ", "The ", "You are ", "and the ", "of the "):
+        if len(suggest.compute(Buffer(), Document(text)).text.split()) >= 2:
+            return text
+    pytest.fail("the test model never suggests two words")
+
+
+def test_alt_f_accepts_one_word_and_keeps_the_rest(predictor):
+    settings = SamplingSettings(ghost_words=3)
+    driver = Driver(predictor, settings)
+    text = multi_word_context(predictor, settings)
+
+    def script(pipe, d):
+        d.type(pipe, text)
+        d.expected = d.suggestion()
+        pipe.send_text(ALT_F)
+        wait_for(lambda: d.buffer.text != text)
+        d.rest = d.suggestion()
+        pipe.send_text(ENTER)
+
+    line = driver.run(script)
+    first = driver.expected.split()[0]
+    assert line == text + first + " "
+    assert driver.rest == driver.expected[len(first):].lstrip()
+
+
+def test_alt_n_and_alt_p_cycle_through_the_alternatives(predictor):
+    driver = Driver(predictor, SamplingSettings(ghost_words=1))
+    alternatives = [s.word for s in predictor.suggest("hear me ")]
+
+    def script(pipe, d):
+        d.type(pipe, "hear me ")
+        d.seen = [d.suggestion()]
+        for key in (ALT_N, ALT_N, ALT_P):
+            before = d.suggestion()
+            pipe.send_text(key)
+            wait_for(lambda: d.suggestion() not in (None, before))
+            d.seen.append(d.suggestion())
+        pipe.send_text(ENTER)
+
+    driver.run(script)
+    assert driver.seen == [alternatives[0], alternatives[1], alternatives[2], alternatives[1]]
+
+
+def test_ctrl_t_samples_a_continuation_that_can_be_accepted_or_dismissed(predictor):
+    driver = Driver(predictor, SamplingSettings(temperature=1.5, length=6, ghost_words=1))
+
+    def script(pipe, d):
+        d.type(pipe, "hear me ")
+        greedy = d.suggestion()
+        pipe.send_text(CTRL_T)
+        wait_for(lambda: d.suggest.sampling(d.buffer))
+        d.sample = d.suggestion()
+        pipe.send_text(ESC)
+        wait_for(lambda: not d.suggest.sampling(d.buffer) and d.suggestion() == greedy)
+        pipe.send_text(CTRL_T)
+        wait_for(lambda: d.suggest.sampling(d.buffer))
+        d.accepted = d.suggestion()
+        pipe.send_text(RIGHT + ENTER)
+
+    line = driver.run(script)
+    assert line.rstrip() == ("hear me " + driver.accepted).rstrip()
+    assert driver.sample
+
+
+def test_backspace_after_accepting_brings_the_suggestion_back(predictor):
+    driver = Driver(predictor)
+
+    def script(pipe, d):
+        d.type(pipe, "hear me ")
+        d.expected = d.suggestion()
+        pipe.send_text(RIGHT)
+        wait_for(lambda: d.buffer.text != "hear me ")
+        pipe.send_text(BACKSPACE)
+        wait_for(lambda: d.buffer.text == "hear me ")
+        d.after = d.suggestion()
+        pipe.send_text(ENTER)
+
+    assert driver.run(script) == "hear me "
+    assert driver.after == driver.expected
+
+
+def test_deleting_a_character_refreshes_the_suggestion(predictor):
+    driver = Driver(predictor)
+
+    def script(pipe, d):
+        d.type(pipe, "hear me sp")
+        pipe.send_text(BACKSPACE)
+        wait_for(lambda: d.buffer.text == "hear me s" and d.suggestion() is not None)
+        d.after = d.suggestion()
+        pipe.send_text(ENTER)
+
+    driver.run(script)
+    assert ("hear me s" + driver.after).startswith("hear me " + predictor.suggest("hear me s")[0].word)
+
+
+def test_temperature_keys_change_the_shared_settings(predictor):
+    driver = Driver(predictor, SamplingSettings(temperature=0.8))
+
+    def script(pipe, d):
+        pipe.send_text("\x1b+\x1b+\x1b-\x1b=")
+        wait_for(lambda: abs(d.suggest.settings.temperature - 1.0) < 1e-9)
+        pipe.send_text(ENTER)
+
+    driver.run(script)
+    assert driver.suggest.settings.temperature == pytest.approx(1.0)
+
+
+def test_tab_opens_the_menu_and_inserts_the_first_candidate(predictor):
+    driver = Driver(predictor)
+    first = predictor.suggest("hear me s")[0].word
+
+    def script(pipe, d):
+        d.type(pipe, "hear me s")
+        pipe.send_text(TAB)
+        wait_for(lambda: d.buffer.complete_state is not None and d.buffer.text != "hear me s")
+        pipe.send_text(ENTER)
+
+    assert driver.run(script).strip() == "hear me " + first
+
+
+def test_one_predictor_serves_a_bare_application_too(predictor):
+    suggest = LanguageModelAutoSuggest(predictor)
+    buffer = Buffer(completer=LanguageModelCompleter(predictor), auto_suggest=suggest, multiline=False)
+    done = KeyBindings()
+
+    @done.add("enter")
+    def _(event):
+        event.app.exit(result=buffer.text)
+
+    with create_pipe_input() as pipe:
+        app = Application(
+            layout=Layout(Window(BufferControl(buffer, input_processors=[AppendAutoSuggestion()]))),
+            key_bindings=merge_key_bindings([key_bindings(suggest), done]),
+            input=pipe, output=DummyOutput(),
+        )
+
+        def typist():
+            pipe.send_text("hear me ")
+            wait_for(lambda: buffer.suggestion is not None)
+            typist.expected = buffer.suggestion.text
+            pipe.send_text(RIGHT)
+            wait_for(lambda: buffer.text != "hear me ")
+            pipe.send_text(ENTER)
+
+        thread = threading.Thread(target=typist)
+        thread.start()
+        result = app.run()
+        thread.join()
+    assert result.rstrip() == ("hear me " + typist.expected).rstrip()
+
+
+def test_load_predictor_reads_a_model_file(trained_model_path):
+    assert load_predictor(trained_model_path).suggest("hear me ")

@@ -1,0 +1,293 @@
+"""The interactive session: commands, modes, chat replies, history, line mode, and the real command in tmux."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from autocomplete.completion import SamplingSettings
+from autocomplete.predictor import Predictor
+from autocomplete.repl import SafeFileHistory, Session, build_prompt, interactive, plain
+
+from .test_completion import RIGHT, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def session(trained_lm):
+    return Session(Predictor(trained_lm), "tiny", settings=SamplingSettings(length=8))
+
+
+def test_commands_change_the_settings(session):
+    assert session.command(":temp 0.3").message == "temperature = 0.3"
+    assert session.command(":topk 7").message == "top-k = 7"
+    assert session.command(":len 20").message == "length = 20"
+    assert session.command(":k 3").message == "suggestions = 3"
+    s = session.settings
+    assert (s.temperature, s.top_k, s.length, s.suggestions) == (0.3, 7, 20, 3)
+    assert session.command(":mode chat").message.startswith("mode = chat") and session.mode == "chat"
+    assert session.command(":quit").quit and session.command(":q").quit
+    assert "Ctrl-T" in session.command(":help").message
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (":temp hot", "usage: :temp NUMBER in [0, 5]"),
+        (":temp -1", "usage: :temp NUMBER in [0, 5]"),
+        (":topk -2", "usage: :topk N, an integer ≥ 0 (0 = all)"),
+        (":len 0", "usage: :len N, an integer in [1, 500]"),
+        (":mode fast", "usage: :mode chat|type"),
+        (":model", "usage: :model PATH"),
+        (":frobnicate", "unknown command :frobnicate (try :help)"),
+    ],
+)
+def test_bad_commands_get_one_line_and_change_nothing(session, line, message):
+    before = SamplingSettings(**vars(session.settings))
+    result = session.command(line)
+    assert result.message == message and not result.quit
+    assert session.settings == before
+
+
+def test_switching_to_a_missing_model_says_so_and_keeps_the_current_one(session, tmp_path):
+    predictor = session.predictor
+    result = session.command(f":model {tmp_path / 'gone.pt'}")
+    assert "gone.pt: no such model file" in result.message and session.predictor is predictor
+
+
+def test_switching_models_swaps_the_predictor_everywhere(session, toy_model_path):
+    assert session.command(f":model {toy_model_path}").message.startswith("model = toy")
+    assert session.suggest.predictor is session.completer.predictor is session.predictor
+    assert session.predictor.suggest("how are ")[0].word == "you"
+
+
+def test_type_mode_keeps_each_line_as_context(session):
+    before = session.predictor.context_length
+    session.handle("hear me speak")
+    assert session.predictor.context_length == before + 4  # three words and the end of the line
+
+
+def test_chat_mode_answers_and_remembers_the_conversation(session):
+    session.command(":mode chat")
+    written = []
+    before = session.predictor.context_length
+    session.handle("What say you?", written.append)
+    reply = "".join(written).strip()
+    assert reply and "\n" not in reply
+    tokens = session.predictor.tokenizer.tokenize(reply)
+    assert session.predictor.context_length == before + 5 + len(tokens) + 1  # question, eos, reply, eos
+
+
+def test_reset_forgets_the_context(session):
+    session.handle("hear me speak")
+    session.command(":reset")
+    assert session.predictor.context_length == 1
+
+
+def drive(session, history, script):
+    with create_pipe_input() as pipe:
+        prompt = build_prompt(session, history, input=pipe, output=DummyOutput())
+        written = []
+        result = {}
+
+        def typist():
+            script(pipe, prompt.default_buffer)
+
+        thread = threading.Thread(target=typist)
+        thread.start()
+        result["code"] = interactive(session, prompt, written.append)
+        thread.join()
+        return result["code"], "".join(written)
+
+
+def test_the_session_takes_lines_commands_and_chat_until_ctrl_d(session):
+    def script(pipe, buffer):
+        pipe.send_text(":temp 0.5\r")
+        pipe.send_text("hear me speak\r")
+        pipe.send_text(":bogus\r")
+        pipe.send_text(":mode chat\r")
+        pipe.send_text("What say you?\r")
+        pipe.send_text("\x04")
+
+    code, out = drive(session, InMemoryHistory(), script)
+    assert code == 0
+    assert "temperature = 0.5" in out and "unknown command :bogus (try :help)" in out
+    assert "bot › " in out and out.split("bot › ")[1].split("\n")[0].strip()
+
+
+def test_ctrl_c_clears_the_line_and_the_session_goes_on(session):
+    def script(pipe, buffer):
+        pipe.send_text("half a line")
+        wait_for(lambda: buffer.text == "half a line")
+        pipe.send_text("\x03")
+        pipe.send_text(":quit\r")
+
+    code, _ = drive(session, InMemoryHistory(), script)
+    assert code == 0 and session.predictor.context_length == 1
+
+
+def test_accepting_the_ghost_text_in_the_session_keeps_it_in_the_line(session):
+    lines = []
+
+    def script(pipe, buffer):
+        pipe.send_text("hear me ")
+        wait_for(lambda: buffer.text == "hear me " and buffer.suggestion is not None)
+        lines.append(buffer.suggestion.text)
+        pipe.send_text(RIGHT)
+        wait_for(lambda: buffer.text != "hear me ")
+        lines.append(buffer.text)
+        pipe.send_text("\r\x04")
+
+    drive(session, InMemoryHistory(), script)
+    assert lines[1].rstrip() == ("hear me " + lines[0]).rstrip()
+
+
+def test_history_is_saved_in_the_user_data_directory_and_searchable(session, tmp_path):
+    path = tmp_path / "history"
+
+    def script(pipe, buffer):
+        pipe.send_text("first line\r")
+        pipe.send_text("second line\r")
+        pipe.send_text("\x12first")  # Ctrl-R reverse search
+        wait_for(lambda: buffer.text == "first line")
+        pipe.send_text("\r\r\x04")
+
+    drive(session, SafeFileHistory(path, print), script)
+    saved = path.read_text()
+    assert "+first line" in saved and "+second line" in saved
+    assert saved.count("+first line") == 2  # found by Ctrl-R and entered again
+
+
+def test_a_corrupt_history_file_still_loads_and_is_only_appended_to(session, tmp_path):
+    path = tmp_path / "history"
+    garbage = b"\xff\xfe\x00garbage\n+ok line\n\x80\x81\n"
+    path.write_bytes(garbage)
+    history = SafeFileHistory(path, print)
+    assert "ok line" in list(history.load_history_strings())
+    history.store_string("new")
+    assert path.read_bytes().startswith(garbage)
+
+
+def test_an_unreadable_history_does_not_stop_the_session(session, tmp_path):
+    path = tmp_path / "history"
+    path.mkdir()  # reading a folder fails even for root
+    warnings = []
+    history = SafeFileHistory(path, warnings.append)
+    assert list(history.load_history_strings()) == []
+    history.store_string("line")
+    assert path.is_dir() and len(warnings) == 1
+
+    def script(pipe, buffer):
+        pipe.send_text("still works\r\x04")
+
+    code, _ = drive(session, history, script)
+    assert code == 0
+
+
+def test_line_mode_prints_predictions_or_replies(session):
+    out = []
+    plain(session, io.StringIO("hear me speak\n:temp 0.2\n:mode chat\nWhat say you?\n"), out.append)
+    lines = "".join(out).splitlines()
+    assert "%" in lines[0]
+    assert lines[1] == "temperature = 0.2" and lines[2].startswith("mode = chat")
+    assert lines[3].strip()
+
+
+def test_the_command_falls_back_to_line_mode_without_a_terminal(trained_model_path, tmp_path):
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
+        input="hear me\n:k 2\nhear me\n", capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].count("%") == 5 and lines[1] == "suggestions = 2" and lines[2].count("%") == 2
+
+
+# ---- the real program in a real terminal (tmux) ------------------------------------------------------------------
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, command: list[str], env: dict[str, str], width: int = 100, height: int = 20) -> None:
+        self.socket = f"ac-test-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        shell = f"cd {ROOT} && env {exports} {' '.join(command)}"
+        self._run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "main", shell)
+
+    def _run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
+
+    def send(self, *keys: str) -> None:
+        self._run("send-keys", "-t", "main", *keys)
+
+    def screen(self) -> str:
+        return self._run("capture-pane", "-t", "main", "-p")
+
+    def wait(self, predicate, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"screen never matched:\n{screen}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def prompt_line(screen: str, prefix: str = "› ") -> str:
+    line = next(line for line in screen.splitlines() if line.startswith(prefix.rstrip()))
+    return line if len(line) >= len(prefix) else prefix
+
+
+@needs_tmux
+def test_the_real_command_shows_ghost_text_in_a_terminal_and_accepts_it(trained_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)  # the prompt is up and reading keys
+        term.send("-l", "hear me ")
+        screen = term.wait(lambda s: len(prompt_line(s).rstrip()) > len("› hear me"))
+        ghost = prompt_line(screen)[len("› hear me ") :].rstrip()
+        assert ghost and "│ temp 0.80 │ type │" in screen  # the toolbar with the top words
+        term.send("Right")
+        term.send("-l", "X")
+        screen = term.wait(lambda s: "X" in prompt_line(s))
+        assert prompt_line(screen).rstrip() in (f"› hear me {ghost} X", f"› hear me {ghost}X")
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_the_embedding_example_runs_in_a_terminal(trained_model_path):
+    term = Tmux([sys.executable, "examples/embed_prompt.py", "--model", str(trained_model_path)], {"TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "note>" in s)
+        time.sleep(0.5)  # the example has no toolbar to tell when its prompt reads keys
+        term.send("-l", "hear me ")
+        screen = term.wait(lambda s: len(prompt_line(s, "note> ").rstrip()) > len("note> hear me"))
+        ghost = prompt_line(screen, "note> ")[len("note> hear me ") :].rstrip()
+        term.send("Right")
+        term.send("Enter")
+        screen = term.wait(lambda s: "saved: " in s)
+        assert f"saved: hear me {ghost}" in screen
+        term.send("-l", "/quit")
+        term.send("Enter")
+    finally:
+        term.close()
