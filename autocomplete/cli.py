@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto)")
     g.add_argument("--vocab-size", type=positive_int, default=20000, help="max vocabulary size (default 20000)")
     g.add_argument("--min-count", type=positive_int, default=2, help="drop rarer words (default 2)")
+    g.add_argument("--cache-dir", type=Path, default=None,
+                   help="where the tokenised corpus is kept and reused (default: token-cache in the data folder)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="tokenise into memory instead of the cache (small corpora; nothing written)")
     g = p.add_argument_group("model")
     g.add_argument("--embedding-dim", type=positive_int, default=256)
     g.add_argument("--hidden-dim", type=positive_int, default=512)
@@ -182,13 +187,17 @@ def _load_predictor(path: Path | None):  # type: ignore[no-untyped-def]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
     import torch
 
     from autocomplete import checkpoint, data
     from autocomplete.model import LSTMLanguageModel, ModelConfig
+    from autocomplete.token_cache import TokenCache
     from autocomplete.tokenizer import Tokenizer, TokenizerConfig
-    from autocomplete.train import Trainer, TrainConfig, resume_path
+    from autocomplete.train import Trainer, TrainConfig, environment_rank, resume_path, shutdown_distributed
 
+    main_rank = environment_rank() == 0
+    log = _err if main_rank else (lambda message: None)
     if args.threads:
         torch.set_num_threads(args.threads)
     lr = args.lr if args.lr is not None else (20.0 if args.optimizer == "sgd" else 2e-3)
@@ -199,20 +208,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
         save_dtype="float16" if args.half else "float32",
     )
-    checkpoint.check_writable(args.output)
+    if main_rank:  # only rank 0 writes the model (on a multi-node run the folder may exist on its node only)
+        checkpoint.check_writable(args.output)
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
     sources = data.resolve_sources(args.corpus)
     valid_sources = data.resolve_sources(args.valid) if args.valid else []
+    valid_fraction = 0.0 if valid_sources else args.valid_fraction
+    cache = None if args.no_cache else TokenCache(args.cache_dir, log=log)
     started = time.time()
     if args.resume:
         saved = checkpoint.from_payload(checkpoint.read_payload(resume_path(args.output), kind="resume"))
         tokenizer, vocab, model_config = saved.tokenizer, saved.vocab, saved.model.config
-        _err(f"vocabulary and model settings from {resume_path(args.output)}")
+        log(f"vocabulary and model settings from {resume_path(args.output)}")
     else:
         tokenizer = Tokenizer(TokenizerConfig(kind=args.tokenizer, lowercase=args.lowercase))
-        _err(f"building the vocabulary from {len(sources)} file(s)…")
-        vocab = data.build_vocab(sources, tokenizer, args.breaks, args.vocab_size, args.min_count)
+        if cache is not None:
+            vocab = cache.vocab(sources, tokenizer, args.breaks, args.vocab_size, args.min_count)
+        else:
+            log(f"building the vocabulary from {len(sources)} file(s)…")
+            vocab = data.build_vocab(sources, tokenizer, args.breaks, args.vocab_size, args.min_count)
         model_config = ModelConfig(
             vocab_size=len(vocab), embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
             num_layers=args.layers, dropout=args.dropout, input_dropout=args.input_dropout,
@@ -220,18 +235,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             locked_dropout=not args.no_locked_dropout, tie_weights=not (args.no_tie or args.adaptive),
             adaptive_cutoffs=tuple(c for c in args.adaptive if c < len(vocab)),
         )
-    corpus = data.load_corpus(
-        sources, tokenizer, vocab, args.breaks, valid_sources, 0.0 if valid_sources else args.valid_fraction
-    )
+    if cache is not None:
+        corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, valid_fraction)
+    else:
+        corpus = data.load_corpus(sources, tokenizer, vocab, args.breaks, valid_sources, valid_fraction)
     s = corpus.stats
-    _err(
+    log(
         f"corpus: {s.files} file(s), {s.utterances:,} utterances, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
-        f"({float((corpus.train == 0).float().mean()):.1%} unknown)"
-        + (f"; validation {corpus.valid.numel():,} tokens" if corpus.valid is not None else "; no validation text")
+        f"({s.unknown / max(1, s.tokens):.1%} unknown)"
+        + (f"; validation {len(corpus.valid):,} tokens" if corpus.valid is not None else "; no validation text")
     )
     if s.replaced_bytes:
-        _err(f"warning: {s.replaced_bytes:,} undecodable byte sequence(s) replaced in "
-             + ", ".join(s.files_with_replacements[:3]) + (" …" if len(s.files_with_replacements) > 3 else ""))
+        log(f"warning: {s.replaced_bytes:,} undecodable byte sequence(s) replaced in "
+            + ", ".join(s.files_with_replacements[:3]) + (" …" if len(s.files_with_replacements) > 3 else ""))
     torch.manual_seed(args.seed)
     model = LSTMLanguageModel(model_config)
     metadata = {
@@ -242,13 +258,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "command": "autocomplete " + " ".join(sys.argv[1:]),
     }
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
-    trainer = Trainer(lm, corpus, config, args.output, log=_err, progress=not args.quiet)
+    trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
     result = trainer.run(resume=args.resume)
-    if result.interrupted:
+    if result.interrupted:  # the other ranks are being stopped too: exiting is enough, the group goes with us
         return EXIT_INTERRUPTED
-    if trainer.dist.main:
-        best = f"best validation perplexity {math.exp(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
-        _err(f"{best}model written to {args.output} ({time.time() - started:.0f} s)")
+    shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks
+    best = f"best validation perplexity {math.exp(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
+    log(f"{best}model written to {args.output} ({time.time() - started:.0f} s)")
     return 0
 
 
@@ -372,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except AutocompleteError as e:
-        _err(f"autocomplete: error: {e}")
+        _err(f"autocomplete: error: {_rank_prefix()}{e}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _err("interrupted")

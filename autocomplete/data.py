@@ -8,6 +8,9 @@ Utterance boundaries (:data:`~autocomplete.tokenizer.EOS`) come from line breaks
 one utterance per line (dialogue corpora, PTB) and prose hard-wrapped at ~70 columns with blank lines between
 paragraphs (Project Gutenberg books). ``breaks="auto"`` looks at each file's line lengths and picks ``line`` or
 ``paragraph``; either can be forced.
+
+An encoded stream lives in memory (a tensor, :func:`load_corpus`) or on disk (a :class:`TokenFile`, written once by
+:mod:`autocomplete.token_cache`); :class:`BatchedStream` cuts either into the same training windows.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from torch import Tensor
 
 from autocomplete.errors import CorpusError
 from autocomplete.tokenizer import EOS, Tokenizer
-from autocomplete.vocab import EOS_ID, Vocab
+from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 Breaks = Literal["auto", "line", "paragraph"]
 MAX_SEGMENT = 1 << 20  # characters; longer lines are cut at whitespace into pieces of about this size
@@ -39,6 +42,7 @@ class CorpusStats:
     files: int = 0
     utterances: int = 0
     tokens: int = 0
+    unknown: int = 0  # tokens outside the vocabulary, encoded as <unk>
     replaced_bytes: int = 0  # undecodable bytes replaced by U+FFFD
     files_with_replacements: list[str] = field(default_factory=list)
     layouts: dict[str, str] = field(default_factory=dict)  # file → "line" or "paragraph"
@@ -205,10 +209,10 @@ def build_vocab(
     return Vocab.build(lines, max_size=max_size, min_count=min_count, case_fold=tokenizer.case_sensitive)
 
 
-def encode_source(
-    source: Source, tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks, stats: CorpusStats
-) -> Tensor:
-    """Token ids of one source, EOS after every utterance, as a 1-D int32 tensor."""
+def iter_source_ids(
+    source: Source, tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks, stats: CorpusStats, chunk: int = 1 << 16
+) -> Iterator[array]:
+    """Token ids of one source, EOS after every utterance, in int32 arrays of about ``chunk`` ids (bounded memory)."""
     ids = array("i")
     at_start = True
     for tokens, ends in iter_token_lines([source], tokenizer, breaks, stats):
@@ -217,7 +221,24 @@ def encode_source(
             ids.append(EOS_ID)
             stats.utterances += 1
         at_start = ends
-    stats.tokens += len(ids)
+        if len(ids) >= chunk:
+            stats.tokens += len(ids)
+            stats.unknown += ids.count(UNK_ID)
+            yield ids
+            ids = array("i")
+    if ids:
+        stats.tokens += len(ids)
+        stats.unknown += ids.count(UNK_ID)
+        yield ids
+
+
+def encode_source(
+    source: Source, tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks, stats: CorpusStats
+) -> Tensor:
+    """Token ids of one source, EOS after every utterance, as a 1-D int32 tensor."""
+    ids = array("i")
+    for part in iter_source_ids(source, tokenizer, vocab, breaks, stats):
+        ids.extend(part)
     return torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(0, dtype=torch.int32)
 
 
@@ -232,11 +253,86 @@ def encode_text(text: str, tokenizer: Tokenizer, vocab: Vocab) -> Tensor:
     return torch.tensor(ids, dtype=torch.int32)
 
 
+class TokenFile:
+    """Token ids ``[start, stop)`` of a flat file of native-endian int32 ids, read on demand.
+
+    The ids are read with ``readinto`` when a window is asked for, instead of mapping the file: a memory map would
+    count every page it has touched in the process's resident set until the kernel reclaims it, and its whole size
+    against an address-space limit. Reading keeps both bounded by the window size whatever the corpus size.
+    Slicing gives another view of the same file without reading anything. Each read opens the file, so a
+    ``TokenFile`` is a plain value: safe to share between threads and processes.
+    """
+
+    ITEMSIZE = 4
+
+    def __init__(self, path: Path, start: int = 0, stop: int | None = None) -> None:
+        self.path = Path(path)
+        size = self.path.stat().st_size // self.ITEMSIZE
+        self.start = start
+        self.stop = size if stop is None else stop
+        if not 0 <= self.start <= self.stop <= size:
+            raise ValueError(f"{path}: ids [{start}, {stop}) lie outside the file's {size} ids")
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: slice) -> TokenFile:
+        if not isinstance(index, slice):
+            raise TypeError("a TokenFile is indexed by slices only; use read() for the ids")
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("a TokenFile slice must be contiguous")
+        return TokenFile(self.path, self.start + start, self.start + max(start, stop))
+
+    def __repr__(self) -> str:
+        return f"TokenFile({str(self.path)!r}, {self.start}, {self.stop})"
+
+    def read(self, start: int = 0, stop: int | None = None) -> Tensor:
+        """Ids ``[start, stop)`` of this view as a 1-D int32 tensor (a copy)."""
+        stop = len(self) if stop is None else stop
+        return self.read_rows([start], max(0, stop - start)).view(-1)
+
+    def read_rows(self, starts: Sequence[int], width: int) -> Tensor:
+        """``width`` ids from each offset in ``starts`` (relative to this view) → (len(starts), width) int32."""
+        for s in starts:
+            if s < 0 or s + width > len(self):
+                raise IndexError(f"ids [{s}, {s + width}) lie outside a view of {len(self)} ids")
+        buffer = bytearray(len(starts) * width * self.ITEMSIZE)
+        view = memoryview(buffer)
+        row = width * self.ITEMSIZE
+        with open(self.path, "rb", buffering=0) as f:
+            for i, s in enumerate(starts):
+                f.seek((self.start + s) * self.ITEMSIZE)
+                _read_exactly(f, view[i * row : (i + 1) * row], self.path)
+        if not buffer:
+            return torch.zeros(len(starts), width, dtype=torch.int32)
+        return torch.frombuffer(buffer, dtype=torch.int32).view(len(starts), width)
+
+
+def _read_exactly(f: BinaryIO, out: memoryview, path: Path) -> None:
+    done = 0
+    while done < len(out):
+        n = f.readinto(out[done:])
+        if not n:
+            raise CorpusError(f"{path}: token file is shorter than its header says (truncated?)")
+        done += n
+
+
+TokenIds = Tensor | TokenFile  # a 1-D stream of token ids, in memory or on disk
+
+
 @dataclass
 class Corpus:
-    train: Tensor  # (N,) int32 token ids
-    valid: Tensor | None  # (M,) int32, or None when no validation text was given
+    train: TokenIds  # (N,) int32 token ids
+    valid: TokenIds | None  # (M,) int32, or None when no validation text was given
     stats: CorpusStats
+
+
+def check_trainable(train_tokens: int, sources: Sequence[Source]) -> None:
+    """Refuse a corpus that yields fewer than two ids (nothing to predict)."""
+    if train_tokens < 2:
+        names = ", ".join(s.name for s in sources[:3]) + (" …" if len(sources) > 3 else "")
+        raise CorpusError(f"{names}: no text to train on (the corpus is empty or whitespace only)")
 
 
 def load_corpus(
@@ -247,7 +343,8 @@ def load_corpus(
     valid_sources: Sequence[Source] = (),
     valid_fraction: float = 0.0,
 ) -> Corpus:
-    """Encode the training sources; validation comes from ``valid_sources`` or the tail of every training file."""
+    """Encode the training sources in memory; validation comes from ``valid_sources`` or the tail of every training
+    file. :class:`~autocomplete.token_cache.TokenCache` produces the same streams on disk, for corpora of any size."""
     stats = CorpusStats()
     train_parts: list[Tensor] = []
     valid_parts: list[Tensor] = []
@@ -263,9 +360,7 @@ def load_corpus(
         valid_parts.append(encode_source(source, tokenizer, vocab, breaks, CorpusStats()))
     train = torch.cat(train_parts) if train_parts else torch.zeros(0, dtype=torch.int32)
     valid = torch.cat(valid_parts) if valid_parts else None
-    if train.numel() < 2:
-        names = ", ".join(s.name for s in sources[:3]) + (" …" if len(sources) > 3 else "")
-        raise CorpusError(f"{names}: no text to train on (the corpus is empty or whitespace only)")
+    check_trainable(train.numel(), sources)
     if valid is not None and valid.numel() < 2:
         valid = None
     return Corpus(train, valid, stats)
@@ -288,17 +383,61 @@ def num_batches(data: Tensor, bptt: int) -> int:
     return max(0, (data.size(1) - 1 + bptt - 1) // bptt)
 
 
+class BatchedStream:
+    """A 1-D id stream laid out as ``batch_size`` contiguous columns (as :func:`batchify` does) and walked in
+    truncated-BPTT windows.
+
+    Column ``b`` holds ids ``[b·L, (b+1)·L)`` with ``L = len(ids) // batch_size`` (the ragged tail is dropped), so
+    each column is one long stretch of text and the LSTM state carries from a window to the next. A tensor is laid out
+    once on ``device``; a :class:`TokenFile` is read one window at a time, ``batch_size × (bptt + 1)`` ids per step,
+    so memory does not grow with the corpus. Both give exactly the same windows.
+    """
+
+    def __init__(self, ids: TokenIds, batch_size: int, device: torch.device | str = "cpu") -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.length = len(ids) // batch_size  # L: ids per column
+        self.device = torch.device(device)
+        self._file: TokenFile | None = None
+        self._data: Tensor | None = None
+        if isinstance(ids, TokenFile):
+            self._file = ids[: self.length * batch_size]
+        else:
+            self._data = batchify(ids, batch_size).to(self.device, torch.long)  # (B, L)
+
+    def num_batches(self, bptt: int) -> int:
+        return max(0, (self.length - 1 + bptt - 1) // bptt)
+
+    def windows(self, bptt: int, start: int = 0) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """Consecutive (offset, inputs (B, T), targets (B, T)) windows from column offset ``start``; T ≤ ``bptt``."""
+        if self._data is not None:
+            yield from bptt_batches(self._data, bptt, start)
+            return
+        assert self._file is not None
+        for i in range(start, self.length - 1, bptt):
+            t = min(bptt, self.length - 1 - i)
+            starts = [b * self.length + i for b in range(self.batch_size)]
+            block = self._file.read_rows(starts, t + 1).to(self.device, torch.long)  # (B, T + 1)
+            yield i, block[:, :-1], block[:, 1:]
+
+
 __all__ = [
     "EOS",
+    "BatchedStream",
     "Corpus",
     "CorpusStats",
     "Source",
+    "TokenFile",
+    "TokenIds",
     "batchify",
     "bptt_batches",
     "build_vocab",
+    "check_trainable",
     "detect_layout",
     "encode_source",
     "encode_text",
+    "iter_source_ids",
     "load_corpus",
     "num_batches",
     "resolve_sources",

@@ -22,3 +22,7 @@ class CorpusError(AutocompleteError):
 
 class ConfigError(AutocompleteError):
     """An option has a value outside its valid range."""
+
+
+class DistributedError(AutocompleteError):
+    """A process of a ``torchrun`` group cannot join it, or lost contact with the others."""

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from autocomplete.data import Breaks, CorpusStats, Source, iter_token_lines
+from autocomplete.data import BatchedStream, Breaks, CorpusStats, Source, TokenIds, iter_token_lines
 from autocomplete.model import LSTMLanguageModel, detach_state
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS, Tokenizer
@@ -28,19 +28,17 @@ from autocomplete.vocab import EOS_ID, Vocab
 
 
 @torch.inference_mode()
-def evaluate_loss(model: LSTMLanguageModel, ids: Tensor, batch_size: int = 10, bptt: int = 70) -> tuple[float, int]:
-    """(mean negative log-likelihood, tokens scored) of a 1-D id stream laid out in ``batch_size`` columns."""
+def evaluate_loss(model: LSTMLanguageModel, ids: TokenIds, batch_size: int = 10, bptt: int = 70) -> tuple[float, int]:
+    """(mean negative log-likelihood, tokens scored) of a 1-D id stream laid out in ``batch_size`` columns.
+
+    ``ids`` may be a :class:`~autocomplete.data.TokenFile`: it is then read a window at a time."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    length = ids.numel() // batch_size
-    if length < 2:
-        batch_size, length = 1, ids.numel()
-    data = ids[: batch_size * length].view(batch_size, length).to(device, torch.long)
+    if len(ids) // batch_size < 2:
+        batch_size = 1
     total, count, state = 0.0, 0, None
-    for i in range(0, length - 1, bptt):
-        t = min(bptt, length - 1 - i)
-        x, y = data[:, i : i + t], data[:, i + 1 : i + 1 + t]
+    for _, x, y in BatchedStream(ids, batch_size, device).windows(bptt):
         features, state = model.features(x, state)
         total += float(model.loss(features, y)) * y.numel()
         count += y.numel()

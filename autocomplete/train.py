@@ -2,6 +2,8 @@
 
 The token stream is laid out in ``batch_size`` contiguous columns and read ``bptt`` tokens at a time; the LSTM state
 is carried from one window to the next (detached), so the model sees long contexts, unlike fixed n-word windows.
+The stream is a tensor or, for corpora of any size, a :class:`~autocomplete.data.TokenFile` from the token cache,
+read one window at a time (:class:`~autocomplete.data.BatchedStream`); both give the same batches.
 
 Two files come out of a run on ``MODEL``:
 
@@ -12,7 +14,8 @@ Two files come out of a run on ``MODEL``:
 
 Under ``torchrun`` the same code runs one process per device: each rank trains on its own contiguous shard of the
 token stream, DistributedDataParallel all-reduces the gradients, validation losses are all-reduced, and only rank 0
-writes files and draws the progress bar.
+writes files, logs and draws the progress bar (its tokens/s count all ranks). A rank whose peer dies stops with a
+one-line :class:`~autocomplete.errors.DistributedError` instead of a collective's traceback.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from tqdm import tqdm
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
-from autocomplete.data import Corpus, batchify, bptt_batches, num_batches
-from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.data import BatchedStream, Corpus, TokenIds
+from autocomplete.errors import CheckpointError, ConfigError, DistributedError
 from autocomplete.evaluate import evaluate_loss
 from autocomplete.model import LSTMLanguageModel, State, detach_state
 
@@ -131,11 +134,46 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name)
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible);"
+                " start at most one process per GPU (--nproc_per_node)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        try:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as e:
+            raise DistributedError(f"cannot join the process group ({_first_line(e)})") from None
     return Dist(rank, world, local_rank), device
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, so that torchrun sees every rank finish cleanly. Call once training is over."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def environment_rank() -> int:
+    """This process's rank in a torchrun group (0 outside one): known before the group is joined."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _lost_contact(error: RuntimeError) -> bool:
+    """Whether ``error`` is a failed collective (gloo raises plain RuntimeErrors from inside backward)."""
+    text = str(error).lower()
+    return isinstance(error, dist.DistError) or any(
+        s in text for s in ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "timed out")
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _all_reduce_sum(values: list[float], d: Dist, device: torch.device) -> list[float]:
@@ -166,15 +204,24 @@ def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
 
 
 class _LossModule(nn.Module):
-    """model + loss in one forward, so DistributedDataParallel sees the whole computation."""
+    """model + loss in one forward, so DistributedDataParallel sees the whole computation.
 
-    def __init__(self, model: LSTMLanguageModel) -> None:
+    ``use_all``: DDP expects a gradient for every parameter at every step, but the adaptive softmax skips a tail
+    cluster when no target of the batch falls in it; adding those parameters × 0 gives them the zero gradient they
+    have anyway (cheaper than DDP's ``find_unused_parameters`` search, and silent).
+    """
+
+    def __init__(self, model: LSTMLanguageModel, use_all: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.unused_candidates = list(model.decoder.parameters()) if use_all and model.config.adaptive_cutoffs else []
 
     def forward(self, x: Tensor, y: Tensor, state: State) -> tuple[Tensor, State]:
         features, state = self.model.features(x, state)
-        return self.model.loss(features, y), state
+        loss = self.model.loss(features, y)
+        if self.unused_candidates:
+            loss = loss + 0.0 * sum(p.sum() for p in self.unused_candidates)
+        return loss, state
 
 
 @dataclass
@@ -227,7 +274,7 @@ class Trainer:
         self.progress = progress and self.dist.main
         torch.manual_seed(config.seed + self.dist.rank)
         self.model = lm.model.to(self.device)
-        self.net: nn.Module = _LossModule(self.model)
+        self.net: nn.Module = _LossModule(self.model, use_all=self.dist.active)
         if self.dist.active:
             ids = [self.dist.local_rank] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
@@ -235,7 +282,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.train_data = self._shard(corpus.train)
         self.valid_ids = corpus.valid
-        self.batches_per_epoch = num_batches(self.train_data, config.bptt)
+        self.batches_per_epoch = self.train_data.num_batches(config.bptt)
         self.total_steps = self.batches_per_epoch * config.epochs
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -258,18 +305,18 @@ class Trainer:
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, betas=(0.9, 0.99), fused=fused)
 
-    def _shard(self, ids: Tensor) -> Tensor:
-        """This rank's contiguous share of the stream, laid out in batch columns on the device."""
+    def _shard(self, ids: TokenIds) -> BatchedStream:
+        """This rank's contiguous share of the stream, laid out in batch columns (read from disk for a TokenFile)."""
         c = self.config
-        per_rank = ids.numel() // self.dist.world
+        per_rank = len(ids) // self.dist.world
         shard = ids[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
         batch = c.batch_size
-        if shard.numel() // batch < 2:
-            batch = max(1, shard.numel() // 2)
+        if len(shard) // batch < 2:
+            batch = max(1, len(shard) // 2)
             if self.dist.main:
                 self.log(f"corpus is smaller than one batch: training with batch size {batch} instead of {c.batch_size}")
         self.batch_size = batch
-        return batchify(shard, batch).to(self.device, torch.long)
+        return BatchedStream(shard, batch, self.device)
 
     def lr_at(self, step: int) -> float:
         c = self.config
@@ -339,9 +386,9 @@ class Trainer:
     def validate(self) -> float | None:
         if self.valid_ids is None:
             return None
-        per_rank = self.valid_ids.numel() // self.dist.world
+        per_rank = len(self.valid_ids) // self.dist.world
         shard = self.valid_ids[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
-        loss, count = evaluate_loss(self.model, shard, batch_size=min(10, max(1, shard.numel() // 2)))
+        loss, count = evaluate_loss(self.model, shard, batch_size=min(10, max(1, len(shard) // 2)))
         total, n = _all_reduce_sum([loss * count, float(count)], self.dist, self.device)
         return total / n if n else None
 
@@ -391,11 +438,18 @@ class Trainer:
         with _sigterm_as_interrupt():
             try:
                 stopped = self._epochs()
+            except RuntimeError as e:
+                if not (self.dist.active and _lost_contact(e)):
+                    raise
+                # another rank died or the network failed: that rank's own message, or torchrun's, says why
+                raise DistributedError(f"lost contact with the other processes ({_first_line(e)})") from None
             except KeyboardInterrupt:
                 interrupted = True
                 if self.dist.active:  # other ranks may be inside a collective: rely on the last periodic save
-                    if self.dist.main:
+                    if self.dist.main and resume_path(self.output).exists():
                         self.log(f"interrupted: continue from the last save in {resume_path(self.output)} with --resume")
+                    elif self.dist.main:
+                        self.log("interrupted before the first save of the training state: nothing to resume")
                 else:
                     self.save_resume()
                     self.log(f"interrupted: training state saved to {resume_path(self.output)}; continue with --resume")
@@ -419,7 +473,7 @@ class Trainer:
                 mininterval=0.5,
             )
             window_tokens, window_start = 0, time.perf_counter()
-            for offset, x, y in bptt_batches(self.train_data, c.bptt, self.offset):
+            for offset, x, y in self.train_data.windows(c.bptt, self.offset):
                 started = time.perf_counter()
                 if self.state is None:
                     self.state = self.model.init_state(self.batch_size, self.device)

@@ -132,3 +132,38 @@ def test_encode_text_ends_every_line_with_eos():
     vocab = data.build_vocab(data.resolve_sources([SHAKESPEARE]), tok)
     ids = data.encode_text("Speak, speak.\nAll", tok, vocab)
     assert ids.tolist().count(EOS_ID) == 2
+
+
+def write_ids(path, ids):
+    path.write_bytes(ids.to(torch.int32).numpy().tobytes())
+    return data.TokenFile(path)
+
+
+def test_a_token_file_reads_ranges_and_slices_without_loading_the_file(tmp_path):
+    ids = torch.arange(100, dtype=torch.int32)
+    tokens = write_ids(tmp_path / "ids.tokens", ids)
+    assert len(tokens) == 100 and torch.equal(tokens.read(), ids)
+    tail = tokens[60:]
+    assert len(tail) == 40 and torch.equal(tail.read(5, 8), ids[65:68])
+    assert torch.equal(tail[10:20].read_rows([0, 5], 3), torch.tensor([[70, 71, 72], [75, 76, 77]], dtype=torch.int32))
+    assert len(tokens[90:10]) == 0
+    with pytest.raises(IndexError):
+        tail.read_rows([38], 3)
+
+
+@pytest.mark.parametrize("batch_size, bptt, start", [(1, 7, 0), (4, 5, 0), (16, 35, 0), (8, 3, 9), (3, 100, 0)])
+def test_disk_backed_batches_are_identical_to_in_memory_batches(tmp_path, batch_size, bptt, start):
+    ids = torch.randint(0, 5000, (1237,), dtype=torch.int32)
+    on_disk = data.BatchedStream(write_ids(tmp_path / "ids.tokens", ids)[3:], batch_size)  # a view, as a rank shard
+    in_memory = data.BatchedStream(ids[3:], batch_size)
+    windows = list(in_memory.windows(bptt, start))
+    assert len(windows) == in_memory.num_batches(bptt) - start // bptt == on_disk.num_batches(bptt) - start // bptt
+    for (i, x, y), (j, u, v) in zip(windows, on_disk.windows(bptt, start), strict=True):
+        assert i == j and torch.equal(x, u) and torch.equal(y, v) and x.dtype == u.dtype == torch.long
+
+
+def test_a_batched_stream_lays_columns_out_like_batchify():
+    ids = torch.arange(20)
+    stream = data.BatchedStream(ids, 4)
+    [(_, x, y), *_] = stream.windows(2)
+    assert x.tolist() == data.batchify(ids, 4)[:, :2].tolist() and y[:, 0].tolist() == [1, 6, 11, 16]

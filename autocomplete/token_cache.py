@@ -1,0 +1,291 @@
+"""Tokenise a corpus once: a cache of vocabularies and token-id files, keyed by everything that produced them.
+
+A corpus larger than memory is trained on from disk (:class:`~autocomplete.data.TokenFile`), and tokenising it is the
+slowest part of a restart, so both products of a pass over the text are kept in a cache folder (``--cache-dir``;
+by default ``token-cache`` in the user's data directory)::
+
+    <key>.tokens       native int32 ids: the training stream, then the validation stream
+    <key>.json         what the ids file holds: counts, corpus statistics, and the inputs of the key
+    <key>.vocab.json   a vocabulary built from the corpus
+
+A key is a hash of everything that decides the result: each source's absolute path, size and modification time
+(standard input by its content), the tokenizer settings, the utterance-break mode, the cache format and the package
+version; for ids also the validation split and the vocabulary (tokens, counts, case folding); for a vocabulary its
+size limits. Change any of them and the key changes, so a stale entry is never read. Old entries are not deleted:
+remove the folder to reclaim the space.
+
+Writes are atomic. Ids stream into a temporary file in the cache folder that is renamed into place only when
+complete, and the small header is written (atomically) after it: the header is the commit mark, so a killed run
+leaves no entry or a whole one. A lock file per key serialises builders of the same entry (the ranks of a ``torchrun``
+group, two runs on one corpus): the first tokenises, the others wait and then read its result. On a platform without
+``fcntl`` there is no lock; atomic renames still keep every entry whole, at the cost of duplicated work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from autocomplete import data, paths
+from autocomplete.checkpoint import atomic_write
+from autocomplete.data import Breaks, Corpus, CorpusStats, Source, TokenFile
+from autocomplete.errors import ConfigError
+from autocomplete.tokenizer import Tokenizer
+from autocomplete.vocab import Vocab
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+FORMAT = "autocomplete-tokens"
+FORMAT_VERSION = 1  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
+_COPY_CHUNK = 1 << 22  # bytes moved at a time when splitting off validation tails
+
+
+def default_cache_dir() -> Path:
+    return paths.data_dir() / "token-cache"
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("autocomplete")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _fingerprint(source: Source) -> dict[str, object]:
+    """What identifies a source's content cheaply: path, size and mtime; spooled standard input by its bytes."""
+    assert source.path is not None
+    if source.name == "<stdin>":
+        digest = hashlib.sha256()
+        with source.open() as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return {"stdin_sha256": digest.hexdigest()}
+    st = source.path.stat()
+    return {"path": str(source.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _digest(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def vocab_digest(vocab: Vocab) -> str:
+    """A hash of everything in ``vocab`` that decides the ids of a text."""
+    return _digest(vocab.to_dict())
+
+
+class TokenCache:
+    """Cached vocabularies and token-id files in one folder; ``log`` hears what is built and what is reused."""
+
+    def __init__(self, folder: Path | None = None, log: Callable[[str], None] | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+        self.log = log or (lambda message: None)
+
+    # ---- public API -------------------------------------------------------------------------------------------
+
+    def vocab(
+        self,
+        sources: Sequence[Source],
+        tokenizer: Tokenizer,
+        breaks: Breaks = "auto",
+        max_size: int | None = None,
+        min_count: int = 1,
+    ) -> Vocab:
+        """:func:`~autocomplete.data.build_vocab`, read from the cache when this corpus was counted before."""
+        inputs = self._inputs(sources, tokenizer, breaks) | {"max_size": max_size, "min_count": min_count}
+        path = self._path(_digest(inputs), ".vocab.json")
+        with self._locked(path):
+            cached = self._read_json(path)
+            if cached is not None and cached.get("inputs") == inputs:
+                self.log(f"vocabulary from the cache ({path})")
+                return Vocab.from_dict(cached["vocab"])
+            self.log(f"building the vocabulary from {len(sources)} file(s)…")
+            vocab = data.build_vocab(sources, tokenizer, breaks, max_size, min_count)
+            self._write_json(path, {"format": FORMAT, "inputs": inputs, "vocab": vocab.to_dict()})
+        return vocab
+
+    def corpus(
+        self,
+        sources: Sequence[Source],
+        tokenizer: Tokenizer,
+        vocab: Vocab,
+        breaks: Breaks = "auto",
+        valid_sources: Sequence[Source] = (),
+        valid_fraction: float = 0.0,
+    ) -> Corpus:
+        """:func:`~autocomplete.data.load_corpus` with the ids on disk: the same streams, as :class:`TokenFile`\\ s."""
+        inputs = self._inputs(sources, tokenizer, breaks) | {
+            "valid_sources": [_fingerprint(s) for s in valid_sources],
+            "valid_fraction": 0.0 if valid_sources else valid_fraction,
+            "vocab": vocab_digest(vocab),
+        }
+        key = _digest(inputs)
+        tokens, header_path = self._path(key, ".tokens"), self._path(key, ".json")
+        with self._locked(tokens):
+            header = self._read_header(header_path, tokens, inputs)
+            if header is not None:
+                self.log(f"token ids from the cache ({tokens})")
+            else:
+                self.log(f"tokenising {len(sources) + len(valid_sources)} file(s) into {tokens}…")
+                try:
+                    header = self._build(
+                        tokens, inputs, sources, tokenizer, vocab, breaks, valid_sources, valid_fraction
+                    )
+                except OSError as e:
+                    raise ConfigError(f"{tokens}: cannot write the token cache ({e.strerror or e})") from None
+                self._write_json(header_path, header)
+        n_train, n_valid = header["train_tokens"], header["valid_tokens"]
+        train = TokenFile(tokens, 0, n_train)
+        valid = TokenFile(tokens, n_train, n_train + n_valid) if n_valid else None
+        return Corpus(train, valid, CorpusStats(**header["stats"]))
+
+    # ---- building -------------------------------------------------------------------------------------------
+
+    def _build(
+        self,
+        target: Path,
+        inputs: dict[str, Any],
+        sources: Sequence[Source],
+        tokenizer: Tokenizer,
+        vocab: Vocab,
+        breaks: Breaks,
+        valid_sources: Sequence[Source],
+        valid_fraction: float,
+    ) -> dict[str, Any]:
+        """Encode into a temporary file, laid out like load_corpus's streams, and rename it to ``target``.
+
+        Memory stays bounded: ids are written as they come, and a file's validation tail (known only once the file
+        is done) is moved from the training file to a side file in chunks, the training file truncated behind it.
+        """
+        stats = CorpusStats()
+        split = valid_fraction > 0 and not valid_sources
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w+b") as train, tempfile.TemporaryFile(dir=self.folder) as valid:
+                n_train = n_valid = 0
+                for source in sources:
+                    n = 0
+                    for part in data.iter_source_ids(source, tokenizer, vocab, breaks, stats):
+                        part.tofile(train)
+                        n += len(part)
+                    if split:
+                        cut = int(n * (1 - valid_fraction))
+                        _copy(train, (n_train + cut) * TokenFile.ITEMSIZE, (n - cut) * TokenFile.ITEMSIZE, valid)
+                        train.truncate((n_train + cut) * TokenFile.ITEMSIZE)
+                        train.seek(0, os.SEEK_END)
+                        n_train, n_valid = n_train + cut, n_valid + n - cut
+                    else:
+                        n_train += n
+                for source in valid_sources:
+                    for part in data.iter_source_ids(source, tokenizer, vocab, breaks, CorpusStats()):
+                        part.tofile(valid)
+                        n_valid += len(part)
+                data.check_trainable(n_train, sources)
+                if n_valid < 2:
+                    n_valid = 0
+                else:
+                    _copy(valid, 0, n_valid * TokenFile.ITEMSIZE, train)
+                train.flush()
+                os.fsync(train.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "dtype": "int32",
+            "byteorder": sys.byteorder,
+            "train_tokens": n_train,
+            "valid_tokens": n_valid,
+            "stats": asdict(stats),
+            "inputs": inputs,
+        }
+
+    # ---- files ----------------------------------------------------------------------------------------------
+
+    def _inputs(self, sources: Sequence[Source], tokenizer: Tokenizer, breaks: Breaks) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "package_version": _package_version(),
+            "max_segment": data.MAX_SEGMENT,
+            "sources": [_fingerprint(s) for s in sources],
+            "tokenizer": tokenizer.config.to_dict(),
+            "breaks": breaks,
+        }
+
+    def _path(self, key: str, suffix: str) -> Path:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{self.folder}: cannot create the token cache folder ({e.strerror or e})") from None
+        return self.folder / f"{key}{suffix}"
+
+    def _read_header(self, path: Path, tokens: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """The header when it commits a whole, matching ids file; None means: build it."""
+        header = self._read_json(path)
+        if header is None or header.get("inputs") != inputs or header.get("version") != FORMAT_VERSION:
+            return None
+        if header.get("byteorder") != sys.byteorder or header.get("dtype") != "int32":
+            return None
+        expected = (header["train_tokens"] + header["valid_tokens"]) * TokenFile.ITEMSIZE
+        try:
+            return header if tokens.stat().st_size == expected else None
+        except OSError:
+            return None
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any] | None:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) and value.get("format") == FORMAT else None
+
+    def _write_json(self, path: Path, value: dict[str, Any]) -> None:
+        try:
+            atomic_write(path, lambda f: f.write(json.dumps(value).encode("utf-8")))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot write the token cache ({e.strerror or e})") from None
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        """Hold an exclusive lock on ``path``'s entry (a ``.lock`` file beside it) while building or reading it."""
+        if fcntl is None:
+            yield
+            return
+        try:
+            handle = open(str(path) + ".lock", "a+b")
+        except OSError as e:
+            raise ConfigError(f"{self.folder}: cannot write the token cache here ({e.strerror or e})") from None
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _copy(src: BinaryIO, offset: int, size: int, dst: BinaryIO) -> None:
+    """Append ``size`` bytes of ``src`` from ``offset`` to ``dst``, a chunk at a time."""
+    src.seek(offset)
+    while size > 0:
+        block = src.read(min(size, _COPY_CHUNK))
+        if not block:
+            raise OSError("unexpected end of a temporary token file")
+        dst.write(block)
+        size -= len(block)
+
+
+__all__ = ["FORMAT", "TokenCache", "default_cache_dir", "vocab_digest"]
