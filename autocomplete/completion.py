@@ -116,6 +116,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
         self.settings = settings or SamplingSettings()
         self.enabled = enabled
         self._states: weakref.WeakKeyDictionary[Buffer, _BufferState] = weakref.WeakKeyDictionary()
+        self._ghost_cache: dict[tuple[int, int, str, int], str] = {}
         self._lock = threading.Lock()
 
     def state(self, buffer: Buffer) -> _BufferState:
@@ -143,7 +144,8 @@ class LanguageModelAutoSuggest(AutoSuggest):
         s = self.settings
         if sample:
             continuation = self.predictor.continuation(
-                text, max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, stop_at="sentence"
+                text, max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                stop_at="sentence", nonempty=True,
             )
             with self._lock:
                 state.sample_for, state.sample = text, continuation.text or None
@@ -159,10 +161,22 @@ class LanguageModelAutoSuggest(AutoSuggest):
         insert = self.predictor.insertion(text, word)
         extra = ""
         if s.ghost_words > 1 and insert:
-            extra = self.predictor.continuation(
-                text + insert, max_words=s.ghost_words - 1, temperature=0, stop_at="sentence", finished=True
-            ).text
+            extra = self._greedy_after(text + insert)
         return Suggestion(insert + extra) if insert + extra else None
+
+    def _greedy_after(self, text: str) -> str:
+        """The greedy words after ``text`` (whose last word is complete), cached: while a word is being typed,
+        every keystroke completes it to the same text."""
+        p, words = self.predictor, self.settings.ghost_words - 1
+        key = (id(p), p.context_version, text, words)
+        extra = self._ghost_cache.get(key)
+        if extra is None:
+            extra = p.continuation(text, max_words=words, temperature=0, stop_at="sentence", finished=True).text
+            with self._lock:
+                if len(self._ghost_cache) >= 512:
+                    self._ghost_cache.clear()
+                self._ghost_cache[key] = extra
+        return extra
 
     def get_suggestion(self, buffer: Buffer, document: Document) -> Suggestion | None:
         return self.compute(buffer, document)

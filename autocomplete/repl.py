@@ -153,7 +153,8 @@ class Session:
         s = self.settings
         pieces: list[str] = []
         for _, piece in self.predictor.stream(
-            "", max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, stop_at="utterance"
+            "", max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, stop_at="utterance",
+            nonempty=True,
         ):
             pieces.append(piece)
             write(piece)
@@ -192,10 +193,17 @@ class Session:
         ]
         for w in alternatives:
             parts.append(("class:bottom-toolbar.word", w.word))
-            parts.append(("class:bottom-toolbar.prob", f" {w.probability:.0%}  "))
+            parts.append(("class:bottom-toolbar.prob", f" {percent(w.probability)}  "))
         if not alternatives:
             parts.append(("class:bottom-toolbar.prob", "…"))
         return FormattedText(parts)
+
+
+def percent(p: float) -> str:
+    """Probabilities for people: 12%, 3.4%, <0.1%."""
+    if p >= 0.1:
+        return f"{p:.0%}"
+    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
 
 
 def _cmd_temp(session: Session, arg: str) -> CommandResult:

@@ -51,7 +51,7 @@ def trained_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "tiny.pt"
     lm = make_lm(embedding_dim=32, hidden_dim=64)
     corpus = data.load_corpus(data.resolve_sources([SHAKESPEARE]), lm.tokenizer, lm.vocab, valid_fraction=0.05)
-    config = TrainConfig(epochs=3, batch_size=16, bptt=20, lr=5e-3, warmup_steps=10, device="cpu")
+    config = TrainConfig(epochs=6, batch_size=8, bptt=20, lr=1e-2, warmup_steps=10, device="cpu")
     Trainer(lm, corpus, config, out, progress=False).run()
     return out
 
