@@ -32,6 +32,8 @@ def test_training_lowers_the_validation_loss_and_writes_the_best_model(tmp_path)
     meta = saved.metadata
     assert meta["valid_perplexity"] == pytest.approx(math.exp(result.best_valid_loss))
     assert meta["tokens_seen"] == result.tokens_seen > 0 and meta["wall_time"] >= 0
+    assert [h["epoch"] for h in meta["history"]] == [1.0, 2.0]  # the validation curve travels with the model
+    assert min(h["valid_loss"] for h in meta["history"]) == pytest.approx(result.best_valid_loss)
     assert resume_path(out).exists()
 
 
@@ -99,6 +101,15 @@ def test_the_plateau_schedule_divides_the_rate_when_validation_stalls(tmp_path):
     trainer.best_loss = 1.0
     trainer._after_validation(2.0)
     assert trainer.lr_at(10) == pytest.approx(5.0)
+
+
+def test_a_time_budget_anneals_the_cosine_schedule_by_elapsed_time():
+    lm = make_lm()
+    trainer = Trainer(lm, small_corpus(lm), TrainConfig(lr=1.0, warmup_steps=0, epochs=100, max_time=60), "unused.pt", progress=False)
+    trainer.elapsed = 30
+    assert trainer.lr_at(1) == pytest.approx(0.1 + 0.9 * 0.5)
+    trainer.elapsed = 60
+    assert trainer.lr_at(1) == pytest.approx(0.1)
 
 
 def test_the_cosine_schedule_warms_up_then_decays():
