@@ -121,8 +121,16 @@ def to_payload(lm: LanguageModel, dtype: torch.dtype | None = None) -> dict[str,
 
 
 def save(lm: LanguageModel, path: Path | str, dtype: torch.dtype | None = None) -> None:
-    payload = to_payload(lm, dtype)
-    atomic_write(Path(path), lambda f: torch.save(payload, f))
+    save_payload(to_payload(lm, dtype), Path(path))
+
+
+def save_payload(payload: dict[str, Any], path: Path) -> None:
+    """Write ``payload`` atomically; a full disk or a vanished folder is a :class:`CheckpointError` naming ``path``
+    (the previous file at ``path``, if any, is left as it was)."""
+    try:
+        atomic_write(path, lambda f: torch.save(payload, f))
+    except OSError as e:
+        raise CheckpointError(f"{path}: could not save ({e.strerror or e}); the previous file is unchanged") from None
 
 
 def read_payload(path: Path | str, kind: str = "model") -> dict[str, Any]:

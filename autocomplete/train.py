@@ -192,14 +192,6 @@ def _gather_objects(obj: Any, d: Dist) -> list[Any]:
     return out
 
 
-def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
-    if not d.active:
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    dist.broadcast(t, 0)
-    return bool(t.item())
-
-
 # ---- the loop ---------------------------------------------------------------------------------------------------
 
 
@@ -234,22 +226,41 @@ class TrainResult:
     stopped_early: bool  # hit max_time / max_steps before the last epoch ended
 
 
+class _StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived; every rank has reached the same step boundary, so the state can be saved."""
+
+
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a killed job still saves its resume state."""
+def _stop_at_step_boundary(trainer: Trainer) -> Iterator[None]:
+    """Ctrl-C and SIGTERM ask the loop to stop after the current step (a consistent state to save and resume).
+
+    A second signal stops at once; the last saved state is then what ``--resume`` continues from.
+    """
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        if trainer.stop_signal is not None:
+            raise KeyboardInterrupt
+        trainer.stop_signal = signum
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _any(flags: list[bool], d: Dist, device: torch.device) -> list[bool]:
+    """Element-wise OR of ``flags`` over all ranks, so every rank takes the same decision at the same step."""
+    if not d.active:
+        return flags
+    t = torch.tensor([int(f) for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
 
 
 def resume_path(output: Path) -> Path:
@@ -297,6 +308,7 @@ class Trainer:
         self.state: State | None = None
         self.history: list[dict[str, float | int | None]] = []  # one entry per validation at an epoch end
         self._last_log = self._last_save = time.monotonic()
+        self.stop_signal: int | None = None  # set by Ctrl-C / SIGTERM; the loop stops at the next step boundary
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -356,7 +368,7 @@ class Trainer:
             "states": states,
             "rng": rngs,
         }
-        checkpoint.atomic_write(resume_path(self.output), lambda f: torch.save(payload, f))
+        checkpoint.save_payload(payload, resume_path(self.output))
         self._last_save = time.monotonic()
 
     def _rng_state(self) -> dict[str, Tensor]:
@@ -444,7 +456,7 @@ class Trainer:
                 f"{c.optimizer} lr {c.lr:g} ({c.schedule})"
             )
         interrupted = stopped = False
-        with _sigterm_as_interrupt():
+        with _stop_at_step_boundary(self):
             try:
                 stopped = self._epochs()
             except RuntimeError as e:
@@ -452,16 +464,17 @@ class Trainer:
                     raise
                 # another rank died or the network failed: that rank's own message, or torchrun's, says why
                 raise DistributedError(f"lost contact with the other processes ({_first_line(e)})") from None
-            except KeyboardInterrupt:
+            except _StopRequested:
                 interrupted = True
-                if self.dist.active:  # other ranks may be inside a collective: rely on the last periodic save
-                    if self.dist.main and resume_path(self.output).exists():
-                        self.log(f"interrupted: continue from the last save in {resume_path(self.output)} with --resume")
-                    elif self.dist.main:
-                        self.log("interrupted before the first save of the training state: nothing to resume")
-                else:
-                    self.save_resume()
+                self.save_resume()
+                if self.dist.main:
                     self.log(f"interrupted: training state saved to {resume_path(self.output)}; continue with --resume")
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, mid-step; the last save stays the resume point
+                interrupted = True
+                if self.dist.main and resume_path(self.output).exists():
+                    self.log(f"stopped at once: continue from the last save in {resume_path(self.output)} with --resume")
+                elif self.dist.main:
+                    self.log("stopped before the first save of the training state: nothing to resume")
         return TrainResult(self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped)
 
     def _epochs(self) -> bool:
@@ -519,12 +532,18 @@ class Trainer:
                 if c.eval_every and self.step % c.eval_every == 0:
                     self._after_validation(self.validate())
                     self.model.train()
-                check = not self.dist.active or self.step % 20 == 0
-                if check and _broadcast_flag(self._save_due(), self.dist, self.device):
-                    self.save_resume()
-                stop = c.max_steps is not None and self.step >= c.max_steps
-                if check and c.max_time is not None:
-                    stop = _broadcast_flag(stop or self.elapsed >= c.max_time, self.dist, self.device)
+                stop = c.max_steps is not None and self.step >= c.max_steps  # the same step on every rank
+                if not self.dist.active or self.step % 20 == 0:  # under DDP, agree every 20 steps
+                    out_of_time = c.max_time is not None and self.elapsed >= c.max_time
+                    signalled, save, out_of_time = _any(
+                        [self.stop_signal is not None, self._save_due(), out_of_time], self.dist, self.device
+                    )
+                    if signalled:
+                        bar.close()
+                        raise _StopRequested
+                    if save:
+                        self.save_resume()
+                    stop = stop or out_of_time
                 if stop:
                     bar.close()
                     self._finish_epoch(partial=True)
@@ -548,7 +567,7 @@ class Trainer:
             valid = f"valid loss {loss:.3f}, perplexity {math.exp(loss):.2f}" if loss is not None else "no validation"
             self.log(f"{where}: {valid}; {self.tokens_seen:,} tokens in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
         # tiny epochs would otherwise rewrite both files many times a second
-        due = _broadcast_flag(last or self._save_due(), self.dist, self.device)
+        [due] = _any([last or self._save_due()], self.dist, self.device)
         self.history.append(
             {"epoch": round(self.step / max(1, self.batches_per_epoch), 3), "step": self.step,
              "tokens": self.tokens_seen, "elapsed": round(self.elapsed, 1), "valid_loss": loss}

@@ -1,4 +1,5 @@
 import math
+import signal
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def test_resume_after_an_interruption_reaches_the_same_weights(tmp_path, monkeyp
 
     def interrupt_at_step_37(self, step):
         if step == 37:
-            raise KeyboardInterrupt
+            self.stop_signal = signal.SIGINT  # what the Ctrl-C handler does: stop after this step
         return original(self, step)
 
     monkeypatch.setattr(Trainer, "lr_at", interrupt_at_step_37)
