@@ -67,8 +67,11 @@ def cutoffs(text: str) -> tuple[int, ...]:
 # ---- parser ---------------------------------------------------------------------------------------------------
 
 
-def _add_model_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
+    if model:
+        p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+    p.add_argument("--no-quantize", action="store_true",
+                   help="run the model with its float weights instead of int8 (slower, the same quality)")
 
 
 def _add_sampling_options(p: argparse.ArgumentParser, words: int) -> None:
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate typing only the first N words (default all; 0 skips it)")
     p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_option(p, model=False)
 
     p = sub.add_parser("predict", help="the most likely next words")
     p.add_argument("text", help='the text so far, e.g. "how are"')
@@ -179,11 +183,10 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _load_predictor(path: Path | None):  # type: ignore[no-untyped-def]
-    from autocomplete.paths import default_model_path
-    from autocomplete.predictor import Predictor
+def _load_predictor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from autocomplete.completion import load_predictor
 
-    return Predictor.load(path if path is not None else default_model_path())
+    return load_predictor(args.model, quantize=not args.no_quantize)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -273,7 +276,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete.evaluate import evaluate, read_eval_text
     from autocomplete.predictor import Predictor
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, quantize=not args.no_quantize)
     sources = data.resolve_sources(args.text)
     ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
@@ -293,7 +296,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predictor = _load_predictor(args.model)
+    predictor = _load_predictor(args)
     text = args.text if args.complete or not args.text else args.text + " "
     suggestions = predictor.suggest(text, args.k)
     if args.json:
@@ -311,7 +314,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     prompt = prompt.rstrip("\n")
-    predictor = _load_predictor(args.model)
+    predictor = _load_predictor(args)
     from autocomplete.sampling import make_generator
 
     generator = make_generator(args.seed)
@@ -369,7 +372,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_session(args: argparse.Namespace) -> int:
     from autocomplete.repl import run_session
 
-    return run_session(model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain)
+    return run_session(
+        model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
+        quantize=not args.no_quantize,
+    )
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info}

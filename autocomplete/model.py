@@ -152,6 +152,8 @@ class LSTMLanguageModel(nn.Module):
 
         With the adaptive softmax the scores are already normalised log-probabilities.
         """
+        if features.dim() == 1:  # one position (int8 linear layers want a batch dimension)
+            return self.logits(features.unsqueeze(0)).squeeze(0)
         if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
             flat = features.reshape(-1, features.size(-1))
             return self.decoder.log_prob(flat).view(*features.shape[:-1], -1)

@@ -120,8 +120,10 @@ class Session:
         mode: str = "type",
         settings: SamplingSettings | None = None,
         echo: Callable[[str], None] | None = None,
+        quantize: bool = True,
     ) -> None:
         self.settings = settings or SamplingSettings()
+        self.quantize = quantize  # how models switched to with :model are run
         self.mode = mode
         self.model_name = model_name
         self.echo = echo or _print
@@ -237,7 +239,7 @@ def _cmd_reset(session: Session, arg: str) -> CommandResult:
 def _cmd_model(session: Session, arg: str) -> CommandResult:
     if not arg:
         return CommandResult("usage: :model PATH")
-    predictor = load_predictor(Path(arg).expanduser())
+    predictor = load_predictor(Path(arg).expanduser(), quantize=session.quantize)
     session.set_predictor(predictor, predictor.lm.name)
     return CommandResult(f"model = {predictor.lm.name} ({arg})")
 
@@ -358,11 +360,17 @@ def can_run_full_screen() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and term not in ("dumb", "unknown")
 
 
-def run_session(model: Path | None = None, mode: str = "type", temperature: float = 0.8, plain_mode: bool = False) -> int:
+def run_session(
+    model: Path | None = None,
+    mode: str = "type",
+    temperature: float = 0.8,
+    plain_mode: bool = False,
+    quantize: bool = True,
+) -> int:
     """Entry point of ``autocomplete`` without a subcommand."""
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, quantize=quantize)
     settings = SamplingSettings(temperature=temperature)
-    session = Session(predictor, predictor.lm.name, mode, settings)
+    session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize)
     if plain_mode or not can_run_full_screen():
         if sys.stdin.isatty() and not plain_mode:
             _print("this terminal cannot show suggestions inline (TERM=dumb?): line mode, :help for commands\n")

@@ -184,3 +184,12 @@ def test_memory_for_states_stays_bounded_on_long_texts(tiny_lm):
     predictor = Predictor(tiny_lm, checkpoint_every=32, keep_recent=64)
     predictor.suggest("speak " * 3000)
     assert len(predictor._states) <= 3000 // 32 + 64 + 2
+
+
+def test_the_int8_predictor_agrees_with_the_float_one(trained_lm):
+    exact, fast = Predictor(trained_lm), Predictor(trained_lm, quantize=True)
+    assert fast.model is not exact.model
+    for text in ("", "hear me ", "Before we proceed any further, "):
+        a, b = exact.distribution(text), fast.distribution(text)
+        assert abs(float(b.sum()) - 1) < 1e-4 and (a - b).abs().max() < 0.02
+        assert [s.word for s in exact.suggest(text, 3)][:1] == [s.word for s in fast.suggest(text, 3)][:1]
