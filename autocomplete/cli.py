@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from autocomplete.errors import AutocompleteError, ConfigError
@@ -67,6 +68,14 @@ def cutoffs(text: str) -> tuple[int, ...]:
 # ---- parser ---------------------------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (the valid range included), exit status 2; ``--help`` has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+
 def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
     if model:
         p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
@@ -83,7 +92,7 @@ def _add_sampling_options(p: argparse.ArgumentParser, words: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autocomplete",
         description="Next-word suggestions and text generation in the terminal, from a local LSTM language model.",
     )

@@ -88,7 +88,8 @@ def test_bad_arguments_get_a_usage_error_naming_the_valid_range(capsys, argv, me
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
 
 
 def test_user_errors_are_one_line_and_exit_non_zero(capsys, tmp_path):
