@@ -19,6 +19,9 @@ from autocomplete.errors import ConfigError
 
 # The projected last layer runs on PyTorch's own kernel instead of oneDNN; that is expected, not worth a warning.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+# int8 inference uses torch.ao's dynamic quantisation, which announces its move to torchao on every use.
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
 
 # One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
 State = list[tuple[Tensor, Tensor]]

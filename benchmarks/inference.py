@@ -17,6 +17,7 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, SamplingSettings
+from autocomplete.model import quantize_dynamic
 from autocomplete.predictor import Predictor
 from autocomplete.vocab import EOS_ID
 from benchmarks.common import Report, percentile, read_words, timed
@@ -144,9 +145,7 @@ def levers(report: Report, predictor: Predictor, eval_ids: torch.Tensor, quick: 
         report.add("levers", f"{n} thread(s)", command, step_ms=step_latency(predictor))
     torch.set_num_threads(threads)
     quantized = copy.copy(predictor)
-    quantized.model = torch.ao.quantization.quantize_dynamic(
-        copy.deepcopy(predictor.model), {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8
-    )
+    quantized.model = quantize_dynamic(predictor.model)
     q_loss, _, _ = evaluate_stream(quantized.model, ids)
     report.add("levers", "int8 dynamic quantisation (LSTM + Linear)", command,
                step_ms=step_latency(quantized), perplexity=float(torch.tensor(q_loss).exp()))

@@ -48,7 +48,8 @@ def load_ptb(folder: Path) -> Ptb:
     train_sources = data.resolve_sources([folder / "train.txt"])
     vocab = data.build_vocab(train_sources, tokenizer, "line")
     corpus = data.load_corpus(train_sources, tokenizer, vocab, "line", data.resolve_sources([folder / "valid.txt"]))
-    assert len(vocab) == 10000, f"PTB should give 10 K tokens with <eos>, got {len(vocab)}"
+    if len(vocab) != 10000:
+        print(f"note: {folder} gives {len(vocab)} tokens, not PTB's 10 K: numbers will not compare with PTB's")
     return Ptb(tokenizer, vocab, corpus.train, corpus.valid, data.resolve_sources([folder / "test.txt"]))
 
 

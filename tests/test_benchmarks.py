@@ -1,0 +1,46 @@
+"""The benchmark suite keeps working: ``--quick`` runs every section on tiny inputs. Numbers are not asserted."""
+
+from pathlib import Path
+
+from autocomplete import data
+from autocomplete.checkpoint import LanguageModel
+from autocomplete.model import LSTMLanguageModel, ModelConfig
+from autocomplete.tokenizer import Tokenizer, TokenizerConfig
+from autocomplete.train import TrainConfig, Trainer
+from benchmarks.run import main
+
+from .conftest import SHAKESPEARE
+
+
+def fake_ptb(folder: Path) -> Path:
+    """PTB's layout (lower case, one sentence a line, whitespace tokens) made from the Shakespeare fixture."""
+    lines = [" ".join(line.lower().replace(",", " ").replace(".", " ").split()) for line in SHAKESPEARE.read_text().splitlines()]
+    lines = [line for line in lines if line]
+    folder.mkdir()
+    (folder / "train.txt").write_text("\n".join(lines[:1500]) + "\n")
+    (folder / "valid.txt").write_text("\n".join(lines[1500:1700]) + "\n")
+    (folder / "test.txt").write_text("\n".join(lines[1700:]) + "\n")
+    return folder
+
+
+def ptb_model(folder: Path, out: Path) -> Path:
+    tokenizer = Tokenizer(TokenizerConfig(kind="whitespace"))
+    sources = data.resolve_sources([folder / "train.txt"])
+    vocab = data.build_vocab(sources, tokenizer, "line")
+    corpus = data.load_corpus(sources, tokenizer, vocab, "line")
+    model = LSTMLanguageModel(ModelConfig(len(vocab), embedding_dim=16, hidden_dim=16))
+    Trainer(LanguageModel(model, vocab, tokenizer), corpus, TrainConfig(epochs=1, max_steps=5), out, progress=False).run()
+    return out
+
+
+def test_the_quick_benchmark_runs_every_section_and_writes_markdown(tmp_path, trained_model_path, capsys):
+    ptb = fake_ptb(tmp_path / "ptb")
+    model = ptb_model(ptb, tmp_path / "ptb.pt")
+    out = tmp_path / "BENCH.md"
+    code = main(["--quick", "--model", str(trained_model_path), "--ptb", str(ptb), "--ptb-models", str(model),
+                 "--markdown", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for section in ("keystroke latency", "cold start", "generation", "levers", "training throughput", "PTB test quality"):
+        assert f"[{section}]" in printed and f"### {section}" in out.read_text()
+    assert "stateful_p99_ms" in out.read_text() and "| 10 words typed |" in out.read_text()
