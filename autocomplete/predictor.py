@@ -142,7 +142,7 @@ class Predictor:
         with self._lock:
             tokens = self.tokenizer.tokenize(text)
             self.context_version += 1
-            self._base = self._base + self.vocab.encode(tokens, self._base_at_start())
+            self._base.extend(self.vocab.encode(tokens, self._base_at_start()))
             line = self._base_line + tokens
             if EOS in line:
                 line = line[len(line) - line[::-1].index(EOS) :]

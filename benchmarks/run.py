@@ -26,7 +26,7 @@ from autocomplete.predictor import Predictor
 from benchmarks import inference, ptb
 from benchmarks.common import DATA, FIXTURE, Report, git_revision, machine
 
-OURS = {"batch_size": 64, "optimizer": "adamw", "lr": 3e-3, "warmup_steps": 100, "schedule": "cosine"}
+OURS = {"batch_size": 64, "optimizer": "adamw", "lr": 4e-3, "warmup_steps": 100, "schedule": "cosine"}
 
 
 def held_out_text(quick: bool) -> Path:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> Report:
         torch.set_num_threads(args.threads)
     sections = set(args.only or ["latency", "startup", "generation", "levers", "training", "quality"])
     model = args.model or default_model_path()
-    predictor = Predictor.load(model)
+    predictor = Predictor.load(model, quantize=True)  # as the session runs it
     text = held_out_text(args.quick)
     if "latency" in sections:
         inference.keystroke_latency(report, predictor, text, args.quick, command)
@@ -50,15 +50,17 @@ def run(args: argparse.Namespace) -> Report:
     if "generation" in sections:
         inference.generation(report, predictor, args.quick, command)
     if "levers" in sections:
-        ids, _ = _eval_ids(predictor, text)
-        inference.levers(report, predictor, ids, args.quick, command)
+        exact = Predictor.load(model)
+        ids, _ = _eval_ids(exact, text)
+        inference.levers(report, exact, ids, args.quick, command)
     ptb_folder = args.ptb
     if "training" in sections and (ptb_folder / "train.txt").exists():
         corpus = ptb.load_ptb(ptb_folder)
-        steps = 30 if args.quick else 400
-        ptb.throughput(report, corpus, steps, command, OURS, ptb.SMALL)
+        steps = 30 if args.quick else 300
+        variants = [({**OURS, "batch_size": 20}, ptb.SMALL), (OURS, ptb.SMALL), (OURS, ptb.SMALL_ADAPTIVE)]
+        ptb.throughput(report, corpus, steps, command, variants)
         if not args.quick:
-            ptb.per_epoch(report, corpus, args.epochs, command, OURS, ptb.SMALL)
+            ptb.per_epoch(report, corpus, args.epochs, command, OURS, ptb.SMALL_ADAPTIVE)
     elif "training" in sections:
         report.notes.append(f"training rows skipped: no PTB at {ptb_folder}")
     if "quality" in sections and args.ptb_models:
