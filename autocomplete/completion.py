@@ -92,13 +92,14 @@ class _BufferState:
     """What the suggester knows about one buffer. Each piece says which text it belongs to."""
 
     text: str | None = None  # the text ``alternatives`` and ``index`` describe
+    context: tuple[int, int] = (0, -1)  # (predictor, committed-context version) they were computed under
     alternatives: list[WordSuggestion] = field(default_factory=list)
     index: int = 0  # which alternative the grey text shows
     sample_for: str | None = None  # the text ``sample`` continues
     sample: str | None = None  # a Ctrl-T continuation shown instead of the greedy one
     accepted: tuple[str, str, str, bool] | None = None  # last acceptance: (before, after, suggestion, was a sample)
     auto_space: str | None = None  # the text right after an acceptance added a space (punctuation replaces it)
-    pending: str | None = None  # text whose alternatives are being computed for the toolbar
+    pending: tuple[str, tuple[int, int]] | None = None  # (text, context) being computed for the toolbar
     watched: bool = False  # a deletion handler is attached to the buffer
 
 
@@ -131,12 +132,20 @@ class LanguageModelAutoSuggest(AutoSuggest):
 
     # ---- the computation (worker thread) ------------------------------------------------------------------------
 
+    def _context(self) -> tuple[int, int]:
+        """What else the candidates depend on: the predictor and its committed context (a new line in the session)."""
+        return id(self.predictor), self.predictor.context_version
+
+    def _fresh(self, state: _BufferState, text: str) -> bool:
+        return state.text == text and state.context == self._context()
+
     def _alternatives(self, buffer: Buffer, text: str) -> _BufferState:
         state = self.state(buffer)
-        if state.text != text:
+        if not self._fresh(state, text):
+            context = self._context()
             alternatives = self.predictor.suggest(text, self.settings.suggestions)
             with self._lock:
-                state.text, state.alternatives, state.index = text, alternatives, 0
+                state.text, state.context, state.alternatives, state.index = text, context, alternatives, 0
         return state
 
     def compute(self, buffer: Buffer, document: Document, cycle: int = 0, sample: bool = False) -> Suggestion | None:
@@ -230,11 +239,11 @@ class LanguageModelAutoSuggest(AutoSuggest):
         state = self.state(buffer)
         text = buffer.text
         with self._lock:
-            if state.text == text:
+            if self._fresh(state, text):
                 return list(state.alternatives)
-            if not update or state.pending == text or not self.enabled(buffer.document):
+            if not update or state.pending == (text, self._context()) or not self.enabled(buffer.document):
                 return []
-            state.pending = text
+            state.pending = (text, self._context())
         app = get_app()
 
         async def run() -> None:

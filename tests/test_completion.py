@@ -276,3 +276,14 @@ def test_one_predictor_serves_a_bare_application_too(predictor):
 
 def test_load_predictor_reads_a_model_file(trained_model_path):
     assert load_predictor(trained_model_path).suggest("hear me ")
+
+
+def test_candidates_are_recomputed_when_the_committed_context_changes(predictor):
+    suggest = LanguageModelAutoSuggest(predictor)
+    buffer = Buffer()
+    suggest.compute(buffer, Document(""))
+    predictor.commit("First Citizen:\n")
+    suggest.compute(buffer, Document(""))
+    after = [s.word for s in suggest.state(buffer).alternatives]
+    assert after == [s.word for s in predictor.suggest("")]
+    assert suggest.state(buffer).context == (id(predictor), predictor.context_version)
