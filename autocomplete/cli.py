@@ -269,6 +269,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "autocomplete " + " ".join(sys.argv[1:]),
     }
+    if args.resume:  # the run's identity is its first command; record the resumptions after it
+        first = dict(saved.metadata)
+        first["resumed"] = [*first.get("resumed", []), metadata["created"]]
+        metadata = {**metadata, **{k: first[k] for k in ("name", "created", "command", "resumed") if k in first}}
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
     trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
     result = trainer.run(resume=args.resume)

@@ -77,7 +77,7 @@ class SamplingSettings:
     temperature: float = 0.8  # Ctrl-T samples and chat replies; 0 = greedy
     top_k: int = 40  # sample among the k most likely words (0 = all)
     top_p: float = 0.95  # nucleus sampling threshold
-    length: int = 12  # words in a Ctrl-T continuation or a chat reply
+    length: int = 20  # words in a Ctrl-T continuation or a chat reply
     suggestions: int = 5  # candidates in the menu and the toolbar
     ghost_words: int = 2  # words of greedy grey text, the completed word included
 
