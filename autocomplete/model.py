@@ -38,8 +38,8 @@ class ModelConfig:
     embedding_dropout: float = 0.0  # drops whole words from the embedding matrix (AWD-LSTM "dropoute")
     weight_dropout: float = 0.0  # DropConnect on the hidden-to-hidden weights (AWD-LSTM "wdrop")
     locked_dropout: bool = True  # one dropout mask for all time steps (variational) instead of a fresh one per step
-    tie_weights: bool = True  # share the input embedding with the output layer (full softmax only)
-    adaptive_cutoffs: tuple[int, ...] = field(default_factory=tuple)  # adaptive softmax clusters; () = full softmax
+    tie_weights: bool = True  # share the input embedding with the output layer
+    adaptive_cutoffs: tuple[int, ...] = field(default_factory=tuple)  # softmax clusters by frequency; () = full softmax
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers"):
@@ -56,8 +56,6 @@ class ModelConfig:
                 raise ConfigError(
                     f"adaptive cutoffs must increase strictly within 1..{self.vocab_size - 1}, got {list(cutoffs)}"
                 )
-            if self.tie_weights:
-                raise ConfigError("tied weights need the full softmax; drop the adaptive cutoffs or untie")
 
     @property
     def output_dim(self) -> int:
@@ -99,8 +97,10 @@ class LSTMLanguageModel(nn.Module):
             proj = c.embedding_dim if last and c.tie_weights and c.hidden_dim != c.embedding_dim else 0
             layers.append(nn.LSTM(in_dim, c.hidden_dim, batch_first=True, proj_size=proj))
         self.layers = nn.ModuleList(layers)
-        if c.adaptive_cutoffs:
-            self.decoder: nn.Module = nn.AdaptiveLogSoftmaxWithLoss(
+        if c.adaptive_cutoffs and c.tie_weights:
+            self.decoder: nn.Module = TiedAdaptiveSoftmax(self.embedding, c.adaptive_cutoffs)
+        elif c.adaptive_cutoffs:
+            self.decoder = nn.AdaptiveLogSoftmaxWithLoss(
                 c.output_dim, c.vocab_size, list(c.adaptive_cutoffs), div_value=4.0
             )
         else:
@@ -157,7 +157,7 @@ class LSTMLanguageModel(nn.Module):
         """
         if features.dim() == 1:  # one position (int8 linear layers want a batch dimension)
             return self.logits(features.unsqueeze(0)).squeeze(0)
-        if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
+        if isinstance(self.decoder, (nn.AdaptiveLogSoftmaxWithLoss, TiedAdaptiveSoftmax)):
             flat = features.reshape(-1, features.size(-1))
             return self.decoder.log_prob(flat).view(*features.shape[:-1], -1)
         return self.decoder(features)
@@ -172,10 +172,67 @@ class LSTMLanguageModel(nn.Module):
         flat = features.reshape(-1, features.size(-1))
         if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
             return self.decoder(flat, targets.reshape(-1)).loss
+        if isinstance(self.decoder, TiedAdaptiveSoftmax):
+            return self.decoder.loss(flat, targets.reshape(-1))
         return F.cross_entropy(self.decoder(flat).float(), targets.reshape(-1))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class TiedAdaptiveSoftmax(nn.Module):
+    """A two-level softmax over frequency clusters whose word vectors are the input embeddings (tied).
+
+    ``p(w | h) = p(cluster(w) | h) · p(w | cluster(w), h)``. The head scores the ``cutoffs[0]`` most frequent words
+    and one entry per tail cluster; a tail is only scored for the positions whose target falls in it. Word scores are
+    ``h · embedding[w] + bias[w]`` at full width, so the parameters are those of the tied full softmax plus one
+    vector per cluster, while training costs a fraction of the full softmax (the vocabulary is sorted by frequency,
+    so most targets are in the head). ``log_prob`` still gives the exact full distribution.
+    """
+
+    def __init__(self, embedding: nn.Embedding, cutoffs: tuple[int, ...]) -> None:
+        super().__init__()
+        vocab_size, dim = embedding.weight.shape
+        self._embedding = [embedding]  # shared, not a submodule: its weight is saved once, with the embedding
+        self.bounds = [*cutoffs, vocab_size]
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self.clusters = nn.Linear(dim, len(cutoffs))
+
+    @property
+    def weight(self) -> Tensor:
+        return self._embedding[0].weight
+
+    def _head(self, h: Tensor) -> Tensor:
+        c0 = self.bounds[0]
+        scores = F.linear(h, self.weight[:c0], self.bias[:c0])
+        return torch.log_softmax(torch.cat([scores, self.clusters(h)], -1).float(), -1)  # (N, c0 + clusters)
+
+    def _tail(self, h: Tensor, i: int) -> Tensor:
+        lo, hi = self.bounds[i], self.bounds[i + 1]
+        return torch.log_softmax(F.linear(h, self.weight[lo:hi], self.bias[lo:hi]).float(), -1)
+
+    def log_prob(self, h: Tensor) -> Tensor:
+        """Full log-probabilities (N, V)."""
+        head = self._head(h)
+        c0 = self.bounds[0]
+        parts = [head[:, :c0]]
+        for i in range(len(self.bounds) - 1):
+            parts.append(self._tail(h, i) + head[:, c0 + i : c0 + i + 1])
+        return torch.cat(parts, -1)
+
+    def loss(self, h: Tensor, targets: Tensor) -> Tensor:
+        """Mean negative log-likelihood of ``targets`` (N,) given ``h`` (N, D), scoring tails only where needed."""
+        c0 = self.bounds[0]
+        which = torch.bucketize(targets, torch.tensor(self.bounds[:-1], device=targets.device), right=True)
+        head_target = torch.where(which == 0, targets, c0 + which - 1)
+        nll = -self._head(h).gather(1, head_target.unsqueeze(1)).squeeze(1)
+        for i in range(len(self.bounds) - 1):
+            rows = (which == i + 1).nonzero().squeeze(1)
+            if rows.numel():
+                tail = self._tail(h.index_select(0, rows), i)
+                picked = tail.gather(1, (targets[rows] - self.bounds[i]).unsqueeze(1)).squeeze(1)
+                nll = nll.index_add(0, rows, -picked)
+        return nll.mean()
 
 
 def quantize_dynamic(model: LSTMLanguageModel) -> LSTMLanguageModel:

@@ -67,7 +67,7 @@ def is_word(token: str) -> bool:
 
 
 @contextlib.contextmanager
-def _batch_one() -> Iterator[None]:
+def batch_one() -> Iterator[None]:
     """oneDNN's LSTM has a fixed cost per call that dwarfs one batch-1 step on a CPU (≈ 4×): step without it."""
     previous = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
@@ -131,7 +131,7 @@ class Predictor:
             self._base_line: list[str] = []  # surface tokens of the committed text's unfinished last line
             self._ids: list[int] = [EOS_ID]
             self._states: dict[int, tuple[State, Tensor | None]] = {0: (self.model.init_state(1, self.device), None)}
-            self._encoded: tuple[str, list[int], list[str]] | None = None
+            self._encoded: dict[str, tuple[list[int], list[str]]] = {}  # recent texts → (ids, current line)
             self._logprobs: Tensor | None = None
             self._sync([EOS_ID])
             if context:
@@ -147,7 +147,7 @@ class Predictor:
             if EOS in line:
                 line = line[len(line) - line[::-1].index(EOS) :]
             self._base_line = line[-200:]
-            self._encoded = None
+            self._encoded = {}
 
     @property
     def context_length(self) -> int:
@@ -160,19 +160,33 @@ class Predictor:
     def _encode(self, text: str, finished: bool = False) -> tuple[list[int], list[str], str]:
         """(ids of context + complete part of ``text``, surface tokens of the current line, partial word).
 
-        ``finished`` treats the last word of ``text`` as complete even without a space after it.
+        ``finished`` treats the last word of ``text`` as complete even without a space after it. Tokenising is
+        incremental: a text that extends a recently seen one past a space only tokenises the new part, so a keystroke
+        costs the same after 10 words as after 10,000.
         """
         complete, partial = (text, "") if finished else self.tokenizer.split_partial(text)
-        cached = self._encoded
-        if cached is None or cached[0] != complete:
-            tokens = self.tokenizer.tokenize(complete)
-            ids = self._base + self.vocab.encode(tokens, self._base_at_start())
-            line = self._base_line + tokens
-            if EOS in line:
-                line = line[len(line) - line[::-1].index(EOS) :]
-            cached = (complete, ids, line)
-            self._encoded = cached
-        return cached[1], cached[2], partial
+        cached = self._encoded.get(complete)
+        if cached is None:
+            cached = self._extend_encoding(complete)
+            self._encoded[complete] = cached
+            if len(self._encoded) > 8:
+                self._encoded.pop(next(iter(self._encoded)))
+        return cached[0], cached[1], partial
+
+    def _extend_encoding(self, complete: str) -> tuple[list[int], list[str]]:
+        base: tuple[str, list[int], list[str]] = ("", self._base, self._base_line)
+        for known, (ids, line) in self._encoded.items():
+            # tokens never span whitespace, so a prefix ending in whitespace keeps its tokens
+            if len(known) > len(base[0]) and complete.startswith(known) and known[-1:].isspace():
+                base = (known, ids, line)
+        known, ids, line = base
+        tokens = self.tokenizer.tokenize(complete[len(known) :])
+        at_start = ids[-1] == EOS_ID or ends_sentence(line)
+        ids = ids + self.vocab.encode(tokens, at_start)
+        line = line + tokens
+        if EOS in line:
+            line = line[len(line) - line[::-1].index(EOS) :]
+        return ids, line[-200:]
 
     # ---- state maintenance -----------------------------------------------------------------------------------
 
@@ -186,7 +200,7 @@ class Predictor:
         state, features = self._states[start]
         self._ids = target[:start]
         pos = start
-        with torch.inference_mode(), _batch_one():
+        with torch.inference_mode(), batch_one():
             while pos < len(target):
                 end = min(len(target), (pos // self.checkpoint_every + 1) * self.checkpoint_every)
                 chunk = torch.tensor([target[pos:end]], dtype=torch.long, device=self.device)
@@ -385,7 +399,7 @@ class Predictor:
             yield token, piece
             if words >= max_words or (stop_at == "sentence" and token in _SENTENCE_END):
                 return
-            with torch.inference_mode(), _batch_one():
+            with torch.inference_mode(), batch_one():
                 out, state = self.model.features(torch.tensor([[index]], device=self.device), state)
                 logp = torch.log_softmax(self.model.logits(out[0, -1]).float(), dim=-1)
 

@@ -40,6 +40,7 @@ _TOKEN_RE = re.compile(
     rf"(?<!\w){_ABBREVIATIONS}|{_URL}|{_EMAIL}|{_NUMBER}|{_WORD}|{_PUNCT_RUN}|[^\w\s]"
 )
 
+_MAX_PARTIAL = 256  # a "word" being typed longer than this is not completed
 _FOLD = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‛": "'", "‟": '"'})
 _ZWJ = "\u200d"
 _SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(
@@ -125,7 +126,10 @@ class Tokenizer:
         if self.config.kind == "whitespace":
             cut = max(text.rfind(" "), text.rfind("\t"), text.rfind("\n")) + 1
             return text[:cut], text[cut:]
-        tokens = list(_TOKEN_RE.finditer(text))
+        start = len(text)  # tokens never span whitespace: only the text after the last space matters
+        while start > 0 and not text[start - 1].isspace() and len(text) - start < _MAX_PARTIAL:
+            start -= 1
+        tokens = list(_TOKEN_RE.finditer(text, start))
         if not tokens or tokens[-1].end() != len(text):
             return text, ""
         last = tokens[-1]

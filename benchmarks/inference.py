@@ -3,6 +3,7 @@ CPU inference levers (threads, int8 dynamic quantisation, half precision, torch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import resource
@@ -18,7 +19,7 @@ from prompt_toolkit.document import Document
 
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, SamplingSettings
 from autocomplete.model import quantize_dynamic
-from autocomplete.predictor import Predictor
+from autocomplete.predictor import Predictor, batch_one
 from autocomplete.vocab import EOS_ID
 from benchmarks.common import Report, percentile, read_words, timed
 
@@ -115,13 +116,15 @@ def generation(report: Report, predictor: Predictor, quick: bool, command: str) 
         report.add("generation", f"{name}, batch 1, CPU", command, words_per_s=words / seconds)
 
 
-def step_latency(predictor: Predictor, steps: int = 200) -> float:
-    """Median ms of one LSTM step plus the next-word distribution (the per-word cost of the predictor)."""
+def step_latency(predictor: Predictor, steps: int = 200, onednn: bool = False) -> float:
+    """Median ms of one LSTM step plus the next-word distribution (the per-word cost of the predictor).
+
+    The predictor steps with oneDNN off; ``onednn=True`` measures PyTorch's default instead."""
     model = predictor.model
     state = model.init_state(1)
     token = torch.tensor([[5]])
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), (contextlib.nullcontext() if onednn else batch_one()):
         for _ in range(steps):
             start = time.perf_counter()
             out, state = model.features(token, state)
@@ -138,8 +141,10 @@ def levers(report: Report, predictor: Predictor, eval_ids: torch.Tensor, quick: 
     threads = torch.get_num_threads()
     base_ms = step_latency(predictor)
     base_loss, _, _ = evaluate_stream(predictor.model, ids)
-    report.add("levers", f"baseline: float32, {threads} threads", command,
+    report.add("levers", f"baseline: float32, {threads} threads, oneDNN off for batch-1 steps", command,
                step_ms=base_ms, perplexity=float(torch.tensor(base_loss).exp()))
+    report.add("levers", "float32 with oneDNN on (PyTorch's default)", command,
+               step_ms=step_latency(predictor, onednn=True))
     for n in sorted({1, 2, threads} - {threads}):
         torch.set_num_threads(n)
         report.add("levers", f"{n} thread(s)", command, step_ms=step_latency(predictor))

@@ -14,6 +14,6 @@ for f in "$data"/books/*_[0-9]*.txt; do
 done
 exec autocomplete train "${books[@]}" "$data/dialogues/sgd_train.txt" "$data/dialogues/tm4_coffee_dialogs.txt" \
   -o "$out" --name default --vocab-size 20000 --min-count 2 \
-  --embedding-dim 256 --hidden-dim 512 --layers 2 --dropout 0.2 --adaptive 2000,8000 \
+  --embedding-dim 256 --hidden-dim 512 --layers 2 --dropout 0.2 --adaptive 2000,8000 --no-tie \
   --epochs 3 --batch-size 32 --bptt 35 --optimizer adamw --lr 2e-3 --schedule cosine --seed 1 \
   --valid-fraction 0.02 --half --save-every 300 "${@:2}"

@@ -48,13 +48,19 @@ def test_tied_weights_share_the_embedding_matrix():
 
 
 def test_adaptive_softmax_gives_a_normalised_distribution():
-    m = model(tie_weights=False, adaptive_cutoffs=(10, 30))
-    logits, _ = m(torch.randint(0, 50, (2, 4)))
-    assert torch.allclose(logits.exp().sum(-1), torch.ones(2, 4), atol=1e-5)
+    for m in (model(tie_weights=False, adaptive_cutoffs=(10, 30)), model(adaptive_cutoffs=(10, 30))):
+        logits, _ = m(torch.randint(0, 50, (2, 4)))
+        assert torch.allclose(logits.exp().sum(-1), torch.ones(2, 4), atol=1e-5)
+
+
+def test_the_tied_adaptive_softmax_shares_the_embedding_and_adds_only_cluster_vectors():
+    tied, full = model(adaptive_cutoffs=(10, 30)), model()
+    assert tied.decoder.weight is tied.embedding.weight
+    assert tied.num_parameters() == full.num_parameters() + 2 * (8 + 1)  # two cluster vectors with biases
 
 
 def test_loss_equals_the_negative_log_probability_of_the_targets():
-    for m in (model(), model(tie_weights=False, adaptive_cutoffs=(10, 30))):
+    for m in (model(), model(tie_weights=False, adaptive_cutoffs=(10, 30)), model(adaptive_cutoffs=(10, 30))):
         x, y = torch.randint(0, 50, (2, 5)), torch.randint(0, 50, (2, 5))
         features, _ = m.features(x)
         logp = torch.log_softmax(m.logits(features), -1)
@@ -93,7 +99,6 @@ def test_detached_state_keeps_values_but_cuts_the_graph():
     [
         ({"hidden_dim": 0}, "hidden dim"),
         ({"dropout": 1.5}, "dropout"),
-        ({"adaptive_cutoffs": (10, 30)}, "tied weights"),
         ({"tie_weights": False, "adaptive_cutoffs": (30, 10)}, "cutoffs"),
     ],
 )
