@@ -132,7 +132,8 @@ class Predictor:
             self._ids: list[int] = [EOS_ID]
             self._states: dict[int, tuple[State, Tensor | None]] = {0: (self.model.init_state(1, self.device), None)}
             self._encoded: dict[str, tuple[list[int], list[str]]] = {}  # recent texts → (ids, current line)
-            self._logprobs: Tensor | None = None
+            self._logps: dict[int, Tensor] = {}  # next-token log-probabilities by position
+            self._pos = 0  # how many of ``_ids`` the current state has read
             self._sync([EOS_ID])
             if context:
                 self.commit(context)
@@ -191,15 +192,19 @@ class Predictor:
     # ---- state maintenance -----------------------------------------------------------------------------------
 
     def _sync(self, target: list[int]) -> None:
-        """Bring the cached state to ``target``, recomputing only from the first token that differs."""
+        """Bring the state to ``target``, recomputing only from the first token that differs.
+
+        ``self._ids`` is the longest sequence the cached states belong to; it may run ahead of the current position
+        (a greedy word computed for the grey text, or the word just deleted), so going back and forth costs nothing.
+        """
         common = _common_prefix(self._ids, target)
-        if common < len(self._ids):
+        if common < len(self._ids) and common < len(target):  # diverged: states past ``common`` are stale
             for pos in [p for p in self._states if p > common]:
                 del self._states[pos]
-        start = max(p for p in self._states if p <= common)
-        state, features = self._states[start]
-        self._ids = target[:start]
-        pos = start
+                self._logps.pop(pos, None)
+            self._ids = self._ids[:common]
+        pos = max(p for p in self._states if p <= len(target))
+        state, features = self._states[pos]
         with torch.inference_mode(), batch_one():
             while pos < len(target):
                 end = min(len(target), (pos // self.checkpoint_every + 1) * self.checkpoint_every)
@@ -209,31 +214,37 @@ class Predictor:
                 self.steps += end - pos
                 pos = end
                 self._states[pos] = (state, features)
-        self._ids = list(target)
-        self._logprobs = None
+        if len(target) > len(self._ids):
+            self._ids = list(target)
+        self._pos = len(target)
         self._evict()
 
     def _evict(self) -> None:
-        n = len(self._ids)
-        for pos in [p for p in self._states if p % self.checkpoint_every and p < n - self.keep_recent]:
+        """Keep every ``checkpoint_every``-th state, the recent ones, and those ahead of the current position."""
+        floor = self._pos - self.keep_recent
+        for pos in [p for p in self._states if p % self.checkpoint_every and p < floor]:
             del self._states[pos]
+        for pos in [p for p in self._logps if p not in self._states or abs(p - self._pos) > 4]:
+            del self._logps[pos]
 
     def _current(self) -> tuple[State, Tensor]:
-        state, features = self._states[len(self._ids)]
+        state, features = self._states[self._pos]
         assert features is not None
         return state, features
 
     def _log_probs(self) -> Tensor:
-        """Log-probabilities (V,) of the next token after the synced text (cached per position)."""
-        if self._logprobs is None:
+        """Log-probabilities (V,) of the next token at the current position (cached for nearby positions)."""
+        logp = self._logps.get(self._pos)
+        if logp is None:
             _, features = self._current()
             with torch.inference_mode():
-                self._logprobs = torch.log_softmax(self.model.logits(features).float(), dim=-1)
-        return self._logprobs
+                logp = torch.log_softmax(self.model.logits(features).float(), dim=-1)
+            self._logps[self._pos] = logp
+        return logp
 
     def _prepare(self, text: str, finished: bool = False) -> tuple[list[str], str]:
         ids, line, partial = self._encode(text, finished)
-        if ids != self._ids:
+        if len(ids) != self._pos or ids != self._ids[: self._pos]:
             self._sync(ids)
         return line, partial
 

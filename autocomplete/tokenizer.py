@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -46,6 +46,7 @@ _ZWJ = "\u200d"
 _SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(
     a + b for a in "!?" for b in "!?"
 )
+_TRANSPARENT = frozenset({'"', "'", "(", "[", "-", "--", "—", "*", "_"})  # do not end a sentence's start
 _NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…") | frozenset({"...", "'s", "n't"})
 _NO_SPACE_AFTER = frozenset("([{$#@")
 _DASHES = frozenset({"--", "—", "–", "---"})
@@ -159,17 +160,22 @@ def sentence_starts(tokens: Iterable[str], at_start: bool = True) -> list[bool]:
         flags.append(at_start)
         if token == EOS or token in _SENTENCE_END:
             at_start = True
-        elif token in ('"', "'", "(", "[", "-", "--", "—", "*", "_"):
+        elif token in _TRANSPARENT:
             pass
         else:
             at_start = False
     return flags
 
 
-def ends_sentence(tokens: list[str]) -> bool:
-    """Whether the next token after ``tokens`` starts a sentence."""
-    flags = sentence_starts([*tokens, "x"])
-    return flags[-1]
+def ends_sentence(tokens: Sequence[str]) -> bool:
+    """Whether the next token after ``tokens`` starts a sentence (the last one that is not a quote or bracket
+    decides; scanning from the end keeps this cheap on long lines)."""
+    for token in reversed(tokens):
+        if token == EOS or token in _SENTENCE_END:
+            return True
+        if token not in _TRANSPARENT:
+            return False
+    return True
 
 
 def capitalize(word: str) -> str:
@@ -186,19 +192,22 @@ class Detokenizer:
 
     def __init__(self, previous: Iterable[str] = (), sentence_case: bool = False) -> None:
         self.sentence_case = sentence_case
-        self._prev: str | None = None
-        self._open_double = False
-        self._open_single = False
-        self._at_start = True
-        for token in previous:
-            self._advance(token)
+        previous = list(previous)
+        line = previous[len(previous) - previous[::-1].index(EOS) :] if EOS in previous else previous
+        self._prev: str | None = previous[-1] if previous else None
+        self._open_double = line.count('"') % 2 == 1
+        self._open_single = line.count("'") % 2 == 1
+        self._at_start = ends_sentence(previous)
 
     def _advance(self, token: str) -> None:
         if token == '"':
             self._open_double = not self._open_double
         elif token == "'":
             self._open_single = not self._open_single
-        self._at_start = sentence_starts([token, "x"], self._at_start)[1]
+        if token == EOS or token in _SENTENCE_END:
+            self._at_start = True
+        elif token not in _TRANSPARENT:
+            self._at_start = False
         self._prev = token
 
     def feed(self, token: str) -> str:

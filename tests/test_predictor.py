@@ -193,3 +193,15 @@ def test_the_int8_predictor_agrees_with_the_float_one(trained_lm):
         a, b = exact.distribution(text), fast.distribution(text)
         assert abs(float(b.sum()) - 1) < 1e-4 and (a - b).abs().max() < 0.02
         assert [s.word for s in exact.suggest(text, 3)][:1] == [s.word for s in fast.suggest(text, 3)][:1]
+
+
+def test_looking_one_word_ahead_and_back_costs_one_step_in_all(tiny_lm):
+    predictor = Predictor(tiny_lm)
+    predictor.suggest("hear me ")
+    steps = predictor.steps
+    predictor.continuation("hear me speak", max_words=1, temperature=0, finished=True)  # the grey text's lookahead
+    predictor.suggest("hear me spe")  # back: the user is still typing the word
+    predictor.suggest("hear me speak ")  # ...and finishes it: the lookahead state is reused
+    assert predictor.steps - steps == 1
+    reference = Predictor(tiny_lm).distribution("hear me speak ")
+    assert (predictor.distribution("hear me speak ") - reference).abs().max() <= 1e-5
