@@ -277,6 +277,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
     trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
     result = trainer.run(resume=args.resume)
+    # Its DistributedDataParallel wrapper holds the process group: left to interpreter exit, gloo's threads can be
+    # torn down in the wrong order and abort the process ("terminate called without an active exception").
+    del trainer
     if result.interrupted:  # the other ranks are being stopped too: exiting is enough, the group goes with us
         return EXIT_INTERRUPTED
     shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks

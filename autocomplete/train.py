@@ -20,6 +20,7 @@ one-line :class:`~autocomplete.errors.DistributedError` instead of a collective'
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -152,6 +153,7 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
 def shutdown_distributed() -> None:
     """Leave the process group, so that torchrun sees every rank finish cleanly. Call once training is over."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # drop what still holds the group (a DistributedDataParallel reducer) before destroying it
         dist.destroy_process_group()
 
 
