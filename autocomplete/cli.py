@@ -372,18 +372,37 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     c = lm.model.config
     print(f"{lm.name}  ({path}, {size / 1e6:.1f} MB)")
-    print(f"  network     {c.num_layers}-layer LSTM, embedding {c.embedding_dim}, hidden {c.hidden_dim}, "
+    print(f"  {'network':<18}{c.num_layers}-layer LSTM, embedding {c.embedding_dim}, hidden {c.hidden_dim}, "
           f"{'adaptive softmax ' + str(list(c.adaptive_cutoffs)) if c.adaptive_cutoffs else 'full softmax'}"
           f"{', tied' if c.tie_weights else ''}; {lm.model.num_parameters():,} parameters")
-    print(f"  vocabulary  {len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
+    print(f"  {'vocabulary':<18}{len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
           f"{', lower case' if lm.tokenizer.config.lowercase else ''})")
     m = lm.metadata
+    shown = {
+        "valid_perplexity": lambda v: f"{v:.2f}",
+        "tokens_seen": lambda v: f"{v:,}",
+        "epochs": lambda v: f"{v:g}",
+        "wall_time": _duration,
+    }
     for key in ("valid_perplexity", "tokens_seen", "epochs", "wall_time", "device", "created", "command"):
         if m.get(key) is not None:
             value = m[key]
-            value = f"{value:.2f}" if isinstance(value, float) and key == "valid_perplexity" else value
-            print(f"  {key.replace('_', ' '):<11} {value}")
+            try:
+                value = shown.get(key, str)(value)
+            except (TypeError, ValueError):  # a hand-edited or foreign metadata value: show it as it is
+                value = str(value)
+            print(f"  {key.replace('_', ' '):<18}{value}")
     return 0
+
+
+def _duration(seconds: float) -> str:
+    """7627.8 -> '2 h 7 min (7,628 s)'; 42.0 -> '42 s'."""
+    s = round(float(seconds))
+    if s < 60:
+        return f"{s} s"
+    h, rest = divmod(s, 3600)
+    text = f"{h} h {rest // 60} min" if h else f"{rest // 60} min {rest % 60} s"
+    return f"{text} ({s:,} s)"
 
 
 def cmd_session(args: argparse.Namespace) -> int:

@@ -70,6 +70,13 @@ def load_predictor(path: str | Path | None = None, quantize: bool = True) -> Pre
     return Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize)
 
 
+def percent(p: float) -> str:
+    """Probabilities for people: 12%, 3.4%, <0.1% (never a misleading 0.0%)."""
+    if p >= 0.1:
+        return f"{p:.0%}"
+    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
+
+
 @dataclass
 class SamplingSettings:
     """Knobs shared by the suggester, the key bindings and the session (mutable: the keys change them live)."""
@@ -280,7 +287,7 @@ class LanguageModelCompleter(Completer):
                 (s.word if partial else insert) + " ",
                 start_position=-len(partial),
                 display=s.word,
-                display_meta=f"{s.probability:.1%}",
+                display_meta=percent(s.probability),
             )
 
     async def get_completions_async(

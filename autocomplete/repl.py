@@ -33,6 +33,7 @@ from autocomplete.completion import (
     SamplingSettings,
     key_bindings,
     load_predictor,
+    percent,
 )
 from autocomplete.errors import AutocompleteError
 from autocomplete.paths import data_dir
@@ -201,13 +202,6 @@ class Session:
         return FormattedText(parts)
 
 
-def percent(p: float) -> str:
-    """Probabilities for people: 12%, 3.4%, <0.1%."""
-    if p >= 0.1:
-        return f"{p:.0%}"
-    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
-
-
 def _cmd_temp(session: Session, arg: str) -> CommandResult:
     return session._set_number(arg, ":temp NUMBER in [0, 5]", float, 0, 5, "temperature")
 
@@ -350,7 +344,7 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
                 return 0
             continue
         words = session.predictor.suggest(line + " ", session.settings.suggestions)
-        write("  ".join(f"{w.word} {w.probability:.1%}" for w in words) + "\n")
+        write("  ".join(f"{w.word} {percent(w.probability)}" for w in words) + "\n")
         session.predictor.commit(line + "\n")
     return 0
 

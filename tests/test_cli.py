@@ -74,6 +74,15 @@ def test_train_writes_a_model_that_predict_can_use(capsys, tmp_path):
     assert code == 0 and "1-layer LSTM" in text
 
 
+def test_info_describes_the_shipped_model_in_readable_units(capsys):
+    code, text, _ = run(capsys, "info")
+    assert code == 0 and "2-layer LSTM" in text and "adaptive softmax" in text
+    rows = {line[:20].strip(): line[20:] for line in text.splitlines()[1:]}
+    assert rows["tokens seen"] == "18,648,000"
+    assert rows["wall time"] == "2 h 7 min (7,628 s)"
+    assert rows["valid perplexity"] == "32.64"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

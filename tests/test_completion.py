@@ -21,6 +21,7 @@ from autocomplete.completion import (
     SamplingSettings,
     key_bindings,
     load_predictor,
+    percent,
 )
 from autocomplete.predictor import Predictor
 
@@ -88,6 +89,14 @@ def test_the_completer_offers_the_likeliest_words_with_probabilities(predictor):
     assert all(c.display_meta_text.endswith("%") for c in completions)
     expected = [s.word for s in predictor.suggest("hear me s")]
     assert [c.display_text for c in completions] == expected
+    assert [c.display_meta_text for c in completions] == [percent(s.probability) for s in predictor.suggest("hear me s")]
+
+
+@pytest.mark.parametrize(
+    ("p", "shown"), [(0.42, "42%"), (0.1, "10%"), (0.034, "3.4%"), (0.001, "0.1%"), (0.0004, "<0.1%"), (0.0, "<0.1%")]
+)
+def test_probabilities_read_like_percentages_and_a_rare_word_is_never_zero(p, shown):
+    assert percent(p) == shown
 
 
 def test_the_completer_composes_with_merge_completers(predictor):
