@@ -8,6 +8,7 @@ ends with our end-of-line token), so perplexities compare with the published one
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -76,23 +77,34 @@ CLASSIC = {"batch_size": 20, "optimizer": "sgd", "lr": 20.0, "schedule": "platea
 
 
 def throughput(
-    report: Report, ptb: Ptb, steps: int, command: str, variants: list[tuple[dict, dict]]
+    report: Report, ptb: Ptb, steps: int, command: str, variants: list[tuple[dict, dict]], rounds: int = 3
 ) -> list[float]:
     """Tokens/s of the classic loop, then of ``autocomplete train`` variants (settings, model) on the same data;
-    returns each variant's ratio to the classic loop."""
-    _, ref_rate = reference_lm.train(ptb.train, ptb.valid, len(ptb.vocab), max_steps=steps)  # type: ignore[arg-type]
+    returns each variant's ratio to the classic loop.
+
+    The runs are interleaved (classic, variant 1, variant 2, ..., then again) and each row is the median of its
+    ``rounds`` runs, so that a noisy neighbour on a shared machine slows every row alike instead of one of them.
+    """
+    rates: list[list[float]] = [[] for _ in range(len(variants) + 1)]
+    params: list[float] = [2.65] * (len(variants) + 1)
+    for _ in range(rounds):
+        _, ref_rate = reference_lm.train(ptb.train, ptb.valid, len(ptb.vocab), max_steps=steps)  # type: ignore[arg-type]
+        rates[0].append(ref_rate)
+        for i, (ours, ours_model) in enumerate(variants, 1):
+            config = TrainConfig(epochs=1, max_steps=steps, device="cpu", save_every=1e9, **ours)
+            trainer, _ = our_trainer(ptb, ours_model, config, valid=False)
+            trainer.run()
+            rates[i].append(trainer.tokens_seen / trainer.elapsed)
+            params[i] = trainer.model.num_parameters() / 1e6
+    medians = [statistics.median(r) for r in rates]
+    spread = [f"{min(r):,.0f}–{max(r):,.0f}" for r in rates]
     report.add("training throughput", "classic recipe: nn.LSTM 2×200 tied, batch 20, SGD lr 20", command,
-               tokens_per_s=ref_rate, ratio="1.00×", params_m=2.65)
-    ratios = []
-    for ours, ours_model in variants:
-        config = TrainConfig(epochs=1, max_steps=steps, device="cpu", save_every=1e9, **ours)
-        trainer, _ = our_trainer(ptb, ours_model, config, valid=False)
-        trainer.run()
-        rate = trainer.tokens_seen / trainer.elapsed
-        report.add("training throughput", f"autocomplete train 2×200, {model_name(ours_model)}, {describe(ours)}", command,
-                   tokens_per_s=rate, ratio=f"{rate / ref_rate:.2f}×", params_m=trainer.model.num_parameters() / 1e6)
-        ratios.append(rate / ref_rate)
-    return ratios
+               tokens_per_s=medians[0], runs=spread[0], ratio="1.00×", params_m=params[0])
+    for i, (ours, ours_model) in enumerate(variants, 1):
+        report.add("training throughput", f"autocomplete train 2×200, {model_name(ours_model)}, {describe(ours)}",
+                   command, tokens_per_s=medians[i], runs=spread[i], ratio=f"{medians[i] / medians[0]:.2f}×",
+                   params_m=params[i])
+    return [m / medians[0] for m in medians[1:]]
 
 
 def describe(ours: dict) -> str:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> Report:
             (ptb.CLASSIC, ptb.SMALL_TIED_ADAPTIVE),  # ... with the tied two-level softmax
             (OURS, ptb.SMALL_ADAPTIVE),  # the fastest: untied adaptive softmax, batch 64, AdamW
         ]
-        ptb.throughput(report, corpus, steps, command, variants)
+        ptb.throughput(report, corpus, steps, command, variants, rounds=1 if args.quick else 3)
         if not args.quick:
             ptb.per_epoch(report, corpus, args.epochs, command, ptb.CLASSIC, ptb.SMALL_TIED_ADAPTIVE)
     elif "training" in sections:

@@ -68,6 +68,40 @@ def test_loss_equals_the_negative_log_probability_of_the_targets():
         assert torch.allclose(m.loss(features, y), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("targets", ["every cluster", "head only"])
+def test_the_tied_two_level_loss_has_the_gradients_of_the_full_distribution(targets):
+    m = model(adaptive_cutoffs=(10, 30)).double()
+    x = torch.randint(0, 50, (3, 6))
+    y = torch.randint(0, 50, (3, 6)) if targets == "every cluster" else torch.randint(0, 10, (3, 6))
+    params = [p for p in m.parameters() if p.requires_grad]
+
+    def gradients(loss_of) -> list[torch.Tensor]:
+        features, _ = m.features(x)
+        return list(torch.autograd.grad(loss_of(features), params, allow_unused=True))
+
+    fast = gradients(lambda f: m.loss(f, y))
+    slow = gradients(lambda f: -torch.log_softmax(m.logits(f), -1).gather(-1, y.unsqueeze(-1)).mean())
+    for a, b in zip(fast, slow):
+        if b is None:  # a tail cluster's vector that no target reached
+            assert a is None or torch.count_nonzero(a) == 0
+        else:
+            assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_the_tied_two_level_loss_trains_under_bfloat16_autocast_as_on_a_gpu():
+    m = model(adaptive_cutoffs=(10, 30))
+    x, y = torch.randint(0, 50, (3, 6)), torch.randint(0, 50, (3, 6))
+    params = [p for p in m.parameters() if p.requires_grad]
+    exact = torch.autograd.grad(m.loss(m.features(x)[0], y), params, allow_unused=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m.loss(m.features(x)[0], y)
+    low = torch.autograd.grad(loss, params, allow_unused=True)
+    for a, b in zip(low, exact):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == b.dtype and torch.allclose(a, b, atol=2e-2, rtol=5e-2)
+
+
 def test_dropout_variants_only_act_in_training_mode():
     m = model(dropout=0.5, input_dropout=0.3, embedding_dropout=0.2, weight_dropout=0.4)
     tokens = torch.randint(0, 50, (2, 6))
