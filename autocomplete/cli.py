@@ -183,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what a model file holds")
     p.add_argument("model", nargs="?", type=Path, default=None)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "cache", help="list or clear the token cache that training keeps",
+        description="List the tokenised corpora that `autocomplete train` cached, or remove them.",
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, help="the cache folder (default: token-cache in the data folder)")
+    p.add_argument("--clear", action="store_true", help="remove the entries (those a running training reads are kept)")
+    p.add_argument("--older-than", type=_number(float, 0, None, "days"), default=None, metavar="DAYS",
+                   help="with --clear: only entries not used for this many days")
     return parser
 
 
@@ -277,6 +286,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
     trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
     result = trainer.run(resume=args.resume)
+    if cache is not None:
+        cache.release()  # the ids are no longer read: `autocomplete cache --clear` may remove them
     # Its DistributedDataParallel wrapper holds the process group: left to interpreter exit, gloo's threads can be
     # torn down in the wrong order and abort the process ("terminate called without an active exception").
     del trainer
@@ -405,6 +416,39 @@ def _duration(seconds: float) -> str:
     return f"{text} ({s:,} s)"
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from autocomplete.token_cache import TokenCache
+
+    if args.older_than is not None and not args.clear:
+        raise ConfigError("--older-than goes with --clear")
+    cache = TokenCache(args.cache_dir)
+    entries = cache.entries()
+    total = sum(e.size for e in entries)
+    if args.clear:
+        chosen = [e for e in entries if args.older_than is None or e.age_days() >= args.older_than]
+        removed, skipped = cache.remove(chosen)
+        print(f"removed {len(removed)} of {len(entries)} entries ({_bytes(sum(e.size for e in removed))}) "
+              f"from {cache.folder}")
+        if skipped:
+            print(f"kept {len(skipped)} in use by a running training ({_bytes(sum(e.size for e in skipped))})")
+        return 0
+    print(f"token cache: {cache.folder} ({len(entries)} entries, {_bytes(total)})")
+    if entries:
+        print(f"  {'last used':<17} {'size':>9}  {'kind':<11} made from")
+        for e in entries:
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+            print(f"  {used:<17} {_bytes(e.size):>9}  {e.kind:<11} {e.corpus}")
+        print("`autocomplete cache --clear [--older-than DAYS]` removes them")
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def cmd_session(args: argparse.Namespace) -> int:
     from autocomplete.repl import run_session
 
@@ -414,7 +458,10 @@ def cmd_session(args: argparse.Namespace) -> int:
     )
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info}
+COMMANDS = {
+    "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info,
+    "cache": cmd_cache,
+}
 
 
 def _rank_prefix() -> str:

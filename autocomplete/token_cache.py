@@ -11,8 +11,10 @@ by default ``token-cache`` in the user's data directory)::
 A key is a hash of everything that decides the result: each source's absolute path, size and modification time
 (standard input by its content), the tokenizer settings, the utterance-break mode, the cache format and the package
 version; for ids also the validation split and the vocabulary (tokens, counts, case folding); for a vocabulary its
-size limits. Change any of them and the key changes, so a stale entry is never read. Old entries are not deleted:
-remove the folder to reclaim the space.
+size limits. Change any of them and the key changes, so a stale entry is never read. Old entries are not deleted
+behind the user's back: ``autocomplete cache`` lists them (size, corpus, last use) and ``autocomplete cache --clear
+[--older-than DAYS]`` removes them, skipping the entries a running training is reading (it holds a shared lock on
+each entry it uses until it exits).
 
 Writes are atomic. Ids stream into a temporary file in the cache folder that is renamed into place only when
 complete, and the small header is written (atomically) after it: the header is the commit mark, so a killed run
@@ -29,8 +31,9 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict
+from contextlib import ExitStack, contextmanager
+import time
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -91,6 +94,60 @@ class TokenCache:
     def __init__(self, folder: Path | None = None, log: Callable[[str], None] | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_cache_dir()
         self.log = log or (lambda message: None)
+        self._in_use: list[BinaryIO] = []  # lock files held shared while this process trains from their entries
+
+    def release(self) -> None:
+        """Let ``remove`` delete the entries this object is reading (closing their shared locks)."""
+        for handle in self._in_use:
+            handle.close()
+        self._in_use.clear()
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry in the folder, most recently used first; unfinished files left by killed runs included."""
+        groups: dict[str, list[Path]] = {}
+        try:
+            names = list(self.folder.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise ConfigError(f"{self.folder}: cannot read the token cache folder ({e.strerror or e})") from None
+        for path in names:
+            key, kind = _entry_of(path.name)
+            if key:
+                groups.setdefault(f"{key} {kind}", []).append(path)
+        found = []
+        for group, files in groups.items():
+            key, kind = group.split(" ", 1)
+            stats = [(f, f.stat()) for f in files if f.exists()]
+            if not stats:
+                continue
+            header = self._read_json(self.folder / (f"{key}.json" if kind == "token ids" else f"{key}.vocab.json"))
+            found.append(CacheEntry(
+                key=key,
+                kind=kind,
+                files=tuple(sorted(f for f, _ in stats)),
+                size=sum(st.st_size for _, st in stats),
+                last_used=max(st.st_mtime for _, st in stats),
+                corpus=_describe_corpus(header),
+            ))
+        return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+    def remove(self, entries: Sequence[CacheEntry]) -> tuple[list[CacheEntry], list[CacheEntry]]:
+        """Delete ``entries`` (removed, skipped): an entry a running training holds is skipped, never broken."""
+        removed, skipped = [], []
+        for entry in entries:
+            locks = [f for f in entry.files if f.name.endswith((".lock", ".use"))]
+            with _try_exclusive(locks) as free:
+                if not free:
+                    skipped.append(entry)
+                    continue
+                for f in entry.files:
+                    if f not in locks:
+                        f.unlink(missing_ok=True)
+                for f in locks:
+                    f.unlink(missing_ok=True)
+            removed.append(entry)
+        return removed, skipped
 
     # ---- public API -------------------------------------------------------------------------------------------
 
@@ -109,6 +166,7 @@ class TokenCache:
             cached = self._read_json(path)
             if cached is not None and cached.get("inputs") == inputs:
                 self.log(f"vocabulary from the cache ({path})")
+                _touch(path)
                 return Vocab.from_dict(cached["vocab"])
             self.log(f"building the vocabulary from {len(sources)} file(s)…")
             vocab = data.build_vocab(sources, tokenizer, breaks, max_size, min_count)
@@ -132,10 +190,11 @@ class TokenCache:
         }
         key = _digest(inputs)
         tokens, header_path = self._path(key, ".tokens"), self._path(key, ".json")
-        with self._locked(tokens):
+        with self._locked(tokens, keep_shared=True):  # shared until this process exits: its ids are read from disk
             header = self._read_header(header_path, tokens, inputs)
             if header is not None:
                 self.log(f"token ids from the cache ({tokens})")
+                _touch(header_path)
             else:
                 self.log(f"tokenising {len(sources) + len(valid_sources)} file(s) into {tokens}…")
                 try:
@@ -260,21 +319,100 @@ class TokenCache:
             raise ConfigError(f"{path}: cannot write the token cache ({e.strerror or e})") from None
 
     @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        """Hold an exclusive lock on ``path``'s entry (a ``.lock`` file beside it) while building or reading it."""
+    def _locked(self, path: Path, keep_shared: bool = False) -> Iterator[None]:
+        """Hold an exclusive lock on ``path``'s entry (a ``.lock`` file beside it) while building or reading it;
+        ``keep_shared`` then keeps a shared lock on a second file (``.use``) until :meth:`release` or the end of the
+        process: builders only ever wait on the first, :meth:`remove` also needs the second."""
         if fcntl is None:
             yield
             return
         try:
             handle = open(str(path) + ".lock", "a+b")
+            in_use = open(str(path) + ".use", "a+b") if keep_shared else None
         except OSError as e:
             raise ConfigError(f"{self.folder}: cannot write the token cache here ({e.strerror or e})") from None
         with handle:
+            if in_use is not None:
+                fcntl.flock(in_use.fileno(), fcntl.LOCK_SH)
+                self._in_use.append(in_use)
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
+            except BaseException:
+                if in_use is not None:  # nothing to read after all
+                    self._in_use.remove(in_use)
+                    in_use.close()
+                raise
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached product: a token-ids file with its header, or a vocabulary (``kind``), with its files."""
+
+    key: str
+    kind: str  # "token ids", "vocabulary" or "unfinished" (temporary files of a run that was killed)
+    files: tuple[Path, ...]
+    size: int  # bytes, all files
+    last_used: float  # seconds since the epoch: built or last read
+    corpus: str  # what it was made from, for people
+
+    def age_days(self, now: float | None = None) -> float:
+        return ((now if now is not None else time.time()) - self.last_used) / 86400
+
+
+def _entry_of(name: str) -> tuple[str, str]:
+    """(key, kind) of a cache file name; ("", "") for a file that is not the cache's."""
+    if name.startswith(".") and name.endswith(".tmp"):  # .<key>.tokens.XXXX.tmp from atomic writes
+        key = name[1:].split(".", 1)[0]
+        return (key, "unfinished") if _is_key(key) else ("", "")
+    key, _, rest = name.partition(".")
+    if not _is_key(key):
+        return "", ""
+    if rest in ("tokens", "json", "tokens.lock", "tokens.use"):
+        return key, "token ids"
+    if rest in ("vocab.json", "vocab.json.lock"):
+        return key, "vocabulary"
+    return "", ""
+
+
+def _is_key(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def _describe_corpus(header: dict[str, Any] | None) -> str:
+    sources = (header or {}).get("inputs", {}).get("sources")
+    if not isinstance(sources, list) or not sources:
+        return "?"
+    names = [Path(str(s.get("path", "<stdin>"))).name if isinstance(s, dict) else "?" for s in sources]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{len(names)} file(s): {shown}"
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry as used now (its age decides what ``cache --clear --older-than`` removes)."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still works; it just ages
+        pass
+
+
+@contextmanager
+def _try_exclusive(locks: Sequence[Path]) -> Iterator[bool]:
+    """Whether nobody holds any of ``locks`` (then we hold them all until the block ends)."""
+    with ExitStack() as stack:
+        for lock in locks if fcntl is not None else ():
+            try:
+                handle = stack.enter_context(open(lock, "a+b"))
+            except OSError:
+                continue
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+        yield True
 
 
 def _copy(src: BinaryIO, offset: int, size: int, dst: BinaryIO) -> None:

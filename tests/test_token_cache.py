@@ -131,7 +131,7 @@ def test_an_interrupted_build_leaves_neither_an_entry_nor_a_temporary_file(tmp_p
     cache = TokenCache(tmp_path / "cache")
     with pytest.raises(KeyboardInterrupt):
         cache.corpus(sources, tok, vocab)
-    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith((".lock", ".use"))] == []
     monkeypatch.setattr(data, "iter_source_ids", original)
     assert torch.equal(cache.corpus(sources, tok, vocab).train.read(), data.load_corpus(sources, tok, vocab).train)
 
@@ -186,3 +186,81 @@ def test_training_from_the_cache_reaches_the_same_weights_as_training_from_memor
     (memory, w_memory), (disk, w_disk) = results
     assert torch.equal(w_memory, w_disk)
     assert memory.best_valid_loss == disk.best_valid_loss and memory.tokens_seen == disk.tokens_seen
+
+
+# ---- listing and clearing (`autocomplete cache`) -------------------------------------------------------------------
+
+
+def fill(folder, corpus_file):
+    """A cache holding a vocabulary and the token ids of ``corpus_file``; returns the cache, still reading its ids."""
+    cache = TokenCache(folder)
+    sources = data.resolve_sources([corpus_file])
+    vocab = cache.vocab(sources, tok, max_size=500)
+    cache.corpus(sources, tok, vocab, valid_fraction=0.1)
+    return cache
+
+
+def age(entry, days):
+    old = entry.last_used - days * 86400
+    for f in entry.files:
+        os.utime(f, (old, old))
+
+
+def test_the_cache_lists_each_entry_with_its_size_and_what_it_was_made_from(tmp_path, corpus_file):
+    fill(tmp_path / "cache", corpus_file)
+    listed = TokenCache(tmp_path / "cache").entries()
+    assert sorted(e.kind for e in listed) == ["token ids", "vocabulary"]
+    for e in listed:
+        assert e.corpus == "1 file(s): corpus.txt"
+        assert e.size == sum(f.stat().st_size for f in e.files) > 0
+    ids = next(e for e in listed if e.kind == "token ids")
+    assert {f.suffix for f in ids.files} >= {".tokens", ".json"}
+
+
+def test_clearing_keeps_the_ids_a_running_training_reads_until_it_lets_go(tmp_path, corpus_file):
+    reader = fill(tmp_path / "cache", corpus_file)
+    other = TokenCache(tmp_path / "cache")  # `autocomplete cache --clear` in another terminal
+    removed, skipped = other.remove(other.entries())
+    assert [e.kind for e in removed] == ["vocabulary"] and [e.kind for e in skipped] == ["token ids"]
+    assert all(f.exists() for f in skipped[0].files)
+    reader.release()  # the training ended
+    removed, skipped = other.remove(other.entries())
+    assert [e.kind for e in removed] == ["token ids"] and skipped == []
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_reading_an_entry_marks_it_as_used(tmp_path, corpus_file):
+    fill(tmp_path / "cache", corpus_file).release()
+    for e in TokenCache(tmp_path / "cache").entries():
+        age(e, 30)
+    assert all(e.age_days() > 29 for e in TokenCache(tmp_path / "cache").entries())
+    fill(tmp_path / "cache", corpus_file).release()  # a second training on the same corpus
+    assert all(e.age_days() < 1 for e in TokenCache(tmp_path / "cache").entries())
+
+
+def test_files_left_by_a_killed_build_are_listed_as_unfinished_and_cleared(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / ".0123456789abcdef0123456789abcdef.tokens.k2j3.tmp").write_bytes(b"\0" * 400)
+    (folder / "notes.txt").write_text("not the cache's")
+    [entry] = TokenCache(folder).entries()
+    assert entry.kind == "unfinished" and entry.size == 400
+    TokenCache(folder).remove([entry])
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_the_cache_command_lists_and_clears_only_what_is_old_enough(tmp_path, corpus_file, capsys):
+    from autocomplete.cli import main
+
+    folder = tmp_path / "cache"
+    fill(folder, corpus_file).release()
+    vocab_entry = next(e for e in TokenCache(folder).entries() if e.kind == "vocabulary")
+    age(vocab_entry, 10)
+    assert main(["cache", "--cache-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "(2 entries," in out and "token ids" in out and "vocabulary" in out and "corpus.txt" in out
+    assert main(["cache", "--cache-dir", str(folder), "--clear", "--older-than", "5"]) == 0
+    assert capsys.readouterr().out.startswith("removed 1 of 2 entries")
+    assert [e.kind for e in TokenCache(folder).entries()] == ["token ids"]
+    assert main(["cache", "--cache-dir", str(folder), "--older-than", "5"]) == 1
+    assert capsys.readouterr().err.strip() == "autocomplete: error: --older-than goes with --clear"
