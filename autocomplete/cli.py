@@ -416,6 +416,9 @@ def _duration(seconds: float) -> str:
     return f"{text} ({s:,} s)"
 
 
+ERASE_LINE = "\r\x1b[K"  # back to the start of the line and clear it (a no-op where nothing was written)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from autocomplete.token_cache import TokenCache
 
@@ -450,12 +453,24 @@ def _bytes(n: int) -> str:
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    from autocomplete.repl import run_session
+    # PyTorch and the model take a couple of seconds to load: say so at once on a terminal (the session's first line
+    # replaces this one; an error erases it first).
+    loading = sys.stdout.isatty() and not args.plain and os.environ.get("TERM", "") != "dumb"
+    if loading:
+        sys.stdout.write("autocomplete · loading the model…")
+        sys.stdout.flush()
+    try:
+        from autocomplete.repl import run_session
 
-    return run_session(
-        model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
-        quantize=not args.no_quantize,
-    )
+        return run_session(
+            model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
+            quantize=not args.no_quantize,
+        )
+    except BaseException:
+        if loading:
+            sys.stdout.write(ERASE_LINE)
+            sys.stdout.flush()
+        raise
 
 
 COMMANDS = {

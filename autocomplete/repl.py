@@ -365,6 +365,8 @@ def run_session(
     predictor = load_predictor(model, quantize=quantize)
     settings = SamplingSettings(temperature=temperature)
     session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize)
+    if sys.stdout.isatty():
+        _print("\r\x1b[K")  # erase the command's "loading the model…" line
     if plain_mode or not can_run_full_screen():
         if sys.stdin.isatty() and not plain_mode:
             _print("this terminal cannot show suggestions inline (TERM=dumb?): line mode, :help for commands\n")

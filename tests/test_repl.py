@@ -260,7 +260,8 @@ def test_the_real_command_shows_ghost_text_in_a_terminal_and_accepts_it(trained_
     term = Tmux([sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
                 {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
     try:
-        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)  # the prompt is up and reading keys
+        screen = term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)  # the prompt is up and reading keys
+        assert screen.splitlines()[0].startswith("autocomplete · ") and "loading" not in screen  # the line was replaced
         term.send("-l", "hear me ")
         screen = term.wait(lambda s: len(prompt_line(s).rstrip()) > len("› hear me"))
         ghost = prompt_line(screen)[len("› hear me ") :].rstrip()
@@ -270,6 +271,18 @@ def test_the_real_command_shows_ghost_text_in_a_terminal_and_accepts_it(trained_
         screen = term.wait(lambda s: "X" in prompt_line(s))
         assert prompt_line(screen).rstrip() in (f"› hear me {ghost} X", f"› hear me {ghost}X")
         term.send("C-d")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_a_terminal_sees_the_model_loading_and_then_only_the_error_if_it_fails(tmp_path):
+    missing = tmp_path / "missing.pt"
+    command = [sys.executable, "-m", "autocomplete", "--model", str(missing), ";", "sleep", "30"]
+    term = Tmux(command, {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}, width=400)
+    try:
+        screen = term.wait(lambda s: "error" in s)
+        assert screen.splitlines()[0] == f"autocomplete: error: {missing}: no such model file"
     finally:
         term.close()
 
