@@ -51,14 +51,15 @@ class LanguageModel:
         return str(self.metadata.get("name") or (self.path.stem if self.path else "model"))
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(file_object)`` on a temp file in ``path``'s folder, then rename it over ``path``."""
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file_object)`` on a temp file in ``path``'s folder (opened with ``mode``), then rename it over
+    ``path``: readers see the old file or the whole new one, and a failure or a kill leaves the old one."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600; a model file should read like any other file
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -385,19 +385,11 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
 
     @kb.add("tab")
     def _menu(event: KeyPressEvent) -> None:
-        b = event.current_buffer
-        if b.complete_state:
-            b.complete_next()
-        else:
-            b.start_completion(select_first=True)
+        _walk_menu(event.current_buffer, forward=True)
 
     @kb.add("s-tab")
     def _menu_back(event: KeyPressEvent) -> None:
-        b = event.current_buffer
-        if b.complete_state:
-            b.complete_previous()
-        else:
-            b.start_completion(select_last=True)
+        _walk_menu(event.current_buffer, forward=False)
 
     @kb.add("c-t", filter=at_end)
     def _sample(event: KeyPressEvent) -> None:
@@ -437,3 +429,11 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
             state.sample_for, state.sample = before, full
 
     return kb
+
+
+def _walk_menu(b: Buffer, forward: bool) -> None:
+    """Tab / Shift-Tab: open the menu on the first / last candidate, then walk it."""
+    if b.complete_state:
+        b.complete_next() if forward else b.complete_previous()
+    else:
+        b.start_completion(select_first=forward, select_last=not forward)

@@ -229,10 +229,11 @@ class TokenCache:
         """
         stats = CorpusStats()
         split = valid_fraction > 0 and not valid_sources
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w+b") as train, tempfile.TemporaryFile(dir=self.folder) as valid:
-                n_train = n_valid = 0
+        n_train = n_valid = 0
+
+        def encode(train: BinaryIO) -> None:
+            nonlocal n_train, n_valid
+            with tempfile.TemporaryFile(dir=self.folder) as valid:
                 for source in sources:
                     n = 0
                     for part in data.iter_source_ids(source, tokenizer, vocab, breaks, stats):
@@ -255,12 +256,8 @@ class TokenCache:
                     n_valid = 0
                 else:
                     _copy(valid, 0, n_valid * TokenFile.ITEMSIZE, train)
-                train.flush()
-                os.fsync(train.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write(target, encode, mode="w+b")  # read back while written: validation tails move to a side file
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,

@@ -25,8 +25,8 @@ from autocomplete.completion import (
 )
 from autocomplete.predictor import Predictor
 
-RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, BACKSPACE, ENTER = (
-    "\x1b[C", "\x1bf", "\x1bn", "\x1bp", "\x14", "\x1b", "\t", "\x7f", "\r",
+RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, SHIFT_TAB, BACKSPACE, ENTER = (
+    "\x1b[C", "\x1bf", "\x1bn", "\x1bp", "\x14", "\x1b", "\t", "\x1b[Z", "\x7f", "\r",
 )
 
 
@@ -250,6 +250,22 @@ def test_tab_opens_the_menu_and_inserts_the_first_candidate(predictor):
         pipe.send_text(ENTER)
 
     assert driver.run(script).strip() == "hear me " + first
+
+
+def test_shift_tab_opens_the_menu_on_the_last_candidate_and_walks_back(predictor):
+    driver = Driver(predictor)
+    words = [s.word for s in predictor.suggest("hear me s")]
+    assert len(words) >= 3
+
+    def script(pipe, d):
+        d.type(pipe, "hear me s")
+        pipe.send_text(SHIFT_TAB)
+        wait_for(lambda: d.buffer.text.rstrip() == "hear me " + words[-1])
+        pipe.send_text(SHIFT_TAB)
+        wait_for(lambda: d.buffer.text.rstrip() == "hear me " + words[-2])
+        pipe.send_text(ENTER)
+
+    assert driver.run(script).strip() == "hear me " + words[-2]
 
 
 def test_one_predictor_serves_a_bare_application_too(predictor):
