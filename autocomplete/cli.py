@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="autocomplete",
         description="Next-word suggestions and text generation in the terminal, from a local LSTM language model.",
+        epilog="Without a COMMAND: the interactive session on the model (type `:help` in it for keys and commands). "
+        "`autocomplete COMMAND --help` describes each command.",
     )
     _add_model_option(parser)
     parser.add_argument("--mode", choices=["type", "chat"], default="type", help="session mode (default: type)")
