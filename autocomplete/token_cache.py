@@ -118,8 +118,8 @@ class TokenCache:
         found = []
         for group, files in groups.items():
             key, kind = group.split(" ", 1)
-            stats = [(f, f.stat()) for f in files if f.exists()]
-            if not stats:
+            stats = [(f, st) for f in files if (st := _stat(f)) is not None]
+            if all(f.name.endswith((".lock", ".use")) for f, _ in stats):  # empty lock files: no entry (yet)
                 continue
             header = self._read_json(self.folder / (f"{key}.json" if kind == "token ids" else f"{key}.vocab.json"))
             found.append(CacheEntry(
@@ -137,7 +137,9 @@ class TokenCache:
         removed, skipped = [], []
         for entry in entries:
             locks = [f for f in entry.files if f.name.endswith((".lock", ".use"))]
-            with _try_exclusive(locks) as free:
+            # a temporary file may be one a build is writing right now: its entry's build lock says so
+            guards = sorted(self.folder.glob(f"{entry.key}.*.lock")) if entry.kind == "unfinished" else locks
+            with _try_exclusive(guards) as free:
                 if not free:
                     skipped.append(entry)
                     continue
@@ -385,6 +387,13 @@ def _describe_corpus(header: dict[str, Any] | None) -> str:
     names = [Path(str(s.get("path", "<stdin>"))).name if isinstance(s, dict) else "?" for s in sources]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"{len(names)} file(s): {shown}"
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:  # removed meanwhile (a build renaming its temporary file, another clear)
+        return None
 
 
 def _touch(path: Path) -> None:

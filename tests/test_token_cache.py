@@ -249,6 +249,23 @@ def test_files_left_by_a_killed_build_are_listed_as_unfinished_and_cleared(tmp_p
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="locks are POSIX flock")
+def test_a_temporary_file_that_a_build_is_writing_is_not_removed(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    key = "0123456789abcdef0123456789abcdef"
+    (folder / f".{key}.tokens.k2j3.tmp").write_bytes(b"\0" * 400)
+    with open(folder / f"{key}.tokens.lock", "a+b") as lock:  # what a build in another process holds
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        removed, skipped = TokenCache(folder).remove(TokenCache(folder).entries())
+        assert removed == [] and [e.kind for e in skipped] == ["unfinished"]
+    removed, skipped = TokenCache(folder).remove(TokenCache(folder).entries())  # the build was killed
+    assert [e.kind for e in removed] == ["unfinished"] and skipped == []
+    assert not (folder / f".{key}.tokens.k2j3.tmp").exists()
+
+
 def test_the_cache_command_lists_and_clears_only_what_is_old_enough(tmp_path, corpus_file, capsys):
     from autocomplete.cli import main
 
