@@ -418,7 +418,7 @@ def _duration(seconds: float) -> str:
     return f"{text} ({s:,} s)"
 
 
-ERASE_LINE = "\r\x1b[K"  # back to the start of the line and clear it (a no-op where nothing was written)
+ERASE_LINE = "\r\x1b[K"  # back to the start of the line and clear it
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -458,20 +458,22 @@ def cmd_session(args: argparse.Namespace) -> int:
     # PyTorch and the model take a couple of seconds to load: say so at once on a terminal (the session's first line
     # replaces this one; an error erases it first).
     loading = sys.stdout.isatty() and not args.plain and os.environ.get("TERM", "") != "dumb"
-    if loading:
-        sys.stdout.write("autocomplete · loading the model…")
-        sys.stdout.flush()
+
+    def say(text: str) -> None:
+        if loading:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    say("autocomplete · loading the model…")
     try:
         from autocomplete.repl import run_session
 
         return run_session(
             model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
-            quantize=not args.no_quantize,
+            quantize=not args.no_quantize, on_ready=lambda: say(ERASE_LINE),
         )
     except BaseException:
-        if loading:
-            sys.stdout.write(ERASE_LINE)
-            sys.stdout.flush()
+        say(ERASE_LINE)
         raise
 
 

@@ -202,10 +202,13 @@ class TiedAdaptiveSoftmax(nn.Module):
     def weight(self) -> Tensor:
         return self._embedding[0].weight
 
-    def _head(self, h: Tensor) -> Tensor:
-        c0 = self.bounds[0]
-        scores = F.linear(h, self.weight[:c0], self.bias[:c0])
-        return torch.log_softmax(torch.cat([scores, self.clusters(h)], -1).float(), -1)  # (N, c0 + clusters)
+    def _head(self, h: Tensor, scores: Tensor | None = None) -> Tensor:
+        """Log-probabilities (N, c0 + clusters) of the head words and the tail clusters; ``scores`` are the head
+        words' scores when already computed."""
+        if scores is None:
+            c0 = self.bounds[0]
+            scores = F.linear(h, self.weight[:c0], self.bias[:c0])
+        return torch.log_softmax(torch.cat([scores, self.clusters(h)], -1).float(), -1)
 
     def _tail(self, h: Tensor, i: int) -> Tensor:
         lo, hi = self.bounds[i], self.bounds[i + 1]
@@ -228,7 +231,7 @@ class TiedAdaptiveSoftmax(nn.Module):
         rows = [(which == i + 1).nonzero().squeeze(1) for i in range(len(self.bounds) - 1)]
         # every cluster's scores in one autograd node, which writes its slice of the shared weight's gradient in place
         scores = _BlockLinear.apply(self.weight, self.bias, (0, *self.bounds), h, *(h.index_select(0, r) for r in rows))
-        head = torch.log_softmax(torch.cat([scores[0], self.clusters(h)], -1).float(), -1)
+        head = self._head(h, scores[0])
         nll = -head.gather(1, head_target.unsqueeze(1)).squeeze(1)
         for i, (r, tail_scores) in enumerate(zip(rows, scores[1:])):
             if r.numel():

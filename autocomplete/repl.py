@@ -360,13 +360,13 @@ def run_session(
     temperature: float = 0.8,
     plain_mode: bool = False,
     quantize: bool = True,
+    on_ready: Callable[[], None] = lambda: None,
 ) -> int:
-    """Entry point of ``autocomplete`` without a subcommand."""
+    """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded."""
     predictor = load_predictor(model, quantize=quantize)
     settings = SamplingSettings(temperature=temperature)
     session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize)
-    if sys.stdout.isatty():
-        _print("\r\x1b[K")  # erase the command's "loading the model…" line
+    on_ready()
     if plain_mode or not can_run_full_screen():
         if sys.stdin.isatty() and not plain_mode:
             _print("this terminal cannot show suggestions inline (TERM=dumb?): line mode, :help for commands\n")

@@ -30,9 +30,9 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -104,7 +104,7 @@ class TokenCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every entry in the folder, most recently used first; unfinished files left by killed runs included."""
-        groups: dict[str, list[Path]] = {}
+        groups: dict[tuple[str, str], list[Path]] = {}
         try:
             names = list(self.folder.iterdir())
         except FileNotFoundError:
@@ -114,10 +114,9 @@ class TokenCache:
         for path in names:
             key, kind = _entry_of(path.name)
             if key:
-                groups.setdefault(f"{key} {kind}", []).append(path)
+                groups.setdefault((key, kind), []).append(path)
         found = []
-        for group, files in groups.items():
-            key, kind = group.split(" ", 1)
+        for (key, kind), files in groups.items():
             stats = [(f, st) for f in files if (st := _stat(f)) is not None]
             if all(f.name.endswith((".lock", ".use")) for f, _ in stats):  # empty lock files: no entry (yet)
                 continue

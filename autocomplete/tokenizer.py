@@ -158,13 +158,15 @@ def sentence_starts(tokens: Iterable[str], at_start: bool = True) -> list[bool]:
     flags: list[bool] = []
     for token in tokens:
         flags.append(at_start)
-        if token == EOS or token in _SENTENCE_END:
-            at_start = True
-        elif token in _TRANSPARENT:
-            pass
-        else:
-            at_start = False
+        at_start = _starts_after(token, at_start)
     return flags
+
+
+def _starts_after(token: str, at_start: bool) -> bool:
+    """Whether the token after ``token`` starts a sentence, given whether ``token`` itself did."""
+    if token == EOS or token in _SENTENCE_END:
+        return True
+    return at_start and token in _TRANSPARENT
 
 
 def ends_sentence(tokens: Sequence[str]) -> bool:
@@ -204,10 +206,7 @@ class Detokenizer:
             self._open_double = not self._open_double
         elif token == "'":
             self._open_single = not self._open_single
-        if token == EOS or token in _SENTENCE_END:
-            self._at_start = True
-        elif token not in _TRANSPARENT:
-            self._at_start = False
+        self._at_start = _starts_after(token, self._at_start)
         self._prev = token
 
     def feed(self, token: str) -> str:

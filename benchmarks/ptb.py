@@ -86,7 +86,8 @@ def throughput(
     ``rounds`` runs, so that a noisy neighbour on a shared machine slows every row alike instead of one of them.
     """
     rates: list[list[float]] = [[] for _ in range(len(variants) + 1)]
-    params: list[float] = [2.65] * (len(variants) + 1)
+    classic_size = sum(p.numel() for p in reference_lm.RNNModel(len(ptb.vocab), 200, 200, 2).parameters())  # type: ignore[arg-type]
+    params: list[float] = [classic_size / 1e6] * (len(variants) + 1)
     for _ in range(rounds):
         _, ref_rate = reference_lm.train(ptb.train, ptb.valid, len(ptb.vocab), max_steps=steps)  # type: ignore[arg-type]
         rates[0].append(ref_rate)
