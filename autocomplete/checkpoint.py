@@ -134,8 +134,12 @@ def save_payload(payload: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: could not save ({e.strerror or e}); the previous file is unchanged") from None
 
 
-def read_payload(path: Path | str, kind: str = "model") -> dict[str, Any]:
-    """Load a checkpoint-like file safely (no code execution); errors name the file and the problem."""
+def read_payload(
+    path: Path | str, kind: str = "model", fmt: str = FORMAT, version: int = FORMAT_VERSION
+) -> dict[str, Any]:
+    """Load a checkpoint-like file of format ``fmt`` safely (no code execution); errors name the file and the
+    problem. ``version`` is the newest format version this program reads."""
+    newest = version
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such {kind} file")
@@ -156,14 +160,14 @@ def read_payload(path: Path | str, kind: str = "model") -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
         reason = "truncated or corrupt" if _looks_truncated(e) else "not a PyTorch checkpoint"
         raise CheckpointError(f"{path}: not a valid {kind} file ({reason})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise CheckpointError(f"{path}: not an autocomplete {kind} (foreign PyTorch file)")
     version = payload.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError(f"{path}: {kind} file has no format version")
-    if version > FORMAT_VERSION:
+    if version > newest:
         raise CheckpointError(
-            f"{path}: written by a newer autocomplete (format {version}, this version reads up to {FORMAT_VERSION});"
+            f"{path}: written by a newer autocomplete (format {version}, this version reads up to {newest});"
             " upgrade autocomplete"
         )
     return payload

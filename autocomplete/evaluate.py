@@ -22,6 +22,7 @@ from torch import Tensor
 
 from autocomplete.data import BatchedStream, Breaks, CorpusStats, Source, TokenIds, iter_token_lines
 from autocomplete.model import LSTMLanguageModel, detach_state
+from autocomplete.personal import Personal
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS, Tokenizer
 from autocomplete.vocab import EOS_ID, Vocab
@@ -73,6 +74,38 @@ def evaluate_stream(
     return (total / count if count else float("nan")), accuracy, count
 
 
+def evaluate_learning(
+    model: LSTMLanguageModel, personal: Personal, ids: Tensor, surface: Sequence[str], ks: Sequence[int] = (1, 3, 5)
+) -> tuple[float, dict[int, float], int]:
+    """Like :func:`evaluate_stream`, replaying the text as its user would type it: every token is predicted with
+    what ``personal`` has learned so far, and each line is learned once it is finished (``surface`` is aligned with
+    ``ids``, :data:`EOS` where they hold an end of line)."""
+    model.eval()
+    total, count, state, prev, start = 0.0, 0, None, EOS_ID, 0
+    hits = dict.fromkeys(ks, 0)
+    kmax = max(ks)
+    ids = ids.long().cpu()
+    while start < len(surface):
+        end = start
+        while end < len(surface) and surface[end] != EOS and end - start < personal.config.segment:
+            end += 1
+        end = min(end + 1, len(surface))  # the line's end-of-line token with it
+        y = ids[start:end]
+        x = torch.cat([torch.tensor([prev]), y[:-1]])
+        with torch.inference_mode():
+            features, state = model.features(x.unsqueeze(0), state)
+        logp = personal.batch_log_probs(model, features[0])  # (T, V)
+        total -= float(logp.gather(1, y.unsqueeze(1)).sum())
+        count += y.numel()
+        match = torch.topk(logp, kmax, dim=-1).indices == y.unsqueeze(1)
+        for k in ks:
+            hits[k] += int(match[:, :k].any(dim=1).sum())
+        personal.learn_tokens(surface[start:end])
+        prev, start = int(y[-1]), end
+    accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
+    return (total / count if count else float("nan")), accuracy, count
+
+
 @dataclass
 class KeystrokeResult:
     k: int
@@ -99,6 +132,8 @@ def keystroke_savings(
     for token in tokens:
         if token == EOS:
             predictor.commit("\n")
+            if predictor.personal is not None:
+                predictor.personal.wait()  # the line is learned before the next one is typed, as in a session
             continue
         if max_words is not None and words >= max_words:
             break
@@ -159,7 +194,19 @@ def evaluate(
     ksr_k: Sequence[int] = (5,),
     ksr_words: int | None = None,
 ) -> EvalReport:
-    loss, accuracy, count = evaluate_stream(predictor.model, ids, ks)
+    """Perplexity, accuracy and keystroke savings of ``predictor`` on the text; with a :attr:`Predictor.personal`
+    state, the text is replayed line by line and learned as it goes (the state is emptied first)."""
+    personal = predictor.personal
+    if personal is not None:
+        personal.forget()
+        loss, accuracy, count = evaluate_learning(predictor.model, personal, ids, surface, ks)
+        personal.forget()
+    else:
+        loss, accuracy, count = evaluate_stream(predictor.model, ids, ks)
     unknown = float((ids == 0).float().mean()) if ids.numel() else 0.0
-    results = [keystroke_savings(predictor, surface, k, ksr_words) for k in ksr_k]
+    results = []
+    for k in ksr_k:
+        results.append(keystroke_savings(predictor, surface, k, ksr_words))
+        if personal is not None:
+            personal.forget()
     return EvalReport(count, loss, math.exp(loss) if math.isfinite(loss) else float("nan"), accuracy, results, unknown)

@@ -34,6 +34,7 @@ from torch import Tensor
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.model import State, quantize_dynamic
+from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample, validate_sampling
 from autocomplete.tokenizer import EOS, SPECIALS, Detokenizer, capitalize, ends_sentence, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID
@@ -59,11 +60,6 @@ class Continuation:
     tokens: tuple[str, ...]  # the sampled tokens (the completed partial word first, if there was one)
     words: int  # how many of them are words (punctuation does not count)
     ended: bool  # stopped at the end of a sentence or utterance rather than at the word limit
-
-
-def is_word(token: str) -> bool:
-    """Tokens a person would call a word (anything with a letter or digit in it)."""
-    return token not in SPECIALS and any(ch.isalnum() for ch in token)
 
 
 @contextlib.contextmanager
@@ -100,8 +96,10 @@ class Predictor:
         checkpoint_every: int = 32,
         keep_recent: int = 64,
         quantize: bool = False,
+        personal: Personal | None = None,
     ) -> None:
         self.lm = lm
+        self.personal = personal  # what the model learned from its user; None: the base model alone
         self.model = lm.model.to(device).eval()
         if quantize and torch.device(device).type == "cpu":
             self.model = quantize_dynamic(self.model)
@@ -132,14 +130,20 @@ class Predictor:
             self._ids: list[int] = [EOS_ID]
             self._states: dict[int, tuple[State, Tensor | None]] = {0: (self.model.init_state(1, self.device), None)}
             self._encoded: dict[str, tuple[list[int], list[str]]] = {}  # recent texts → (ids, current line)
-            self._logps: dict[int, Tensor] = {}  # next-token log-probabilities by position
+            # next-token log-probabilities by position, with the personal version they were computed under
+            self._logps: dict[int, tuple[int, Tensor, Mixture | None]] = {}
             self._pos = 0  # how many of ``_ids`` the current state has read
             self._sync([EOS_ID])
             if context:
                 self.commit(context)
 
-    def commit(self, text: str) -> None:
-        """Append ``text`` to the committed context for good (a finished line should end with ``"\\n"``)."""
+    def commit(self, text: str, learn: bool = True) -> None:
+        """Append ``text`` to the committed context for good (a finished line should end with ``"\\n"``).
+
+        With a :attr:`personal` state, what the user wrote is also learned once its line ends (``learn=False`` for
+        text the user did not write, such as the model's own replies; a line that starts with a space never is)."""
+        if learn and self.personal is not None:
+            self.personal.learn(text)
         with self._lock:
             tokens = self.tokenizer.tokenize(text)
             self.context_version += 1
@@ -234,13 +238,25 @@ class Predictor:
 
     def _log_probs(self) -> Tensor:
         """Log-probabilities (V,) of the next token at the current position (cached for nearby positions)."""
-        logp = self._logps.get(self._pos)
-        if logp is None:
-            _, features = self._current()
+        return self._mixture()[0]
+
+    def _mixture(self) -> tuple[Tensor, Mixture | None]:
+        """The next-token log-probabilities and, when it is active, what the personal state adds to them."""
+        personal = self.personal if self.personal is not None and self.personal.active else None
+        version = personal.version if personal is not None else 0
+        cached = self._logps.get(self._pos)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        _, features = self._current()
+        if personal is not None:
+            mixture: Mixture | None = personal.log_probs(self.model, features)
+            logp = mixture.logp
+        else:
+            mixture = None
             with torch.inference_mode():
                 logp = torch.log_softmax(self.model.logits(features).float(), dim=-1)
-            self._logps[self._pos] = logp
-        return logp
+        self._logps[self._pos] = (version, logp, mixture)
+        return logp, mixture
 
     def _prepare(self, text: str, finished: bool = False) -> tuple[list[str], str]:
         ids, line, partial = self._encode(text, finished)
@@ -262,7 +278,11 @@ class Predictor:
             raise ValueError(f"k must be at least 1, got {k}")
         with self._lock:
             line, partial = self._prepare(text)
-            return self._rank(self._log_probs(), partial, k, ends_sentence(line), words_only)
+            logp, mixture = self._mixture()
+            ranked = self._rank(logp, partial, k, ends_sentence(line), words_only)
+            if mixture is not None and self.personal is not None:
+                ranked = self._with_own_words(ranked, mixture, partial, k, ends_sentence(line))
+            return ranked
 
     def insertion(self, text: str, suggestion: Suggestion) -> str:
         """What to append to ``text`` so that it ends with ``suggestion``'s word.
@@ -320,6 +340,26 @@ class Predictor:
             exact = [kv for kv in ranked if self.vocab.itos[int(kv[1][1])].startswith(partial)]
             ranked = exact + [kv for kv in ranked if kv not in exact]
         return [Suggestion(word, float(p), int(i)) for word, (p, i) in ranked[:k]]
+
+    def _with_own_words(
+        self, ranked: list[Suggestion], mixture: Mixture, partial: str, k: int, at_start: bool
+    ) -> list[Suggestion]:
+        """Merge the user's own words outside the vocabulary into ``ranked`` by probability."""
+        assert self.personal is not None
+        extra = []
+        for word, p in self.personal.unknown_words(mixture, partial, k):
+            word = self._display(word, at_start)
+            if partial and not word.startswith(partial):
+                word = partial + word[len(partial) :]
+            if all(s.word != word for s in ranked):
+                extra.append(Suggestion(word, p, UNK_ID))
+        if not extra:
+            return ranked
+        merged = sorted([*ranked, *extra], key=lambda s: -s.probability)
+        if partial[:1].isupper() and not at_start:  # a capital mid-sentence: prefer names spelled that way
+            exact = [s for s in merged if s.word.startswith(partial) and (s.token_id == UNK_ID or self.vocab.itos[s.token_id].startswith(partial))]
+            merged = exact + [s for s in merged if s not in exact]
+        return merged[:k]
 
     def stream(
         self,

@@ -1,0 +1,594 @@
+"""What the model learns from its user, as a layer the predictor consults (never a second engine).
+
+Three techniques, each measured alone and together in BENCHMARKS.md ("Learning its user"):
+
+* **Continuous cache** (Grave et al. 2017): the model's output features at the last ``window`` positions of the text
+  the user committed, each paired with the word that actually followed, as it was typed. The next-word distribution
+  becomes ``(1 − λ)·p_model + λ·p_cache`` with ``p_cache(w) ∝ Σ_{i: w_i = w} exp(θ·h·h_i)``. Entries keep the surface
+  word, so a name outside the vocabulary typed once can be the next suggestion where its context repeats.
+* **Personal lexicon**: every word the user typed, with counts. Words outside the vocabulary share the model's
+  probability of an unknown word in proportion to their counts, so ``Ku`` offers ``Kubernetes`` ranked on the same
+  probability scale as the vocabulary's words.
+* **Dynamic evaluation** (Krause et al. 2018): after each committed line, one SGD step on that line's loss, in a
+  background thread, on a small set of float parameters that sit *outside* the (int8-quantised) network: a linear map
+  on the output features and a bias over the vocabulary, ``logits = decoder(h + A·h + c) + b``. That is an adaptation
+  of the output layer (``W' = W·(I + A)``), bounded in memory (D² + D + V floats), cheap to apply (one D×D product per
+  word) and exactly removable: with no adaptation the predictor skips the layer, so :meth:`Personal.forget` restores
+  the base model's distribution bit for bit. Each step also decays the deltas toward zero (the base weights).
+
+Concurrency: the keystroke path reads immutable snapshots (the cache, the adapter, the lexicon index) through one
+reference each and never waits for learning. The learner thread builds new snapshots and swaps the references;
+:attr:`Personal.version` changes with every swap so callers can drop what they cached. The adapted weights belong to
+the :class:`Personal` and so to every session of the predictor that holds it: one user, one model, one state.
+
+The state is saved per model file (keyed by the file's SHA-256) in the user data folder, atomically, as a
+``torch.save`` file of tensors and plain data that is loaded with ``weights_only=True`` and validated.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from autocomplete import checkpoint
+from autocomplete.checkpoint import LanguageModel
+from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.model import LSTMLanguageModel, State
+from autocomplete.paths import data_dir
+from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
+from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
+
+FORMAT = "autocomplete-personal"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    """How strongly and how fast the model adapts; defaults chosen on held-out text (BENCHMARKS.md)."""
+
+    window: int = 2000  # positions of recent committed text the cache points at
+    cache_weight: float = 0.1  # λ: the cache's share of the next-word distribution (0 switches the cache off)
+    flatness: float = 0.05  # θ: how sharply the cache prefers positions whose features resemble the current ones
+    lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
+    lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
+    decay: float = 0.005  # after each step the deltas shrink by this fraction (back toward the base weights)
+    clip: float = 1.0  # gradient norm limit of one step, feature map
+    clip_bias: float = 10.0  # ... and bias
+    lexicon: bool = True  # offer the user's own words outside the vocabulary
+    lexicon_size: int = 50_000  # distinct words kept; the rarest are dropped beyond it
+    unseen: float = 1.0  # pseudo-count kept for unknown words the user has not typed yet
+    segment: int = 128  # longest piece of text one learning step reads (longer lines are cut)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
+            "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
+            "lexicon size": self.lexicon_size >= 0, "unseen": self.unseen > 0, "segment": self.segment >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"learning setting {name} out of range: {getattr(self, name.replace(' ', '_'))}")
+
+    def replace(self, **changes: object) -> LearnConfig:
+        return LearnConfig(**{**asdict(self), **changes})  # type: ignore[arg-type]
+
+
+def is_word(token: str) -> bool:
+    """Tokens a person would call a word (anything with a letter or digit in it)."""
+    return token not in SPECIALS and any(ch.isalnum() for ch in token)
+
+
+def private(line: str) -> bool:
+    """A line that starts with a space is never learned (as shells keep it out of their history)."""
+    return line[:1].isspace()
+
+
+# ---- the three parts ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CacheSnapshot:
+    keys: Tensor  # (N, D) output features before each cached word
+    ids: Tensor  # (N,) the word's vocabulary id (<unk> for a word outside the vocabulary)
+    surface: tuple[str, ...]  # (N,) the word as typed
+    unknown_rows: Tensor  # (M,) rows whose word is outside the vocabulary
+
+    @staticmethod
+    def empty(dim: int) -> _CacheSnapshot:
+        return _CacheSnapshot(torch.zeros(0, dim), torch.zeros(0, dtype=torch.long), (), torch.zeros(0, dtype=torch.long))
+
+    def extended(self, keys: Tensor, ids: Tensor, surface: Sequence[str], window: int) -> _CacheSnapshot:
+        keys = torch.cat([self.keys, keys.float()])[-window:] if window else self.keys[:0]
+        ids = torch.cat([self.ids, ids])[-window:] if window else self.ids[:0]
+        kept = (self.surface + tuple(surface))[len(self.surface) + len(surface) - keys.size(0) :]
+        return _CacheSnapshot(keys.contiguous(), ids, kept, (ids == UNK_ID).nonzero().squeeze(1))
+
+
+@dataclass(frozen=True)
+class _LexiconIndex:
+    keys: tuple[str, ...]  # lower-cased words outside the vocabulary, sorted
+    words: tuple[str, ...]  # the same words as typed
+    counts: tuple[int, ...]
+    top: tuple[int, ...]  # positions of the most frequent, for suggestions without a partial word
+    total: float  # sum of their counts plus the pseudo-count of unseen words
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """The dynamic-evaluation deltas: ``logits = decoder(h + h·Aᵀ + c) + b``."""
+
+    a: Tensor  # (D, D)
+    c: Tensor  # (D,)
+    b: Tensor  # (V,)
+
+    @staticmethod
+    def zeros(dim: int, vocab_size: int) -> Adapter:
+        return Adapter(torch.zeros(dim, dim), torch.zeros(dim), torch.zeros(vocab_size))
+
+    def features(self, h: Tensor) -> Tensor:
+        return h + h @ self.a.T + self.c
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """The next-word distribution with everything learned, at one position."""
+
+    logp: Tensor  # (V,) log-probabilities of the vocabulary's tokens (<unk> holds all words outside it)
+    unknown: float  # the model's share for words outside the vocabulary, spread over the lexicon by count
+    cached: dict[str, float]  # the cache's probability of each word outside the vocabulary it holds
+
+
+@dataclass
+class Stats:
+    lines: int = 0  # committed lines (or text segments) learned
+    tokens: int = 0  # tokens read
+    steps: int = 0  # dynamic-evaluation steps taken
+    created: str = ""
+    updated: str = ""
+
+
+# ---- the layer ----------------------------------------------------------------------------------------------------
+
+
+class Personal:
+    """The personal state of one user for one model: cache, lexicon, adapted output layer, and their learner.
+
+    ``model`` must be the float network (the learner computes gradients through it; the predictor may run an int8
+    copy). :meth:`learn` queues text for the background thread; :meth:`wait` blocks until it is learned (tests,
+    evaluation). ``path`` is where :meth:`save` writes, ``None`` to keep the state in memory only.
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        config: LearnConfig | None = None,
+        path: Path | None = None,
+        model_hash: str = "",
+    ) -> None:
+        self.config = config or LearnConfig()
+        self.lm = lm
+        self.model: LSTMLanguageModel = lm.model
+        self.vocab: Vocab = lm.vocab
+        self.path = path
+        self.model_hash = model_hash
+        self.enabled = True  # False: nothing new is learned (what was learned still counts)
+        self._dim = self.model.config.output_dim
+        self._lock = threading.RLock()  # serialises learning, forgetting and saving (never taken by queries)
+        self._queue: queue.Queue[tuple[list[str], bool] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._dirty = False
+        self.error: str | None = None  # the last background failure, for the session to report
+        self._pending_lock = threading.Lock()
+        self._pending: list[str] = []  # tokens of the line being committed, learned once it ends
+        self._line_start = True
+        self._private_line = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.version = getattr(self, "version", 0) + 1
+        self.counts: dict[str, int] = {}
+        self.stats = Stats(created=time.strftime("%Y-%m-%d %H:%M:%S"))
+        self._cache = _CacheSnapshot.empty(self._dim)
+        self._adapter: Adapter | None = None
+        self._index = _LexiconIndex((), (), (), (), self.config.unseen)
+        self._state: State | None = None  # the learner's LSTM state after the text learned so far
+        self._last_id = EOS_ID
+        self._at_start = True
+
+    # ---- queries (any thread, never blocking) ---------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """Whether anything learned changes predictions (otherwise the predictor uses the base model untouched)."""
+        return self._adapter is not None or self._cache.ids.numel() > 0 or bool(self._index.words)
+
+    @property
+    def words(self) -> int:
+        return len(self.counts)
+
+    @property
+    def new_words(self) -> int:
+        """Distinct words the user typed that the model's vocabulary lacks."""
+        return len(self._index.words)
+
+    def log_probs(self, model: LSTMLanguageModel, features: Tensor) -> Mixture:
+        """The adapted, cache-mixed next-word distribution after ``features`` (D,) of the (possibly int8) ``model``."""
+        cache, index = self._cache, self._index
+        logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache)
+        lam = self.config.cache_weight if weights is not None else 0.0
+        cached: dict[str, float] = {}
+        if weights is not None and cache.unknown_rows.numel():
+            for row, w in zip(cache.unknown_rows.tolist(), weights[0, cache.unknown_rows].tolist()):
+                word = cache.surface[row]
+                cached[word] = cached.get(word, 0.0) + w * lam
+        unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
+        return Mixture(logp[0], unknown, cached)
+
+    def batch_log_probs(self, model: LSTMLanguageModel, features: Tensor) -> Tensor:
+        """Log-probabilities (T, V) after each of ``features`` (T, D), with the state as it is now (evaluation)."""
+        return self._mix(model, features, self._adapter, self._cache)[0]
+
+    def _mix(
+        self, model: LSTMLanguageModel, h: Tensor, adapter: Adapter | None, cache: _CacheSnapshot
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(mixed log-probabilities (T, V), the model's own p(<unk>) (T,), cache weights (T, N) or None)."""
+        with torch.inference_mode():
+            h = h.float()
+            if adapter is not None:
+                logits = model.logits(adapter.features(h)).float() + adapter.b
+            else:
+                logits = model.logits(h).float()
+            logp = torch.log_softmax(logits, -1)  # (T, V)
+            unknown = logp[:, UNK_ID].exp()
+            lam = self.config.cache_weight
+            if not lam or cache.ids.numel() == 0:
+                return logp, unknown, None
+            weights = torch.softmax(self.config.flatness * (h @ cache.keys.T), -1)  # (T, N)
+            probs = logp.exp() * (1 - lam)
+            probs.index_add_(1, cache.ids, weights * lam)
+            return probs.clamp_min(1e-30).log(), unknown, weights
+
+    def unknown_words(self, mixture: Mixture, partial: str, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` of the user's words outside the vocabulary that start with ``partial`` (any case), with
+        their probabilities under ``mixture``, most likely first."""
+        index = self._index
+        scores: dict[str, float] = {}
+        share = mixture.unknown / index.total if index.total else 0.0
+        if self.config.lexicon:
+            if partial:
+                key = partial.lower()
+                lo = bisect.bisect_left(index.keys, key)
+                hi = bisect.bisect_left(index.keys, key + "\U0010ffff", lo)
+                rows: Iterable[int] = range(lo, hi) if hi - lo <= 4 * limit + 64 else _most_frequent(index, lo, hi, limit)
+            else:
+                rows = index.top[:limit]
+            for row in rows:
+                scores[index.words[row]] = share * index.counts[row]
+        key = partial.lower()
+        for word, p in mixture.cached.items():
+            if word.lower().startswith(key):
+                scores[word] = scores.get(word, 0.0) + p
+        return sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
+
+    # ---- learning ------------------------------------------------------------------------------------------------
+
+    def learn(self, text: str, wait: bool = False) -> None:
+        """Learn from ``text`` the user wrote, in the background, a line at a time (a line is learned once its
+        newline is committed; a line that starts with a space never is). ``wait`` returns once it is learned.
+
+        Does nothing while :attr:`enabled` is False."""
+        if not self.enabled:
+            return
+        with self._pending_lock:
+            for i, piece in enumerate(text.split("\n")):
+                if i:  # the previous piece ended its line
+                    if not self._private_line:
+                        self._pending.append(EOS)
+                    self._flush()
+                    self._line_start = True
+                if not piece:
+                    continue
+                if self._line_start:
+                    self._private_line = private(piece)
+                    self._line_start = False
+                if not self._private_line:
+                    self._pending += self.lm.tokenizer.tokenize_line(piece)
+            if len(self._pending) > 4 * self.config.segment:  # a very long line: learn it in pieces
+                self._flush()
+        if wait:
+            self.wait()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._start()
+            self._queue.put((self._pending, False))
+            self._pending = []
+
+    def learn_tokens(self, tokens: Sequence[str]) -> None:
+        """Learn surface tokens (:data:`EOS` at line ends) at once, in the calling thread (``autocomplete learn``)."""
+        with self._lock:
+            self._learn(list(tokens))
+            self._reindex()
+
+    def wait(self) -> None:
+        """Block until everything committed so far is learned (an unfinished line included)."""
+        with self._pending_lock:
+            self._flush()
+        if self._thread is not None:
+            self._queue.join()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._worker, name="autocomplete-learner", daemon=True)
+                self._thread.start()
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                with self._lock:
+                    self._learn(item[0])
+                    self._reindex()
+            except Exception as e:  # a learning failure must never take the session down; it is reported
+                self.error = f"learning stopped: {type(e).__name__}: {e}"
+                self.enabled = False
+            finally:
+                self._queue.task_done()
+
+    def _learn(self, tokens: list[str]) -> None:
+        """Learn ``tokens`` in segments: lexicon counts, then per segment the cache entries and one SGD step."""
+        step = self.config.segment
+        for start in range(0, len(tokens), step):
+            self._learn_segment(tokens[start : start + step])
+        self.stats.updated = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.stats.lines += sum(t == EOS for t in tokens) or 1
+        self._dirty = True
+        self.version += 1
+
+    def _learn_segment(self, tokens: list[str]) -> None:
+        starts = sentence_starts(tokens, self._at_start)
+        ids = self.vocab.encode(tokens, self._at_start)
+        for token, start in zip(tokens, starts):
+            if is_word(token):
+                word = self._fold(token, start)
+                self.counts[word] = self.counts.get(word, 0) + 1
+        self._at_start = sentence_starts([*tokens[-1:], "x"], starts[-1])[1] if tokens else self._at_start
+        inputs = torch.tensor([[self._last_id, *ids[:-1]]])
+        targets = torch.tensor(ids)
+        with torch.no_grad():
+            features, self._state = self.model.features(inputs, self._state)  # (1, T, D)
+        h = features[0].float()
+        self._last_id = ids[-1]
+        self.stats.tokens += len(ids)
+        if self.config.lr > 0 or self.config.lr_bias > 0:
+            self._step(h, targets)
+        if self.config.window:
+            self._cache = self._cache.extended(h, targets, tokens, self.config.window)
+
+    def _step(self, h: Tensor, targets: Tensor) -> None:
+        """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), then decay toward the base.
+
+        The loss is summed over the segment's tokens, so each word the user typed moves the weights as much however
+        long its line; the bias and the feature map have their own learning rates and norm limits (their gradients
+        differ in scale by orders of magnitude)."""
+        current = self._adapter or Adapter.zeros(self._dim, len(self.vocab))
+        a, c, b = (t.clone().requires_grad_() for t in (current.a, current.c, current.b))
+        with torch.enable_grad():
+            logits = self.model.logits(h + h @ a.T + c).float() + b
+            loss = F.cross_entropy(logits, targets, reduction="sum")
+            ga, gc, gb = torch.autograd.grad(loss, (a, c, b))
+        keep = 1.0 - self.config.decay
+        with torch.no_grad():
+            map_norm = float(torch.sqrt((ga * ga).sum() + (gc * gc).sum()))
+            map_scale = self.config.lr * min(1.0, self.config.clip / (map_norm + 1e-12))
+            bias_norm = float(gb.norm())
+            bias_scale = self.config.lr_bias * min(1.0, self.config.clip_bias / (bias_norm + 1e-12))
+            new = Adapter((a - map_scale * ga) * keep, (c - map_scale * gc) * keep, (b - bias_scale * gb) * keep)
+        self._adapter = Adapter(*(t.detach() for t in (new.a, new.c, new.b)))
+        self.stats.steps += 1
+
+    def _fold(self, token: str, sentence_start: bool) -> str:
+        """The lexicon's spelling of ``token``: a capital that only comes from sentence position is folded away when
+        the lower-case word is already known."""
+        if sentence_start and token[:1].isupper():
+            lower = token[:1].lower() + token[1:]
+            if capitalize(lower) == token and (lower in self.counts or lower in self.vocab):
+                return lower
+        return token
+
+    def _reindex(self) -> None:
+        """Rebuild the prefix index of the words outside the vocabulary (and cap the lexicon)."""
+        cap = self.config.lexicon_size
+        if len(self.counts) > cap:
+            kept = sorted(self.counts.items(), key=lambda kv: -kv[1])[: int(cap * 0.9)]
+            self.counts = dict(kept)
+        unknown = sorted((w.lower(), w, n) for w, n in self.counts.items() if w not in self.vocab)
+        counts = tuple(n for _, _, n in unknown)
+        top = tuple(sorted(range(len(unknown)), key=lambda i: -counts[i])[:32])
+        self._index = _LexiconIndex(
+            tuple(k for k, _, _ in unknown), tuple(w for _, w, _ in unknown), counts, top,
+            sum(counts) + self.config.unseen,
+        )
+
+    # ---- forgetting, saving, loading -----------------------------------------------------------------------------
+
+    def forget(self) -> None:
+        """Erase everything learned (in memory and the saved file): predictions are the base model's again."""
+        self.wait()
+        with self._pending_lock:
+            self._pending, self._line_start, self._private_line = [], True, False
+        with self._lock:
+            self._reset()
+            self._dirty = False
+            if self.path is not None:
+                try:
+                    self.path.unlink(missing_ok=True)
+                except OSError as e:
+                    raise CheckpointError(f"{self.path}: could not remove ({e.strerror or e})") from None
+
+    def save(self) -> bool:
+        """Write the state atomically to :attr:`path` if it changed since the last save; True if written."""
+        if self.path is None:
+            return False
+        with self._lock:
+            if not self._dirty:
+                return False
+            payload = self.to_payload()
+            self._dirty = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.save_payload(payload, self.path)
+        except (CheckpointError, OSError):
+            self._dirty = True
+            raise
+        return True
+
+    def close(self) -> None:
+        """Finish what is queued (an unfinished line included), stop the learner and save."""
+        self.wait()
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self.save()
+
+    def to_payload(self) -> dict[str, Any]:
+        cache, adapter = self._cache, self._adapter
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": {"sha256": self.model_hash, "vocab_size": len(self.vocab), "output_dim": self._dim},
+            "stats": asdict(self.stats),
+            "lexicon": {"words": list(self.counts), "counts": list(self.counts.values())},
+            "cache": {"keys": cache.keys.to(torch.float16), "ids": cache.ids.clone(), "surface": list(cache.surface)},
+            "adapter": None if adapter is None else {"a": adapter.a.clone(), "c": adapter.c.clone(), "b": adapter.b.clone()},
+            "learner": {
+                "state": None if self._state is None else [[h.clone(), c.clone()] for h, c in self._state],
+                "last_id": self._last_id,
+                "at_start": self._at_start,
+            },
+        }
+
+    def load_payload(self, payload: dict[str, Any], where: str) -> None:
+        """Take the state from a loaded file, after checking every part of it against this model."""
+        v, d = len(self.vocab), self._dim
+        model = payload.get("model")
+        if not isinstance(model, dict) or model.get("vocab_size") != v or model.get("output_dim") != d:
+            raise CheckpointError(f"{where}: personal state of another model")
+        if self.model_hash and model.get("sha256") != self.model_hash:
+            raise CheckpointError(f"{where}: personal state of another model file (its SHA-256 differs)")
+        try:
+            lexicon = payload["lexicon"]
+            words, counts = list(lexicon["words"]), [int(n) for n in lexicon["counts"]]
+            if len(words) != len(counts) or not all(isinstance(w, str) for w in words) or min(counts, default=1) < 1:
+                raise ValueError("lexicon")
+            cache = payload["cache"]
+            keys, ids, surface = cache["keys"].float(), cache["ids"].long(), tuple(cache["surface"])
+            n = keys.size(0)
+            if keys.dim() != 2 or keys.size(1) != d or ids.shape != (n,) or len(surface) != n:
+                raise ValueError("cache shapes")
+            if n and (int(ids.min()) < 0 or int(ids.max()) >= v) or not all(isinstance(s, str) for s in surface):
+                raise ValueError("cache contents")
+            adapter = None
+            if payload["adapter"] is not None:
+                a, c, b = (payload["adapter"][k].float() for k in ("a", "c", "b"))
+                if a.shape != (d, d) or c.shape != (d,) or b.shape != (v,):
+                    raise ValueError("adapter shapes")
+                if not all(torch.isfinite(t).all() for t in (a, c, b)):
+                    raise ValueError("adapter values")
+                adapter = Adapter(a, c, b)
+            learner = payload["learner"]
+            state = None
+            if learner["state"] is not None:
+                reference = self.model.init_state(1)
+                state = [(h.float(), c.float()) for h, c in learner["state"]]
+                if [(h.shape, c.shape) for h, c in state] != [(h.shape, c.shape) for h, c in reference]:
+                    raise ValueError("learner state shapes")
+            last_id, at_start = int(learner["last_id"]), bool(learner["at_start"])
+            if not 0 <= last_id < v:
+                raise ValueError("learner position")
+            stats = Stats(**{f.name: payload["stats"].get(f.name, Stats.__dataclass_fields__[f.name].default)
+                             for f in fields(Stats)})
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({e})") from None
+        with self._lock:
+            self._reset()
+            self.counts = dict(zip(words, counts))
+            self._cache = _CacheSnapshot.empty(d).extended(keys, ids, surface, self.config.window)
+            self._adapter = adapter
+            self._state, self._last_id, self._at_start = state, last_id, at_start
+            self.stats = stats
+            self._reindex()
+            self._dirty = False
+
+    def file_size(self) -> int:
+        try:
+            return self.path.stat().st_size if self.path is not None else 0
+        except OSError:
+            return 0
+
+
+def _most_frequent(index: _LexiconIndex, lo: int, hi: int, limit: int) -> list[int]:
+    return sorted(range(lo, hi), key=lambda i: -index.counts[i])[:limit]
+
+
+# ---- where it lives -------------------------------------------------------------------------------------------
+
+
+def model_hash(path: Path) -> str:
+    """The SHA-256 of a model file: the identity its personal state is saved under."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    return digest.hexdigest()
+
+
+def state_path(lm: LanguageModel, digest: str) -> Path:
+    """``personal/<model name>-<hash prefix>.pt`` in the user data folder."""
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in lm.name)[:40] or "model"
+    return data_dir() / "personal" / f"{name}-{digest[:16]}.pt"
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """Load a personal state file safely; one-line :class:`CheckpointError` for every way it can be wrong."""
+    return checkpoint.read_payload(path, kind="personal state", fmt=FORMAT, version=FORMAT_VERSION)
+
+
+def open_personal(lm: LanguageModel, config: LearnConfig | None = None) -> tuple[Personal, str | None]:
+    """The personal state of ``lm`` from the user data folder (empty if none is saved), and a warning if the saved
+    file could not be used (it is then moved aside as ``*.corrupt`` and learning starts afresh)."""
+    if lm.path is None:
+        return Personal(lm, config), None
+    digest = model_hash(lm.path)
+    path = state_path(lm, digest)
+    personal = Personal(lm, config, path, digest)
+    if not path.exists():
+        return personal, None
+    try:
+        personal.load_payload(read_state(path), str(path))
+    except CheckpointError as e:
+        aside = path.with_name(path.name + ".corrupt")
+        try:
+            path.replace(aside)
+        except OSError:
+            return Personal(lm, config, None, digest), f"{e}; learning is off for this session"
+        return personal, f"{e}; moved to {aside.name}, starting afresh"
+    return personal, None

@@ -1,0 +1,221 @@
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from autocomplete import checkpoint
+from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.evaluate import evaluate_learning, evaluate_stream, read_eval_text
+from autocomplete.personal import LearnConfig, Personal, open_personal, private, read_state, state_path
+from autocomplete.predictor import Predictor
+from autocomplete.tokenizer import EOS
+
+CACHE_ONLY = LearnConfig(cache_weight=0.5, flatness=1.0, lr=0.0, lr_bias=0.0, lexicon=False)
+LEXICON_ONLY = LearnConfig(window=0, lr=0.0, lr_bias=0.0)
+DYNAMIC_ONLY = LearnConfig(window=0, lexicon=False, lr=0.05, lr_bias=0.5, decay=0.0)
+
+
+def learning_predictor(lm, config=None):
+    return Predictor(lm, personal=Personal(lm, config))
+
+
+def words(suggestions):
+    return [s.word for s in suggestions]
+
+
+def test_the_cache_offers_a_word_outside_the_vocabulary_as_the_next_word_where_its_context_repeats(trained_lm):
+    assert "Zorblax" not in trained_lm.vocab
+    predictor = learning_predictor(trained_lm, CACHE_ONLY)
+    assert "Zorblax" not in words(predictor.suggest("I met my lord ", 5))
+    predictor.commit("I met my lord Zorblax today .\n")
+    predictor.personal.wait()
+    assert "Zorblax" in words(predictor.suggest("I met my lord ", 5))
+
+
+def test_the_lexicon_completes_a_word_outside_the_vocabulary_from_its_first_two_letters(trained_lm):
+    assert not any(w.lower().startswith("ku") for w in trained_lm.vocab.itos)
+    predictor = learning_predictor(trained_lm, LEXICON_ONLY)
+    assert predictor.suggest("we run Ku", 5) == []
+    predictor.commit("we run Kubernetes at work\n")
+    predictor.personal.wait()
+    assert words(predictor.suggest("and then Ku", 5)) == ["Kubernetes"]
+    assert words(predictor.suggest("and then ku", 5)) == ["kubernetes"]  # what was typed is kept, the rest completed
+
+
+def test_dynamic_evaluation_moves_predictions_toward_a_repeated_phrase_and_forget_restores_the_base_exactly(trained_lm):
+    predictor = learning_predictor(trained_lm, DYNAMIC_ONLY)
+    target = trained_lm.vocab.stoi["crown"]
+    base = predictor.distribution("the king wears the ")
+    for _ in range(5):
+        predictor.commit("the king wears the crown\n")
+    predictor.personal.wait()
+    predictor.reset()  # the same text, without the committed lines in its context
+    adapted = predictor.distribution("the king wears the ")
+    assert adapted[target] > 2 * base[target]
+    predictor.personal.forget()
+    assert torch.equal(predictor.distribution("the king wears the "), base)
+
+
+def test_a_line_that_starts_with_a_space_is_never_learned(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    predictor.commit(" my password is Zorblax\n")
+    predictor.commit(" and ")
+    predictor.commit("Quuxly\n")  # the rest of the same private line
+    predictor.personal.wait()
+    assert predictor.personal.words == 0 and not predictor.personal.active
+    predictor.commit("a public line\n")
+    predictor.personal.wait()
+    assert set(predictor.personal.counts) == {"a", "public", "line"}
+    assert private(" x") and private("\tx") and not private("x ")
+
+
+def test_text_the_user_did_not_write_is_not_learned(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    predictor.commit("the model's own reply\n", learn=False)
+    predictor.personal.wait()
+    assert predictor.personal.words == 0
+
+
+def test_nothing_is_learned_while_learning_is_switched_off(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    predictor.personal.enabled = False
+    predictor.commit("Zorblax\n")
+    predictor.personal.wait()
+    assert predictor.personal.words == 0
+
+
+def test_the_lexicon_and_the_cache_stay_within_their_bounds(trained_lm):
+    personal = Personal(trained_lm, LearnConfig(window=7, lexicon_size=10, lr=0.0, lr_bias=0.0))
+    personal.learn(" ".join(f"w{i}" for i in range(40)) + "\n", wait=True)
+    payload = personal.to_payload()
+    assert personal.words <= 10
+    assert payload["cache"]["keys"].shape == (7, trained_lm.model.config.output_dim)
+    assert payload["cache"]["surface"] == ["w34", "w35", "w36", "w37", "w38", "w39", EOS]
+
+
+def test_learning_settings_out_of_range_are_refused():
+    with pytest.raises(ConfigError, match="cache weight"):
+        LearnConfig(cache_weight=1.0)
+
+
+def test_replaying_text_with_nothing_to_learn_scores_like_the_plain_evaluation(trained_lm):
+    text = "First Citizen: Before we proceed any further, hear me speak.\nAll: Speak, speak.\n" * 3
+    path_ids, surface = _encode(trained_lm, text)
+    off = Personal(trained_lm, LearnConfig(window=0, lr=0.0, lr_bias=0.0, lexicon=False))
+    loss, accuracy, count = evaluate_learning(trained_lm.model, off, path_ids, surface)
+    plain_loss, plain_accuracy, plain_count = evaluate_stream(trained_lm.model, path_ids)
+    assert count == plain_count and accuracy == plain_accuracy
+    assert loss == pytest.approx(plain_loss, abs=1e-5)
+    learned, _, _ = evaluate_learning(trained_lm.model, Personal(trained_lm), path_ids, surface)
+    assert learned < plain_loss  # the text repeats itself: what was learned helps
+
+
+def _encode(lm, text):
+    ids, surface = [], []
+    for line in text.splitlines():
+        tokens = lm.tokenizer.tokenize_line(line) + [EOS]
+        ids += lm.vocab.encode(tokens)
+        surface += tokens
+    return torch.tensor(ids), surface
+
+
+# ---- remembering -------------------------------------------------------------------------------------------------
+
+
+def test_the_personal_state_survives_a_restart(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    personal, warning = open_personal(lm)
+    assert warning is None and personal.path is not None and not personal.path.exists()
+    predictor = Predictor(lm, personal=personal)
+    predictor.commit("we deploy with Kubernetes daily\n")
+    predictor.commit("the king wears the crown\n")
+    personal.close()
+    predictor.reset()
+    before = predictor.distribution("the king wears the ")
+
+    again = checkpoint.load(trained_model_path)
+    restored, warning = open_personal(again)
+    assert warning is None
+    assert restored.counts == personal.counts and restored.stats.lines == 2
+    after = Predictor(again, personal=restored)
+    assert torch.allclose(after.distribution("the king wears the "), before, atol=1e-5)  # the cache keys are float16
+    assert "Kubernetes" in words(after.suggest("then Ku", 3))
+
+
+def test_the_state_is_kept_per_model_file(trained_model_path, tmp_path):
+    lm = checkpoint.load(trained_model_path)
+    other = tmp_path / "other.pt"
+    other.write_bytes(trained_model_path.read_bytes() + b"")  # same bytes: same identity
+    assert open_personal(checkpoint.load(other))[0].path == open_personal(lm)[0].path
+    lm.metadata["x"] = 1
+    checkpoint.save(lm, other)
+    assert open_personal(checkpoint.load(other))[0].path != open_personal(lm)[0].path
+
+
+def test_a_failed_save_leaves_the_previous_state_intact(trained_model_path, monkeypatch):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("the first line\n", wait=True)
+    personal.save()
+    good = personal.path.read_bytes()
+    personal.learn("a second line that will not be saved\n", wait=True)
+
+    def torn(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn)
+    with pytest.raises(CheckpointError, match="previous file is unchanged"):
+        personal.save()
+    assert personal.path.read_bytes() == good
+    assert list(personal.path.parent.iterdir()) == [personal.path]  # no temporary file left behind
+
+
+def test_a_kill_during_a_save_leaves_a_loadable_state(trained_model_path, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from autocomplete import checkpoint
+        from autocomplete.personal import LearnConfig, open_personal
+        personal, _ = open_personal(checkpoint.load({str(trained_model_path)!r}), LearnConfig(window=50000))
+        personal.learn("word " * 3000 + "\\n", wait=True)
+        print(personal.path, flush=True)
+        while True:
+            personal._dirty = True
+            personal.save()
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    path = process.stdout.readline().strip()
+    time.sleep(1.0)
+    process.kill()
+    process.wait()
+    payload = read_state(path)
+    assert payload["stats"]["tokens"] == 3001
+
+
+def test_a_corrupt_state_file_is_set_aside_with_one_line(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.path.parent.mkdir(parents=True)
+    personal.path.write_bytes(b"not a state file at all")
+    again, warning = open_personal(lm)
+    assert "not a valid personal state file" in warning and "\n" not in warning
+    assert again.words == 0 and not personal.path.exists()
+    assert personal.path.with_name(personal.path.name + ".corrupt").exists()
+
+
+def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, tmp_path):
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("hello there\n", wait=True)
+    payload = personal.to_payload()
+    with pytest.raises(CheckpointError, match="another model"):
+        Personal(tiny_lm).load_payload(payload, "state.pt")
+
+
+def test_the_state_lives_in_the_user_data_folder(trained_model_path, isolated_user_dirs):
+    lm = checkpoint.load(trained_model_path)
+    assert state_path(lm, "ab" * 32).parent == isolated_user_dirs / "personal"
