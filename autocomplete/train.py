@@ -61,6 +61,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     save_every: float = 300.0  # seconds between resume-state saves
     eval_every: int = 0  # steps between validations inside an epoch (0 = only at epoch ends)
+    patience: int = 0  # stop once this many validations in a row did not improve (0 = never stop early)
+    validate_first: bool = False  # validate before the first step, so the starting weights can be the best model
     max_time: float | None = None  # stop after this many seconds of training (time budget)
     max_steps: int | None = None  # stop after this many optimiser steps
     compile: bool = False  # torch.compile the training step
@@ -75,6 +77,7 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
             (self.clip >= 0, f"clip must be ≥ 0 (0 disables), got {self.clip}"),
             (self.warmup_steps >= 0, f"warm-up steps must be ≥ 0, got {self.warmup_steps}"),
+            (self.patience >= 0, f"patience must be ≥ 0 (0 disables early stopping), got {self.patience}"),
             (self.save_every > 0, f"save interval must be positive, got {self.save_every}"),
             (self.save_dtype in ("float32", "float16"), f"save dtype must be float32 or float16, got {self.save_dtype!r}"),
             (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
@@ -225,7 +228,7 @@ class TrainResult:
     tokens_seen: int
     wall_time: float
     interrupted: bool
-    stopped_early: bool  # hit max_time / max_steps before the last epoch ended
+    stopped_early: bool  # hit max_time / max_steps, or stopped improving (patience), before the last epoch ended
 
 
 class _StopRequested(Exception):
@@ -307,6 +310,8 @@ class Trainer:
         self.tokens_seen = 0
         self.elapsed = 0.0
         self.best_loss: float | None = None
+        self.stale = 0  # validations in a row without improvement (early stopping)
+        self._said_converged = False
         self.state: State | None = None
         self.history: list[dict[str, float | int | None]] = []  # one entry per validation at an epoch end
         self._last_log = self._last_save = time.monotonic()
@@ -363,6 +368,7 @@ class Trainer:
             "tokens_seen": self.tokens_seen,
             "elapsed": self.elapsed,
             "best_loss": self.best_loss,
+            "stale": self.stale,
             "lr_scale": self.lr_scale,
             "history": self.history,
             "world": self.dist.world,
@@ -396,6 +402,7 @@ class Trainer:
         self.history = list(training.get("history", []))
         for key in ("step", "epoch", "offset", "tokens_seen", "elapsed", "best_loss", "lr_scale"):
             setattr(self, key, training[key])
+        self.stale = int(training.get("stale", 0))
         states = training["states"][self.dist.rank]
         self.state = [(h.to(self.device), c.to(self.device)) for h, c in states] if states else None
         rng = training["rng"][self.dist.rank]
@@ -421,6 +428,8 @@ class Trainer:
             self.lr_scale /= 4
         if improved:
             self.best_loss = loss
+        if loss is not None:
+            self.stale = 0 if improved else self.stale + 1
         if (improved or loss is None and save_latest) and self.dist.main:
             self._save_model(loss)
 
@@ -458,6 +467,12 @@ class Trainer:
                 f"{c.optimizer} lr {c.lr:g} ({c.schedule})"
             )
         interrupted = stopped = False
+        if c.validate_first and not resume:  # the starting weights are the model to beat, and the first one saved
+            loss = self.validate()
+            if self.dist.main and loss is not None:
+                self.log(f"before training: valid loss {loss:.3f}, perplexity {math.exp(loss):.2f}")
+            self.history.append({"epoch": 0.0, "step": 0, "tokens": 0, "elapsed": 0.0, "valid_loss": loss})
+            self._after_validation(loss)
         with _stop_at_step_boundary(self):
             try:
                 stopped = self._epochs()
@@ -534,7 +549,8 @@ class Trainer:
                 if c.eval_every and self.step % c.eval_every == 0:
                     self._after_validation(self.validate())
                     self.model.train()
-                stop = c.max_steps is not None and self.step >= c.max_steps  # the same step on every rank
+                # the same step on every rank (validation losses are all-reduced, so all ranks agree on converging)
+                stop = c.max_steps is not None and self.step >= c.max_steps or self._converged()
                 if not self.dist.active or self.step % 20 == 0:  # under DDP, agree every 20 steps
                     out_of_time = c.max_time is not None and self.elapsed >= c.max_time
                     signalled, save, out_of_time = _any(
@@ -555,7 +571,17 @@ class Trainer:
             self.offset = 0
             self.state = None
             self._finish_epoch(partial=False)
+            if self._converged():
+                return True
         return False
+
+    def _converged(self) -> bool:
+        """Early stopping: the last ``patience`` validations did not improve on the best."""
+        done = bool(self.config.patience) and self.stale >= self.config.patience
+        if done and self.dist.main and not self._said_converged:
+            self._said_converged = True
+            self.log(f"validation did not improve {self.stale} times in a row: stopping early (best kept)")
+        return done
 
     def _finish_epoch(self, partial: bool) -> None:
         loss = self.validate()

@@ -136,3 +136,29 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         TrainConfig(device="cuda")
+
+
+def test_training_stops_early_once_validation_stops_improving_and_keeps_the_best(tmp_path, monkeypatch):
+    lm = make_lm()
+    losses = iter([5.0, 4.0, 3.0, 3.5, 3.2, 2.0, 1.0])  # the start, then epochs 1..6
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(losses))
+    logged = []
+    config = TrainConfig(epochs=6, batch_size=16, bptt=20, lr=5e-3, patience=2, validate_first=True)
+    trainer = Trainer(lm, small_corpus(lm), config, tmp_path / "m.pt", log=logged.append, progress=False)
+    result = trainer.run()
+    assert result.stopped_early and result.best_valid_loss == 3.0
+    assert result.steps == 4 * trainer.batches_per_epoch  # epochs 3 and 4 did not beat epoch 2's 3.0
+    history = checkpoint.load(tmp_path / "m.pt").metadata["history"]
+    assert [h["valid_loss"] for h in history] == [5.0, 4.0, 3.0]  # the best model was written after epoch 2
+    assert any("stopping early" in line for line in logged) and any("before training" in line for line in logged)
+
+
+def test_validating_first_writes_the_starting_model_before_any_step(tmp_path, monkeypatch):
+    lm = make_lm()
+    monkeypatch.setattr(Trainer, "validate", lambda self: 1.0)  # never improves on the start
+    config = TrainConfig(epochs=3, batch_size=16, bptt=20, lr=5e-3, patience=1, validate_first=True)
+    before = params(lm.model).clone()
+    trainer = Trainer(lm, small_corpus(lm), config, tmp_path / "m.pt", progress=False)
+    result = trainer.run()
+    assert result.stopped_early and result.steps == trainer.batches_per_epoch
+    assert torch.equal(params(checkpoint.load(tmp_path / "m.pt").model), before)  # the best is still the start
