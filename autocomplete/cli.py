@@ -108,31 +108,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", nargs="+", help="text files, folders of .txt files, or - for standard input")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.resume after an interruption")
+    p.add_argument("--from", dest="base", nargs="?", const="", default=None, metavar="MODEL",
+                   help="fine-tune MODEL (alone: the shipped model) on your text instead of training from scratch: its "
+                        "sizes, tokenizer and words are kept, your text's new words added (put it after the files)")
+    p.add_argument("--new-words", type=non_negative_int, default=10000, metavar="N",
+                   help="with --from: add at most N words of your text that the model lacks (default 10000)")
+    p.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
+                   help="stop after N validations without improvement (default: 2 with --from, else 0 = never)")
     g = p.add_argument_group("data")
     g.add_argument("--valid", nargs="+", default=[], help="validation text (default: the tail of each file)")
-    g.add_argument("--valid-fraction", type=fraction, default=0.02, help="tail of each file held out (default 0.02)")
-    g.add_argument("--tokenizer", choices=["words", "whitespace"], default="words",
-                   help="words: running text; whitespace: pre-tokenized corpora such as PTB")
+    g.add_argument("--valid-fraction", type=fraction, default=None,
+                   help="tail of each file held out (default 0.02; with --from 0.02-0.1 by text size)")
+    g.add_argument("--tokenizer", choices=["words", "whitespace"], default=None,
+                   help="words (default): running text; whitespace: pre-tokenized corpora such as PTB")
     g.add_argument("--lowercase", action="store_true", help="fold all text to lower case")
     g.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
                    help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto)")
-    g.add_argument("--vocab-size", type=positive_int, default=20000, help="max vocabulary size (default 20000)")
-    g.add_argument("--min-count", type=positive_int, default=2, help="drop rarer words (default 2)")
+    g.add_argument("--vocab-size", type=positive_int, default=None, help="max vocabulary size (default 20000)")
+    g.add_argument("--min-count", type=positive_int, default=None,
+                   help="drop rarer words (default 2; with --from, new words' minimum: 1 in a small text, else 2)")
     g.add_argument("--cache-dir", type=Path, default=None,
                    help="where the tokenised corpus is kept and reused (default: token-cache in the data folder)")
     g.add_argument("--no-cache", action="store_true",
                    help="tokenise into memory instead of the cache (small corpora; nothing written)")
     g = p.add_argument_group("model")
-    g.add_argument("--embedding-dim", type=positive_int, default=256)
-    g.add_argument("--hidden-dim", type=positive_int, default=512)
-    g.add_argument("--layers", type=positive_int, default=2)
-    g.add_argument("--dropout", type=dropout, default=0.2, help="dropout on LSTM outputs")
-    g.add_argument("--input-dropout", type=dropout, default=0.0, help="dropout on the input embeddings")
-    g.add_argument("--embedding-dropout", type=dropout, default=0.0, help="drop whole words (AWD-LSTM dropoute)")
-    g.add_argument("--weight-dropout", type=dropout, default=0.0, help="DropConnect on recurrent weights")
+    g.add_argument("--embedding-dim", type=positive_int, default=None, help="word vector size (default 256)")
+    g.add_argument("--hidden-dim", type=positive_int, default=None, help="LSTM cell size (default 512)")
+    g.add_argument("--layers", type=positive_int, default=None, help="stacked LSTM layers (default 2)")
+    # dropout defaults: 0.2 and 0s from scratch; with --from, the base model's
+    g.add_argument("--dropout", type=dropout, default=None, help="dropout on LSTM outputs (default 0.2)")
+    g.add_argument("--input-dropout", type=dropout, default=None, help="dropout on the input embeddings")
+    g.add_argument("--embedding-dropout", type=dropout, default=None, help="drop whole words (AWD-LSTM dropoute)")
+    g.add_argument("--weight-dropout", type=dropout, default=None, help="DropConnect on recurrent weights")
     g.add_argument("--no-locked-dropout", action="store_true", help="fresh dropout mask at every time step")
     g.add_argument("--no-tie", action="store_true", help="separate input and output embeddings")
-    g.add_argument("--adaptive", type=cutoffs, default=(), metavar="CUTOFFS",
+    g.add_argument("--adaptive", type=cutoffs, default=None, metavar="CUTOFFS",
                    help="adaptive softmax cluster cutoffs, e.g. 2000,10000: several times faster to train on a large "
                         "vocabulary (tied: a two-level softmax over the embeddings; with --no-tie: PyTorch's)")
     g = p.add_argument_group("optimisation")
@@ -140,10 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=positive_int, default=32)
     g.add_argument("--bptt", type=positive_int, default=35)
     g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (default 2e-3 adamw, 20 sgd)")
+    g.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate (default 2e-3 adamw, 20 sgd; with --from 2e-3, 1e-3 from 200,000 tokens)")
     g.add_argument("--weight-decay", type=_number(float, 0, None, "weight decay"), default=0.0)
     g.add_argument("--schedule", choices=["cosine", "plateau", "constant"], default="cosine")
-    g.add_argument("--warmup", type=non_negative_int, default=100, help="warm-up steps (default 100)")
+    g.add_argument("--warmup", type=non_negative_int, default=None,
+                   help="warm-up steps (default 100; with --from a tenth of an epoch, at most 50)")
     g.add_argument("--clip", type=_number(float, 0, None, "clip norm"), default=0.25)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -151,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the training step")
     g = p.add_argument_group("checkpoints and limits")
     g.add_argument("--save-every", type=positive_float, default=300, help="seconds between resume saves (300)")
-    g.add_argument("--eval-every", type=non_negative_int, default=0, help="validate every N steps (0: per epoch)")
+    g.add_argument("--eval-every", type=non_negative_int, default=None,
+                   help="validate every N steps (0: per epoch; default 0, with --from 4 times an epoch on a long text)")
     g.add_argument("--max-time", type=positive_float, default=None, help="stop after this many seconds")
     g.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
     g.add_argument("--half", action="store_true", help="store the model's weights as float16 (half the size)")
@@ -214,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
     import torch
 
-    from autocomplete import checkpoint, data
+    from autocomplete import checkpoint, data, finetune
     from autocomplete.model import LSTMLanguageModel, ModelConfig
     from autocomplete.token_cache import TokenCache
     from autocomplete.tokenizer import Tokenizer, TokenizerConfig
@@ -224,41 +237,53 @@ def cmd_train(args: argparse.Namespace) -> int:
     log = _err if main_rank else (lambda message: None)
     if args.threads:
         torch.set_num_threads(args.threads)
-    lr = args.lr if args.lr is not None else (20.0 if args.optimizer == "sgd" else 2e-3)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt, optimizer=args.optimizer, lr=lr,
-        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup, clip=args.clip,
-        seed=args.seed, device=args.device, save_every=args.save_every, eval_every=args.eval_every,
-        max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
-        save_dtype="float16" if args.half else "float32",
-    )
     if main_rank:  # only rank 0 writes the model (on a multi-node run the folder may exist on its node only)
         checkpoint.check_writable(args.output)
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
     sources = data.resolve_sources(args.corpus)
     valid_sources = data.resolve_sources(args.valid) if args.valid else []
-    valid_fraction = 0.0 if valid_sources else args.valid_fraction
     cache = None if args.no_cache else TokenCache(args.cache_dir, log=log)
     started = time.time()
+    grown = tuned = None  # with --from: the base model grown with the text's words; the fine-tuning defaults
     if args.resume:
         saved = checkpoint.from_payload(checkpoint.read_payload(resume_path(args.output), kind="resume"))
         tokenizer, vocab, model_config = saved.tokenizer, saved.vocab, saved.model.config
+        _check_resumed_base(args, saved.metadata.get("fine_tuned_from"))
         log(f"vocabulary and model settings from {resume_path(args.output)}")
+        if saved.metadata.get("fine_tuned_from"):  # a fine-tuning run keeps its defaults
+            tuned = _finetune_defaults(args, sources, tokenizer, cache)[1]
+    elif args.base is not None:
+        grown, tuned = _grow_base(args, sources, cache, log)
+        tokenizer, vocab, model_config = grown.tokenizer, grown.vocab, grown.model.config
     else:
-        tokenizer = Tokenizer(TokenizerConfig(kind=args.tokenizer, lowercase=args.lowercase))
+        tokenizer = Tokenizer(TokenizerConfig(kind=args.tokenizer or "words", lowercase=args.lowercase))
+        vocab_size, min_count = _given(args.vocab_size, 20000), _given(args.min_count, 2)
         if cache is not None:
-            vocab = cache.vocab(sources, tokenizer, args.breaks, args.vocab_size, args.min_count)
+            vocab = cache.vocab(sources, tokenizer, args.breaks, vocab_size, min_count)
         else:
             log(f"building the vocabulary from {len(sources)} file(s)…")
-            vocab = data.build_vocab(sources, tokenizer, args.breaks, args.vocab_size, args.min_count)
+            vocab = data.build_vocab(sources, tokenizer, args.breaks, vocab_size, min_count)
         model_config = ModelConfig(
-            vocab_size=len(vocab), embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-            num_layers=args.layers, dropout=args.dropout, input_dropout=args.input_dropout,
-            embedding_dropout=args.embedding_dropout, weight_dropout=args.weight_dropout,
+            vocab_size=len(vocab), embedding_dim=_given(args.embedding_dim, 256),
+            hidden_dim=_given(args.hidden_dim, 512), num_layers=_given(args.layers, 2),
+            dropout=_given(args.dropout, 0.2), input_dropout=_given(args.input_dropout, 0.0),
+            embedding_dropout=_given(args.embedding_dropout, 0.0), weight_dropout=_given(args.weight_dropout, 0.0),
             locked_dropout=not args.no_locked_dropout, tie_weights=not args.no_tie,
-            adaptive_cutoffs=tuple(c for c in args.adaptive if c < len(vocab)),
+            adaptive_cutoffs=tuple(c for c in args.adaptive or () if c < len(vocab)),
         )
+    lr = args.lr if args.lr is not None else (20.0 if args.optimizer == "sgd" else tuned.lr if tuned else 2e-3)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt, optimizer=args.optimizer, lr=lr,
+        weight_decay=args.weight_decay, schedule=args.schedule, clip=args.clip,
+        warmup_steps=_given(args.warmup, tuned.warmup_steps if tuned else 100),
+        seed=args.seed, device=args.device, save_every=args.save_every,
+        eval_every=_given(args.eval_every, tuned.eval_every if tuned else 0),
+        patience=_given(args.patience, tuned.patience if tuned else 0), validate_first=tuned is not None,
+        max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
+        save_dtype="float16" if args.half else "float32",
+    )
+    valid_fraction = 0.0 if valid_sources else _given(args.valid_fraction, tuned.valid_fraction if tuned else 0.02)
     if cache is not None:
         corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, valid_fraction)
     else:
@@ -273,7 +298,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log(f"warning: {s.replaced_bytes:,} undecodable byte sequence(s) replaced in "
             + ", ".join(s.files_with_replacements[:3]) + (" …" if len(s.files_with_replacements) > 3 else ""))
     torch.manual_seed(args.seed)
-    model = LSTMLanguageModel(model_config)
+    model = grown.model if grown is not None else LSTMLanguageModel(model_config)
     metadata = {
         "name": args.name or args.output.stem,
         "corpus": {"files": [src.name for src in sources][:200], "tokens": s.tokens, "utterances": s.utterances,
@@ -281,10 +306,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "autocomplete " + " ".join(sys.argv[1:]),
     }
+    if grown is not None:
+        metadata.update(grown.metadata)  # what it was fine-tuned from, and the words added
     if args.resume:  # the run's identity is its first command; record the resumptions after it
         first = dict(saved.metadata)
         first["resumed"] = [*first.get("resumed", []), metadata["created"]]
-        metadata = {**metadata, **{k: first[k] for k in ("name", "created", "command", "resumed") if k in first}}
+        kept = ("name", "created", "command", "resumed", "fine_tuned_from", "added_words")
+        metadata = {**metadata, **{k: first[k] for k in kept if k in first}}
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
     trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
     result = trainer.run(resume=args.resume)
@@ -299,6 +327,79 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = f"best validation perplexity {math.exp(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
     log(f"{best}model written to {args.output} ({time.time() - started:.0f} s)")
     return 0
+
+
+def _given(value, default):  # type: ignore[no-untyped-def]
+    """An option's value when the user gave one, else ``default`` (options whose default depends on the run)."""
+    return default if value is None else value
+
+
+def _finetune_defaults(args: argparse.Namespace, sources, tokenizer, cache):  # type: ignore[no-untyped-def]
+    """(every word of the user's text counted, the fine-tuning defaults for its size)."""
+    from autocomplete import data, finetune
+
+    if cache is not None:
+        counted = cache.vocab(sources, tokenizer, args.breaks, None, 1)
+    else:
+        counted = data.build_vocab(sources, tokenizer, args.breaks, None, 1)
+    tokens = sum(counted.counts)
+    return counted, finetune.finetune_defaults(tokens, args.batch_size, args.bptt)
+
+
+def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[no-untyped-def]
+    """Load the base model of ``--from``, refuse options that contradict it, and grow it with the text's new words.
+
+    Returns (the grown model, with its provenance and the words added in its metadata; the fine-tuning defaults)."""
+    from autocomplete import checkpoint, finetune
+    from autocomplete.paths import default_model_path
+
+    path = Path(args.base) if args.base else default_model_path()
+    base = checkpoint.load(path)
+    finetune.check_settings(
+        base, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim, layers=args.layers,
+        adaptive=args.adaptive, tie=False if args.no_tie else None, tokenizer=args.tokenizer,
+        lowercase=True if args.lowercase else None,
+    )
+    if args.vocab_size is not None:
+        raise ConfigError("--vocab-size does not apply with --from: the model's vocabulary is kept and your text's "
+                          "new words are added (at most --new-words of them)")
+    counted, tuned = _finetune_defaults(args, sources, base.tokenizer, cache)
+    min_count = _given(args.min_count, tuned.min_count)
+    words = finetune.new_words(base.vocab, counted, min_count, args.new_words)
+    changes = {
+        name: value for name, value in (
+            ("dropout", args.dropout), ("input_dropout", args.input_dropout),
+            ("embedding_dropout", args.embedding_dropout), ("weight_dropout", args.weight_dropout),
+            ("locked_dropout", False if args.no_locked_dropout else None),
+        ) if value is not None
+    }
+    grown = finetune.grow(base, words, **changes)
+    grown.metadata = {
+        "fine_tuned_from": {"name": base.name, "file": str(path), "sha256": finetune.file_digest(path),
+                            "vocabulary": len(base.vocab)},
+        "added_words": {"count": len(words), "min_count": min_count, "first": [w for w, _ in words[:50]]},
+    }
+    shown = ", ".join(w for w, _ in words[:8]) + (", …" if len(words) > 8 else "")
+    log(f"fine-tuning {base.name} ({path}): its {len(base.vocab):,} words kept, {len(words):,} new word(s) seen at "
+        f"least {min_count}× in your text added" + (f" ({shown})" if words else ""))
+    return grown, tuned
+
+
+def _check_resumed_base(args: argparse.Namespace, recorded) -> None:  # type: ignore[no-untyped-def]
+    """``--resume --from MODEL`` must name the model the run started from."""
+    from autocomplete import finetune
+    from autocomplete.paths import default_model_path
+
+    if args.base is None:
+        return
+    where = f"{args.output}.resume"
+    if not recorded:
+        raise ConfigError(f"{where} continues a training from scratch, not a fine-tuning: drop --from")
+    path = Path(args.base) if args.base else default_model_path()
+    if not path.is_file() or finetune.file_digest(path) != recorded.get("sha256"):
+        raise ConfigError(
+            f"{where} continues a fine-tuning of {recorded.get('name')} ({recorded.get('file')}), not of {path}"
+        )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -405,6 +506,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             except (TypeError, ValueError):  # a hand-edited or foreign metadata value: show it as it is
                 value = str(value)
             print(f"  {key.replace('_', ' '):<18}{value}")
+    origin, added = m.get("fine_tuned_from"), m.get("added_words")
+    if isinstance(origin, dict):  # written by `train --from`
+        words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
+        print(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
+              f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
     return 0
 
 
