@@ -1,37 +1,20 @@
 """Pure functions from logits to a choice: temperature, top-k, top-p (nucleus), greedy.
 
-No model, no state: given the same logits, settings and generator state, the same token comes out. Temperature 0
-means greedy (argmax); as the temperature falls towards 0 the sampled distribution collapses onto the argmax.
+No model, no state: given the same logits, settings and generator state, the same token comes out. The settings
+themselves (:class:`~autocomplete.settings.SamplingConfig`, re-exported here) live in ``settings.py``.
+
+Temperature 0 means greedy (argmax); as the temperature falls towards 0 the sampled distribution collapses onto the
+argmax.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from autocomplete.errors import ConfigError
+from autocomplete.settings import LIMITS, SamplingConfig
 
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    temperature: float = 0.8  # 0 = greedy; 1 = the model's own distribution; higher = more adventurous
-    top_k: int = 40  # keep the k most likely tokens (0 = no limit)
-    top_p: float = 0.95  # keep the smallest set whose probability reaches p (1.0 = no limit)
-
-    def __post_init__(self) -> None:
-        validate_sampling(self.temperature, self.top_k, self.top_p)
-
-
-def validate_sampling(temperature: float, top_k: int, top_p: float) -> None:
-    if not isinstance(temperature, (int, float)) or math.isnan(temperature) or not 0 <= temperature <= 100:
-        raise ConfigError(f"temperature must be a number in [0, 100] (0 = greedy), got {temperature}")
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ConfigError(f"top-k must be an integer ≥ 0 (0 = no limit), got {top_k}")
-    if not isinstance(top_p, (int, float)) or math.isnan(top_p) or not 0 < top_p <= 1:
-        raise ConfigError(f"top-p must be in (0, 1], got {top_p}")
+__all__ = ["LIMITS", "SamplingConfig", "filter_logits", "make_generator", "sample"]
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autocomplete.errors import ConfigError
-from autocomplete.sampling import filter_logits, make_generator, sample, validate_sampling
+from autocomplete.sampling import LIMITS, SamplingConfig, filter_logits, make_generator, sample
 
 LOGITS = torch.tensor([2.0, 1.0, 0.5, -1.0, 3.0])
 
@@ -51,7 +51,51 @@ def test_temperature_towards_zero_equals_greedy(values, seed):
     assert sample(logits, 1e-4, generator=make_generator(seed)) == best
 
 
-@pytest.mark.parametrize("args", [(-0.1, 40, 0.9), (math.nan, 40, 0.9), (1.0, -1, 0.9), (1.0, 40, 0.0), (1.0, 40, 1.5)])
-def test_invalid_settings_are_refused_with_the_valid_range(args):
-    with pytest.raises(ConfigError, match="must be"):
-        validate_sampling(*args)
+@pytest.mark.parametrize(
+    "changes",
+    [{"temperature": -0.1}, {"temperature": math.nan}, {"temperature": 5.5}, {"temperature": True}, {"top_k": -1},
+     {"top_k": 2.5}, {"top_p": 0.0}, {"top_p": 1.5}, {"max_words": 0}, {"suggestions": 101}],
+)
+def test_invalid_settings_are_refused_with_the_valid_range(changes):
+    name = next(iter(changes)).replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{name} must be .*[\\[(≥]"):
+        SamplingConfig(**changes)
+    with pytest.raises(ConfigError, match=f"{name} must be"):
+        SamplingConfig().replace(**changes)
+
+
+def test_the_config_is_frozen_and_replace_returns_a_validated_copy():
+    config = SamplingConfig()
+    hotter = config.replace(temperature=1.5, top_k=0)
+    assert (config.temperature, hotter.temperature, hotter.top_k) == (0.8, 1.5, 0)
+    with pytest.raises(AttributeError):
+        config.temperature = 2.0  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="unknown sampling settings"):
+        config.replace(temprature=1.0)
+
+
+def test_with_temperature_clamps_into_the_one_range_and_rounds():
+    config = SamplingConfig()
+    assert config.with_temperature(0.8 + 0.1).temperature == 0.9
+    assert config.with_temperature(99).temperature == LIMITS["temperature"].high == 5.0
+    assert config.with_temperature(-1).temperature == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [("temperature", "0.5", 0.5), ("temperature", "5", 5.0), ("top_k", "0", 0), ("top_p", "1", 1.0)],
+)
+def test_user_text_parses_into_a_field(name, text, expected):
+    value = SamplingConfig.parse(name, text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [("temperature", "hot", "got 'hot'"), ("temperature", "inf", "not a finite number"),
+     ("temperature", "6", "out of range"), ("top_k", "1.5", "an integer"), ("top_p", "0", "out of range")],
+)
+def test_bad_user_text_names_the_setting_and_its_range(name, text, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        SamplingConfig.parse(name, text)
+    assert str(error.value).startswith(name.replace("_", "-") + " must be")

@@ -1,0 +1,106 @@
+"""The sampling settings: one frozen, validated :class:`SamplingConfig` and the valid range of each of its fields.
+
+This is the only place where the sampling knobs' defaults and ranges are written: the CLI's argument types, the
+session's ``:temp``/``:topk``/``:len``/``:k`` commands, the Alt-+/Alt-- keys and the completion adapters all read them
+from here (:data:`LIMITS`). Standard library only, so the CLI can build its parser without loading PyTorch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from autocomplete.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The valid range of one setting, and how to say it."""
+
+    kind: type  # int or float
+    low: float
+    high: float | None = None  # None: no upper bound
+    low_open: bool = False  # ``low`` itself is not allowed
+    note: str = ""  # what the extreme values mean, shown with the range
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.high is None:
+            bound = f"{'>' if self.low_open else '≥'} {self.low:g}"
+        else:
+            bound = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        return f"{what} {bound}" + (f" ({self.note})" if self.note else "")
+
+    def accepts(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def parse(self, text: str, name: str) -> int | float:
+        """``text`` as a valid value, or a :class:`ConfigError` that names the setting and its range."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be {self.describe()}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be {self.describe()}, got {text!r} (not a finite number)")
+        if not self.accepts(value):
+            raise ConfigError(f"{name} must be {self.describe()}, got {text} (out of range)")
+        return value
+
+    def clamp(self, value: float) -> float:
+        value = max(self.low, value)
+        return value if self.high is None else min(self.high, value)
+
+
+#: The valid range of every :class:`SamplingConfig` field: the single source for every parser and command.
+LIMITS: dict[str, Limit] = {
+    "temperature": Limit(float, 0.0, 5.0, note="0 = greedy, 1 = the model's own distribution"),
+    "top_k": Limit(int, 0, note="0 = no limit"),
+    "top_p": Limit(float, 0.0, 1.0, low_open=True, note="1 = no limit"),
+    "max_words": Limit(int, 1, 10_000),
+    "suggestions": Limit(int, 1, 100),
+}
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How words are chosen. Frozen and validated: change it with :meth:`replace` (or :meth:`with_temperature`)."""
+
+    temperature: float = 0.8  # 0 = greedy; 1 = the model's own distribution; higher = more adventurous
+    top_k: int = 40  # sample among the k most likely tokens (0 = no limit)
+    top_p: float = 0.95  # ... within the smallest set whose probability reaches p (1.0 = no limit)
+    max_words: int = 20  # words in a sampled continuation, a chat reply or `generate`'s output
+    suggestions: int = 5  # candidates in a next-word list (the menu, the toolbar, `predict`)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            limit = LIMITS[f.name]
+            if limit.kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                object.__setattr__(self, f.name, value)
+            if not limit.accepts(value):
+                raise ConfigError(f"{f.name.replace('_', '-')} must be {limit.describe()}, got {value!r}")
+
+    def replace(self, **changes: object) -> SamplingConfig:
+        """A copy with ``changes`` applied, validated like a new one."""
+        unknown = set(changes) - set(LIMITS)
+        if unknown:
+            raise ConfigError(f"unknown sampling settings {sorted(unknown)}; known: {', '.join(LIMITS)}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_temperature(self, value: float) -> SamplingConfig:
+        """A copy at ``value`` clamped into the valid range and rounded to 2 decimals (for keys that step it)."""
+        return self.replace(temperature=round(LIMITS["temperature"].clamp(value), 2))
+
+    @staticmethod
+    def parse(name: str, text: str) -> int | float:
+        """A value for the field ``name`` read from user text, or a :class:`ConfigError` naming the valid range."""
+        return LIMITS[name].parse(text, name.replace("_", "-"))
