@@ -17,12 +17,6 @@ from torch.func import functional_call
 
 from autocomplete.errors import ConfigError
 
-# The projected last layer runs on PyTorch's own kernel instead of oneDNN; that is expected, not worth a warning.
-warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-# int8 inference uses torch.ao's dynamic quantisation, which announces its move to torchao on every use.
-warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
-warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
-
 # One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
 State = list[tuple[Tensor, Tensor]]
 
@@ -76,6 +70,16 @@ class ModelConfig:
         args = dict(data)
         args["adaptive_cutoffs"] = tuple(args.get("adaptive_cutoffs", ()))  # type: ignore[arg-type]
         return cls(**args)  # type: ignore[arg-type]
+
+
+def _run_layer(layer: nn.Module, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One LSTM layer. oneDNN has no projected LSTM, so PyTorch runs that one on its own kernel and warns on every
+    call: expected here, so that warning (and only it, only around this call) is silenced."""
+    if getattr(layer, "proj_size", 0) and torch.backends.mkldnn.enabled:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+            return layer(x, state)
+    return layer(x, state)
 
 
 def _dropout_mask(x: Tensor, p: float, locked: bool) -> Tensor:
@@ -144,7 +148,7 @@ class LSTMLanguageModel(nn.Module):
                 w = F.dropout(layer.weight_hh_l0, c.weight_dropout, training=True)
                 x, layer_state = functional_call(layer, {"weight_hh_l0": w}, (x, layer_state), strict=False)
             else:
-                x, layer_state = layer(x, layer_state)  # (B, T, H or E)
+                x, layer_state = _run_layer(layer, x, layer_state)  # (B, T, H or E)
             new_state.append(layer_state)
             if self.training and c.dropout:
                 x = x * _dropout_mask(x, c.dropout, c.locked_dropout)
@@ -298,8 +302,3 @@ def quantize_dynamic(model: LSTMLanguageModel) -> LSTMLanguageModel:
 def detach_state(state: State) -> State:
     """Cut the graph between truncated-BPTT segments while keeping the values."""
     return [(h.detach(), c.detach()) for h, c in state]
-
-
-def select_state(state: State, index: Tensor | slice) -> State:
-    """The state of a subset of the batch (index over the batch dimension)."""
-    return [(h[:, index], c[:, index]) for h, c in state]
