@@ -1,32 +1,56 @@
 """The stateful next-word engine behind every keystroke.
 
-A :class:`Predictor` holds the LSTM state for the text typed so far. The text is split into *committed context*
-(finished lines, conversation turns: :meth:`Predictor.commit`) and the *text being edited*, which every query passes
-in full. Only complete words are fed to the network; the word under the cursor filters the suggestions.
+A :class:`Predictor` is one *context* over a loaded model: the *committed context* (finished lines, conversation
+turns: :meth:`Predictor.commit`) and the *text being edited*, which every query passes in full. Only complete words are
+fed to the network; the word under the cursor filters the suggestions. :meth:`Predictor.session` gives another,
+independent context over the same weights (one per buffer, cell or REPL), so contexts never evict each other's work.
 
-Cost model:
+Cost model (per context):
 
-* appending one word costs one LSTM step, however long the text already is;
-* the state after every recent token and after every ``checkpoint_every``-th token is cached, so backspace, an edit in
-  the middle or a paste recomputes only from the first changed token (from the nearest cached state before it);
-* the next-word distribution of the current state is computed once and reused by every query until the text changes.
+* appending one word costs one LSTM step, however long the text already is; committing costs one step per token,
+  once (long texts are fed in batched chunks), and afterwards only the state at its end is kept;
+* per keystroke, only the text after the last word boundary the context has already seen is tokenised, and only the
+  tail near the edit is compared: the work does not grow with the length of the text or of the committed context;
+* the state after every recent token and after every ``checkpoint_every``-th token of the edited text is cached (a
+  least-recently-used cache within ``cache_bytes``), so backspace, an edit in the middle or a paste recomputes only
+  from the nearest cached state before the first changed token;
+* the next-word distribution of the current position is computed once and reused until the text changes.
 
-Thread safety: every public method may be called from any thread. Calls are serialised by one internal lock and each
-one is atomic, so a worker thread can run queries while the UI thread commits lines. :meth:`stream` holds the lock
-only while it synchronises; sampling then runs on a private copy of the state, so suggestions are not blocked by a
-long generation. The network is used read-only and never trained here.
+Memory per context: the state after the committed context (10 KB with the shipped model) however long that context
+is, the edited text's tokens, at most ``cache_bytes`` of cached states (2 MiB by default; :meth:`Predictor.cache_size`
+says how much is in use) and up to three next-word distributions (4 bytes per vocabulary entry each: 80 KB with the
+shipped model). With the shipped model a context takes about 0.1 MB after any amount of committed text and 0.54 MB
+with 1,000 words in the edited text. The LSTM is conditioned on the whole committed context through its state: there
+is no horizon to configure, and nothing about it grows.
+
+Thread safety: every public method may be called from any thread. The calls on one context are serialised by its own
+lock and each one is atomic, so a worker thread can run queries while the UI thread commits lines. Different contexts
+(sessions) share only the read-only model and vocabulary, so they run in parallel on different threads. :meth:`stream`
+holds the lock only while it synchronises; sampling then runs on a private copy of the state, so suggestions are not
+blocked by a long generation. The network is used read-only and never trained here. Two process-wide PyTorch
+settings are involved: oneDNN is switched off while any context steps (see :func:`batch_one`), and :func:`load` sets
+the number of intra-op threads (1 by default: a batch-1 step is fastest on one thread and does not suffer when the
+other cores are busy; ``threads=None`` leaves PyTorch's setting alone).
+
+Adaptation: :meth:`Predictor.next_log_probs` is the one place where an LSTM output becomes the base model's next-token
+distribution, and :meth:`Predictor._mixture` the one place where the :attr:`~Predictor.personal` state
+(:mod:`autocomplete.personal`, shared by all sessions of a predictor) adds what it learned from the user.
+:meth:`Predictor.utterance_start` is the one place that says which tokens begin an utterance.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import math
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -35,12 +59,20 @@ from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
-from autocomplete.sampling import make_generator, sample, validate_sampling
-from autocomplete.tokenizer import EOS, SPECIALS, Detokenizer, capitalize, ends_sentence, sentence_starts
-from autocomplete.vocab import EOS_ID, UNK_ID
+from autocomplete.sampling import make_generator, sample
+from autocomplete.settings import SamplingConfig
+from autocomplete.tokenizer import EOS, SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts
+from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 StopAt = Literal["sentence", "utterance", "never"]
-_SENTENCE_END = frozenset({".", "!", "?", "...", "…", "?!", "!?", "!!", "??"})
+
+DEFAULT_CACHE_BYTES = 2 * 2**20  # cached states per context (the shipped model's state is 10 KB: ~200 of them)
+_LINE_TOKENS = 200  # surface tokens of the current line kept for sentence starts and quote pairing
+_BLOCK_CHARS = 64  # the edited text is tokenised in blocks of about this size, each ending at a word boundary
+_COMMIT_CHUNK = 512  # tokens per LSTM call when committing a long text
+_LOGP_CACHE = 3  # next-word distributions kept per context (the cursor, the word ahead, the word behind)
+_SPACE = re.compile(r"\s+")
+_VERSIONS = itertools.count(1)  # context versions are unique across contexts, so they can key callers' caches
 
 
 @dataclass(frozen=True)
@@ -62,207 +94,400 @@ class Continuation:
     ended: bool  # stopped at the end of a sentence or utterance rather than at the word limit
 
 
+_onednn_lock = threading.Lock()
+_onednn_users = 0
+_onednn_saved = True
+
+
 @contextlib.contextmanager
 def batch_one() -> Iterator[None]:
-    """oneDNN's LSTM has a fixed cost per call that dwarfs one batch-1 step on a CPU (≈ 4×): step without it."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    """Step without oneDNN: its LSTM has a fixed cost per call that dwarfs one batch-1 step on a CPU (≈ 4×).
+
+    ``torch.backends.mkldnn.enabled`` is one flag for the whole process, so this counts its users: the first one in
+    switches oneDNN off, the last one out restores what it was, and contexts stepping on several threads at once
+    never restore it under each other's feet. (A host training in another thread meanwhile runs without oneDNN.)
+    """
+    global _onednn_users, _onednn_saved
+    with _onednn_lock:
+        if _onednn_users == 0:
+            _onednn_saved = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _onednn_users += 1
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = previous
+        with _onednn_lock:
+            _onednn_users -= 1
+            if _onednn_users == 0:
+                torch.backends.mkldnn.enabled = _onednn_saved
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
+def _common_prefix(a: str, b: str, end: int) -> int:
+    """Length of the common prefix of ``a[:end]`` and ``b`` (string compares in C; no copy when one extends the
+    other, the usual case while typing)."""
+    n = min(end, len(b))
+    if a.startswith(b[:n] if n < len(b) else b, 0, end):
         return n
     lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
+        if a.startswith(b[lo:mid], lo):
             lo = mid
         else:
             hi = mid
     return lo
 
 
+def _common_ids(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _word_boundary(text: str, start: int, end: int) -> int:
+    """The first position at or after ``start`` that ends a run of whitespace (not a lone CR: CR LF is one line
+    break), or ``end``. Tokens never span whitespace, so the tokens of ``text[:p]`` stay those of any longer text."""
+    while start < end:
+        match = _SPACE.search(text, start, end)
+        if match is None:
+            return end
+        if text[match.end() - 1] != "\r":
+            return match.end()
+        start = match.end()
+    return end
+
+
+def _line_of(tokens: list[str]) -> list[str]:
+    """The tokens after the last end of line (the current line), at most the last ``_LINE_TOKENS``."""
+    tail = tokens[-_LINE_TOKENS:]
+    if EOS in tail:
+        return tail[len(tail) - tail[::-1].index(EOS) :]
+    return tail
+
+
+class _Cached(NamedTuple):
+    state: State
+    features: Tensor  # the LSTM output (D,) at the position: what the next-token distribution is computed from
+    nbytes: int
+
+
+def _entry(state: State, features: Tensor) -> _Cached:
+    """A cache entry in one allocation: the state's tensors and the features are views of one flat copy (fewer,
+    longer-lived blocks between the step's temporary ones keep the allocator from fragmenting)."""
+    parts = [t for pair in state for t in pair] + [features]
+    flat = torch.cat([t.reshape(-1) for t in parts])
+    views = list(flat.split([t.numel() for t in parts]))
+    packed = [v.view(t.shape) for v, t in zip(views, parts)]
+    state = [(packed[2 * i], packed[2 * i + 1]) for i in range(len(state))]
+    return _Cached(state, packed[-1], flat.untyped_storage().nbytes())
+
+
+class PrefixIndex:
+    """The vocabulary sorted for partial-word lookups, built once per model and shared by all its contexts."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        itos = vocab.itos
+        entries = sorted((itos[i].lower(), i) for i in range(len(itos)) if not vocab.is_special(i))
+        self.keys = [key for key, _ in entries]
+        self.ids = torch.tensor([i for _, i in entries], dtype=torch.long)
+        self.word_mask = torch.tensor([is_word(t) and not vocab.is_special(i) for i, t in enumerate(itos)])
+
+    def candidates(self, partial: str) -> Tensor:
+        if not partial:
+            return self.ids
+        key = partial.lower()
+        lo = bisect.bisect_left(self.keys, key)
+        hi = bisect.bisect_left(self.keys, key + "\U0010ffff", lo)
+        return self.ids[lo:hi]
+
+
 class Predictor:
+    """One context over a loaded model; :meth:`session` makes more over the same weights."""
+
     def __init__(
         self,
         lm: LanguageModel,
         *,
         device: torch.device | str = "cpu",
+        quantize: bool = False,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         checkpoint_every: int = 32,
         keep_recent: int = 64,
-        quantize: bool = False,
         personal: Personal | None = None,
     ) -> None:
+        device = torch.device(device)
+        model = lm.model.to(device).eval()
+        if quantize and device.type == "cpu":
+            model = quantize_dynamic(model)
+        self.model = model
+        self._attach(lm, device, PrefixIndex(lm.vocab), personal, cache_bytes, checkpoint_every, keep_recent)
+
+    def _attach(
+        self, lm: LanguageModel, device: torch.device, index: PrefixIndex, personal: Personal | None,
+        cache_bytes: int, checkpoint_every: int, keep_recent: int,
+    ) -> None:
+        if cache_bytes < 0 or checkpoint_every < 1 or keep_recent < 0:
+            raise ValueError("cache_bytes and keep_recent must be ≥ 0 and checkpoint_every ≥ 1")
         self.lm = lm
-        self.personal = personal  # what the model learned from its user; None: the base model alone
-        self.model = lm.model.to(device).eval()
-        if quantize and torch.device(device).type == "cpu":
-            self.model = quantize_dynamic(self.model)
+        self.personal = personal  # what the model learned from its user (shared by all sessions); None: the base model
         self.vocab = lm.vocab
         self.tokenizer = lm.tokenizer
-        self.device = torch.device(device)
+        self.device = device
+        self.index = index
+        self.cache_bytes = cache_bytes
         self.checkpoint_every = checkpoint_every
         self.keep_recent = keep_recent
-        self.steps = 0  # LSTM token steps run so far (for tests and benchmarks)
+        self.steps = 0  # LSTM token steps this context has run (for tests and benchmarks)
         self.context_version = 0  # changes whenever the committed context does (a key for callers' caches)
         self._lock = threading.RLock()
         self._sentence_case = self.tokenizer.case_sensitive
-        self._build_prefix_index()
         self.reset()
 
     @classmethod
     def load(cls, path: Path | str, **kwargs: object) -> Predictor:
         return cls(checkpoint.load(path), **kwargs)  # type: ignore[arg-type]
 
+    def session(self) -> Predictor:
+        """A new, empty context over the same loaded weights: its own committed context, state cache and encoding.
+
+        Contexts share the model, vocabulary and prefix index (read-only) and the :attr:`personal` state (one user,
+        one state: what is learned in one session serves all), and nothing else, so each buffer, cell or REPL can
+        have one: alternating between them costs nothing, committing in one leaves the others alone, and
+        they may be used from different threads at once. Memory per context: see the module docstring.
+        """
+        other = type(self).__new__(type(self))
+        other.model = self.model
+        other._attach(
+            self.lm, self.device, self.index, self.personal, self.cache_bytes, self.checkpoint_every, self.keep_recent
+        )
+        return other
+
+    fork = session
+
+    def utterance_start(self) -> list[int]:
+        """The tokens the model reads before the first word of an utterance (it was trained on lines after an end of
+        line). The one place that says so."""
+        return [EOS_ID]
+
     # ---- context ---------------------------------------------------------------------------------------------
 
     def reset(self, context: str = "") -> None:
         """Forget everything; optionally start from ``context`` (committed as if typed and finished)."""
         with self._lock:
-            self.context_version += 1
-            self._base: list[int] = [EOS_ID]  # the model reads an utterance start before the first word
+            self.context_version = next(_VERSIONS)
+            start = self.utterance_start()
+            with torch.inference_mode(), batch_one():
+                state, features = self._feed(start, self.model.init_state(1, self.device))
+            self._base_tokens = len(start)  # tokens in the committed context, the utterance start included
             self._base_line: list[str] = []  # surface tokens of the committed text's unfinished last line
-            self._ids: list[int] = [EOS_ID]
-            self._states: dict[int, tuple[State, Tensor | None]] = {0: (self.model.init_state(1, self.device), None)}
-            self._encoded: dict[str, tuple[list[int], list[str]]] = {}  # recent texts → (ids, current line)
-            # next-token log-probabilities by position, with the personal version they were computed under
-            self._logps: dict[int, tuple[int, Tensor, Mixture | None]] = {}
-            self._pos = 0  # how many of ``_ids`` the current state has read
-            self._sync([EOS_ID])
+            self._clear_text(_entry(state, features))
             if context:
                 self.commit(context)
+
+    def _clear_text(self, base: _Cached) -> None:
+        """Start an empty edited text after the committed context, whose end state is ``base``."""
+        self._text = ""  # the edited text the ids below belong to (the longest one seen since it last changed)
+        self._tokens: list[str] = []  # its surface tokens
+        self._ids: list[int] = []  # its token ids; the state at position p has read ``_ids[:p]``
+        self._mark_chars: list[int] = [0]  # word boundaries in ``_text`` where tokenising may restart ...
+        self._mark_ids: list[int] = [0]  # ... and how many ids come before each
+        self._states: OrderedDict[int, _Cached] = OrderedDict({0: base})  # least recently used first
+        self._bytes = base.nbytes
+        # next-token log-probabilities by position, with the personal version and mixture they were computed under
+        self._logps: OrderedDict[int, tuple[int, Tensor, Mixture | None]] = OrderedDict()
+        self._pos = 0  # the position the current query is at
 
     def commit(self, text: str, learn: bool = True) -> None:
         """Append ``text`` to the committed context for good (a finished line should end with ``"\\n"``).
 
-        With a :attr:`personal` state, what the user wrote is also learned once its line ends (``learn=False`` for
-        text the user did not write, such as the model's own replies; a line that starts with a space never is)."""
+        What was just typed as the edited text is not computed again; a long text is fed in batched chunks. Only the
+        state at the end is kept, so a session's memory does not grow with what it has committed. With a
+        :attr:`personal` state, what the user wrote is also learned once its line ends (``learn=False`` for text the
+        user did not write, such as the model's own replies; a line that starts with a space never is).
+        """
         if learn and self.personal is not None:
             self.personal.learn(text)
         with self._lock:
-            tokens = self.tokenizer.tokenize(text)
-            self.context_version += 1
-            self._base.extend(self.vocab.encode(tokens, self._base_at_start()))
-            line = self._base_line + tokens
-            if EOS in line:
-                line = line[len(line) - line[::-1].index(EOS) :]
-            self._base_line = line[-200:]
-            self._encoded = {}
+            if not text:
+                return
+            i = bisect.bisect_right(self._mark_chars, _common_prefix(text, self._text, len(text))) - 1
+            mark, n = self._mark_chars[i], self._mark_ids[i]
+            line = self._line(n)
+            tokens = self.tokenizer.tokenize(text[mark:])
+            ids = self.vocab.encode(tokens, ends_sentence(line))
+            known = n + _common_ids(ids, self._ids[n : n + len(ids)])  # what the edited text already computed
+            start = max(p for p in self._states if p <= known)
+            entry = self._states[start]
+            todo = self._ids[start:known] + ids[known - n :]
+            state, features = entry.state, entry.features
+            with torch.inference_mode(), batch_one():
+                for at in range(0, len(todo), _COMMIT_CHUNK):
+                    state, features = self._feed(todo[at : at + _COMMIT_CHUNK], state)
+            self._base_tokens += n + len(ids)
+            self._base_line = _line_of(line + tokens)
+            self.context_version = next(_VERSIONS)
+            self._clear_text(_entry(state, features))
 
     @property
     def context_length(self) -> int:
         """Tokens in the committed context (the leading utterance start included)."""
-        return len(self._base)
+        return self._base_tokens
 
-    def _base_at_start(self) -> bool:
-        return self._base[-1] == EOS_ID or ends_sentence(self._base_line)
+    # ---- the edited text -------------------------------------------------------------------------------------
 
-    def _encode(self, text: str, finished: bool = False) -> tuple[list[int], list[str], str]:
-        """(ids of context + complete part of ``text``, surface tokens of the current line, partial word).
+    def _line(self, n: int) -> list[str]:
+        """Surface tokens of the current line before position ``n`` of the edited text (committed text included)."""
+        lo = max(0, n - _LINE_TOKENS)
+        tail = self._tokens[lo:n]
+        if lo == 0 and EOS not in tail:
+            tail = self._base_line + tail
+        return _line_of(tail)
 
-        ``finished`` treats the last word of ``text`` as complete even without a space after it. Tokenising is
-        incremental: a text that extends a recently seen one past a space only tokenises the new part, so a keystroke
-        costs the same after 10 words as after 10,000.
+    def _locate(self, text: str, finished: bool = False) -> tuple[int, str]:
+        """(position of the complete part of ``text`` in the edited text, partial word).
+
+        Re-tokenises only from the last word boundary before the first character that differs from the text seen
+        before. A text whose tokens are a prefix of those seen before (the word behind the grey text's lookahead, the
+        text before the cursor) leaves them, and their cached states, in place.
         """
         complete, partial = (text, "") if finished else self.tokenizer.split_partial(text)
-        cached = self._encoded.get(complete)
-        if cached is None:
-            cached = self._extend_encoding(complete)
-            self._encoded[complete] = cached
-            if len(self._encoded) > 8:
-                self._encoded.pop(next(iter(self._encoded)))
-        return cached[0], cached[1], partial
+        end = len(complete)
+        common = _common_prefix(text, self._text, end)
+        i = bisect.bisect_right(self._mark_chars, common) - 1
+        mark, n = self._mark_chars[i], self._mark_ids[i]
+        if mark == end:
+            return n, partial
+        line = self._line(n)
+        tokens: list[str] = []
+        ids: list[int] = []
+        marks: list[tuple[int, int]] = []
+        at_start = ends_sentence(line)
+        pos = mark
+        while pos < end:
+            cut = _word_boundary(text, pos + _BLOCK_CHARS, end)
+            block = self.tokenizer.tokenize(text[pos:cut])
+            ids += self.vocab.encode(block, at_start)
+            tokens += block
+            at_start = sentence_starts([*block, "x"], at_start)[-1]
+            if text[cut - 1].isspace() and text[cut - 1] != "\r":
+                marks.append((cut, len(ids)))
+            pos = cut
+        same = _common_ids(ids, self._ids[n : n + len(ids)])
+        if same == len(ids) and (n + same < len(self._ids) or end <= len(self._text)):
+            return n + same, partial  # a prefix of what was seen: keep the text ahead and its states
+        self._truncate(n + same)
+        del self._mark_chars[i + 1 :], self._mark_ids[i + 1 :]
+        self._ids += ids[same:]
+        self._tokens += tokens[same:]
+        for char, count in marks:
+            self._mark_chars.append(char)
+            self._mark_ids.append(n + count)
+        self._text = complete
+        return len(self._ids), partial
 
-    def _extend_encoding(self, complete: str) -> tuple[list[int], list[str]]:
-        base: tuple[str, list[int], list[str]] = ("", self._base, self._base_line)
-        for known, (ids, line) in self._encoded.items():
-            # tokens never span whitespace, so a prefix ending in whitespace keeps its tokens
-            if len(known) > len(base[0]) and complete.startswith(known) and known[-1:].isspace():
-                base = (known, ids, line)
-        known, ids, line = base
-        tokens = self.tokenizer.tokenize(complete[len(known) :])
-        at_start = ids[-1] == EOS_ID or ends_sentence(line)
-        ids = ids + self.vocab.encode(tokens, at_start)
-        line = line + tokens
-        if EOS in line:
-            line = line[len(line) - line[::-1].index(EOS) :]
-        return ids, line[-200:]
+    def _truncate(self, n: int) -> None:
+        """Forget the edited text's tokens from position ``n`` on, and the states that read them."""
+        if n >= len(self._ids):
+            return
+        del self._ids[n:], self._tokens[n:]
+        for pos in [p for p in self._states if p > n]:
+            self._bytes -= self._states.pop(pos).nbytes
+        for pos in [p for p in self._logps if p > n]:
+            del self._logps[pos]
 
     # ---- state maintenance -----------------------------------------------------------------------------------
 
-    def _sync(self, target: list[int]) -> None:
-        """Bring the state to ``target``, recomputing only from the first token that differs.
+    def _feed(self, ids: list[int], state: State) -> tuple[State, Tensor]:
+        """Run the LSTM over ``ids`` from ``state``: (the state after them, the output at the last one)."""
+        chunk = torch.tensor([ids], dtype=torch.long, device=self.device)
+        out, state = self.model.features(chunk, state)  # (1, T, D)
+        self.steps += len(ids)
+        return state, out[0, -1].clone()  # a copy: a view would keep the whole (1, T, D) output alive
 
-        ``self._ids`` is the longest sequence the cached states belong to; it may run ahead of the current position
-        (a greedy word computed for the grey text, or the word just deleted), so going back and forth costs nothing.
-        """
-        common = _common_prefix(self._ids, target)
-        if common < len(self._ids) and common < len(target):  # diverged: states past ``common`` are stale
-            for pos in [p for p in self._states if p > common]:
-                del self._states[pos]
-                self._logps.pop(pos, None)
-            self._ids = self._ids[:common]
-        pos = max(p for p in self._states if p <= len(target))
-        state, features = self._states[pos]
+    def _sync(self, n: int) -> None:
+        """Bring the current position to ``n``, stepping only from the nearest cached state before it."""
+        if n in self._states:
+            self._states.move_to_end(n)
+            self._pos = n
+            return
+        pos = max(p for p in self._states if p <= n)
+        self._states.move_to_end(pos)
+        state = self._states[pos].state
+        every = self.checkpoint_every
         with torch.inference_mode(), batch_one():
-            while pos < len(target):
-                end = min(len(target), (pos // self.checkpoint_every + 1) * self.checkpoint_every)
-                chunk = torch.tensor([target[pos:end]], dtype=torch.long, device=self.device)
-                out, state = self.model.features(chunk, state)  # (1, T, D)
-                features = out[0, -1]
-                self.steps += end - pos
+            while pos < n:
+                end = min(n, (pos // every + 1) * every)
+                state, features = self._feed(self._ids[pos:end], state)
                 pos = end
-                self._states[pos] = (state, features)
-        if len(target) > len(self._ids):
-            self._ids = list(target)
-        self._pos = len(target)
+                entry = _entry(state, features)
+                self._states[pos] = entry
+                self._bytes += entry.nbytes
+                if self._bytes > self.cache_bytes:
+                    self._pos = pos
+                    self._evict()
+        self._pos = n
         self._evict()
 
     def _evict(self) -> None:
-        """Keep every ``checkpoint_every``-th state, the recent ones, and those ahead of the current position."""
+        """Thin out the states behind the recent ones to every ``checkpoint_every``-th, then drop the least recently
+        used until the cache fits its budget. The committed context's state and the current one always stay."""
         floor = self._pos - self.keep_recent
-        for pos in [p for p in self._states if p % self.checkpoint_every and p < floor]:
-            del self._states[pos]
-        for pos in [p for p in self._logps if p not in self._states or abs(p - self._pos) > 4]:
-            del self._logps[pos]
+        every = self.checkpoint_every
+        for pos in [p for p in self._states if p % every and p < floor]:
+            self._bytes -= self._states.pop(pos).nbytes
+        while self._bytes > self.cache_bytes:
+            victim = next((p for p in self._states if p and p != self._pos), None)
+            if victim is None:
+                break
+            self._bytes -= self._states.pop(victim).nbytes
 
     def _current(self) -> tuple[State, Tensor]:
-        state, features = self._states[self._pos]
-        assert features is not None
-        return state, features
+        entry = self._states[self._pos]
+        return entry.state, entry.features
+
+    def next_log_probs(self, features: Tensor) -> Tensor:
+        """The base model's log-probabilities (V,) of the next token given the LSTM output ``features`` (D,).
+
+        Every distribution a context uses comes from here, through :meth:`_mixture` where the :attr:`personal`
+        state adds what it learned (at the cursor: suggestions, :meth:`distribution`, a sample's first token).
+        """
+        with torch.inference_mode():
+            return torch.log_softmax(self.model.logits(features).float(), dim=-1)
 
     def _log_probs(self) -> Tensor:
         """Log-probabilities (V,) of the next token at the current position (cached for nearby positions)."""
         return self._mixture()[0]
 
     def _mixture(self) -> tuple[Tensor, Mixture | None]:
-        """The next-token log-probabilities and, when it is active, what the personal state adds to them."""
+        """The next-token log-probabilities at the current position and, when it is active, what the personal state
+        adds to them (cached for nearby positions until the personal state changes)."""
         personal = self.personal if self.personal is not None and self.personal.active else None
         version = personal.version if personal is not None else 0
         cached = self._logps.get(self._pos)
         if cached is not None and cached[0] == version:
+            self._logps.move_to_end(self._pos)
             return cached[1], cached[2]
-        _, features = self._current()
-        if personal is not None:
-            mixture: Mixture | None = personal.log_probs(self.model, features)
-            logp = mixture.logp
-        else:
-            mixture = None
-            with torch.inference_mode():
-                logp = torch.log_softmax(self.model.logits(features).float(), dim=-1)
+        features = self._current()[1]
+        mixture = personal.log_probs(self.model, features) if personal is not None else None
+        logp = mixture.logp if mixture is not None else self.next_log_probs(features)
         self._logps[self._pos] = (version, logp, mixture)
+        self._logps.move_to_end(self._pos)
+        if len(self._logps) > _LOGP_CACHE:
+            self._logps.popitem(last=False)
         return logp, mixture
 
     def _prepare(self, text: str, finished: bool = False) -> tuple[list[str], str]:
-        ids, line, partial = self._encode(text, finished)
-        if len(ids) != self._pos or ids != self._ids[: self._pos]:
-            self._sync(ids)
-        return line, partial
+        n, partial = self._locate(text, finished)
+        self._sync(n)
+        return self._line(n), partial
+
+    def cache_size(self) -> int:
+        """Bytes of LSTM states this context holds now (the committed context's included), for tests and tuning."""
+        with self._lock:
+            return self._bytes
 
     # ---- queries ---------------------------------------------------------------------------------------------
 
@@ -272,16 +497,26 @@ class Predictor:
             self._prepare(text)
             return self._log_probs().exp()
 
-    def suggest(self, text: str = "", k: int = 5, words_only: bool = True) -> list[Suggestion]:
-        """The ``k`` most likely next words, completing the word being typed at the end of ``text`` if any."""
+    def suggest(
+        self, text: str = "", k: int = SamplingConfig.suggestions, words_only: bool = True, partial: str | None = None
+    ) -> list[Suggestion]:
+        """The ``k`` most likely next words, completing the word being typed at the end of ``text`` if any.
+
+        ``partial``: the word being typed, for callers that split words themselves (readline's delimiters); ``text``
+        is then all context and ``partial`` is matched against the vocabulary as it is (``don'`` → ``don't``).
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         with self._lock:
-            line, partial = self._prepare(text)
+            if partial is None:
+                line, partial = self._prepare(text)
+            else:
+                line, _ = self._prepare(text, finished=True)
             logp, mixture = self._mixture()
-            ranked = self._rank(logp, partial, k, ends_sentence(line), words_only)
+            at_start = ends_sentence(line)
+            ranked = self._rank(logp, partial, k, at_start, words_only)
             if mixture is not None and self.personal is not None:
-                ranked = self._with_own_words(ranked, mixture, partial, k, ends_sentence(line))
+                ranked = self._with_own_words(ranked, mixture, partial, k, at_start)
             return ranked
 
     def insertion(self, text: str, suggestion: Suggestion) -> str:
@@ -296,26 +531,13 @@ class Predictor:
         if not text or text[-1].isspace():
             return suggestion.word
         with self._lock:
-            _, line, _ = self._encode(text)
+            line = self._line(self._locate(text)[0])
         piece = Detokenizer(line, sentence_case=False).feed(self.vocab.itos[suggestion.token_id])
         return (" " if piece.startswith(" ") else "") + suggestion.word
 
-    def _build_prefix_index(self) -> None:
-        itos = self.vocab.itos
-        entries = sorted((itos[i].lower(), i) for i in range(len(itos)) if not self.vocab.is_special(i))
-        self._index_keys = [key for key, _ in entries]
-        self._index_ids = torch.tensor([i for _, i in entries], dtype=torch.long)
-        self._word_mask = torch.tensor([is_word(t) and not self.vocab.is_special(i) for i, t in enumerate(itos)])
-        self._special_ids = torch.tensor([UNK_ID, EOS_ID])
-
     def candidates(self, partial: str) -> Tensor:
         """Ids of the vocabulary words that start with ``partial`` (case-insensitive); all words if it is empty."""
-        if not partial:
-            return self._index_ids
-        key = partial.lower()
-        lo = bisect.bisect_left(self._index_keys, key)
-        hi = bisect.bisect_left(self._index_keys, key + "\U0010ffff", lo)
-        return self._index_ids[lo:hi]
+        return self.index.candidates(partial)
 
     def _display(self, token: str, at_start: bool) -> str:
         return capitalize(token) if at_start and self._sentence_case else token
@@ -323,7 +545,7 @@ class Predictor:
     def _rank(self, logp: Tensor, partial: str, k: int, at_start: bool, words_only: bool) -> list[Suggestion]:
         ids = self.candidates(partial)
         if words_only and not partial:
-            ids = ids[self._word_mask[ids]]
+            ids = ids[self.index.word_mask[ids]]
         if ids.numel() == 0:
             return []
         scores = logp[ids]
@@ -361,13 +583,17 @@ class Predictor:
             merged = exact + [s for s in merged if s not in exact]
         return merged[:k]
 
+    # ---- sampling --------------------------------------------------------------------------------------------
+
     def stream(
         self,
         text: str = "",
-        max_words: int = 10,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
+        sampling: SamplingConfig | None = None,
+        *,
+        max_words: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         stop_at: StopAt = "utterance",
@@ -376,26 +602,22 @@ class Predictor:
     ) -> Iterator[tuple[str, str]]:
         """Sample a continuation of ``text``, yielding (token, text to append) as each token is drawn.
 
-        The first token completes the partial word, if any. Temperature 0 is greedy. ``stop_at`` ends the
-        continuation after a sentence-final token (``"sentence"``), at the end of the utterance (``"utterance"``:
-        the end-of-line token is not yielded), or only at ``max_words`` (``"never"``: ends of line come out as
-        ``"\\n"``). ``finished`` treats the last word of ``text`` as complete (a prompt rather than typing in
-        progress). ``nonempty`` forbids ending before the first token (a reply must say something). Sampling never
-        produces the unknown-word token.
+        ``sampling`` gives the temperature, top-k, top-p and word limit (defaults: :class:`SamplingConfig`'s); the
+        keyword arguments of the same names override single fields. The first token completes the partial word, if
+        any. Temperature 0 is greedy. ``stop_at`` ends the continuation after a sentence-final token
+        (``"sentence"``), at the end of the utterance (``"utterance"``: the end-of-line token is not yielded), or
+        only at the word limit (``"never"``: ends of line come out as ``"\\n"``). ``finished`` treats the last word
+        of ``text`` as complete (a prompt rather than typing in progress). ``nonempty`` forbids ending before the
+        first token (a reply must say something). Sampling never produces the unknown-word token.
         """
-        validate_sampling(temperature, top_k, top_p)
-        if max_words < 1:
-            raise ValueError(f"max words must be at least 1, got {max_words}")
+        config = _configure(sampling, max_words=max_words, temperature=temperature, top_k=top_k, top_p=top_p)
         with self._lock:
             line, partial = self._prepare(text, finished)
             state, _ = self._current()
             logp = self._log_probs()
             allowed = self.candidates(partial) if partial else None
         generator = generator or make_generator(seed)
-        yield from self._sample_loop(
-            state, logp, line, partial, text, allowed, max_words, temperature, top_k, top_p, generator, stop_at,
-            nonempty,
-        )
+        yield from self._sample_loop(state, logp, line, partial, text, allowed, config, generator, stop_at, nonempty)
 
     def _sample_loop(
         self,
@@ -405,10 +627,7 @@ class Predictor:
         partial: str,
         text: str,
         allowed: Tensor | None,
-        max_words: int,
-        temperature: float,
-        top_k: int,
-        top_p: float,
+        config: SamplingConfig,
         generator: torch.Generator,
         stop_at: StopAt,
         nonempty: bool,
@@ -417,7 +636,7 @@ class Predictor:
         at_start = ends_sentence(line)
         needs_space = bool(text) and not text[-1].isspace() and not partial
         words = 0
-        budget = 4 * max_words + 16  # tokens: punctuation and line ends do not count as words, but are bounded
+        budget = 4 * config.max_words + 16  # tokens: punctuation and line ends do not count as words, but are bounded
         first = True
         while budget > 0:
             budget -= 1
@@ -431,7 +650,7 @@ class Predictor:
                     return  # the partial word matches nothing in the vocabulary
             if nonempty and first:
                 logits[EOS_ID] = float("-inf")  # an empty continuation or reply is none at all
-            index = sample(logits, temperature, top_k, top_p, generator)
+            index = sample(logits, config.temperature, config.top_k, config.top_p, generator)
             token = self.vocab.itos[index]
             if index == EOS_ID and stop_at != "never":
                 return
@@ -448,19 +667,49 @@ class Predictor:
             words += is_word(token)
             first = False
             yield token, piece
-            if words >= max_words or (stop_at == "sentence" and token in _SENTENCE_END):
+            if words >= config.max_words or (stop_at == "sentence" and token in SENTENCE_END):
                 return
             with torch.inference_mode(), batch_one():
-                out, state = self.model.features(torch.tensor([[index]], device=self.device), state)
-                logp = torch.log_softmax(self.model.logits(out[0, -1]).float(), dim=-1)
+                state, features = self._feed([index], state)
+            logp = self.next_log_probs(features)
 
-    def continuation(self, text: str = "", **kwargs: object) -> Continuation:
+    def continuation(self, text: str = "", sampling: SamplingConfig | None = None, **kwargs: object) -> Continuation:
         """Like :meth:`stream`, collected: the whole sampled continuation at once."""
+        overrides = {k: kwargs.pop(k) for k in ("max_words", "temperature", "top_k", "top_p") if k in kwargs}
+        config = _configure(sampling, **overrides)  # type: ignore[arg-type]
         tokens: list[str] = []
         pieces: list[str] = []
-        max_words = int(kwargs.get("max_words", 10))  # type: ignore[arg-type]
-        for token, piece in self.stream(text, **kwargs):  # type: ignore[arg-type]
+        for token, piece in self.stream(text, config, **kwargs):  # type: ignore[arg-type]
             tokens.append(token)
             pieces.append(piece)
         words = sum(is_word(t) for t in tokens)
-        return Continuation("".join(pieces), tuple(tokens), words, ended=words < max_words)
+        return Continuation("".join(pieces), tuple(tokens), words, ended=words < config.max_words)
+
+
+def _configure(sampling: SamplingConfig | None, **overrides: float | int | None) -> SamplingConfig:
+    config = sampling or SamplingConfig()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return config.replace(**changes) if changes else config
+
+
+def load(
+    path: Path | str | None = None,
+    *,
+    quantize: bool = True,
+    device: torch.device | str = "cpu",
+    threads: int | None = 1,
+) -> Predictor:
+    """A :class:`Predictor` for the model at ``path``, or for the shipped default model.
+
+    ``quantize`` runs it with int8 weights on the CPU: several times faster per keystroke at no measurable cost in
+    quality (BENCHMARKS.md); pass False for the exact float weights. ``threads`` sets PyTorch's intra-op threads for
+    the whole process (``torch.set_num_threads``): 1 by default, because a batch-1 step is fastest on one thread and
+    several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is.
+    """
+    from autocomplete.paths import default_model_path
+
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize, device=device)

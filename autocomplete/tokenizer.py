@@ -43,7 +43,7 @@ _TOKEN_RE = re.compile(
 _MAX_PARTIAL = 256  # a "word" being typed longer than this is not completed
 _FOLD = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‛": "'", "‟": '"'})
 _ZWJ = "\u200d"
-_SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(
+SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(  # tokens that end a sentence
     a + b for a in "!?" for b in "!?"
 )
 _TRANSPARENT = frozenset({'"', "'", "(", "[", "-", "--", "—", "*", "_"})  # do not end a sentence's start
@@ -164,7 +164,7 @@ def sentence_starts(tokens: Iterable[str], at_start: bool = True) -> list[bool]:
 
 def _starts_after(token: str, at_start: bool) -> bool:
     """Whether the token after ``token`` starts a sentence, given whether ``token`` itself did."""
-    if token == EOS or token in _SENTENCE_END:
+    if token == EOS or token in SENTENCE_END:
         return True
     return at_start and token in _TRANSPARENT
 
@@ -173,7 +173,7 @@ def ends_sentence(tokens: Sequence[str]) -> bool:
     """Whether the next token after ``tokens`` starts a sentence (the last one that is not a quote or bracket
     decides; scanning from the end keeps this cheap on long lines)."""
     for token in reversed(tokens):
-        if token == EOS or token in _SENTENCE_END:
+        if token == EOS or token in SENTENCE_END:
             return True
         if token not in _TRANSPARENT:
             return False

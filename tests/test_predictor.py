@@ -1,9 +1,11 @@
+import subprocess
+import sys
 import threading
 
 import pytest
 import torch
 
-from autocomplete.predictor import Predictor
+from autocomplete.predictor import Predictor, batch_one
 from autocomplete.tokenizer import EOS, UNK
 from autocomplete.vocab import EOS_ID
 
@@ -180,10 +182,17 @@ def test_concurrent_queries_give_the_same_answers_as_serial_ones(trained_lm):
     assert errors == []
 
 
-def test_memory_for_states_stays_bounded_on_long_texts(tiny_lm):
-    predictor = Predictor(tiny_lm, checkpoint_every=32, keep_recent=64)
-    predictor.suggest("speak " * 3000)
-    assert len(predictor._states) <= 3000 // 32 + 64 + 2
+def test_the_state_cache_stays_within_its_byte_budget_on_long_texts_and_edits(tiny_lm):
+    budget = 40_000  # a few dozen of the tiny model's states
+    predictor = Predictor(tiny_lm, cache_bytes=budget)
+    words = ("speak hear me " * 1000).split()
+    predictor.suggest(" ".join(words) + " ")
+    assert predictor.cache_size() <= budget
+    for at in (10, 1500, 2990):
+        words[at] = "proceed"
+        edited = " ".join(words) + " "
+        assert (predictor.distribution(edited) - Predictor(tiny_lm).distribution(edited)).abs().max() <= 1e-5
+        assert predictor.cache_size() <= budget
 
 
 def test_the_int8_predictor_agrees_with_the_float_one(trained_lm):
@@ -205,3 +214,175 @@ def test_looking_one_word_ahead_and_back_costs_one_step_in_all(tiny_lm):
     assert predictor.steps - steps == 1
     reference = Predictor(tiny_lm).distribution("hear me speak ")
     assert (predictor.distribution("hear me speak ") - reference).abs().max() <= 1e-5
+
+
+# ---- sessions: independent contexts over shared weights -------------------------------------------------------------
+
+
+def test_a_session_is_an_independent_context_over_the_same_weights(trained_lm):
+    predictor = Predictor(trained_lm)
+    session = predictor.session()
+    assert session.model is predictor.model and session.vocab is predictor.vocab
+    predictor.commit("First Citizen:\n")
+    assert session.context_length == 1 and predictor.context_length > 1
+    assert torch.equal(session.distribution("We "), Predictor(trained_lm).distribution("We "))
+    session.commit("All: Speak, speak.\n")
+    with_context = Predictor(trained_lm).distribution("First Citizen:\nWe ")
+    assert (predictor.distribution("We ") - with_context).abs().max() <= 1e-5
+    assert session.context_version != predictor.context_version
+
+
+def test_two_sessions_alternating_cost_the_single_session_keystroke(tiny_lm):
+    words = ("hear me speak before we proceed any further " * 200).split()[:1500]
+    texts = [" ".join(words) + " ", " ".join(reversed(words)) + " "]
+    predictor = Predictor(tiny_lm)
+    sessions = [predictor, predictor.session()]
+    for session, text in zip(sessions, texts):
+        session.suggest(text)  # warm-up: each text read once
+    before = [s.steps for s in sessions]
+    for word in ("all", "speak", "hear", "me"):
+        for i, session in enumerate(sessions):
+            texts[i] += word + " "
+            session.suggest(texts[i][:-2])  # mid-word: no step
+            session.suggest(texts[i])  # the word finished: one step
+    assert [s.steps - b for s, b in zip(sessions, before)] == [4, 4]
+    shared = Predictor(tiny_lm)  # the same alternation on one context re-reads a whole text each time
+    shared.suggest(texts[0])
+    start = shared.steps
+    shared.suggest(texts[1])
+    shared.suggest(texts[0])
+    assert shared.steps - start > 1000
+
+
+def test_committing_in_one_session_leaves_the_others_alone(tiny_lm):
+    predictor = Predictor(tiny_lm)
+    other = predictor.session()
+    other.suggest("hear me ")
+    steps, version = other.steps, other.context_version
+    predictor.commit("speak " * 50 + "\n")
+    assert other.distribution("hear me ").equal(Predictor(tiny_lm).distribution("hear me "))
+    assert (other.steps, other.context_version) == (steps, version)
+
+
+def test_threads_on_separate_sessions_and_on_one_session_get_the_serial_answers(trained_lm):
+    predictor = Predictor(trained_lm)
+    texts = [f"{w} me " for w in ("hear", "speak", "proceed", "further")]
+    expected = {t: [s.word for s in Predictor(trained_lm).suggest(t)] for t in texts}
+    sessions = [predictor.session() for _ in texts]
+    errors: list[str] = []
+    onednn = torch.backends.mkldnn.enabled
+
+    def worker(session: Predictor, text: str) -> None:
+        for i in range(15):
+            typed = text + "speak " * i
+            got = [s.word for s in session.suggest(text)]
+            session.suggest(typed)
+            if got != expected[text]:
+                errors.append(text)
+
+    threads = [threading.Thread(target=worker, args=(s, t)) for s, t in zip(sessions, texts)]  # one session each
+    threads += [threading.Thread(target=worker, args=(predictor, t)) for t in texts]  # all on one session
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert torch.backends.mkldnn.enabled == onednn  # the process-wide flag is back as it was
+
+
+def test_batch_one_restores_the_process_wide_onednn_flag_only_when_the_last_user_leaves():
+    before = torch.backends.mkldnn.enabled
+    with batch_one():
+        with batch_one():
+            assert not torch.backends.mkldnn.enabled
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled == before
+
+
+# ---- bounded growth ---------------------------------------------------------------------------------------------------
+
+
+def test_committed_words_are_computed_once_and_memory_does_not_grow_with_them(tiny_lm):
+    predictor = Predictor(tiny_lm)
+    line = "hear me speak before we proceed any further\n"
+    predictor.commit(line)
+    size = predictor.cache_size()
+    steps = predictor.steps
+    for _ in range(300):
+        predictor.commit(line)
+    assert predictor.steps - steps == 300 * 9  # eight words and the end of the line, each read once
+    assert predictor.cache_size() == size
+    assert predictor.context_length == 1 + 301 * 9
+
+
+def test_a_long_commit_matches_reading_the_text_in_one_pass(tiny_lm):
+    text = "hear me speak, before we proceed any further.\n" * 120
+    predictor = Predictor(tiny_lm)
+    predictor.commit(text)
+    assert (predictor.distribution("All ") - reference_distribution(tiny_lm, text + "All ")).abs().max() <= 1e-5
+
+
+def test_committing_the_text_just_typed_does_not_compute_it_again(tiny_lm):
+    predictor = Predictor(tiny_lm)
+    typed = "hear me speak before we proceed"
+    for i in range(1, len(typed) + 1):
+        predictor.suggest(typed[:i])
+    predictor.continuation(typed, max_words=1, temperature=0, finished=True)  # the grey text's lookahead
+    steps = predictor.steps
+    predictor.commit(typed + "\n")
+    assert predictor.steps - steps == 1  # only the end of the line
+    fresh = Predictor(tiny_lm)
+    fresh.commit(typed + "\n")
+    assert (predictor.distribution("All ") - fresh.distribution("All ")).abs().max() <= 1e-6
+
+
+class CountingTokenizer:
+    """The model's tokenizer, counting the characters it is asked to tokenise."""
+
+    def __init__(self, tokenizer):
+        self.inner = tokenizer
+        self.chars = 0
+
+    def tokenize(self, text):
+        self.chars += len(text)
+        return self.inner.tokenize(text)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_keystroke_work_does_not_grow_with_the_length_of_the_text(tiny_lm, committed):
+    work = []
+    for words in (100, 5000):
+        predictor = Predictor(tiny_lm)
+        counter = predictor.tokenizer = CountingTokenizer(predictor.tokenizer)
+        text = "hear me speak " * (words // 3)
+        if committed:
+            predictor.commit(text)
+            text = ""
+        predictor.suggest(text)
+        chars, steps = counter.chars, predictor.steps
+        for word in ("before ", "we ", "proceed "):
+            for i in range(1, len(word) + 1):
+                predictor.suggest(text + word[:i])
+            text += word
+        work.append((counter.chars - chars, predictor.steps - steps))
+    assert work[0] == work[1]
+    assert work[1][1] == 3 and work[1][0] < 200
+
+
+def test_the_front_door_predicts_without_importing_prompt_toolkit(trained_model_path):
+    code = (
+        "import sys, autocomplete\n"
+        f"p = autocomplete.load({str(trained_model_path)!r})\n"
+        "words = p.suggest('hear me', k=5)\n"
+        "assert words and all(isinstance(w, autocomplete.Suggestion) for w in words), words\n"
+        "assert p.session().suggest('hear me ', k=2)\n"
+        "assert 'prompt_toolkit' not in sys.modules, sorted(m for m in sys.modules if 'prompt' in m)\n"
+        "import torch; assert torch.get_num_threads() == 1\n"
+        "print(autocomplete.percent(words[0].probability))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("%")
