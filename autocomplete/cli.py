@@ -21,6 +21,7 @@ from typing import NoReturn
 from pathlib import Path
 
 from autocomplete.errors import AutocompleteError, ConfigError
+from autocomplete.settings import SamplingConfig
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -50,11 +51,22 @@ def _number(kind: type, low: float | None, high: float | None, what: str, low_op
 
 positive_int = _number(int, 1, None, "positive integer")
 non_negative_int = _number(int, 0, None, "integer ≥ 0")
-temperature = _number(float, 0, 100, "temperature")
-probability = _number(float, 0, 1, "probability", low_open=True)
+threads = _number(int, 1, os.cpu_count() or 1, "thread count")
 fraction = _number(float, 0, 0.5, "fraction")
 dropout = _number(float, 0, 0.99, "dropout rate")
 positive_float = _number(float, 0, None, "positive number", low_open=True)
+
+
+def setting(name: str):  # type: ignore[no-untyped-def]
+    """The argument type of the sampling field ``name``: its range comes from :data:`autocomplete.settings.LIMITS`."""
+
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        try:
+            return SamplingConfig.parse(name, text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
 
 
 def cutoffs(text: str) -> tuple[int, ...]:
@@ -81,13 +93,26 @@ def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
         p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
     p.add_argument("--no-quantize", action="store_true",
                    help="run the model with its float weights instead of int8 (slower, the same quality)")
+    p.add_argument("--threads", type=threads, default=1,
+                   help="PyTorch threads (default 1: one word at a time is fastest on one thread, and does not slow "
+                        "down when other programs keep the other cores busy)")
 
 
-def _add_sampling_options(p: argparse.ArgumentParser, words: int) -> None:
-    p.add_argument("--words", "-n", type=positive_int, default=words, help=f"words to generate (default {words})")
-    p.add_argument("--temperature", "-t", type=temperature, default=0.8, help="0 = greedy, 1 = model (default 0.8)")
-    p.add_argument("--top-k", type=non_negative_int, default=40, help="sample among the k best (0 = all; default 40)")
-    p.add_argument("--top-p", type=probability, default=0.95, help="nucleus probability (default 0.95)")
+def _temperature_option(p: argparse.ArgumentParser, help: str) -> None:
+    default = SamplingConfig.temperature
+    p.add_argument("--temperature", "-t", type=setting("temperature"), default=default,
+                   help=f"{help} (0 = greedy, 1 = the model's own distribution; default {default:g})")
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    c = SamplingConfig
+    p.add_argument("--words", "-n", type=setting("max_words"), default=c.max_words,
+                   help=f"words to generate (default {c.max_words})")
+    _temperature_option(p, "sampling temperature")
+    p.add_argument("--top-k", type=setting("top_k"), default=c.top_k,
+                   help=f"sample among the k best (0 = all; default {c.top_k})")
+    p.add_argument("--top-p", type=setting("top_p"), default=c.top_p,
+                   help=f"nucleus probability (default {c.top_p:g})")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
 
 
@@ -100,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_option(parser)
     parser.add_argument("--mode", choices=["type", "chat"], default="type", help="session mode (default: type)")
-    parser.add_argument("--temperature", "-t", type=temperature, default=0.8, help="sampling temperature (default 0.8)")
+    _temperature_option(parser, "temperature of sampled continuations and chat replies")
     parser.add_argument("--plain", action="store_true", help="line mode without the full-screen prompt")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -183,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="the most likely next words")
     p.add_argument("text", help='the text so far, e.g. "how are"')
-    p.add_argument("-k", type=positive_int, default=5, help="how many words (default 5)")
+    p.add_argument("-k", type=setting("suggestions"), default=SamplingConfig.suggestions,
+                   help=f"how many words (default {SamplingConfig.suggestions})")
     p.add_argument("--complete", "-c", action="store_true",
                    help="treat the last word as unfinished and complete it (\"how are yo\" → you)")
     _add_model_option(p)
@@ -192,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="sample continuations of a prompt")
     p.add_argument("prompt", nargs="?", default="", help="the prompt, or - to read it from standard input")
     _add_model_option(p)
-    _add_sampling_options(p, words=30)
+    _add_sampling_options(p)
     p.add_argument("--num", type=positive_int, default=1, help="how many samples (default 1)")
 
     p = sub.add_parser("info", help="what a model file holds")
@@ -217,10 +243,10 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _load_predictor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from autocomplete.completion import load_predictor
+def _load_predictor(args: argparse.Namespace, path: Path | None = None):  # type: ignore[no-untyped-def]
+    from autocomplete.predictor import load
 
-    return load_predictor(args.model, quantize=not args.no_quantize)
+    return load(path or args.model, quantize=not args.no_quantize, threads=args.threads)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -405,9 +431,8 @@ def _check_resumed_base(args: argparse.Namespace, recorded) -> None:  # type: ig
 def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete import data
     from autocomplete.evaluate import evaluate, read_eval_text
-    from autocomplete.predictor import Predictor
 
-    predictor = Predictor.load(args.model, quantize=not args.no_quantize)
+    predictor = _load_predictor(args, args.model)
     sources = data.resolve_sources(args.text)
     ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
@@ -436,9 +461,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not suggestions:
         _err("no word in the vocabulary starts like that")
         return EXIT_ERROR
+    from autocomplete.display import percent
+
     width = max(len(s.word) for s in suggestions)
     for s in suggestions:
-        print(f"{s.word:<{width}}  {s.probability:6.1%}")
+        print(f"{s.word:<{width}}  {percent(s.probability):>6}")
     return 0
 
 
@@ -449,15 +476,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from autocomplete.sampling import make_generator
 
     generator = make_generator(args.seed)
+    config = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_words=args.words)
     for i in range(args.num):
         if i:
             print()
         sys.stdout.write(prompt)
         sys.stdout.flush()
-        for _, piece in predictor.stream(
-            prompt, max_words=args.words, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-            generator=generator, stop_at="never", finished=True,
-        ):
+        for _, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -576,7 +601,7 @@ def cmd_session(args: argparse.Namespace) -> int:
 
         return run_session(
             model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
-            quantize=not args.no_quantize, on_ready=lambda: say(ERASE_LINE),
+            quantize=not args.no_quantize, on_ready=lambda: say(ERASE_LINE), threads=args.threads,
         )
     except BaseException:
         say(ERASE_LINE)

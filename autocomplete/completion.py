@@ -2,10 +2,11 @@
 
 This is the embeddable API. Another prompt_toolkit program gets the whole behaviour in a few lines::
 
+    import autocomplete
     from prompt_toolkit import PromptSession
-    from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings, load_predictor
+    from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
 
-    predictor = load_predictor()                      # the shipped model; load_predictor("mine.pt") for another
+    predictor = autocomplete.load()                   # the shipped model; autocomplete.load("mine.pt") for another
     suggest = LanguageModelAutoSuggest(predictor)
     session = PromptSession(
         completer=LanguageModelCompleter(predictor),
@@ -40,7 +41,6 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prompt_toolkit.application.current import get_app
 from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
@@ -51,47 +51,62 @@ from prompt_toolkit.eventloop import run_in_executor_with_context
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
+from autocomplete.display import percent
 from autocomplete.errors import ConfigError
 from autocomplete.predictor import Predictor
 from autocomplete.predictor import Suggestion as WordSuggestion
+from autocomplete.predictor import load as load_predictor
+from autocomplete.settings import SamplingConfig
+
+__all__ = [
+    "LanguageModelAutoSuggest", "LanguageModelCompleter", "SamplingSettings", "key_bindings",
+    "load_predictor", "percent",  # the engine's, re-exported for programs written against older versions
+]
 
 Enabled = Callable[[Document], bool]
 _FIRST_WORD = re.compile(r"\s*\S+")
 
 
-def load_predictor(path: str | Path | None = None, quantize: bool = True) -> Predictor:
-    """A predictor for the model at ``path``, or for the shipped default model.
-
-    ``quantize`` runs it with int8 weights on the CPU: several times faster per keystroke at no measurable cost in
-    quality (BENCHMARKS.md); pass False for the exact float weights.
-    """
-    from autocomplete.paths import default_model_path
-
-    return Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize)
-
-
-def percent(p: float) -> str:
-    """Probabilities for people: 12%, 3.4%, <0.1% (never a misleading 0.0%)."""
-    if p >= 0.1:
-        return f"{p:.0%}"
-    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
-
-
 @dataclass
 class SamplingSettings:
-    """Knobs shared by the suggester, the key bindings and the session (mutable: the keys change them live)."""
+    """The live settings shared by a suggester, its completer, its keys and a session.
 
-    temperature: float = 0.8  # Ctrl-T samples and chat replies; 0 = greedy
-    top_k: int = 40  # sample among the k most likely words (0 = all)
-    top_p: float = 0.95  # nucleus sampling threshold
-    length: int = 20  # words in a Ctrl-T continuation or a chat reply
-    suggestions: int = 5  # candidates in the menu and the toolbar
+    ``config`` is a frozen :class:`~autocomplete.settings.SamplingConfig` (its fields' defaults and ranges live there
+    only); the keys and commands replace it as a whole (``settings.config = settings.config.with_temperature(t)``),
+    so every holder of this object sees the change at once.
+    """
+
+    config: SamplingConfig = field(default_factory=SamplingConfig)
     ghost_words: int = 2  # words of greedy grey text, the completed word included
 
-    def set_temperature(self, value: float) -> None:
-        if not 0 <= value <= 5:
-            raise ConfigError(f"temperature must be in [0, 5], got {value:g}")
-        self.temperature = round(value, 2)
+    def __post_init__(self) -> None:
+        if isinstance(self.ghost_words, bool) or not isinstance(self.ghost_words, int) or not 1 <= self.ghost_words <= 10:
+            raise ConfigError(f"ghost words must be an integer in [1, 10], got {self.ghost_words!r}")
+
+    def update(self, **changes: float | int) -> SamplingConfig:
+        """Replace the config with a validated copy that has ``changes``; nothing changes if one is invalid."""
+        self.config = self.config.replace(**changes)
+        return self.config
+
+    @property
+    def temperature(self) -> float:
+        return self.config.temperature
+
+    @property
+    def top_k(self) -> int:
+        return self.config.top_k
+
+    @property
+    def top_p(self) -> float:
+        return self.config.top_p
+
+    @property
+    def max_words(self) -> int:
+        return self.config.max_words
+
+    @property
+    def suggestions(self) -> int:
+        return self.config.suggestions
 
 
 @dataclass
@@ -163,10 +178,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
         state = self._alternatives(buffer, text)
         s = self.settings
         if sample:
-            continuation = self.predictor.continuation(
-                text, max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                stop_at="sentence", nonempty=True,
-            )
+            continuation = self.predictor.continuation(text, s.config, stop_at="sentence", nonempty=True)
             with self._lock:
                 state.sample_for, state.sample = text, continuation.text or None
         if cycle and state.alternatives:
@@ -403,7 +415,7 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
         suggest.refresh(b)
 
     def change_temperature(delta: float) -> None:
-        settings.set_temperature(min(5.0, max(0.0, settings.temperature + delta)))
+        settings.config = settings.config.with_temperature(settings.temperature + delta)
         get_app().invalidate()
 
     @kb.add("escape", "+")

@@ -27,19 +27,14 @@ from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
-from autocomplete.completion import (
-    LanguageModelAutoSuggest,
-    LanguageModelCompleter,
-    SamplingSettings,
-    key_bindings,
-    load_predictor,
-    percent,
-)
-from autocomplete.errors import AutocompleteError
+from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, SamplingSettings, key_bindings
+from autocomplete.display import percent
+from autocomplete.errors import AutocompleteError, ConfigError
 from autocomplete.paths import data_dir
-from autocomplete.predictor import Predictor
+from autocomplete.predictor import Predictor, load
+from autocomplete.settings import LIMITS, SamplingConfig
 
-HELP = """\
+HELP = f"""\
 Keys
   Right, Ctrl-E, Ctrl-F   accept the grey suggestion        Alt-F, Ctrl-Right   accept one word of it
   Alt-N / Alt-P           next / previous alternative        (also Ctrl-Down / Ctrl-Up)
@@ -47,8 +42,8 @@ Keys
   Alt-+ / Alt--           raise / lower the temperature      Backspace after accepting: take it back
   Ctrl-R                  search the history                 Ctrl-C clears the line, Ctrl-D quits
 Commands
-  :temp T      sampling temperature, 0 (greedy) to 5         :topk N   sample among the N best words (0 = all)
-  :len N       words in a sampled continuation or reply      :k N      candidates shown (1 to 20)
+  :temp T      sampling temperature, 0 (greedy) to {LIMITS["temperature"].high:g}         :topk N   sample among the N best words (0 = all)
+  :len N       words in a sampled continuation or reply      :k N      candidates shown (1 to {LIMITS["suggestions"].high:g})
   :mode chat   the model answers each line                   :mode type   Enter keeps the line
   :reset       forget the text so far                        :model PATH  switch to another model file
   :help        this text                                     :quit     leave (or Ctrl-D)"""
@@ -155,10 +150,7 @@ class Session:
         """Sample the model's answer to the conversation so far, writing it piece by piece; returns it."""
         s = self.settings
         pieces: list[str] = []
-        for _, piece in self.predictor.stream(
-            "", max_words=s.length, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, stop_at="utterance",
-            nonempty=True,
-        ):
+        for _, piece in self.predictor.stream("", s.config, stop_at="utterance", nonempty=True):
             pieces.append(piece)
             write(piece)
         text = "".join(pieces).strip()
@@ -178,15 +170,14 @@ class Session:
         except AutocompleteError as e:
             return CommandResult(str(e))
 
-    def _set_number(self, arg: str, usage: str, parse: type, low: float, high: float, attr: str) -> CommandResult:
+    def _set_number(self, arg: str, usage: str, name: str) -> CommandResult:
+        """Set the sampling field ``name`` from ``arg``; its valid range comes from :data:`LIMITS` alone."""
         try:
-            value = parse(arg)
-        except ValueError:
-            return CommandResult(f"usage: {usage}")
-        if not low <= value <= high:
-            return CommandResult(f"usage: {usage}")
-        setattr(self.settings, attr, value)
-        return CommandResult(f"{attr.replace('_', '-')} = {value:g}")
+            value = SamplingConfig.parse(name, arg)
+        except ConfigError:
+            return CommandResult(f"usage: {usage}, {LIMITS[name].describe()}")
+        self.settings.update(**{name: value})
+        return CommandResult(f"{name.replace('_', '-')} = {value:g}")
 
     def toolbar(self, alternatives: list) -> FormattedText:  # type: ignore[type-arg]
         s = self.settings
@@ -203,19 +194,19 @@ class Session:
 
 
 def _cmd_temp(session: Session, arg: str) -> CommandResult:
-    return session._set_number(arg, ":temp NUMBER in [0, 5]", float, 0, 5, "temperature")
+    return session._set_number(arg, ":temp T", "temperature")
 
 
 def _cmd_topk(session: Session, arg: str) -> CommandResult:
-    return session._set_number(arg, ":topk N, an integer ≥ 0 (0 = all)", int, 0, 10**9, "top_k")
+    return session._set_number(arg, ":topk N", "top_k")
 
 
 def _cmd_len(session: Session, arg: str) -> CommandResult:
-    return session._set_number(arg, ":len N, an integer in [1, 500]", int, 1, 500, "length")
+    return session._set_number(arg, ":len N", "max_words")
 
 
 def _cmd_k(session: Session, arg: str) -> CommandResult:
-    return session._set_number(arg, ":k N, an integer in [1, 20]", int, 1, 20, "suggestions")
+    return session._set_number(arg, ":k N", "suggestions")
 
 
 def _cmd_mode(session: Session, arg: str) -> CommandResult:
@@ -233,7 +224,7 @@ def _cmd_reset(session: Session, arg: str) -> CommandResult:
 def _cmd_model(session: Session, arg: str) -> CommandResult:
     if not arg:
         return CommandResult("usage: :model PATH")
-    predictor = load_predictor(Path(arg).expanduser(), quantize=session.quantize)
+    predictor = load(Path(arg).expanduser(), quantize=session.quantize, threads=None)
     session.set_predictor(predictor, predictor.lm.name)
     return CommandResult(f"model = {predictor.lm.name} ({arg})")
 
@@ -361,10 +352,11 @@ def run_session(
     plain_mode: bool = False,
     quantize: bool = True,
     on_ready: Callable[[], None] = lambda: None,
+    threads: int | None = 1,
 ) -> int:
     """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded."""
-    predictor = load_predictor(model, quantize=quantize)
-    settings = SamplingSettings(temperature=temperature)
+    predictor = load(model, quantize=quantize, threads=threads)
+    settings = SamplingSettings(SamplingConfig(temperature=temperature))
     session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize)
     on_ready()
     if plain_mode or not can_run_full_screen():

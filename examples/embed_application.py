@@ -13,13 +13,14 @@ from prompt_toolkit.layout import BufferControl, HSplit, Layout, Window
 from prompt_toolkit.layout.controls import FormattedTextControl
 from prompt_toolkit.layout.processors import AppendAutoSuggestion
 
-from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings, load_predictor
+import autocomplete
+from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="model file (default: the shipped model)")
 args = parser.parse_args()
 
-predictor = load_predictor(args.model)
+predictor = autocomplete.load(args.model)
 suggest = LanguageModelAutoSuggest(predictor)
 buffer = Buffer(completer=LanguageModelCompleter(predictor), auto_suggest=suggest, multiline=False)
 keys = KeyBindings()
@@ -33,7 +34,7 @@ def _done(event):
 
 def toolbar():
     words = suggest.alternatives(buffer, update=True)
-    return "  ".join(f"{w.word} {w.probability:.0%}" for w in words) or "…"
+    return "  ".join(f"{w.word} {autocomplete.percent(w.probability)}" for w in words) or "…"
 
 
 app = Application(

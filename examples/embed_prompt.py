@@ -9,13 +9,14 @@ import argparse
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import WordCompleter, merge_completers
 
-from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings, load_predictor
+import autocomplete
+from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="model file (default: the shipped model)")
 args = parser.parse_args()
 
-predictor = load_predictor(args.model)  # one predictor, shared by everything below
+predictor = autocomplete.load(args.model)  # one predictor, shared by everything below
 suggest = LanguageModelAutoSuggest(predictor)
 commands = WordCompleter(["/send", "/draft", "/quit"], sentence=True)  # your own completions still work
 session = PromptSession(

@@ -90,6 +90,9 @@ def test_info_describes_the_shipped_model_in_readable_units(capsys):
         (["generate", "x", "--temperature", "-1"], "out of range"),
         (["generate", "x", "--temperature", "nan"], "not a finite number"),
         (["generate", "x", "--top-p", "1.5"], "out of range"),
+        (["generate", "x", "--temperature", "6"], "temperature must be a number in [0, 5]"),
+        (["--temperature", "50"], "temperature must be a number in [0, 5]"),
+        (["predict", "x", "--threads", "100000"], "out of range"),
         (["train", "a.txt", "-o", "m.pt", "--epochs", "0"], "out of range"),
     ],
 )
@@ -123,3 +126,20 @@ def test_a_corrupt_model_fails_cleanly_through_the_real_command(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"autocomplete: error: {bad}: not a valid model file (truncated or corrupt)"
     assert "Traceback" not in proc.stderr
+
+
+def test_the_batch_commands_never_load_prompt_toolkit_and_run_on_one_thread(tmp_path, trained_model_path):
+    text = tmp_path / "t.txt"
+    text.write_text("hear me speak\n" * 20)
+    model = str(trained_model_path)
+    for argv in (["predict", "hear me", "--model", model], ["generate", "hear", "-n", "3", "--model", model],
+                 ["eval", model, str(text), "--ksr-words", "5"], ["info", model]):
+        code = (
+            "import sys, torch; from autocomplete.cli import main\n"
+            f"code = main({argv!r})\n"
+            "assert 'prompt_toolkit' not in sys.modules, argv\n"
+            f"assert {argv[0] == 'info'} or torch.get_num_threads() == 1\n"
+            "sys.exit(code)\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (argv, result.stderr)

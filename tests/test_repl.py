@@ -17,6 +17,7 @@ from prompt_toolkit.output import DummyOutput
 
 from autocomplete.completion import SamplingSettings
 from autocomplete.predictor import Predictor
+from autocomplete.settings import SamplingConfig
 from autocomplete.repl import SafeFileHistory, Session, build_prompt, interactive, plain
 
 from .test_completion import RIGHT, wait_for
@@ -26,16 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def session(trained_lm):
-    return Session(Predictor(trained_lm), "tiny", settings=SamplingSettings(length=8))
+    return Session(Predictor(trained_lm), "tiny", settings=SamplingSettings(SamplingConfig(max_words=8)))
 
 
 def test_commands_change_the_settings(session):
     assert session.command(":temp 0.3").message == "temperature = 0.3"
     assert session.command(":topk 7").message == "top-k = 7"
-    assert session.command(":len 20").message == "length = 20"
+    assert session.command(":len 20").message == "max-words = 20"
     assert session.command(":k 3").message == "suggestions = 3"
     s = session.settings
-    assert (s.temperature, s.top_k, s.length, s.suggestions) == (0.3, 7, 20, 3)
+    assert (s.temperature, s.top_k, s.max_words, s.suggestions) == (0.3, 7, 20, 3)
     assert session.command(":mode chat").message.startswith("mode = chat") and session.mode == "chat"
     assert session.command(":quit").quit and session.command(":q").quit
     assert "Ctrl-T" in session.command(":help").message
@@ -44,17 +45,19 @@ def test_commands_change_the_settings(session):
 @pytest.mark.parametrize(
     "line, message",
     [
-        (":temp hot", "usage: :temp NUMBER in [0, 5]"),
-        (":temp -1", "usage: :temp NUMBER in [0, 5]"),
-        (":topk -2", "usage: :topk N, an integer ≥ 0 (0 = all)"),
-        (":len 0", "usage: :len N, an integer in [1, 500]"),
+        (":temp hot", "usage: :temp T, a number in [0, 5] (0 = greedy, 1 = the model's own distribution)"),
+        (":temp -1", "usage: :temp T, a number in [0, 5] (0 = greedy, 1 = the model's own distribution)"),
+        (":temp 6", "usage: :temp T, a number in [0, 5] (0 = greedy, 1 = the model's own distribution)"),
+        (":topk -2", "usage: :topk N, an integer ≥ 0 (0 = no limit)"),
+        (":len 0", "usage: :len N, an integer in [1, 10000]"),
+        (":k 101", "usage: :k N, an integer in [1, 100]"),
         (":mode fast", "usage: :mode chat|type"),
         (":model", "usage: :model PATH"),
         (":frobnicate", "unknown command :frobnicate (try :help)"),
     ],
 )
 def test_bad_commands_get_one_line_and_change_nothing(session, line, message):
-    before = SamplingSettings(**vars(session.settings))
+    before = SamplingSettings(session.settings.config, session.settings.ghost_words)
     result = session.command(line)
     assert result.message == message and not result.quit
     assert session.settings == before
