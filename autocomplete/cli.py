@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--valid", nargs="+", default=[], help="validation text (default: the tail of each file)")
     g.add_argument("--valid-fraction", type=fraction, default=None,
-                   help="tail of each file held out (default 0.02; with --from 0.02-0.1 by text size)")
+                   help="tail of each file held out (default: about 1,000 tokens, 2-10%% of the text, none below "
+                        "1,000 tokens; with --from 0.02-0.1 by text size)")
     g.add_argument("--tokenizer", choices=["words", "whitespace"], default=None,
                    help="words (default): running text; whitespace: pre-tokenized corpora such as PTB")
     g.add_argument("--lowercase", action="store_true", help="fold all text to lower case")
@@ -151,15 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto)")
     g.add_argument("--vocab-size", type=positive_int, default=None, help="max vocabulary size (default 20000)")
     g.add_argument("--min-count", type=positive_int, default=None,
-                   help="drop rarer words (default 2; with --from, new words' minimum: 1 in a small text, else 2)")
+                   help="drop rarer words (default: 1 below 1,000 tokens, else 2; with --from, new words' minimum: "
+                        "1 in a small text, else 2)")
     g.add_argument("--cache-dir", type=Path, default=None,
                    help="where the tokenised corpus is kept and reused (default: token-cache in the data folder)")
     g.add_argument("--no-cache", action="store_true",
                    help="tokenise into memory instead of the cache (small corpora; nothing written)")
     g = p.add_argument_group("model")
-    g.add_argument("--embedding-dim", type=positive_int, default=None, help="word vector size (default 256)")
-    g.add_argument("--hidden-dim", type=positive_int, default=None, help="LSTM cell size (default 512)")
-    g.add_argument("--layers", type=positive_int, default=None, help="stacked LSTM layers (default 2)")
+    g.add_argument("--embedding-dim", type=positive_int, default=None,
+                   help="word vector size (default: derived from the corpus size, 32 to 256)")
+    g.add_argument("--hidden-dim", type=positive_int, default=None,
+                   help="LSTM cell size (default: derived from the corpus size, 32 to 512)")
+    g.add_argument("--layers", type=positive_int, default=None,
+                   help="stacked LSTM layers (default: 1 below 500,000 tokens, else 2)")
     # dropout defaults: 0.2 and 0s from scratch; with --from, the base model's
     g.add_argument("--dropout", type=dropout, default=None, help="dropout on LSTM outputs (default 0.2)")
     g.add_argument("--input-dropout", type=dropout, default=None, help="dropout on the input embeddings")
@@ -171,20 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptive softmax cluster cutoffs, e.g. 2000,10000: several times faster to train on a large "
                         "vocabulary (tied: a two-level softmax over the embeddings; with --no-tie: PyTorch's)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=positive_int, default=10)
-    g.add_argument("--batch-size", type=positive_int, default=32)
-    g.add_argument("--bptt", type=positive_int, default=35)
-    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    g.add_argument("--epochs", type=positive_int, default=10, help="passes over the text (default 10)")
+    g.add_argument("--batch-size", type=positive_int, default=None,
+                   help="parallel streams (default: derived from the corpus size, up to 32: about 200 steps a pass)")
+    g.add_argument("--bptt", type=positive_int, default=None,
+                   help="tokens per back-propagation window (default: derived from the corpus size, 4 to 35)")
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="(default adamw)")
     g.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default 2e-3 adamw, 20 sgd; with --from 2e-3, 1e-3 from 200,000 tokens)")
-    g.add_argument("--weight-decay", type=_number(float, 0, None, "weight decay"), default=0.0)
-    g.add_argument("--schedule", choices=["cosine", "plateau", "constant"], default="cosine")
+                   help="peak learning rate (default: adamw 1e-2 below 50,000 tokens, 5e-3 below 500,000, else 2e-3; "
+                        "sgd 20; with --from 2e-3, 1e-3 from 200,000 tokens)")
+    g.add_argument("--weight-decay", type=_number(float, 0, None, "weight decay"), default=0.0, help="(default 0)")
+    g.add_argument("--schedule", choices=["cosine", "plateau", "constant"], default="cosine", help="(default cosine)")
     g.add_argument("--warmup", type=non_negative_int, default=None,
-                   help="warm-up steps (default 100; with --from a tenth of an epoch, at most 50)")
-    g.add_argument("--clip", type=_number(float, 0, None, "clip norm"), default=0.25)
-    g.add_argument("--seed", type=int, default=1)
+                   help="warm-up steps (default: a tenth of the run, at most 100; with --from a tenth of an epoch, "
+                        "at most 50)")
+    g.add_argument("--clip", type=_number(float, 0, None, "clip norm"), default=0.25,
+                   help="max gradient norm, 0 = off (default 0.25)")
+    g.add_argument("--seed", type=int, default=1, help="(default 1)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    g.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: PyTorch's choice)")
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads (default: 1 below 50,000 tokens, else PyTorch's choice)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training step")
     g = p.add_argument_group("checkpoints and limits")
     g.add_argument("--save-every", type=positive_float, default=300, help="seconds between resume saves (300)")
@@ -257,12 +268,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from autocomplete.model import LSTMLanguageModel, ModelConfig
     from autocomplete.token_cache import TokenCache
     from autocomplete.tokenizer import Tokenizer, TokenizerConfig
-    from autocomplete.train import Trainer, TrainConfig, environment_rank, resume_path, shutdown_distributed
+    from autocomplete.train import (
+        Trainer, TrainConfig, environment_rank, environment_world, fit_to_corpus, resume_path, shutdown_distributed,
+    )
 
     main_rank = environment_rank() == 0
     log = _err if main_rank else (lambda message: None)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if main_rank:  # only rank 0 writes the model (on a multi-node run the folder may exist on its node only)
         checkpoint.check_writable(args.output)
     if args.resume and not resume_path(args.output).exists():
@@ -277,43 +288,63 @@ def cmd_train(args: argparse.Namespace) -> int:
         tokenizer, vocab, model_config = saved.tokenizer, saved.vocab, saved.model.config
         _check_resumed_base(args, saved.metadata.get("fine_tuned_from"))
         log(f"vocabulary and model settings from {resume_path(args.output)}")
+        tokens = sum(vocab.counts)
         if saved.metadata.get("fine_tuned_from"):  # a fine-tuning run keeps its defaults
-            tuned = _finetune_defaults(args, sources, tokenizer, cache)[1]
+            _, tuned, tokens = _finetune_defaults(args, sources, tokenizer, cache)
     elif args.base is not None:
-        grown, tuned = _grow_base(args, sources, cache, log)
+        grown, tuned, tokens = _grow_base(args, sources, cache, log)
         tokenizer, vocab, model_config = grown.tokenizer, grown.vocab, grown.model.config
     else:
         tokenizer = Tokenizer(TokenizerConfig(kind=args.tokenizer or "words", lowercase=args.lowercase))
-        vocab_size, min_count = _given(args.vocab_size, 20000), _given(args.min_count, 2)
+        # counted with every word kept: the corpus size decides the default min-count, and pruning is cheap
+        vocab_size, counted = _given(args.vocab_size, 20000), _given(args.min_count, 1)
         if cache is not None:
-            vocab = cache.vocab(sources, tokenizer, args.breaks, vocab_size, min_count)
+            vocab = cache.vocab(sources, tokenizer, args.breaks, vocab_size, counted)
         else:
             log(f"building the vocabulary from {len(sources)} file(s)…")
-            vocab = data.build_vocab(sources, tokenizer, args.breaks, vocab_size, min_count)
+            vocab = data.build_vocab(sources, tokenizer, args.breaks, vocab_size, counted)
+        tokens, model_config = sum(vocab.counts), None
+    sized = model_config is not None  # resumed or fine-tuned: the model's sizes are fixed
+    fit = fit_to_corpus(
+        tokens, epochs=args.epochs, optimizer=args.optimizer, 
+        min_count=_given(args.min_count, tuned.min_count if tuned else 1) if sized else args.min_count,
+        embedding_dim=model_config.embedding_dim if sized else args.embedding_dim,
+        hidden_dim=model_config.hidden_dim if sized else args.hidden_dim,
+        num_layers=model_config.num_layers if sized else args.layers,
+        batch_size=args.batch_size, bptt=args.bptt,
+        warmup_steps=_given(args.warmup, tuned.warmup_steps if tuned else None),
+        lr=_given(args.lr, tuned.lr if tuned and args.optimizer == "adamw" else None),
+        valid_fraction=_given(args.valid_fraction, tuned.valid_fraction if tuned else None),
+        valid_text=bool(valid_sources), max_steps=args.max_steps, processes=environment_world(), threads=args.threads,
+    )
+    if fit.threads:
+        torch.set_num_threads(fit.threads)
+    if model_config is None:
+        if fit.min_count > counted:
+            vocab = vocab.pruned(fit.min_count)
         model_config = ModelConfig(
-            vocab_size=len(vocab), embedding_dim=_given(args.embedding_dim, 256),
-            hidden_dim=_given(args.hidden_dim, 512), num_layers=_given(args.layers, 2),
-            dropout=_given(args.dropout, 0.2), input_dropout=_given(args.input_dropout, 0.0),
-            embedding_dropout=_given(args.embedding_dropout, 0.0), weight_dropout=_given(args.weight_dropout, 0.0),
+            vocab_size=len(vocab), embedding_dim=fit.embedding_dim, hidden_dim=fit.hidden_dim,
+            num_layers=fit.num_layers, dropout=_given(args.dropout, 0.2),
+            input_dropout=_given(args.input_dropout, 0.0), embedding_dropout=_given(args.embedding_dropout, 0.0),
+            weight_dropout=_given(args.weight_dropout, 0.0),
             locked_dropout=not args.no_locked_dropout, tie_weights=not args.no_tie,
             adaptive_cutoffs=tuple(c for c in args.adaptive or () if c < len(vocab)),
         )
-    lr = args.lr if args.lr is not None else (20.0 if args.optimizer == "sgd" else tuned.lr if tuned else 2e-3)
+    if fit.derived:
+        log(f"fitted to {fit.tokens:,} tokens: {fit.describe()} (set any of them to override)")
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt, optimizer=args.optimizer, lr=lr,
-        weight_decay=args.weight_decay, schedule=args.schedule, clip=args.clip,
-        warmup_steps=_given(args.warmup, tuned.warmup_steps if tuned else 100),
+        epochs=args.epochs, batch_size=fit.batch_size, bptt=fit.bptt, optimizer=args.optimizer, lr=fit.lr,
+        weight_decay=args.weight_decay, schedule=args.schedule, clip=args.clip, warmup_steps=fit.warmup_steps,
         seed=args.seed, device=args.device, save_every=args.save_every,
         eval_every=_given(args.eval_every, tuned.eval_every if tuned else 0),
         patience=_given(args.patience, tuned.patience if tuned else 0), validate_first=tuned is not None,
         max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
         save_dtype="float16" if args.half else "float32",
     )
-    valid_fraction = 0.0 if valid_sources else _given(args.valid_fraction, tuned.valid_fraction if tuned else 0.02)
     if cache is not None:
-        corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, valid_fraction)
+        corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
     else:
-        corpus = data.load_corpus(sources, tokenizer, vocab, args.breaks, valid_sources, valid_fraction)
+        corpus = data.load_corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
     s = corpus.stats
     log(
         f"corpus: {s.files} file(s), {s.utterances:,} utterances, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
@@ -342,6 +373,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
     trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
     result = trainer.run(resume=args.resume)
+    baseline = None
+    if main_rank and not result.interrupted and tuned is None:  # a fine-tuned model's counts are its base corpus's
+        baseline = _against_unigram(trainer, corpus, result.best_valid_loss, held_out=not valid_sources)
     if cache is not None:
         cache.release()  # the ids are no longer read: `autocomplete cache --clear` may remove them
     # Its DistributedDataParallel wrapper holds the process group: left to interpreter exit, gloo's threads can be
@@ -351,8 +385,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks
     best = f"best validation perplexity {math.exp(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
+    if baseline is not None:
+        log(baseline)
+        best = ""
     log(f"{best}model written to {args.output} ({time.time() - started:.0f} s)")
     return 0
+
+
+BASELINE_TOKENS = 100_000  # without validation text, the model and the baseline are compared on this much training text
+
+
+def _against_unigram(trainer, corpus, best_valid_loss: float | None, held_out: bool) -> str:  # type: ignore[no-untyped-def]
+    """The run's perplexity next to word frequencies alone, with a warning when it is no better (it learnt nothing
+    about which word comes next: too few steps, too little text, or a learning rate that went wrong).
+
+    The frequencies are those of the training text: the vocabulary's counts, less the held-out tails' (``held_out``)."""
+    import torch
+
+    from autocomplete.evaluate import evaluate_loss, unigram_loss
+
+    counts = torch.tensor(trainer.lm.vocab.counts, dtype=torch.float64)
+    if best_valid_loss is not None and corpus.valid is not None:
+        where, ids, loss = "validation", corpus.valid, best_valid_loss
+        if held_out:
+            valid = corpus.valid if isinstance(corpus.valid, torch.Tensor) else corpus.valid.read()
+            counts = (counts - torch.bincount(valid.long(), minlength=len(counts))).clamp(min=0)
+    else:
+        where, ids = "training", corpus.train[:BASELINE_TOKENS]
+        loss, _ = evaluate_loss(trainer.model, ids)
+    base = unigram_loss(counts.tolist(), ids)
+    if not (math.isfinite(loss) and math.isfinite(base)):
+        return f"{where} perplexity {math.exp(min(loss, 700)):.2f}"
+    line = (f"{where} perplexity {math.exp(loss):.2f}; word frequencies alone (a unigram model) give "
+            f"{math.exp(base):.2f}")
+    if loss > base + math.log(0.95):  # not even 5% lower perplexity
+        line += ("\nwarning: the model is no better than word frequencies alone: train longer (--epochs), "
+                 "on more text, or with another --lr")
+    return line
 
 
 def _given(value, default):  # type: ignore[no-untyped-def]
@@ -361,21 +430,24 @@ def _given(value, default):  # type: ignore[no-untyped-def]
 
 
 def _finetune_defaults(args: argparse.Namespace, sources, tokenizer, cache):  # type: ignore[no-untyped-def]
-    """(every word of the user's text counted, the fine-tuning defaults for its size)."""
+    """(every word of the user's text counted, the fine-tuning defaults for its size, its tokens)."""
     from autocomplete import data, finetune
+    from autocomplete.train import fit_to_corpus
 
     if cache is not None:
         counted = cache.vocab(sources, tokenizer, args.breaks, None, 1)
     else:
         counted = data.build_vocab(sources, tokenizer, args.breaks, None, 1)
     tokens = sum(counted.counts)
-    return counted, finetune.finetune_defaults(tokens, args.batch_size, args.bptt)
+    shape = fit_to_corpus(tokens, epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt)  # the windows
+    return counted, finetune.finetune_defaults(tokens, shape.batch_size, shape.bptt), tokens
 
 
 def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[no-untyped-def]
     """Load the base model of ``--from``, refuse options that contradict it, and grow it with the text's new words.
 
-    Returns (the grown model, with its provenance and the words added in its metadata; the fine-tuning defaults)."""
+    Returns (the grown model, with its provenance and the words added in its metadata; the fine-tuning defaults;
+    the tokens of the text)."""
     from autocomplete import checkpoint, finetune
     from autocomplete.paths import default_model_path
 
@@ -389,7 +461,7 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
     if args.vocab_size is not None:
         raise ConfigError("--vocab-size does not apply with --from: the model's vocabulary is kept and your text's "
                           "new words are added (at most --new-words of them)")
-    counted, tuned = _finetune_defaults(args, sources, base.tokenizer, cache)
+    counted, tuned, tokens = _finetune_defaults(args, sources, base.tokenizer, cache)
     min_count = _given(args.min_count, tuned.min_count)
     words = finetune.new_words(base.vocab, counted, min_count, args.new_words)
     changes = {
@@ -408,7 +480,7 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
     shown = ", ".join(w for w, _ in words[:8]) + (", …" if len(words) > 8 else "")
     log(f"fine-tuning {base.name} ({path}): its {len(base.vocab):,} words kept, {len(words):,} new word(s) seen at "
         f"least {min_count}× in your text added" + (f" ({shown})" if words else ""))
-    return grown, tuned
+    return grown, tuned, tokens
 
 
 def _check_resumed_base(args: argparse.Namespace, recorded) -> None:  # type: ignore[no-untyped-def]

@@ -35,6 +35,7 @@ from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 Breaks = Literal["auto", "line", "paragraph"]
 MAX_SEGMENT = 1 << 20  # characters; longer lines are cut at whitespace into pieces of about this size
 _SNIFF_LINES = 2000
+MIN_VALID_TOKENS = 2  # a held-out tail shorter than this is trained on instead (one token predicts nothing)
 
 
 @dataclass
@@ -344,24 +345,22 @@ def load_corpus(
     valid_fraction: float = 0.0,
 ) -> Corpus:
     """Encode the training sources in memory; validation comes from ``valid_sources`` or the tail of every training
-    file. :class:`~autocomplete.token_cache.TokenCache` produces the same streams on disk, for corpora of any size."""
+    file. Tails that add up to too little to validate on stay in the training stream (a tiny text loses no token).
+    :class:`~autocomplete.token_cache.TokenCache` produces the same streams on disk, for corpora of any size."""
     stats = CorpusStats()
-    train_parts: list[Tensor] = []
-    valid_parts: list[Tensor] = []
-    for source in sources:
-        ids = encode_source(source, tokenizer, vocab, breaks, stats)
-        if valid_fraction > 0 and not valid_sources:
-            cut = int(len(ids) * (1 - valid_fraction))
-            train_parts.append(ids[:cut])
-            valid_parts.append(ids[cut:])
-        else:
-            train_parts.append(ids)
+    encoded = [encode_source(source, tokenizer, vocab, breaks, stats) for source in sources]
+    split = valid_fraction > 0 and not valid_sources
+    cuts = [int(len(ids) * (1 - valid_fraction)) if split else len(ids) for ids in encoded]
+    if split and sum(len(ids) - cut for ids, cut in zip(encoded, cuts)) < MIN_VALID_TOKENS:
+        cuts = [len(ids) for ids in encoded]  # too little to validate on: every token is trained on instead
+    train_parts = [ids[:cut] for ids, cut in zip(encoded, cuts)]
+    valid_parts = [ids[cut:] for ids, cut in zip(encoded, cuts) if cut < len(ids)]
     for source in valid_sources:
         valid_parts.append(encode_source(source, tokenizer, vocab, breaks, CorpusStats()))
     train = torch.cat(train_parts) if train_parts else torch.zeros(0, dtype=torch.int32)
     valid = torch.cat(valid_parts) if valid_parts else None
     check_trainable(train.numel(), sources)
-    if valid is not None and valid.numel() < 2:
+    if valid is not None and valid.numel() < MIN_VALID_TOKENS:
         valid = None
     return Corpus(train, valid, stats)
 

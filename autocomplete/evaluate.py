@@ -48,6 +48,21 @@ def evaluate_loss(model: LSTMLanguageModel, ids: TokenIds, batch_size: int = 10,
     return (total / count if count else float("nan")), count
 
 
+def unigram_loss(counts: Sequence[int], ids: TokenIds, chunk: int = 1 << 20) -> float:
+    """Mean negative log-likelihood of ``ids`` under word frequencies alone: the add-one smoothed unigram
+    distribution of ``counts`` (a vocabulary's, indexed by id). The baseline any language model must beat: a model no
+    better than this has learnt which words are common and nothing about which word comes next."""
+    freq = torch.tensor(counts, dtype=torch.float64) + 1.0
+    logp = (freq / freq.sum()).log()
+    total, count = 0.0, 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        part = part if isinstance(part, Tensor) else part.read()
+        total -= float(logp[part.long()].sum())
+        count += part.numel()
+    return total / count if count else float("nan")
+
+
 @torch.inference_mode()
 def evaluate_stream(
     model: LSTMLanguageModel, ids: Tensor, ks: Sequence[int] = (1, 3, 5), chunk: int = 512

@@ -51,7 +51,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "autocomplete-tokens"
-FORMAT_VERSION = 1  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
+FORMAT_VERSION = 2  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
 _COPY_CHUNK = 1 << 22  # bytes moved at a time when splitting off validation tails
 
 
@@ -232,8 +232,8 @@ class TokenCache:
         split = valid_fraction > 0 and not valid_sources
         n_train = n_valid = 0
 
-        def encode(train: BinaryIO) -> None:
-            nonlocal n_train, n_valid
+        def encode(train: BinaryIO, split: bool = split) -> None:
+            nonlocal n_train, n_valid, stats
             with tempfile.TemporaryFile(dir=self.folder) as valid:
                 for source in sources:
                     n = 0
@@ -248,12 +248,21 @@ class TokenCache:
                         n_train, n_valid = n_train + cut, n_valid + n - cut
                     else:
                         n_train += n
+                if split and n_valid < data.MIN_VALID_TOKENS:
+                    # too little to validate on: load_corpus trains on every token then; so do these ids. Only a
+                    # tiny text gets here, so encoding it once more costs nothing.
+                    train.seek(0)
+                    train.truncate()
+                    n_train = n_valid = 0
+                    stats = CorpusStats()
+                    encode(train, split=False)
+                    return
                 for source in valid_sources:
                     for part in data.iter_source_ids(source, tokenizer, vocab, breaks, CorpusStats()):
                         part.tofile(valid)
                         n_valid += len(part)
                 data.check_trainable(n_train, sources)
-                if n_valid < 2:
+                if n_valid < data.MIN_VALID_TOKENS:
                     n_valid = 0
                 else:
                     _copy(valid, 0, n_valid * TokenFile.ITEMSIZE, train)

@@ -68,6 +68,19 @@ class Vocab:
     def is_special(self, index: int) -> bool:
         return index < len(SPECIALS)
 
+    def pruned(self, min_count: int) -> Vocab:
+        """This vocabulary without the words seen fewer than ``min_count`` times (they become :data:`UNK`).
+
+        The same vocabulary as :meth:`build` with that ``min_count`` gives, as long as this one was built with a
+        lower one and the same ``max_size`` (both keep the most frequent words, so dropping rare ones commutes).
+        """
+        specials = len(SPECIALS)
+        keep = [i for i in range(specials, len(self)) if self.counts[i] >= min_count]
+        dropped = sum(self.counts[specials:]) - sum(self.counts[i] for i in keep)
+        itos = self.itos[:specials] + [self.itos[i] for i in keep]
+        counts = [self.counts[0] + dropped, *self.counts[1:specials]] + [self.counts[i] for i in keep]
+        return Vocab(itos, counts, self.case_fold)
+
     def to_dict(self) -> dict[str, object]:
         return {"itos": self.itos, "counts": self.counts, "case_fold": self.case_fold}
 

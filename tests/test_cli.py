@@ -74,6 +74,40 @@ def test_train_writes_a_model_that_predict_can_use(capsys, tmp_path):
     assert code == 0 and "1-layer LSTM" in text
 
 
+def test_the_notebook_toy_typed_as_is_predicts_you(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy.txt").write_text("hello how are you hello how is\n")
+    code, _, err = run(capsys, "train", "toy.txt", "-o", "toy.pt", "--epochs", "300")
+    assert code == 0
+    startup = next(line for line in err.splitlines() if line.startswith("fitted to 8 tokens"))
+    assert "min-count 1" in startup and "no validation" in startup and "warm-up" in startup
+    assert "warning" not in err
+    for text, word in (("how are", "you"), ("hello how are", "you"), ("hello", "how")):
+        code, out, _ = run(capsys, "predict", text, "--model", "toy.pt")
+        assert code == 0 and out.split()[0] == word, (text, out)
+
+
+def small_text(folder):
+    path = folder / "small.txt"
+    path.write_text("".join(SHAKESPEARE.read_text().splitlines(keepends=True)[:300]))
+    return path
+
+
+def test_a_small_text_on_defaults_learns_more_than_word_frequencies(capsys, tmp_path):
+    code, _, err = run(capsys, "train", str(small_text(tmp_path)), "-o", str(tmp_path / "s.pt"), "--epochs", "3")
+    assert code == 0 and "warning" not in err, err
+    line = next(line for line in err.splitlines() if "word frequencies alone" in line)
+    model, unigram = (float(word.rstrip(";")) for word in line.split() if word[0].isdigit())
+    assert model < 0.9 * unigram
+
+
+def test_a_run_no_better_than_word_frequencies_ends_with_a_warning(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "train", str(small_text(tmp_path)), "-o", str(tmp_path / "s.pt"), "--epochs", "1", "--lr", "1e-6"
+    )
+    assert code == 0 and "warning: the model is no better than word frequencies alone" in err
+
+
 def test_info_describes_the_shipped_model_in_readable_units(capsys):
     code, text, _ = run(capsys, "info")
     assert code == 0 and "2-layer LSTM" in text and "adaptive softmax" in text

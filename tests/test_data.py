@@ -108,6 +108,16 @@ def test_validation_is_the_tail_of_each_file():
     assert corpus.valid.numel() == pytest.approx(total * 0.1, abs=2)
 
 
+def test_a_validation_tail_too_short_to_use_is_trained_on(tmp_path):
+    path = tmp_path / "toy.txt"
+    path.write_text("hello how are you hello how is\n")  # 8 tokens: a 2% tail is one token, too few to validate on
+    sources = data.resolve_sources([path])
+    vocab = data.build_vocab(sources, tok)
+    corpus = data.load_corpus(sources, tok, vocab, valid_fraction=0.02)
+    assert corpus.valid is None
+    assert vocab.decode(corpus.train.tolist()) == "hello how are you hello how is <eos>".split()
+
+
 def test_an_empty_or_whitespace_corpus_is_refused(tmp_path):
     path = tmp_path / "blank.txt"
     path.write_text("   \n\n\t\n")

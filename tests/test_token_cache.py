@@ -57,6 +57,17 @@ def test_cached_streams_hold_the_same_ids_as_the_in_memory_corpus(tmp_path, corp
     assert disk.stats == memory.stats
 
 
+def test_a_cached_tiny_text_keeps_its_last_token_when_its_tail_is_too_short_to_validate_on(tmp_path):
+    path = tmp_path / "toy.txt"
+    path.write_text("hello how are you hello how is\n")
+    sources = data.resolve_sources([path])
+    vocab = data.build_vocab(sources, tok)
+    disk = TokenCache(tmp_path / "cache").corpus(sources, tok, vocab, valid_fraction=0.02)
+    memory = data.load_corpus(sources, tok, vocab, valid_fraction=0.02)
+    assert disk.valid is None and torch.equal(disk.train.read(), memory.train) and len(disk.train) == 8
+    assert disk.stats == memory.stats
+
+
 def test_a_second_run_reads_vocabulary_and_ids_from_the_cache_without_tokenising(tmp_path, corpus_file, monkeypatch):
     sources = data.resolve_sources([corpus_file])
     messages: list[str] = []

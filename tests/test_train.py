@@ -7,7 +7,7 @@ import torch
 from autocomplete import checkpoint, data
 from autocomplete.errors import CheckpointError, ConfigError
 from autocomplete.predictor import Predictor
-from autocomplete.train import TrainConfig, Trainer, resume_path
+from autocomplete.train import TrainConfig, Trainer, fit_to_corpus, resume_path
 
 from .conftest import SHAKESPEARE, make_lm
 
@@ -162,3 +162,37 @@ def test_validating_first_writes_the_starting_model_before_any_step(tmp_path, mo
     result = trainer.run()
     assert result.stopped_early and result.steps == trainer.batches_per_epoch
     assert torch.equal(params(checkpoint.load(tmp_path / "m.pt").model), before)  # the best is still the start
+
+
+def test_a_tiny_text_gets_a_small_model_every_word_and_no_validation_on_defaults():
+    fit = fit_to_corpus(8, epochs=300)
+    assert fit.min_count == 1 and fit.valid_fraction == 0.0 and fit.batch_size == 1
+    assert fit.embedding_dim <= 32 and fit.hidden_dim <= 32 and fit.num_layers == 1
+    assert fit.warmup_steps <= fit.steps // 10  # the warm-up never eats the run
+    assert "no validation" in fit.describe() and "min-count 1" in fit.describe()
+
+
+def test_a_small_text_gets_enough_steps_per_epoch_and_a_held_out_tail():
+    fit = fit_to_corpus(2_225, epochs=3)
+    assert fit.steps >= 3 * 100 and fit.warmup_steps <= fit.steps // 10
+    assert 0.02 <= fit.valid_fraction <= 0.1 and fit.valid_fraction * 2_225 >= 200
+    assert fit.min_count == 2
+
+
+def test_a_large_corpus_gets_the_shipped_recipe():
+    fit = fit_to_corpus(20_000_000, epochs=10)
+    assert (fit.embedding_dim, fit.hidden_dim, fit.num_layers, fit.batch_size, fit.bptt) == (256, 512, 2, 32, 35)
+    assert (fit.warmup_steps, fit.lr, fit.min_count, fit.valid_fraction, fit.threads) == (100, 2e-3, 2, 0.02, None)
+
+
+def test_settings_the_user_gave_are_kept_and_not_reported_as_derived():
+    fit = fit_to_corpus(8, epochs=300, min_count=2, hidden_dim=20, batch_size=4, lr=0.5, warmup_steps=7,
+                        valid_fraction=0.5)
+    assert (fit.min_count, fit.hidden_dim, fit.batch_size, fit.lr, fit.warmup_steps) == (2, 20, 4, 0.5, 7)
+    assert fit.valid_fraction == 0.5
+    assert not fit.derived & {"min_count", "hidden_dim", "batch_size", "lr", "warmup_steps", "valid_fraction"}
+    assert "lr" not in fit.describe() and "hidden 20" in fit.describe()  # the model line names its derived part
+
+
+def test_separate_validation_files_hold_nothing_out_of_the_training_text():
+    assert fit_to_corpus(100_000, epochs=1, valid_text=True).valid_fraction == 0.0

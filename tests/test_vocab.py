@@ -25,6 +25,15 @@ def test_max_size_and_min_count_drop_rare_words_to_unknown():
     assert "c" not in build(["a a c"], min_count=2)
 
 
+@pytest.mark.parametrize("max_size", [None, 4])
+def test_pruning_rare_words_gives_the_vocabulary_that_min_count_builds(max_size):
+    lines = ["The a a a b b c d", "e e b The", "f g a"]
+    pruned = build(lines, max_size=max_size).pruned(2)
+    direct = build(lines, max_size=max_size, min_count=2)
+    assert pruned.itos == direct.itos and pruned.counts == direct.counts
+    assert sum(pruned.counts) == sum(build(lines).counts)  # every token is still counted, the dropped ones as <unk>
+
+
 def test_sentence_initial_capitals_fold_into_the_common_lower_case_word():
     vocab = build(["The cat sat on the mat .", "The dog saw the cat .", "I think the dog and I agree ."])
     assert "The" not in vocab and "the" in vocab
