@@ -3,6 +3,10 @@ isolated user data directory so no test touches the real one."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from autocomplete.model import LSTMLanguageModel, ModelConfig
 from autocomplete.tokenizer import Tokenizer
 from autocomplete.train import TrainConfig, Trainer
 
+ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 SHAKESPEARE = FIXTURES / "shakespeare.txt"
 TOY = "hello how are you hello how is"
@@ -77,3 +82,56 @@ def toy_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(epochs=300, batch_size=1, bptt=8, lr=0.01, warmup_steps=0, device="cpu")
     Trainer(lm, corpus, config, folder / "toy.pt", progress=False).run()
     return folder / "toy.pt"
+
+
+# ---- helpers shared by the test modules -------------------------------------------------------------------------
+
+RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, SHIFT_TAB, BACKSPACE, ENTER = (
+    "\x1b[C", "\x1bf", "\x1bn", "\x1bp", "\x14", "\x1b", "\t", "\x1b[Z", "\x7f", "\r",
+)
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the session")
+        time.sleep(0.01)
+
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, command: list[str], env: dict[str, str], width: int = 100, height: int = 20) -> None:
+        self.socket = f"ac-test-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        shell = f"cd {ROOT} && env {exports} {' '.join(command)}"
+        self._run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "main", shell)
+
+    def _run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
+
+    def send(self, *keys: str) -> None:
+        self._run("send-keys", "-t", "main", *keys)
+
+    def screen(self) -> str:
+        return self._run("capture-pane", "-t", "main", "-p")
+
+    def wait(self, predicate, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"screen never matched:\n{screen}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def prompt_line(screen: str, prefix: str = "› ") -> str:
+    line = next(line for line in screen.splitlines() if line.startswith(prefix.rstrip()))
+    return line if len(line) >= len(prefix) else prefix

@@ -1,7 +1,6 @@
 """The embeddable prompt_toolkit API, driven through real prompt_toolkit sessions on a pipe (no terminal)."""
 
 import threading
-import time
 
 import pytest
 from prompt_toolkit import PromptSession
@@ -26,18 +25,7 @@ from autocomplete.display import percent
 from autocomplete.predictor import Predictor
 from autocomplete.settings import SamplingConfig
 
-RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, SHIFT_TAB, BACKSPACE, ENTER = (
-    "\x1b[C", "\x1bf", "\x1bn", "\x1bp", "\x14", "\x1b", "\t", "\x1b[Z", "\x7f", "\r",
-)
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the session")
-        time.sleep(0.01)
-
+from .conftest import ALT_F, ALT_N, ALT_P, BACKSPACE, CTRL_T, ENTER, ESC, RIGHT, SHIFT_TAB, TAB, wait_for
 
 class Driver:
     """Runs a PromptSession on a pipe and types into it from a helper thread, waiting for the model between keys."""

@@ -25,9 +25,7 @@ from autocomplete.errors import CheckpointError
 from autocomplete.predictor import Predictor
 from autocomplete.train import TrainConfig, Trainer, resume_path
 
-from .conftest import SHAKESPEARE, make_lm
-from .test_completion import wait_for
-from .test_repl import Tmux, needs_tmux, prompt_line
+from .conftest import SHAKESPEARE, Tmux, make_lm, needs_tmux, prompt_line, wait_for
 
 # ---- corpora ------------------------------------------------------------------------------------------------------
 
@@ -260,7 +258,7 @@ def test_ten_thousand_words_on_one_line_keep_memory_bounded_and_appends_cheap(tr
     predictor = Predictor(trained_lm)
     line = " ".join(["speak"] * 10_000) + " "
     predictor.suggest(line)
-    assert len(predictor._states) <= 10_000 // predictor.checkpoint_every + predictor.keep_recent + 2
+    assert predictor.cache_size() <= predictor.cache_bytes
     steps = predictor.steps
     predictor.suggest(line + "hear ")
     assert predictor.steps - steps == 1

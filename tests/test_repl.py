@@ -2,13 +2,10 @@
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from prompt_toolkit.history import InMemoryHistory
@@ -20,9 +17,8 @@ from autocomplete.predictor import Predictor
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import SafeFileHistory, Session, build_prompt, interactive, plain
 
-from .test_completion import RIGHT, wait_for
+from .conftest import RIGHT, Tmux, needs_tmux, prompt_line, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -219,44 +215,6 @@ def test_the_command_falls_back_to_line_mode_without_a_terminal(trained_model_pa
 
 
 # ---- the real program in a real terminal (tmux) ------------------------------------------------------------------
-
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-class Tmux:
-    def __init__(self, command: list[str], env: dict[str, str], width: int = 100, height: int = 20) -> None:
-        self.socket = f"ac-test-{uuid.uuid4().hex[:8]}"
-        exports = " ".join(f"{k}={v}" for k, v in env.items())
-        shell = f"cd {ROOT} && env {exports} {' '.join(command)}"
-        self._run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "main", shell)
-
-    def _run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
-
-    def send(self, *keys: str) -> None:
-        self._run("send-keys", "-t", "main", *keys)
-
-    def screen(self) -> str:
-        return self._run("capture-pane", "-t", "main", "-p")
-
-    def wait(self, predicate, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if predicate(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"screen never matched:\n{screen}")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
-
-
-def prompt_line(screen: str, prefix: str = "› ") -> str:
-    line = next(line for line in screen.splitlines() if line.startswith(prefix.rstrip()))
-    return line if len(line) >= len(prefix) else prefix
-
 
 @needs_tmux
 def test_the_real_command_shows_ghost_text_in_a_terminal_and_accepts_it(trained_model_path, tmp_path):
