@@ -1,0 +1,169 @@
+"""Next-word completion for programs that read lines with readline: ``input()``, :mod:`cmd`, :mod:`code`.
+
+::
+
+    import autocomplete.readline
+
+    completer = autocomplete.readline.install()    # the shipped model; install(predictor) to share a loaded one
+    line = input("> ")                              # Tab completes the word being typed, or offers the next words
+
+For a :class:`cmd.Cmd` program, whose ``cmdloop`` puts its own completer in place, route the arguments of commands
+to this one (command names still complete as usual)::
+
+    class Notes(cmd.Cmd):
+        def completedefault(self, text, line, begidx, endidx):
+            return completer.matches(text, line, begidx, endidx)
+
+What readline users otherwise solve themselves: the ranking is kept (readline sorts matches alphabetically; with GNU
+readline the sort is switched off and the list of candidates is shown most likely first, with probabilities), a
+completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
+(``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
+readline asks. Lines the program reads become context for the next ones (they are taken from readline's history).
+
+The completer works on its own :meth:`~autocomplete.predictor.Predictor.session` of the predictor, so sharing a
+loaded model with the rest of the program does not disturb its contexts. :func:`uninstall` puts back what
+:func:`install` replaced.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import readline
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autocomplete.display import percent
+from autocomplete.predictor import Predictor, Suggestion
+from autocomplete.settings import SamplingConfig
+
+#: Word delimiters for readline: whitespace and punctuation, but not apostrophes, hyphens, letters or digits, so
+#: ``don't`` and ``well-known`` are completed as one word.
+DELIMS = " \t\n\"`()[]{}<>,.;:!?@#$%^&*=+|\\/~"
+
+
+def _readline_library() -> ctypes.CDLL | None:
+    """The C readline library the :mod:`readline` module runs on (its own symbols resolve through its handle)."""
+    path = getattr(readline, "__file__", None)
+    if not path or "libedit" in (readline.__doc__ or ""):
+        return None  # libedit has neither the sort switch nor a forced redisplay we can rely on
+    try:
+        library = ctypes.CDLL(path)
+        library.rl_forced_update_display  # noqa: B018 - present on GNU readline
+        ctypes.c_int.in_dll(library, "rl_sort_completion_matches")
+    except (OSError, AttributeError, ValueError):
+        return None
+    return library
+
+
+@dataclass
+class _Saved:
+    completer: Callable[[str, int], str | None] | None
+    delims: str
+    sort: int | None
+
+
+class ReadlineCompleter:
+    """A readline completer over a predictor session: ``completer(text, state)`` as readline calls it, and
+    :meth:`matches` as :class:`cmd.Cmd`'s ``complete_*`` methods return them."""
+
+    def __init__(self, predictor: Predictor, k: int = SamplingConfig.suggestions, learn: bool = True) -> None:
+        self.predictor = predictor
+        self.k = k
+        self.learn = learn  # lines read by the program become context
+        self._history = readline.get_current_history_length()  # lines already there are not the user's new text
+        self._key: tuple[int, str, str] | None = None  # (context version, text before the word, the word)
+        self._ranked: list[Suggestion] = []
+        self._matches: list[str] = []
+        self.computed = 0  # how many times the model was asked (tests check the per-line cache with it)
+
+    def __call__(self, text: str, state: int) -> str | None:
+        if state == 0:
+            line = readline.get_line_buffer()
+            self.matches(text, line, readline.get_begidx(), readline.get_endidx())
+        return self._matches[state] if state < len(self._matches) else None
+
+    def matches(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        """The completions of ``text`` (the word readline is completing, ``line[begidx:endidx]``), most likely
+        first, each with the space that follows a finished word."""
+        before = line[:begidx]
+        self._absorb_history()
+        key = (self.predictor.context_version, before, text)
+        if key != self._key:
+            self._ranked = self.predictor.suggest(before, self.k, partial=text)
+            self._matches = [s.word + " " for s in self._ranked]
+            self._key = key
+            self.computed += 1
+        return list(self._matches)
+
+    def _absorb_history(self) -> None:
+        """Commit the lines the program has read since the last completion (readline adds them to its history)."""
+        length = readline.get_current_history_length()
+        if self.learn and length > self._history:
+            items = (readline.get_history_item(i) for i in range(self._history + 1, length + 1))
+            self.predictor.commit("".join(item + "\n" for item in items if item))
+        self._history = length
+
+    def display(self, substitution: str, matches: list[str], longest: int) -> None:
+        """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
+        shown = set(matches)
+        words = [f"{s.word} {percent(s.probability)}" for s in self._ranked if s.word + " " in shown]
+        words += [m.strip() for m in matches if m not in {s.word + " " for s in self._ranked}]
+        sys.stdout.write("\n" + "   ".join(words) + "\n")
+        sys.stdout.flush()
+        assert _library is not None
+        _library.rl_forced_update_display()  # the prompt and the line again, below the list
+
+
+_library = _readline_library()
+_saved: _Saved | None = None
+
+
+def install(
+    predictor: Predictor | None = None,
+    *,
+    completer_delims: str = DELIMS,
+    k: int = SamplingConfig.suggestions,
+    learn: bool = True,
+    tab: bool = True,
+) -> ReadlineCompleter:
+    """Make readline complete words with the language model; returns the completer.
+
+    ``predictor``: a loaded predictor to share (the completer uses its own session of it); by default the shipped
+    model is loaded (:func:`autocomplete.load`). ``completer_delims``: the characters that end a word for readline.
+    ``k``: candidates offered. ``learn``: lines the program reads become context. ``tab``: bind Tab to completion.
+
+    With GNU readline this switches readline's alphabetical sorting of matches off and shows the candidates with
+    their probabilities (both process-wide, until :func:`uninstall`); with libedit the candidates are offered as
+    libedit lists them.
+    """
+    global _saved
+    if predictor is None:
+        from autocomplete.predictor import load
+
+        predictor = load()
+    completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
+    if _saved is None:
+        sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
+        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort)
+    readline.set_completer(completer)
+    readline.set_completer_delims(completer_delims)
+    if _library is not None:
+        ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = 0
+        readline.set_completion_display_matches_hook(completer.display)
+    if tab:
+        readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else "tab: complete")
+    return completer
+
+
+def uninstall() -> None:
+    """Put back the completer, delimiters and sorting that :func:`install` replaced."""
+    global _saved
+    if _saved is None:
+        return
+    readline.set_completer(_saved.completer)
+    readline.set_completer_delims(_saved.delims)
+    readline.set_completion_display_matches_hook(None)
+    if _library is not None and _saved.sort is not None:
+        ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = _saved.sort
+    _saved = None

@@ -1,0 +1,132 @@
+"""readline completion, driven through a real pseudo-terminal: a cmd.Cmd program and a plain input() loop."""
+
+import os
+import select
+import sys
+import time
+
+import pytest
+
+pty = pytest.importorskip("pty")
+readline = pytest.importorskip("readline")
+
+NOTES = """
+import cmd, sys
+import autocomplete, autocomplete.readline
+
+completer = autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))
+
+class Notes(cmd.Cmd):
+    prompt = "notes> "
+
+    def default(self, line):
+        print("saved:", line)
+
+    def completedefault(self, text, line, begidx, endidx):
+        return completer.matches(text, line, begidx, endidx)
+
+    def do_quit(self, arg):
+        print("computed", completer.computed, "context", completer.predictor.context_length, "done")
+        return True
+
+Notes().cmdloop()
+"""
+
+INPUT_LOOP = """
+import sys
+import autocomplete, autocomplete.readline
+
+autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))
+while (line := input("> ")) != "quit":
+    print("got:", repr(line))
+"""
+
+
+class Terminal:
+    """A program on a pseudo-terminal; ``send`` types and waits until the screen output settles."""
+
+    def __init__(self, program: str, *args: str) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the program under test
+            os.environ["TERM"] = "xterm"
+            os.environ.pop("INPUTRC", None)
+            os.execv(sys.executable, [sys.executable, "-c", program, *args])
+        self.output = ""
+
+    def read_until(self, text: str, timeout: float = 60.0, start: int = 0) -> str:
+        """The output from ``start`` on, once ``text`` has appeared in it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output[start:]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared in:\n{self.output}")
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.fd, 4096).decode(errors="replace")
+                except OSError:
+                    break
+        return self.output[start:]
+
+    def send(self, keys: str, until: str) -> str:
+        """Type ``keys``; the output they caused, once it shows ``until``."""
+        start = len(self.output)
+        os.write(self.fd, keys.encode())
+        return self.read_until(until, start=start)
+
+    def close(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+@pytest.fixture
+def notes(trained_model_path):
+    terminal = Terminal(NOTES, str(trained_model_path))
+    terminal.read_until("notes> ")
+    yield terminal
+    terminal.close()
+
+
+def test_tab_completes_a_word_with_its_space_and_lists_candidates_by_rank_with_probabilities(notes, trained_lm):
+    from autocomplete.predictor import Predictor
+
+    expected = Predictor(trained_lm).suggest("hear me ", 5, partial="s")
+    listing = notes.send("hear me s\t\t", until="%")
+    listing += notes.read_until("notes> hear me s", start=len(notes.output) - len(listing))
+    shown = [line for line in listing.splitlines() if "%" in line][-1]
+    words = [piece.split()[0] for piece in shown.split("   ") if piece.strip()]
+    assert words == [s.word for s in expected]  # the model's order, not readline's alphabetical one
+    assert len(expected) > 1 and words != sorted(words)
+    notes.send("\x15" + "Before we proceed any furth\t", until="further ")
+    notes.send("\r", until="saved: Before we proceed any further")  # the completion brought its space
+
+
+def test_apostrophes_stay_inside_the_word_being_completed(notes):
+    notes.send("I ne'\t", until="ne'er ")
+    notes.send("\r", until="saved: I ne'er")
+
+
+def test_candidates_are_computed_once_per_line_and_lines_become_context(notes):
+    notes.send("hear me s\t\t", until="%")
+    notes.send("\t\t", until="%")
+    notes.send("\t\t", until="%")
+    notes.send("\r", until="saved:")
+    notes.send("hear me s\t\t", until="%")  # the same words on the next line: the context has changed
+    report = notes.send("\x15quit\r", until=" done")
+    computed = int(report.split("computed")[-1].split()[0])
+    context = int(report.split("context")[-1].split()[0])
+    assert computed == 2  # once per line: the repeated Tabs were answered from the cache
+    assert context == 1 + 3 + 1  # the first line ("hear me s") and its end were committed as context
+
+
+def test_plain_input_gets_the_same_completion(trained_model_path):
+    terminal = Terminal(INPUT_LOOP, str(trained_model_path))
+    try:
+        terminal.read_until("> ")
+        terminal.send("I ne'\t", until="ne'er ")
+        terminal.send("\r", until="got: \"I ne'er \"")
+    finally:
+        terminal.close()
