@@ -15,20 +15,20 @@ leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
+import math
 import pickle
-import tempfile
+import pickletools
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError
-from autocomplete.model import LSTMLanguageModel, ModelConfig
+from autocomplete.model import LSTMLanguageModel, ModelConfig, parameter_shapes
 from autocomplete.tokenizer import Tokenizer, TokenizerConfig
 from autocomplete.vocab import Vocab
 
@@ -49,57 +49,6 @@ class LanguageModel:
     @property
     def name(self) -> str:
         return str(self.metadata.get("name") or (self.path.stem if self.path else "model"))
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(file_object)`` on a temp file in ``path``'s folder (opened with ``mode``), then rename it over
-    ``path``: readers see the old file or the whole new one, and a failure or a kill leaves the old one."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600; a model file should read like any other file
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def check_writable(path: Path) -> None:
-    """Fail now, not after hours of training, if ``path`` cannot be written."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; give a file name for the model")
-    if not directory.is_dir():
-        raise CheckpointError(f"{path}: folder {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot write here ({e.strerror or e})") from None
 
 
 def to_payload(lm: LanguageModel, dtype: torch.dtype | None = None) -> dict[str, Any]:
@@ -145,6 +94,8 @@ def read_payload(
         raise CheckpointError(f"{path}: no such {kind} file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a {kind} file")
+    if not path.is_file():  # a pipe or a device: torch.load needs to seek, and a FIFO would block forever
+        raise CheckpointError(f"{path}: is not a regular file; give the {kind} file itself")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: file is empty")
     try:
@@ -152,19 +103,21 @@ def read_payload(
             warnings.simplefilter("ignore")  # torch warns about odd pickle protocols before refusing them
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):
+        if _runs_code(e, path):
             raise CheckpointError(
-                f"{path}: refusing to load: the file contains Python objects or code, not just weights"
+                f"{path}: refused: the file tries to run code (pickled Python objects), not just weights"
             ) from None
         raise CheckpointError(f"{path}: not a valid {kind} file (corrupt pickle data)") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a valid {kind} file (nested too deeply)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
         reason = "truncated or corrupt" if _looks_truncated(e) else "not a PyTorch checkpoint"
         raise CheckpointError(f"{path}: not a valid {kind} file ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise CheckpointError(f"{path}: not an autocomplete {kind} (foreign PyTorch file)")
     version = payload.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError(f"{path}: {kind} file has no format version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: {kind} file has no valid format version ({version!r})")
     if version > newest:
         raise CheckpointError(
             f"{path}: written by a newer autocomplete (format {version}, this version reads up to {newest});"
@@ -173,24 +126,48 @@ def read_payload(
     return payload
 
 
+_CODE_OPS = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"})
+
+
+def _runs_code(error: BaseException, path: Path) -> bool:
+    """Whether ``weights_only`` refused the file because it names Python callables (to run while unpickling),
+    rather than because it is damaged. A bare pickle stops the safe reader at its first unusual opcode, so it is
+    walked here (``pickletools`` only reads opcodes; it runs nothing)."""
+    text = str(error).lower()
+    if any(s in text for s in ("global", "reduce", "blocked", "allowlist")):
+        return True
+    if zipfile.is_zipfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return any(op.name in _CODE_OPS for op, _, _ in pickletools.genops(f))
+    except Exception:  # not a pickle after all: damaged  # noqa: BLE001
+        return False
+
+
 def _looks_truncated(error: BaseException) -> bool:
     text = str(error).lower()
     return any(s in text for s in ("central directory", "truncat", "eof", "failed finding", "invalid header", "zip"))
 
 
 def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageModel:
+    """Build the model a payload describes. Every value is checked before it is trusted: the settings' types and
+    ranges, the declared sizes against the stored tensors' shapes (before anything is allocated), finite weights,
+    and metadata of plain values; each problem is one :class:`CheckpointError` line."""
     where = f"{path}: " if path else ""
     try:
-        config = ModelConfig.from_dict(payload["model_config"])
-        vocab = Vocab.from_dict(payload["vocab"])
-        tokenizer = Tokenizer(TokenizerConfig(**payload["tokenizer"]))
-        weights = payload["weights"]
+        config = ModelConfig.from_dict(_table(payload.get("model_config"), "model settings"))
+        vocab = Vocab.from_dict(_table(payload.get("vocab"), "vocabulary"))
+        tokenizer = Tokenizer(TokenizerConfig(**_table(payload.get("tokenizer"), "tokenizer settings")))
+        weights = _table(payload.get("weights"), "weights")
+        metadata = check_metadata(payload.get("metadata"))
     except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise CheckpointError(f"{where}model file is incomplete or inconsistent ({e})") from None
+        raise CheckpointError(f"{where}model file is incomplete or inconsistent ({_reason(e)})") from None
     if len(vocab) != config.vocab_size:
         raise CheckpointError(
             f"{where}vocabulary has {len(vocab)} words but the weights expect {config.vocab_size}"
         )
+    check_weights(config, weights, where)
     model = LSTMLanguageModel(config)
     try:
         weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
@@ -199,7 +176,77 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}weights do not match the model settings ({first})") from None
     model.eval()
-    return LanguageModel(model, vocab, tokenizer, dict(payload.get("metadata") or {}), path)
+    return LanguageModel(model, vocab, tokenizer, metadata, path)
+
+
+def _table(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"the {what} are missing" if value is None else f"the {what} are not a table")
+    return value
+
+
+def _reason(error: BaseException) -> str:
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def check_weights(config: ModelConfig, weights: dict[str, Any], where: str = "") -> None:
+    """Refuse weights whose names or shapes differ from what ``config`` builds, or that hold NaN or infinity.
+
+    The expected shapes are computed (:func:`~autocomplete.model.parameter_shapes`), nothing is allocated: a file
+    that declares twenty layers or a huge embedding but holds small tensors is refused here, not by running out of
+    memory."""
+    expected = parameter_shapes(config)
+    bad = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{where}weights do not match the model settings ({bad[0]!r} is not a tensor)")
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise CheckpointError(
+            f"{where}weights do not match the model settings ({len(missing)} missing, {len(unexpected)} unexpected;"
+            f" {detail})"
+        )
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            raise CheckpointError(
+                f"{where}weights do not match the model settings ({name!r} is {tuple(weights[name].shape)}, "
+                f"the settings say {shape})"
+            )
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{where}holds non-finite weights (NaN or infinity in {name!r}): the training that wrote it diverged"
+            )
+
+
+_MAX_DEPTH = 16
+
+
+def check_metadata(value: Any) -> dict[str, Any]:
+    """Metadata as a table of plain values (text, numbers, true/false, lists, tables; NaN and infinity allowed):
+    anything else is a :class:`ValueError` naming the entry."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"the metadata are a {type(value).__name__}, not a table")
+
+    def check(item: Any, name: str, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"metadata {name!r} is nested too deeply")
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"metadata {name!r} has a key that is not text")
+                check(inner, key, depth + 1)
+        elif isinstance(item, list):
+            for inner in item:
+                check(inner, name, depth + 1)
+        elif not isinstance(item, (str, int, float, type(None))):
+            raise ValueError(f"metadata {name!r} is a {type(item).__name__}")
+
+    check(value, "metadata", 0)
+    return dict(value)
 
 
 def load(path: Path | str) -> LanguageModel:

@@ -14,14 +14,17 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 from autocomplete.errors import AutocompleteError, ConfigError
 from autocomplete.settings import SamplingConfig
+from autocomplete.tokenizer import printable
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -51,7 +54,8 @@ def _number(kind: type, low: float | None, high: float | None, what: str, low_op
 
 positive_int = _number(int, 1, None, "positive integer")
 non_negative_int = _number(int, 0, None, "integer ≥ 0")
-threads = _number(int, 1, os.cpu_count() or 1, "thread count")
+threads = _number(int, 1, os.cpu_count() or 1, "thread count")  # more than the CPUs present only slows it (or crashes)
+seed = _number(int, 0, 2**64 - 1, "seed (an integer from 0 to 2^64 - 1)")  # what torch.manual_seed accepts
 fraction = _number(float, 0, 0.5, "fraction")
 dropout = _number(float, 0, 0.99, "dropout rate")
 positive_float = _number(float, 0, None, "positive number", low_open=True)
@@ -113,10 +117,12 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help=f"sample among the k best (0 = all; default {c.top_k})")
     p.add_argument("--top-p", type=setting("top_p"), default=c.top_p,
                    help=f"nucleus probability (default {c.top_p:g})")
-    p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
+    p.add_argument("--seed", type=seed, default=None, help="random seed: the same seed gives the same text")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``train_defaults=False`` leaves out the train options' defaults, so that parsing tells
+    which options were typed (see :func:`_typed_options`)."""
     parser = _Parser(
         prog="autocomplete",
         description="Next-word suggestions and text generation in the terminal, from a local LSTM language model.",
@@ -133,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", nargs="+", help="text files, folders of .txt files, or - for standard input")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.resume after an interruption")
+    p.add_argument("--resume-anyway", action="store_true",
+                   help="--resume even though the corpus, validation text or settings differ from the saved run's "
+                        "(the saved model settings and vocabulary are kept)")
     p.add_argument("--from", dest="base", nargs="?", const="", default=None, metavar="MODEL",
                    help="fine-tune MODEL (alone: the shipped model) on your text instead of training from scratch: its "
                         "sizes, tokenizer and words are kept, your text's new words added (put it after the files)")
@@ -192,10 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "at most 50)")
     g.add_argument("--clip", type=_number(float, 0, None, "clip norm"), default=0.25,
                    help="max gradient norm, 0 = off (default 0.25)")
-    g.add_argument("--seed", type=int, default=1, help="(default 1)")
+    g.add_argument("--seed", type=seed, default=1, help="(default 1)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    g.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads (default: 1 below 50,000 tokens, else PyTorch's choice)")
+    g.add_argument("--threads", type=threads, default=None,
+                   help="CPU threads, at most the CPUs present (default: 1 below 50,000 tokens, else PyTorch's choice)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training step")
     g = p.add_argument_group("checkpoints and limits")
     g.add_argument("--save-every", type=positive_float, default=300, help="seconds between resume saves (300)")
@@ -206,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--half", action="store_true", help="store the model's weights as float16 (half the size)")
     g.add_argument("--name", default=None, help="model name shown in the session")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    if not train_defaults:
+        for action in p._actions:
+            if action.option_strings:
+                action.default = argparse.SUPPRESS
 
     p = sub.add_parser("eval", help="perplexity, accuracy and keystroke savings on a text")
     p.add_argument("model", type=Path)
@@ -251,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(printable(message), file=sys.stderr, flush=True)
+
+
+def _out(text: str) -> None:
+    """A line for standard output; what a model file supplied (words, names, metadata) cannot drive the terminal."""
+    print(printable(text))
 
 
 def _load_predictor(args: argparse.Namespace, path: Path | None = None):  # type: ignore[no-untyped-def]
@@ -262,32 +280,67 @@ def _load_predictor(args: argparse.Namespace, path: Path | None = None):  # type
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
-    import torch
-
-    from autocomplete import checkpoint, data, finetune
-    from autocomplete.model import LSTMLanguageModel, ModelConfig
-    from autocomplete.token_cache import TokenCache
-    from autocomplete.tokenizer import Tokenizer, TokenizerConfig
-    from autocomplete.train import (
-        Trainer, TrainConfig, environment_rank, environment_world, fit_to_corpus, resume_path, shutdown_distributed,
-    )
+    from autocomplete import atomic, data
+    from autocomplete.distributed import environment_rank
+    from autocomplete.resume import resume_path
 
     main_rank = environment_rank() == 0
     log = _err if main_rank else (lambda message: None)
+    args.resume = args.resume or args.resume_anyway
     if main_rank:  # only rank 0 writes the model (on a multi-node run the folder may exist on its node only)
-        checkpoint.check_writable(args.output)
+        atomic.check_writable(args.output)
+        atomic.check_replaceable(resume_path(args.output))
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
-    sources = data.resolve_sources(args.corpus)
-    valid_sources = data.resolve_sources(args.valid) if args.valid else []
+    with _exit_on_termination(), ExitStack() as run:
+        sources = run.enter_context(data.opened_sources(args.corpus))  # copies of pipes are removed however it ends
+        valid_sources = run.enter_context(data.opened_sources(args.valid)) if args.valid else []
+        _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
+        if main_rank:
+            run.enter_context(atomic.exclusive_lock(args.output))
+        return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _refuse_outputs_that_are_inputs(output: Path, inputs: Sequence[Any]) -> None:
+    """Training must never write over its own text: ``-o``, its resume and lock files against every input."""
+    from autocomplete.atomic import lock_path, same_file
+    from autocomplete.resume import resume_path
+
+    outputs = {output: "the output (-o)", resume_path(output): "the resume file of -o", lock_path(output): "the lock file of -o"}
+    for source in inputs:
+        if source.temporary or source.path is None:
+            continue
+        for path, role in outputs.items():
+            if same_file(path, source.path):
+                raise ConfigError(
+                    f"{path}: is {role} and also an input ({source.name}); training would overwrite it."
+                    " Choose another -o"
+                )
+
+
+def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any], log: Any, main_rank: bool) -> int:
+    import torch
+
+    from autocomplete import checkpoint, data, resume
+    from autocomplete.distributed import environment_world, shutdown_distributed
+    from autocomplete.evaluate import perplexity
+    from autocomplete.model import LSTMLanguageModel, ModelConfig
+    from autocomplete.token_cache import TokenCache
+    from autocomplete.tokenizer import Tokenizer, TokenizerConfig
+    from autocomplete.train import Trainer, TrainConfig, fit_to_corpus
+
     cache = None if args.no_cache else TokenCache(args.cache_dir, log=log)
     started = time.time()
+    inputs = _run_inputs(args, sources, valid_sources)
     grown = tuned = None  # with --from: the base model grown with the text's words; the fine-tuning defaults
     if args.resume:
-        saved = checkpoint.from_payload(checkpoint.read_payload(resume_path(args.output), kind="resume"))
+        path = resume.resume_path(args.output)
+        payload = checkpoint.read_payload(path, kind="resume")
+        saved = checkpoint.from_payload(payload, path)
+        _check_resumable(path, resume.check_training(payload, path).get("inputs", {}), inputs, args, log)
         tokenizer, vocab, model_config = saved.tokenizer, saved.vocab, saved.model.config
         _check_resumed_base(args, saved.metadata.get("fine_tuned_from"))
-        log(f"vocabulary and model settings from {resume_path(args.output)}")
+        log(f"vocabulary and model settings from {path}")
         tokens = sum(vocab.counts)
         if saved.metadata.get("fine_tuned_from"):  # a fine-tuning run keeps its defaults
             _, tuned, tokens = _finetune_defaults(args, sources, tokenizer, cache)
@@ -366,29 +419,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if grown is not None:
         metadata.update(grown.metadata)  # what it was fine-tuned from, and the words added
     if args.resume:  # the run's identity is its first command; record the resumptions after it
-        first = dict(saved.metadata)
-        first["resumed"] = [*first.get("resumed", []), metadata["created"]]
-        kept = ("name", "created", "command", "resumed", "fine_tuned_from", "added_words")
-        metadata = {**metadata, **{k: first[k] for k in kept if k in first}}
+        metadata = resume.merge_metadata(saved.metadata, metadata)
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
-    trainer = Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet)
-    result = trainer.run(resume=args.resume)
-    baseline = None
-    if main_rank and not result.interrupted and tuned is None:  # a fine-tuned model's counts are its base corpus's
-        baseline = _against_unigram(trainer, corpus, result.best_valid_loss, held_out=not valid_sources)
-    if cache is not None:
-        cache.release()  # the ids are no longer read: `autocomplete cache --clear` may remove them
-    # Its DistributedDataParallel wrapper holds the process group: left to interpreter exit, gloo's threads can be
-    # torn down in the wrong order and abort the process ("terminate called without an active exception").
-    del trainer
+    with Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet, inputs=inputs) as trainer:
+        if args.resume:
+            trainer.load_resume(resume.resume_path(args.output))
+            if payload["training"].get("inputs", {}).get("validation text", inputs["validation text"]) != inputs["validation text"]:
+                trainer.forget_best()
+                log("the validation text differs from the saved run's: the best loss starts afresh")
+        result = trainer.run()
+        baseline = None
+        if main_rank and not result.interrupted and tuned is None:  # a fine-tuned model's counts are its base's
+            baseline = _against_unigram(trainer, corpus, result.best_valid_loss, held_out=not valid_sources)
+        if cache is not None:
+            cache.release()  # the ids are no longer read: `autocomplete cache --clear` may remove them
     if result.interrupted:  # the other ranks are being stopped too: exiting is enough, the group goes with us
         return EXIT_INTERRUPTED
     shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks
-    best = f"best validation perplexity {math.exp(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
+    elapsed = f"{time.time() - started:.0f} s"
+    if not result.written and result.kept_loss is not None:
+        log(f"{args.output} kept: its validation loss {result.kept_loss:.3f} is better than this run's best, "
+            f"{result.best_valid_loss if result.best_valid_loss is not None else math.inf:.3f} ({elapsed})")
+        return 0
+    best = f"best validation perplexity {perplexity(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
     if baseline is not None:
         log(baseline)
         best = ""
-    log(f"{best}model written to {args.output} ({time.time() - started:.0f} s)")
+    log(f"{best}model written to {args.output} ({elapsed})")
     return 0
 
 
@@ -402,7 +459,7 @@ def _against_unigram(trainer, corpus, best_valid_loss: float | None, held_out: b
     The frequencies are those of the training text: the vocabulary's counts, less the held-out tails' (``held_out``)."""
     import torch
 
-    from autocomplete.evaluate import evaluate_loss, unigram_loss
+    from autocomplete.evaluate import evaluate_loss, perplexity, unigram_loss
 
     counts = torch.tensor(trainer.lm.vocab.counts, dtype=torch.float64)
     if best_valid_loss is not None and corpus.valid is not None:
@@ -415,9 +472,9 @@ def _against_unigram(trainer, corpus, best_valid_loss: float | None, held_out: b
         loss, _ = evaluate_loss(trainer.model, ids)
     base = unigram_loss(counts.tolist(), ids)
     if not (math.isfinite(loss) and math.isfinite(base)):
-        return f"{where} perplexity {math.exp(min(loss, 700)):.2f}"
-    line = (f"{where} perplexity {math.exp(loss):.2f}; word frequencies alone (a unigram model) give "
-            f"{math.exp(base):.2f}")
+        return f"{where} perplexity {perplexity(loss):.2f}"
+    line = (f"{where} perplexity {perplexity(loss):.2f}; word frequencies alone (a unigram model) give "
+            f"{perplexity(base):.2f}")
     if loss > base + math.log(0.95):  # not even 5% lower perplexity
         line += ("\nwarning: the model is no better than word frequencies alone: train longer (--epochs), "
                  "on more text, or with another --lr")
@@ -500,25 +557,64 @@ def _check_resumed_base(args: argparse.Namespace, recorded) -> None:  # type: ig
         )
 
 
+_RESUME_OPTIONS = {  # option → how the run being resumed recorded it (see _run_inputs)
+    "embedding_dim": "--embedding-dim", "hidden_dim": "--hidden-dim", "layers": "--layers", "dropout": "--dropout",
+    "input_dropout": "--input-dropout", "embedding_dropout": "--embedding-dropout",
+    "weight_dropout": "--weight-dropout", "no_locked_dropout": "--no-locked-dropout", "no_tie": "--no-tie",
+    "adaptive": "--adaptive", "tokenizer": "--tokenizer", "lowercase": "--lowercase", "breaks": "--breaks",
+    "vocab_size": "--vocab-size", "min_count": "--min-count", "valid_fraction": "--valid-fraction",
+}
+
+
+def _run_inputs(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any]) -> dict[str, Any]:
+    """What a run is started on, as the resume file keeps it: the texts and every setting that shapes the model."""
+    from autocomplete.data import fingerprint
+
+    inputs: dict[str, Any] = {flag: getattr(args, dest) for dest, flag in _RESUME_OPTIONS.items()}
+    inputs["--adaptive"] = list(args.adaptive or ())
+    inputs["corpus"] = [fingerprint(s) for s in sources]
+    held_out = valid_sources or sources  # without --valid, the validation text is the tail of each corpus file
+    inputs["validation text"] = {"files": [fingerprint(s) for s in held_out], "fraction": args.valid_fraction}
+    return inputs
+
+
+def _check_resumable(path: Path, saved: dict[str, Any], inputs: dict[str, Any], args: argparse.Namespace,
+                     log: Any) -> None:
+    """Refuse to continue a run on other text or with other settings than it began with, unless told to."""
+    from autocomplete.resume import differences
+
+    typed = getattr(args, "typed", None)
+    wanted = {k: v for k, v in inputs.items() if not k.startswith("--") or typed is None or k in typed}
+    found = differences(saved, wanted)
+    if not found:
+        return
+    if not args.resume_anyway:
+        raise ConfigError(
+            f"{path}: this command differs from the run it would continue: {'; '.join(found)}. Repeat the run's"
+            " settings, or add --resume-anyway to go on (with the saved model settings and vocabulary)"
+        )
+    log(f"resuming anyway: {'; '.join(found)}; the saved model settings and vocabulary are kept")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete import data
     from autocomplete.evaluate import evaluate, read_eval_text
 
     predictor = _load_predictor(args, args.model)
-    sources = data.resolve_sources(args.text)
-    ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
+    with _exit_on_termination(), data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
+        ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
     ks = args.k or [5]
     report = evaluate(predictor, ids, surface, ksr_k=ks if args.ksr_words != 0 else (), ksr_words=args.ksr_words)
     if args.json:
-        print(json.dumps({"model": str(args.model), **report.to_dict()}, indent=2))
+        print(_json({"model": str(args.model), **report.to_dict()}))
         return 0
-    print(f"tokens          {report.tokens:,} ({report.unknown_rate:.1%} unknown)")
-    print(f"perplexity      {report.perplexity:.2f}")
-    print("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
+    _out(f"tokens          {report.tokens:,} ({report.unknown_rate:.1%} unknown)")
+    _out(f"perplexity      {report.perplexity:.2f}")
+    _out("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
     for r in report.keystrokes:
-        print(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
+        _out(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
               f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
     return 0
 
@@ -537,7 +633,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     width = max(len(s.word) for s in suggestions)
     for s in suggestions:
-        print(f"{s.word:<{width}}  {percent(s.probability):>6}")
+        _out(f"{s.word:<{width}}  {percent(s.probability):>6}")
     return 0
 
 
@@ -555,7 +651,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(prompt)
         sys.stdout.flush()
         for _, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
-            sys.stdout.write(piece)
+            sys.stdout.write(printable(piece))
             sys.stdout.flush()
         sys.stdout.write("\n")
     sys.stdout.flush()
@@ -579,14 +675,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         "metadata": lm.metadata,
     }
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(_json(info))
         return 0
     c = lm.model.config
-    print(f"{lm.name}  ({path}, {size / 1e6:.1f} MB)")
-    print(f"  {'network':<18}{c.num_layers}-layer LSTM, embedding {c.embedding_dim}, hidden {c.hidden_dim}, "
+    _out(f"{lm.name}  ({path}, {size / 1e6:.1f} MB)")
+    _out(f"  {'network':<18}{c.num_layers}-layer LSTM, embedding {c.embedding_dim}, hidden {c.hidden_dim}, "
           f"{'adaptive softmax ' + str(list(c.adaptive_cutoffs)) if c.adaptive_cutoffs else 'full softmax'}"
           f"{', tied' if c.tie_weights else ''}; {lm.model.num_parameters():,} parameters")
-    print(f"  {'vocabulary':<18}{len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
+    _out(f"  {'vocabulary':<18}{len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
           f"{', lower case' if lm.tokenizer.config.lowercase else ''})")
     m = lm.metadata
     shown = {
@@ -600,15 +696,29 @@ def cmd_info(args: argparse.Namespace) -> int:
             value = m[key]
             try:
                 value = shown.get(key, str)(value)
-            except (TypeError, ValueError):  # a hand-edited or foreign metadata value: show it as it is
+            except (TypeError, ValueError, OverflowError):  # a hand-edited or foreign value: show it as it is
                 value = str(value)
-            print(f"  {key.replace('_', ' '):<18}{value}")
+            _out(f"  {key.replace('_', ' '):<18}{value}")
     origin, added = m.get("fine_tuned_from"), m.get("added_words")
     if isinstance(origin, dict):  # written by `train --from`
         words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
-        print(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
+        _out(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
               f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
     return 0
+
+
+def _json(value: Any) -> str:
+    """Strict JSON: NaN and infinity (a diverged metric, a hand-edited file) become null, not bare ``Infinity``."""
+    def finite(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {str(k): finite(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(v) for v in item]
+        return item
+
+    return json.dumps(finite(value), indent=2, default=str)
 
 
 def _duration(seconds: float) -> str:
@@ -635,18 +745,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.clear:
         chosen = [e for e in entries if args.older_than is None or e.age_days() >= args.older_than]
         removed, skipped = cache.remove(chosen)
-        print(f"removed {len(removed)} of {len(entries)} entries ({_bytes(sum(e.size for e in removed))}) "
+        _out(f"removed {len(removed)} of {len(entries)} entries ({_bytes(sum(e.size for e in removed))}) "
               f"from {cache.folder}")
         if skipped:
-            print(f"kept {len(skipped)} in use by a running training ({_bytes(sum(e.size for e in skipped))})")
+            _out(f"kept {len(skipped)} in use by a running training ({_bytes(sum(e.size for e in skipped))})")
         return 0
-    print(f"token cache: {cache.folder} ({len(entries)} entries, {_bytes(total)})")
+    _out(f"token cache: {cache.folder} ({len(entries)} entries, {_bytes(total)})")
     if entries:
-        print(f"  {'last used':<17} {'size':>9}  {'kind':<11} made from")
+        _out(f"  {'last used':<17} {'size':>9}  {'kind':<11} made from")
         for e in entries:
             used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
-            print(f"  {used:<17} {_bytes(e.size):>9}  {e.kind:<11} {e.corpus}")
-        print("`autocomplete cache --clear [--older-than DAYS]` removes them")
+            _out(f"  {used:<17} {_bytes(e.size):>9}  {e.kind:<11} {e.corpus}")
+        _out("`autocomplete cache --clear [--older-than DAYS]` removes them")
     return 0
 
 
@@ -692,18 +802,65 @@ def _rank_prefix() -> str:
     return f"rank {os.environ.get('RANK', '?')}: " if world.isdigit() and int(world) > 1 else ""
 
 
+def _typed_options(argv: Sequence[str] | None) -> set[str]:
+    """The train options given on the command line, by their long name (``--hidden-dim``): a resumed run is
+    compared with the saved one on those only, so that ``train … --resume`` alone never differs."""
+    args = build_parser(train_defaults=False).parse_args(argv)
+    train = build_parser(train_defaults=False)._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    return {max(a.option_strings, key=len) for a in train._actions if a.option_strings and hasattr(args, a.dest)}
+
+
+@contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the program through ``finally`` blocks (temporary copies removed, locks released)
+    instead of killing it on the spot. The trainer installs its own, gentler handler while it runs."""
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush of what is still buffered cannot
+    fail again (and print a traceback) after the one-line error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        args.typed = _typed_options(argv)
+    if sys.stdout is None and args.command != "train":  # started with standard output closed (`>&-`)
+        _err("autocomplete: error: standard output is closed; there is nowhere to print to")
+        return EXIT_ERROR
     handler = COMMANDS.get(args.command, cmd_session) if args.command else cmd_session
     try:
-        return handler(args)
+        code = handler(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a full disk shows here, inside the try, not in the interpreter's exit
+        return code
     except AutocompleteError as e:
         _err(f"autocomplete: error: {_rank_prefix()}{e}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        sys.stderr.close()  # e.g. `autocomplete generate … | head`
+    except BrokenPipeError:  # e.g. `autocomplete generate … | head`: the reader has all it wanted
+        _silence_stdout()
         return 0
+    except OSError as e:  # e.g. `generate > /dev/full`
+        _silence_stdout()
+        where = f"{e.filename}: {e.strerror or e}" if e.filename else f"standard output: cannot write ({e.strerror or e})"
+        _err(f"autocomplete: error: {where}")
+        return EXIT_ERROR

@@ -15,12 +15,15 @@ An encoded stream lives in memory (a tensor, :func:`load_corpus`) or on disk (a 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
+import stat
 import sys
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -50,11 +53,13 @@ class CorpusStats:
 
 
 class Source:
-    """One corpus input. Standard input is spooled to a temporary file so it can be read more than once."""
+    """One corpus input. Standard input and pipes are spooled to a temporary file (``temporary``) so that they can
+    be read more than once; :func:`remove_spools` (or :func:`opened_sources`) deletes those copies."""
 
-    def __init__(self, path: Path | None, name: str) -> None:
+    def __init__(self, path: Path | None, name: str, temporary: bool = False) -> None:
         self.path = path
         self.name = name
+        self.temporary = temporary  # a spooled copy of a stream: identified by content, deleted after use
 
     def open(self) -> BinaryIO:
         assert self.path is not None
@@ -65,34 +70,87 @@ class Source:
 
 
 def resolve_sources(inputs: Sequence[str | Path], stdin: BinaryIO | None = None) -> list[Source]:
-    """Expand files, folders and ``-`` into readable sources, or raise :class:`CorpusError` naming the problem."""
+    """Expand files, folders and ``-`` into readable sources, or raise :class:`CorpusError` naming the problem.
+
+    Standard input and anything that cannot be read twice (a pipe such as ``<(zcat corpus.gz)``, a device) is
+    copied once into a temporary file; the caller removes those copies with :func:`remove_spools`."""
     if not inputs:
         raise CorpusError("no corpus given")
     sources: list[Source] = []
-    for item in inputs:
-        if str(item) == "-":
-            sources.append(_spool_stdin(stdin or sys.stdin.buffer))
-            continue
-        path = Path(item)
-        if not path.exists():
-            raise CorpusError(f"{path}: no such file or folder")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-            if not files:
-                raise CorpusError(f"{path}: folder holds no .txt files")
-            sources.extend(Source(p, str(p)) for p in files)
-        else:
-            sources.append(Source(path, str(path)))
-    for source in sources:
-        _check_text(source)
+    try:
+        for item in inputs:
+            sources.extend(_expand(item, stdin))
+        for source in sources:
+            _check_text(source)
+    except BaseException:
+        remove_spools(sources)
+        raise
     return sources
 
 
-def _spool_stdin(stream: BinaryIO) -> Source:
+def _expand(item: str | Path, stdin: BinaryIO | None) -> list[Source]:
+    if str(item) == "-":
+        return [_spool(stdin or sys.stdin.buffer, "<stdin>")]
+    path = Path(item)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file or folder") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if not files:
+            raise CorpusError(f"{path}: folder holds no .txt files")
+        return [Source(p, str(p)) for p in files]
+    if stat.S_ISREG(mode):
+        return [Source(path, str(path))]
+    try:  # a pipe, a socket or a device: read it once, into a file that can be read again
+        with open(path, "rb") as stream:
+            return [_spool(stream, str(path))]
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _spool(stream: BinaryIO, name: str) -> Source:
     tmp = tempfile.NamedTemporaryFile(prefix="autocomplete-stdin-", suffix=".txt", delete=False)
-    with tmp:
-        shutil.copyfileobj(stream, tmp)
-    return Source(Path(tmp.name), "<stdin>")
+    try:
+        with tmp:
+            shutil.copyfileobj(stream, tmp)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    return Source(Path(tmp.name), name, temporary=True)
+
+
+def fingerprint(source: Source) -> dict[str, object]:
+    """What identifies a source's content cheaply: path, size and mtime; a spooled stream by its bytes."""
+    assert source.path is not None
+    if source.temporary:
+        digest = hashlib.sha256()
+        with source.open() as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return {"stdin_sha256": digest.hexdigest()}
+    st = source.path.stat()
+    return {"path": str(source.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def remove_spools(sources: Iterable[Source]) -> None:
+    """Delete the temporary copies that :func:`resolve_sources` made of streams (the other files are untouched)."""
+    for source in sources:
+        if source.temporary and source.path is not None:
+            source.path.unlink(missing_ok=True)
+
+
+@contextmanager
+def opened_sources(inputs: Sequence[str | Path], stdin: BinaryIO | None = None) -> Iterator[list[Source]]:
+    """:func:`resolve_sources` for the length of a ``with`` block: spooled copies are removed however it ends."""
+    sources = resolve_sources(inputs, stdin)
+    try:
+        yield sources
+    finally:
+        remove_spools(sources)
 
 
 def _check_text(source: Source) -> None:
@@ -106,16 +164,24 @@ def _check_text(source: Source) -> None:
 
 
 def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
-    """Decoded lines as (text, complete); an overlong line comes in pieces, all but the last with complete=False."""
+    """Decoded lines as (text, complete); an overlong line comes in pieces, all but the last with complete=False.
+
+    A line ends at LF, CR LF or a lone CR (old Mac files, some exports). A NUL byte anywhere means the file is not
+    text: :class:`CorpusError` (checked on every line read, so it costs a ``memchr``, not a second pass)."""
     replaced = 0
     while True:
         raw = f.readline(MAX_SEGMENT)
         if not raw:
             break
+        if b"\x00" in raw:
+            raise CorpusError(f"{name}: looks like a binary file, not text (a NUL byte in it)")
         complete = raw.endswith(b"\n")
         if not complete and len(raw) >= MAX_SEGMENT:
-            cut = max(raw.rfind(b" "), raw.rfind(b"\t"))
-            if cut > 0:  # keep the last partial word for the next piece
+            cut = raw.rfind(b"\r")
+            if cut >= 0:  # a CR-only file: cut after a line end, which stays in this piece
+                f.seek(cut + 1 - len(raw), io.SEEK_CUR)
+                raw = raw[: cut + 1]
+            elif (cut := max(raw.rfind(b" "), raw.rfind(b"\t"))) > 0:  # keep the last partial word for the next piece
                 f.seek(cut + 1 - len(raw), io.SEEK_CUR)
                 raw = raw[:cut]
             else:  # no whitespace at all: cut at a UTF-8 character boundary
@@ -134,7 +200,15 @@ def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str
         except UnicodeDecodeError:
             text = raw.decode("utf-8", errors="replace")
             replaced += text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
-        yield text.rstrip("\r\n"), complete
+        if text.endswith("\n"):
+            text = text[:-1]
+        if "\r" not in text:
+            yield text, complete
+            continue
+        lines = text.split("\r")  # "a\r" (a CR LF or CR line end) gives ["a", ""]: the empty tail is no line
+        last = len(lines) - 1 if lines[-1] else len(lines) - 2
+        for i, line in enumerate(lines[: last + 1]):
+            yield line, complete if i == len(lines) - 1 else True
     if replaced:
         stats.replaced_bytes += replaced
         stats.files_with_replacements.append(name)
@@ -322,6 +396,16 @@ def _read_exactly(f: BinaryIO, out: memoryview, path: Path) -> None:
 TokenIds = Tensor | TokenFile  # a 1-D stream of token ids, in memory or on disk
 
 
+def ids_digest(ids: TokenIds, chunk: int = 1 << 20) -> str:
+    """A hash of a stream's ids, the same in memory and on disk (read ``chunk`` ids at a time)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(ids), chunk):
+        stop = min(len(ids), start + chunk)
+        part = ids.read(start, stop) if isinstance(ids, TokenFile) else ids[start:stop]
+        digest.update(part.to(torch.int32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class Corpus:
     train: TokenIds  # (N,) int32 token ids
@@ -378,10 +462,6 @@ def bptt_batches(data: Tensor, bptt: int, start: int = 0) -> Iterator[tuple[int,
         yield i, data[:, i : i + t], data[:, i + 1 : i + 1 + t]
 
 
-def num_batches(data: Tensor, bptt: int) -> int:
-    return max(0, (data.size(1) - 1 + bptt - 1) // bptt)
-
-
 class BatchedStream:
     """A 1-D id stream laid out as ``batch_size`` contiguous columns (as :func:`batchify` does) and walked in
     truncated-BPTT windows.
@@ -436,8 +516,11 @@ __all__ = [
     "detect_layout",
     "encode_source",
     "encode_text",
+    "fingerprint",
+    "ids_digest",
     "iter_source_ids",
     "load_corpus",
-    "num_batches",
+    "opened_sources",
+    "remove_spools",
     "resolve_sources",
 ]

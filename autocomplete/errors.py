@@ -26,3 +26,11 @@ class ConfigError(AutocompleteError):
 
 class DistributedError(AutocompleteError):
     """A process of a ``torchrun`` group cannot join it, or lost contact with the others."""
+
+
+class OutputError(AutocompleteError):
+    """An output that must not be written: an input of the same run, a device or pipe, a file another run writes."""
+
+
+class TrainingError(AutocompleteError):
+    """Training cannot go on (the loss diverged to NaN or infinity); nothing broken was written."""

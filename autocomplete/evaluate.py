@@ -28,6 +28,14 @@ from autocomplete.tokenizer import EOS, Tokenizer
 from autocomplete.vocab import EOS_ID, Vocab
 
 
+def perplexity(loss: float) -> float:
+    """``exp(loss)``: ``inf`` for a loss too large to exponentiate (a diverging run), never an OverflowError."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
 @torch.inference_mode()
 def evaluate_loss(model: LSTMLanguageModel, ids: TokenIds, batch_size: int = 10, bptt: int = 70) -> tuple[float, int]:
     """(mean negative log-likelihood, tokens scored) of a 1-D id stream laid out in ``batch_size`` columns.
@@ -224,4 +232,4 @@ def evaluate(
         results.append(keystroke_savings(predictor, surface, k, ksr_words))
         if personal is not None:
             personal.forget()
-    return EvalReport(count, loss, math.exp(loss) if math.isfinite(loss) else float("nan"), accuracy, results, unknown)
+    return EvalReport(count, loss, perplexity(loss), accuracy, results, unknown)

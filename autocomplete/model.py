@@ -21,6 +21,15 @@ from autocomplete.errors import ConfigError
 State = list[tuple[Tensor, Tensor]]
 
 
+# Upper bounds far above any model this tool trains (a 16,384-wide LSTM layer alone is 8.6 GB of float32 weights),
+# low enough that a mistyped or hostile value is refused instead of allocating until memory runs out.
+_SIZE_LIMITS = {"vocab_size": 10_000_000, "embedding_dim": 16_384, "hidden_dim": 16_384, "num_layers": 32}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int  # number of tokens, specials included
@@ -36,13 +45,25 @@ class ModelConfig:
     adaptive_cutoffs: tuple[int, ...] = field(default_factory=tuple)  # softmax clusters by frequency; () = full softmax
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        """Every value's type and range: a config also comes from model files, which may be hostile."""
+        for name, high in _SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= high:
+                raise ConfigError(f"{name.replace('_', ' ')} must be an integer from 1 to {high:,}, got {value!r}")
         for name in ("dropout", "input_dropout", "embedding_dropout", "weight_dropout"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1), got {value}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be a number in [0, 1), got {value!r}")
+        for name in ("locked_dropout", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name.replace('_', ' ')} must be true or false, got {getattr(self, name)!r}")
+        if self.tie_weights and self.hidden_dim < self.embedding_dim:
+            raise ConfigError(
+                f"with tied weights the hidden size ({self.hidden_dim}) must be at least the embedding size "
+                f"({self.embedding_dim}); raise it, or untie the weights (--no-tie)"
+            )
+        if not isinstance(self.adaptive_cutoffs, (list, tuple)) or not all(map(_is_int, self.adaptive_cutoffs)):
+            raise ConfigError(f"adaptive cutoffs must be a list of integers, got {self.adaptive_cutoffs!r}")
         cutoffs = tuple(self.adaptive_cutoffs)
         object.__setattr__(self, "adaptive_cutoffs", cutoffs)
         if cutoffs:
@@ -67,9 +88,44 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown model settings {sorted(unknown)}")
-        args = dict(data)
-        args["adaptive_cutoffs"] = tuple(args.get("adaptive_cutoffs", ()))  # type: ignore[arg-type]
-        return cls(**args)  # type: ignore[arg-type]
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every entry of :class:`LSTMLanguageModel`'s ``state_dict`` for ``config``, computed
+    without building it: a model file's declared sizes are checked against its tensors before anything is allocated
+    (tests/test_model.py keeps this in step with the module)."""
+    c = config
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (c.vocab_size, c.embedding_dim)}
+    for i in range(c.num_layers):
+        in_dim = c.embedding_dim if i == 0 else c.hidden_dim
+        proj = c.embedding_dim if i == c.num_layers - 1 and c.tie_weights and c.hidden_dim != c.embedding_dim else 0
+        gates = 4 * c.hidden_dim
+        shapes |= {
+            f"layers.{i}.weight_ih_l0": (gates, in_dim),
+            f"layers.{i}.weight_hh_l0": (gates, proj or c.hidden_dim),
+            f"layers.{i}.bias_ih_l0": (gates,),
+            f"layers.{i}.bias_hh_l0": (gates,),
+        }
+        if proj:
+            shapes[f"layers.{i}.weight_hr_l0"] = (proj, c.hidden_dim)
+    cutoffs, d = c.adaptive_cutoffs, c.output_dim
+    if cutoffs and c.tie_weights:
+        shapes |= {
+            "decoder.bias": (c.vocab_size,),
+            "decoder.clusters.weight": (len(cutoffs), d),
+            "decoder.clusters.bias": (len(cutoffs),),
+        }
+    elif cutoffs:  # nn.AdaptiveLogSoftmaxWithLoss(d, V, cutoffs, div_value=4.0), no head bias
+        shapes["decoder.head.weight"] = (cutoffs[0] + len(cutoffs), d)
+        bounds = [*cutoffs, c.vocab_size]
+        for i in range(len(cutoffs)):
+            hidden = int(d // (4.0 ** (i + 1)))
+            shapes[f"decoder.tail.{i}.0.weight"] = (hidden, d)
+            shapes[f"decoder.tail.{i}.1.weight"] = (bounds[i + 1] - bounds[i], hidden)
+    else:
+        shapes |= {"decoder.weight": (c.vocab_size, d), "decoder.bias": (c.vocab_size,)}
+    return shapes
 
 
 def _run_layer(layer: nn.Module, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:

@@ -33,6 +33,7 @@ from autocomplete.errors import AutocompleteError, ConfigError
 from autocomplete.paths import data_dir
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
+from autocomplete.tokenizer import printable
 
 HELP = f"""\
 Keys
@@ -254,7 +255,7 @@ _COMMANDS: dict[str, Callable[[Session, str], CommandResult]] = {
 
 
 def _print(text: str) -> None:
-    sys.stdout.write(text)
+    sys.stdout.write(printable(text))  # replies, names and messages come from a model file: never obey its escapes
     sys.stdout.flush()
 
 

@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -38,8 +39,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from autocomplete import data, paths
-from autocomplete.checkpoint import atomic_write
+from autocomplete.atomic import atomic_write
 from autocomplete.data import Breaks, Corpus, CorpusStats, Source, TokenFile
 from autocomplete.errors import ConfigError
 from autocomplete.tokenizer import Tokenizer
@@ -51,7 +54,8 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "autocomplete-tokens"
-FORMAT_VERSION = 2  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
+FORMAT_VERSION = 3  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
+_SCAN_CHUNK = 1 << 24  # bytes checked at a time when an ids file is verified
 _COPY_CHUNK = 1 << 22  # bytes moved at a time when splitting off validation tails
 
 
@@ -64,19 +68,6 @@ def _package_version() -> str:
         return metadata.version("autocomplete")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _fingerprint(source: Source) -> dict[str, object]:
-    """What identifies a source's content cheaply: path, size and mtime; spooled standard input by its bytes."""
-    assert source.path is not None
-    if source.name == "<stdin>":
-        digest = hashlib.sha256()
-        with source.open() as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return {"stdin_sha256": digest.hexdigest()}
-    st = source.path.stat()
-    return {"path": str(source.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _digest(inputs: dict[str, Any]) -> str:
@@ -164,11 +155,20 @@ class TokenCache:
         inputs = self._inputs(sources, tokenizer, breaks) | {"max_size": max_size, "min_count": min_count}
         path = self._path(_digest(inputs), ".vocab.json")
         with self._locked(path):
-            cached = self._read_json(path)
-            if cached is not None and cached.get("inputs") == inputs:
-                self.log(f"vocabulary from the cache ({path})")
-                _touch(path)
-                return Vocab.from_dict(cached["vocab"])
+            cached, problem = self._load_json(path)
+            if cached is not None and cached.get("inputs") != inputs:
+                problem = "its inputs do not match its name"
+            elif cached is not None:
+                try:
+                    vocab = Vocab.from_dict(cached["vocab"])
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    problem = f"a bad vocabulary: {e}"
+                else:
+                    self.log(f"vocabulary from the cache ({path})")
+                    _touch(path)
+                    return vocab
+            if problem:
+                self.log(f"{path}: damaged token cache entry ({problem}); building it again")
             self.log(f"building the vocabulary from {len(sources)} file(s)…")
             vocab = data.build_vocab(sources, tokenizer, breaks, max_size, min_count)
             self._write_json(path, {"format": FORMAT, "inputs": inputs, "vocab": vocab.to_dict()})
@@ -185,18 +185,20 @@ class TokenCache:
     ) -> Corpus:
         """:func:`~autocomplete.data.load_corpus` with the ids on disk: the same streams, as :class:`TokenFile`\\ s."""
         inputs = self._inputs(sources, tokenizer, breaks) | {
-            "valid_sources": [_fingerprint(s) for s in valid_sources],
+            "valid_sources": [data.fingerprint(s) for s in valid_sources],
             "valid_fraction": 0.0 if valid_sources else valid_fraction,
             "vocab": vocab_digest(vocab),
         }
         key = _digest(inputs)
         tokens, header_path = self._path(key, ".tokens"), self._path(key, ".json")
         with self._locked(tokens, keep_shared=True):  # shared until this process exits: its ids are read from disk
-            header = self._read_header(header_path, tokens, inputs)
+            header, problem = self._read_header(header_path, tokens, inputs, len(vocab))
             if header is not None:
                 self.log(f"token ids from the cache ({tokens})")
                 _touch(header_path)
             else:
+                if problem:
+                    self.log(f"{tokens}: damaged token cache entry ({problem}); tokenising again")
                 self.log(f"tokenising {len(sources) + len(valid_sources)} file(s) into {tokens}…")
                 try:
                     header = self._build(
@@ -268,6 +270,7 @@ class TokenCache:
                     _copy(valid, 0, n_valid * TokenFile.ITEMSIZE, train)
 
         atomic_write(target, encode, mode="w+b")  # read back while written: validation tails move to a side file
+        checksum, _, _ = _scan(target)  # just written: read back from the page cache
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -275,6 +278,7 @@ class TokenCache:
             "byteorder": sys.byteorder,
             "train_tokens": n_train,
             "valid_tokens": n_valid,
+            "crc32": checksum,
             "stats": asdict(stats),
             "inputs": inputs,
         }
@@ -286,7 +290,7 @@ class TokenCache:
             "format_version": FORMAT_VERSION,
             "package_version": _package_version(),
             "max_segment": data.MAX_SEGMENT,
-            "sources": [_fingerprint(s) for s in sources],
+            "sources": [data.fingerprint(s) for s in sources],
             "tokenizer": tokenizer.config.to_dict(),
             "breaks": breaks,
         }
@@ -298,18 +302,56 @@ class TokenCache:
             raise ConfigError(f"{self.folder}: cannot create the token cache folder ({e.strerror or e})") from None
         return self.folder / f"{key}{suffix}"
 
-    def _read_header(self, path: Path, tokens: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        """The header when it commits a whole, matching ids file; None means: build it."""
-        header = self._read_json(path)
-        if header is None or header.get("inputs") != inputs or header.get("version") != FORMAT_VERSION:
-            return None
+    def _read_header(
+        self, path: Path, tokens: Path, inputs: dict[str, Any], vocab_size: int
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """(the header, None) when it commits a whole, intact ids file for ``inputs``; (None, None) when there is
+        no entry yet; (None, what is wrong) for a damaged one. The ids are verified in one pass (their CRC-32 and
+        every id inside the vocabulary; a few hundred ms per GB, once per run) so that a flipped bit is rebuilt
+        now instead of ending a training hours later."""
+        header, problem = self._load_json(path)
+        if header is None:
+            return None, problem
+        if header.get("inputs") != inputs or header.get("version") != FORMAT_VERSION:
+            return None, "its header does not match its name"
         if header.get("byteorder") != sys.byteorder or header.get("dtype") != "int32":
-            return None
-        expected = (header["train_tokens"] + header["valid_tokens"]) * TokenFile.ITEMSIZE
+            return None, None  # written on another kind of machine: not damaged, just not ours
+        counts = [header.get(k) for k in ("train_tokens", "valid_tokens")]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            return None, "bad token counts in its header"
         try:
-            return header if tokens.stat().st_size == expected else None
+            CorpusStats(**header["stats"])
+        except (KeyError, TypeError):
+            return None, "bad statistics in its header"
+        try:
+            size = tokens.stat().st_size
         except OSError:
-            return None
+            return None, "its ids file is missing"
+        if size != sum(counts) * TokenFile.ITEMSIZE:
+            return None, "its ids file does not have the size its header says"
+        checksum, low, high = _scan(tokens)
+        if checksum != header.get("crc32"):
+            return None, "its ids do not match their checksum"
+        if sum(counts) and (low < 0 or high >= vocab_size):
+            return None, f"ids outside the vocabulary of {vocab_size:,} words"
+        return header, None
+
+    @staticmethod
+    def _load_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+        """(the value, None); (None, None) when there is no file; (None, what is wrong) when it cannot be used."""
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return None, None
+        except (OSError, UnicodeDecodeError) as e:
+            return None, f"unreadable: {getattr(e, 'strerror', None) or e}"
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None, "not valid JSON"
+        if not isinstance(value, dict) or value.get("format") != FORMAT:
+            return None, "not a token cache file"
+        return value, None
 
     @staticmethod
     def _read_json(path: Path) -> dict[str, Any] | None:
@@ -427,6 +469,19 @@ def _try_exclusive(locks: Sequence[Path]) -> Iterator[bool]:
                 yield False
                 return
         yield True
+
+
+def _scan(path: Path) -> tuple[int, int, int]:
+    """(CRC-32, smallest id, largest id) of an ids file, read a chunk at a time; (crc, 0, -1) for an empty one."""
+    checksum, low, high = 0, None, None
+    with open(path, "rb") as f:
+        while block := f.read(_SCAN_CHUNK):
+            checksum = zlib.crc32(block, checksum)
+            ids = np.frombuffer(block, dtype=np.int32)
+            if ids.size:
+                low = int(ids.min()) if low is None else min(low, int(ids.min()))
+                high = int(ids.max()) if high is None else max(high, int(ids.max()))
+    return checksum, 0 if low is None else low, -1 if high is None else high
 
 
 def _copy(src: BinaryIO, offset: int, size: int, dst: BinaryIO) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -41,6 +41,7 @@ _TOKEN_RE = re.compile(
 )
 
 _MAX_PARTIAL = 256  # a "word" being typed longer than this is not completed
+MAX_TOKEN_CHARS = 100  # a longer "word" (a hash, a base64 blob, a run of one letter) never enters a vocabulary
 _FOLD = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‛": "'", "‟": '"'})
 _ZWJ = "\u200d"
 SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(  # tokens that end a sentence
@@ -51,6 +52,20 @@ _NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…") | frozenset({"...", "'s", "n't"})
 _NO_SPACE_AFTER = frozenset("([{$#@")
 _DASHES = frozenset({"--", "—", "–", "---"})
 _CONTROL = dict.fromkeys(c for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n")
+
+
+# What a terminal would obey instead of showing: C0 and C1 controls (ESC starts escape sequences, 0x9B is a one-byte
+# CSI), DEL, and the bidirectional overrides that reorder what is shown. Newline and tab are text.
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n"} | {
+    c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+def printable(text: str) -> str:
+    """``text`` made safe to write to a terminal: every control character is shown as an escape (``\\x1b``) instead
+    of being obeyed, so a hostile model file (its vocabulary, its name) cannot retitle, clear or rewrite the
+    terminal. Newlines and tabs are kept."""
+    return text.translate(_UNPRINTABLE)
 
 
 def _is_attachment(token: str) -> bool:
@@ -77,6 +92,12 @@ def clean(text: str) -> str:
 class TokenizerConfig:
     kind: TokenizerKind = "words"  # "words" for running text, "whitespace" for pre-tokenized corpora such as PTB
     lowercase: bool = False  # fold everything to lower case (PTB is already lower case)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("words", "whitespace"):
+            raise ValueError(f"unknown tokenizer kind {self.kind!r}; expected 'words' or 'whitespace'")
+        if not isinstance(self.lowercase, bool):
+            raise ValueError(f"the tokenizer's lowercase setting is {self.lowercase!r}, not true or false")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -238,10 +259,3 @@ def detokenize(tokens: Iterable[str], sentence_case: bool = False) -> str:
     """Join tokens into natural text. Capitalisation is left as is unless ``sentence_case`` is set."""
     detok = Detokenizer(sentence_case=sentence_case)
     return "".join(detok.feed(t) for t in tokens)
-
-
-def iter_tokens(lines: Iterable[str], tokenizer: Tokenizer) -> Iterator[str]:
-    """Tokens of a stream of utterances, each followed by :data:`EOS`."""
-    for line in lines:
-        yield from tokenizer.tokenize_line(line)
-        yield EOS

@@ -22,28 +22,37 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
-from autocomplete.data import BatchedStream, Corpus, TokenIds
-from autocomplete.errors import CheckpointError, ConfigError, DistributedError
-from autocomplete.evaluate import evaluate_loss
+from autocomplete.data import BatchedStream, Corpus, TokenIds, ids_digest
+from autocomplete.distributed import (
+    all_reduce_sum,
+    any_rank,
+    first_line,
+    gather_objects,
+    init_distributed,
+    lost_contact,
+    resolve_device,
+)
+from autocomplete.errors import CheckpointError, ConfigError, DistributedError, TrainingError
+from autocomplete.evaluate import evaluate_loss, perplexity
 from autocomplete.model import LSTMLanguageModel, State, detach_state
+from autocomplete.resume import check_optimizer, check_state, check_training, restore_rng, resume_path
 
 Log = Callable[[str], None]
+DEFAULT_LR = {"adamw": 2e-3, "sgd": 20.0}  # AdamW's usual rate; 20 for SGD is the classic word-level LSTM recipe
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ class TrainConfig:
     batch_size: int = 32  # parallel streams per process (the effective batch is this × processes)
     bptt: int = 35  # tokens per truncated back-propagation window
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 2e-3  # peak learning rate (SGD in the classic recipe uses 20)
+    lr: float | None = None  # peak learning rate; None: the optimizer's usual one (DEFAULT_LR)
     weight_decay: float = 0.0
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"  # plateau: divide by 4 when validation stalls
     warmup_steps: int = 100  # linear warm-up (cosine and constant schedules)
@@ -69,6 +78,10 @@ class TrainConfig:
     save_dtype: Literal["float32", "float16"] = "float32"  # storage type of the best-model file's weights
 
     def __post_init__(self) -> None:
+        if self.optimizer not in DEFAULT_LR:
+            raise ConfigError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
@@ -93,116 +106,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available (use --device cpu or auto)")
-        return torch.device(name)
-    raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
-
-
-# ---- distributed helpers ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the torchrun process group when launched under torchrun; otherwise a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(), resolve_device(device_name)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(
-                f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible);"
-                " start at most one process per GPU (--nproc_per_node)"
-            )
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        try:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        except (RuntimeError, ValueError) as e:
-            raise DistributedError(f"cannot join the process group ({_first_line(e)})") from None
-    return Dist(rank, world, local_rank), device
-
-
-def shutdown_distributed() -> None:
-    """Leave the process group, so that torchrun sees every rank finish cleanly. Call once training is over."""
-    if dist.is_available() and dist.is_initialized():
-        gc.collect()  # drop what still holds the group (a DistributedDataParallel reducer) before destroying it
-        dist.destroy_process_group()
-
-
-def environment_rank() -> int:
-    """This process's rank in a torchrun group (0 outside one): known before the group is joined."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
-def environment_world() -> int:
-    """Processes in this torchrun group (1 outside one): known before the group is joined."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
-def _lost_contact(error: RuntimeError) -> bool:
-    """Whether ``error`` is a failed collective (gloo raises plain RuntimeErrors from inside backward)."""
-    text = str(error).lower()
-    return isinstance(error, dist.DistError) or any(
-        s in text for s in ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "timed out")
-    )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _all_reduce_sum(values: list[float], d: Dist, device: torch.device) -> list[float]:
-    if not d.active:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _gather_objects(obj: Any, d: Dist) -> list[Any]:
-    if not d.active:
-        return [obj]
-    out: list[Any] = [None] * d.world
-    dist.all_gather_object(out, obj)
-    return out
 
 
 # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -237,6 +140,8 @@ class TrainResult:
     wall_time: float
     interrupted: bool
     stopped_early: bool  # hit max_time / max_steps, or stopped improving (patience), before the last epoch ended
+    written: bool = True  # False when a better model already at the output was kept
+    kept_loss: float | None = None  # that model's validation loss
 
 
 class _StopRequested(Exception):
@@ -267,20 +172,11 @@ def _stop_at_step_boundary(trainer: Trainer) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _any(flags: list[bool], d: Dist, device: torch.device) -> list[bool]:
-    """Element-wise OR of ``flags`` over all ranks, so every rank takes the same decision at the same step."""
-    if not d.active:
-        return flags
-    t = torch.tensor([int(f) for f in flags], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
-
-
-def resume_path(output: Path) -> Path:
-    return Path(str(output) + ".resume")
-
-
 class Trainer:
+    """One training run of ``lm`` on ``corpus``, writing ``output`` and its resume file; :meth:`close` (or a
+    ``with`` block) when done. ``inputs`` describe what the run was started on (corpus, settings); they are kept in
+    the resume file so that a resumption can say what differs."""
+
     def __init__(
         self,
         lm: LanguageModel,
@@ -289,8 +185,10 @@ class Trainer:
         output: Path,
         log: Log = lambda s: None,
         progress: bool = True,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
         self.lm = lm
+        self.inputs = dict(inputs or {})
         self.config = config
         self.output = Path(output)
         self.log = log
@@ -324,6 +222,25 @@ class Trainer:
         self.history: list[dict[str, float | int | None]] = []  # one entry per validation at an epoch end
         self._last_log = self._last_save = time.monotonic()
         self.stop_signal: int | None = None  # set by Ctrl-C / SIGTERM; the loop stops at the next step boundary
+        self.to_beat: float | None = None  # validation loss of a comparable model already at ``output``
+        self.resumed = False  # whether the state came from a resume file (load_resume)
+        self.written = False  # whether this run wrote ``output``
+        self._valid_digest: str | None = None
+        self._bad_loss = torch.zeros((), dtype=torch.bool, device=self.device)  # a non-finite loss was seen
+
+    def close(self) -> None:
+        """Drop the DistributedDataParallel wrapper: it holds the process group, and left to interpreter exit, gloo's
+        threads can be torn down in the wrong order and abort the process ("terminate called without an active
+        exception"). The trainer cannot run after this."""
+        for name in ("net", "step_fn", "optimizer"):
+            self.__dict__.pop(name, None)
+        gc.collect()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -362,8 +279,9 @@ class Trainer:
     # ---- resume state ---------------------------------------------------------------------------------------
 
     def save_resume(self) -> None:
-        states = _gather_objects([(h.cpu(), c.cpu()) for h, c in self.state] if self.state else None, self.dist)
-        rngs = _gather_objects(self._rng_state(), self.dist)
+        self._check_finite_weights()
+        states = gather_objects([(h.cpu(), c.cpu()) for h, c in self.state] if self.state else None, self.dist)
+        rngs = gather_objects(self._rng_state(), self.dist)
         if not self.dist.main:
             return
         payload = checkpoint.to_payload(self.lm)
@@ -383,6 +301,8 @@ class Trainer:
             "batch_size": self.batch_size,
             "states": states,
             "rng": rngs,
+            "to_beat": self.to_beat,
+            "inputs": self.inputs,
         }
         checkpoint.save_payload(payload, resume_path(self.output))
         self._last_save = time.monotonic()
@@ -394,29 +314,38 @@ class Trainer:
         return rng
 
     def load_resume(self, path: Path) -> None:
+        """Continue from the resume file at ``path``; every way it can be damaged is one :class:`CheckpointError`."""
         payload = checkpoint.read_payload(path, kind="resume")
-        training = payload.get("training")
-        if not isinstance(training, dict):
-            raise CheckpointError(f"{path}: not a resume file (it holds no training state)")
-        if payload["vocab"]["itos"] != self.lm.vocab.itos or payload["model_config"] != self.model.config.to_dict():
+        training = check_training(payload, path)
+        if payload.get("vocab", {}).get("itos") != self.lm.vocab.itos or payload.get("model_config") != self.model.config.to_dict():
             raise CheckpointError(f"{path}: was written for a different vocabulary or model size")
         if training["world"] != self.dist.world or training["batch_size"] != self.batch_size:
             raise CheckpointError(
                 f"{path}: was written by {training['world']} process(es) with batch size {training['batch_size']};"
                 f" resume with the same settings"
             )
-        self.model.load_state_dict(payload["weights"])
-        self.optimizer.load_state_dict(training["optimizer"])
-        self.history = list(training.get("history", []))
+        shapes = [(tuple(h.shape), tuple(c.shape)) for h, c in self.model.init_state(self.batch_size, "cpu")]
+        states = check_state(training["states"][self.dist.rank], shapes, path)
+        check_optimizer(training["optimizer"], list(self.model.parameters()), path)
+        try:
+            self.model.load_state_dict(checkpoint.from_payload(payload, path).model.state_dict())
+            self.optimizer.load_state_dict(training["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: resume file is damaged ({first_line(e)})") from None
+        restore_rng(training["rng"][self.dist.rank], self.device, path)
+        self.history = list(training["history"])
         for key in ("step", "epoch", "offset", "tokens_seen", "elapsed", "best_loss", "lr_scale"):
             setattr(self, key, training[key])
-        self.stale = int(training.get("stale", 0))
-        states = training["states"][self.dist.rank]
+        stale = training.get("stale", 0)
+        self.stale = stale if isinstance(stale, int) and not isinstance(stale, bool) and stale >= 0 else 0
+        to_beat = training.get("to_beat")
+        self.to_beat = float(to_beat) if isinstance(to_beat, (int, float)) and math.isfinite(to_beat) else None
         self.state = [(h.to(self.device), c.to(self.device)) for h, c in states] if states else None
-        rng = training["rng"][self.dist.rank]
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.resumed = True
+
+    def forget_best(self) -> None:
+        """Validation losses from here on are not comparable with the saved ones (another validation text)."""
+        self.best_loss = self.to_beat = None
 
     # ---- validation and the best model ----------------------------------------------------------------------
 
@@ -426,11 +355,16 @@ class Trainer:
         per_rank = len(self.valid_ids) // self.dist.world
         shard = self.valid_ids[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
         loss, count = evaluate_loss(self.model, shard, batch_size=min(10, max(1, len(shard) // 2)))
-        total, n = _all_reduce_sum([loss * count, float(count)], self.dist, self.device)
+        total, n = all_reduce_sum([loss * count, float(count)], self.dist, self.device)
         return total / n if n else None
 
     def _after_validation(self, loss: float | None, save_latest: bool = False) -> None:
-        """Keep the best model on validation; without validation text, the latest when ``save_latest``."""
+        """Keep the best model on validation; without validation text, the latest when ``save_latest``.
+
+        A non-finite validation loss stops the run (:class:`TrainingError`); a model that does not beat a
+        comparable one already at ``output`` (:attr:`to_beat`) is not written."""
+        if loss is not None and not math.isfinite(loss):
+            raise self._diverged("the validation loss", loss)
         improved = loss is not None and (self.best_loss is None or loss < self.best_loss)
         if loss is not None and not improved and self.config.schedule == "plateau":
             self.lr_scale /= 4
@@ -438,10 +372,12 @@ class Trainer:
             self.best_loss = loss
         if loss is not None:
             self.stale = 0 if improved else self.stale + 1
-        if (improved or loss is None and save_latest) and self.dist.main:
+        better = loss is not None and improved and (self.to_beat is None or loss < self.to_beat)
+        if (better or loss is None and save_latest) and self.dist.main:
             self._save_model(loss)
 
     def _save_model(self, loss: float | None) -> None:
+        self._check_finite_weights()
         metadata = dict(self.lm.metadata)
         metadata.update(
             tokens_seen=self.tokens_seen,
@@ -449,7 +385,8 @@ class Trainer:
             epochs=round(self.step / max(1, self.batches_per_epoch), 3),
             wall_time=round(self.elapsed, 1),
             valid_loss=loss,
-            valid_perplexity=math.exp(loss) if loss is not None else None,
+            valid_perplexity=perplexity(loss) if loss is not None else None,
+            valid_digest=self._validation_digest(),
             history=self.history,
             device=str(self.device) + (f" ×{self.dist.world}" if self.dist.active else ""),
             train_config=self.config.to_dict(),
@@ -457,15 +394,63 @@ class Trainer:
         )
         dtype = torch.float16 if self.config.save_dtype == "float16" else None
         checkpoint.save(LanguageModel(self.model, self.lm.vocab, self.lm.tokenizer, metadata), self.output, dtype)
+        self.written = True
+
+    def _validation_digest(self) -> str | None:
+        """A hash of the validation ids: two runs' losses are comparable only on the same ids."""
+        if self._valid_digest is None and self.valid_ids is not None:
+            self._valid_digest = ids_digest(self.valid_ids)
+        return self._valid_digest
+
+    def respect_existing_model(self) -> None:
+        """Set :attr:`to_beat` from a model already at ``output`` that was validated on the same ids with the same
+        vocabulary: this run replaces it only with a better one."""
+        if not self.dist.main or self.valid_ids is None or not self.output.is_file():
+            return
+        try:
+            payload = checkpoint.read_payload(self.output)
+        except CheckpointError:
+            return  # not a model: check_writable already accepted replacing it
+        metadata = payload.get("metadata")
+        if not isinstance(metadata, dict) or payload.get("vocab", {}).get("itos") != self.lm.vocab.itos:
+            return
+        loss = metadata.get("valid_loss")
+        if metadata.get("valid_digest") != self._validation_digest() or not isinstance(loss, (int, float)):
+            return
+        if isinstance(loss, bool) or not math.isfinite(loss):
+            return
+        self.to_beat = float(loss)
+        self.log(
+            f"{self.output} already holds a model with validation perplexity {perplexity(loss):.2f} on this "
+            "validation text: it is replaced only by a better one"
+        )
+
+    def _check_finite_weights(self) -> None:
+        for name, p in self.model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise self._diverged(f"the weights ({name})")
+
+    def _diverged(self, what: str, value: float = math.nan) -> TrainingError:
+        c = self.config
+        hint = f"a lower --lr (this run: {c.lr:g})" + (
+            f" or a smaller --clip (this run: {c.clip:g})" if c.clip else " or gradient clipping (--clip 0.25)"
+        )
+        kept = f"{self.output} and {resume_path(self.output).name} were left as they were" if self.dist.main else ""
+        return TrainingError(
+            f"training diverged at step {self.step}: {what} became {'infinite' if math.isinf(value) else 'NaN'};"
+            f" nothing was written ({kept}). Try {hint}"
+        )
 
     # ---- the loop -------------------------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> TrainResult:
         c = self.config
-        if resume:
+        if resume and not self.resumed:
             self.load_resume(resume_path(self.output))
-            if self.dist.main:
-                self.log(f"resuming at epoch {self.epoch + 1}, step {self.step} ({self.tokens_seen:,} tokens seen)")
+        if self.resumed and self.dist.main:
+            self.log(f"resuming at epoch {self.epoch + 1}, step {self.step} ({self.tokens_seen:,} tokens seen)")
+        elif not self.resumed:
+            self.respect_existing_model()
         if self.dist.main:
             eff = self.batch_size * self.dist.world
             self.log(
@@ -485,10 +470,10 @@ class Trainer:
             try:
                 stopped = self._epochs()
             except RuntimeError as e:
-                if not (self.dist.active and _lost_contact(e)):
+                if not (self.dist.active and lost_contact(e)):
                     raise
                 # another rank died or the network failed: that rank's own message, or torchrun's, says why
-                raise DistributedError(f"lost contact with the other processes ({_first_line(e)})") from None
+                raise DistributedError(f"lost contact with the other processes ({first_line(e)})") from None
             except _StopRequested:
                 interrupted = True
                 self.save_resume()
@@ -500,7 +485,9 @@ class Trainer:
                     self.log(f"stopped at once: continue from the last save in {resume_path(self.output)} with --resume")
                 elif self.dist.main:
                     self.log("stopped before the first save of the training state: nothing to resume")
-        return TrainResult(self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped)
+        return TrainResult(
+            self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped, self.written, self.to_beat
+        )
 
     def _epochs(self) -> bool:
         c = self.config
@@ -529,6 +516,7 @@ class Trainer:
                     group["lr"] = lr
                 with amp:
                     loss, state = self.step_fn(x, y, self.state)
+                self._bad_loss |= ~torch.isfinite(loss.detach())  # no sync: read at the next agreement below
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.clip:
@@ -561,9 +549,13 @@ class Trainer:
                 stop = c.max_steps is not None and self.step >= c.max_steps or self._converged()
                 if not self.dist.active or self.step % 20 == 0:  # under DDP, agree every 20 steps
                     out_of_time = c.max_time is not None and self.elapsed >= c.max_time
-                    signalled, save, out_of_time = _any(
-                        [self.stop_signal is not None, self._save_due(), out_of_time], self.dist, self.device
+                    diverged, signalled, save, out_of_time = any_rank(
+                        [bool(self._bad_loss), self.stop_signal is not None, self._save_due(), out_of_time],
+                        self.dist, self.device,
                     )
+                    if diverged:
+                        bar.close()
+                        raise self._diverged("the training loss")
                     if signalled:
                         bar.close()
                         raise _StopRequested
@@ -592,18 +584,22 @@ class Trainer:
         return done
 
     def _finish_epoch(self, partial: bool) -> None:
+        last = partial or self.epoch == self.config.epochs
+        diverged, due = any_rank([bool(self._bad_loss), last or self._save_due()], self.dist, self.device)
+        if diverged:
+            raise self._diverged("the training loss")
         loss = self.validate()
+        if loss is not None and not math.isfinite(loss):
+            raise self._diverged("the validation loss", loss)
         self.model.train()
         now = time.monotonic()
-        last = partial or self.epoch == self.config.epochs
         if self.dist.main and (loss is not None or last or now - self._last_log >= 10):
             self._last_log = now
             where = "stopped" if partial else f"epoch {self.epoch}"
             rate = self.tokens_seen / max(1e-9, self.elapsed)
-            valid = f"valid loss {loss:.3f}, perplexity {math.exp(loss):.2f}" if loss is not None else "no validation"
+            valid = f"valid loss {loss:.3f}, perplexity {perplexity(loss):.2f}" if loss is not None else "no validation"
             self.log(f"{where}: {valid}; {self.tokens_seen:,} tokens in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
-        # tiny epochs would otherwise rewrite both files many times a second
-        [due] = _any([last or self._save_due()], self.dist, self.device)
+        # (due: tiny epochs would otherwise rewrite both files many times a second)
         self.history.append(
             {"epoch": round(self.step / max(1, self.batches_per_epoch), 3), "step": self.step,
              "tokens": self.tokens_seen, "elapsed": round(self.elapsed, 1), "valid_loss": loss}

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from autocomplete.errors import ConfigError
-from autocomplete.tokenizer import EOS, SPECIALS, UNK, capitalize, sentence_starts
+from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
 
 UNK_ID = 0
 EOS_ID = 1
@@ -86,7 +86,16 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Vocab:
-        return cls(data["itos"], data["counts"], bool(data["case_fold"]))  # type: ignore[arg-type]
+        """A vocabulary from :meth:`to_dict`'s table, every entry's type checked (files may be damaged or hostile):
+        a :class:`ValueError` says what is wrong."""
+        itos, counts, case_fold = data.get("itos"), data.get("counts"), data.get("case_fold")
+        if not isinstance(itos, list) or not all(isinstance(t, str) and t for t in itos):
+            raise ValueError("the vocabulary's words are not a list of non-empty texts")
+        if not isinstance(counts, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            raise ValueError("the vocabulary's counts are not a list of whole numbers ≥ 0")
+        if not isinstance(case_fold, bool):
+            raise ValueError(f"the vocabulary's case folding is {case_fold!r}, not true or false")
+        return cls(itos, counts, case_fold)
 
     @classmethod
     def build(
@@ -98,7 +107,9 @@ class Vocab:
     ) -> Vocab:
         """Count tokens of a stream of tokenized utterances (without :data:`EOS`) and keep the most frequent.
 
-        ``max_size`` counts the special tokens; ``min_count`` drops rarer words (they become :data:`UNK`).
+        ``max_size`` counts the special tokens; ``min_count`` drops rarer words (they become :data:`UNK`), and so
+        does a token longer than :data:`~autocomplete.tokenizer.MAX_TOKEN_CHARS` (not even counted: a corpus of
+        long unique strings must not fill memory with them).
         """
         if max_size is not None and max_size <= len(SPECIALS):
             raise ConfigError(f"vocabulary size must be greater than {len(SPECIALS)}, got {max_size}")
@@ -106,9 +117,12 @@ class Vocab:
             raise ConfigError(f"min count must be at least 1, got {min_count}")
         inner: Counter[str] = Counter()
         initial: Counter[str] = Counter()
-        utterance_count = 0
+        utterance_count = too_long = 0
         for tokens in utterances:
             utterance_count += 1
+            if any(len(t) > MAX_TOKEN_CHARS for t in tokens):
+                too_long += sum(len(t) > MAX_TOKEN_CHARS for t in tokens)
+                tokens = [t for t in tokens if len(t) <= MAX_TOKEN_CHARS]
             if not case_fold:
                 inner.update(tokens)
                 continue
@@ -123,7 +137,7 @@ class Vocab:
         ranked = sorted(((n, t) for t, n in inner.items() if n >= min_count), key=lambda x: (-x[0], x[1]))
         if max_size is not None:
             ranked = ranked[: max_size - len(SPECIALS)]
-        unk_count = sum(inner.values()) - sum(n for n, _ in ranked)
+        unk_count = sum(inner.values()) - sum(n for n, _ in ranked) + too_long
         itos = [UNK, EOS] + [t for _, t in ranked]
         counts = [unk_count, utterance_count] + [n for n, _ in ranked]
         return cls(itos, counts, case_fold)

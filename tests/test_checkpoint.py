@@ -95,7 +95,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_not_run(tmp_path):
     exploit.target = str(marker)
     path = tmp_path / "evil.pt"
     torch.save({"format": checkpoint.FORMAT, "payload": exploit}, path)
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    with pytest.raises(CheckpointError, match="tries to run code"):
         checkpoint.load(path)
     assert not marker.exists()
     plain = tmp_path / "evil.pkl"
@@ -138,19 +138,3 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tiny_lm, tmp_
         checkpoint.save(tiny_lm, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
-
-
-def test_an_unwritable_destination_is_reported_before_any_work(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
-        checkpoint.check_writable(tmp_path / "missing" / "m.pt")
-    with pytest.raises(CheckpointError, match="is a folder"):
-        checkpoint.check_writable(tmp_path)
-    locked = tmp_path / "ro"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if not __import__("os").access(locked, __import__("os").W_OK):
-            with pytest.raises(CheckpointError, match="cannot write"):
-                checkpoint.check_writable(locked / "m.pt")
-    finally:
-        locked.chmod(0o700)

@@ -135,7 +135,7 @@ def test_batches_walk_contiguous_columns_with_targets_shifted_by_one():
     assert [o for o, _, _ in windows] == [0, 2]
     _, x, y = windows[1]
     assert x.tolist()[0] == [2, 3] and y.tolist()[0] == [3, 4]
-    assert data.num_batches(batched, 2) == len(windows)
+    assert data.BatchedStream(ids, 4).num_batches(2) == len(windows)
 
 
 def test_encode_text_ends_every_line_with_eos():

@@ -18,7 +18,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from autocomplete import checkpoint, data
+from autocomplete import atomic, checkpoint, data
 from autocomplete.cli import main
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
 from autocomplete.errors import CheckpointError
@@ -164,7 +164,7 @@ def test_a_full_disk_at_save_time_is_one_clear_error(tmp_path, monkeypatch, caps
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", no_space)
+    monkeypatch.setattr(atomic.os, "fsync", no_space)
     code = main(["train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), *TRAIN_ARGS[:-3], "--max-steps", "3",
                  "--no-cache"])
     err = capsys.readouterr().err

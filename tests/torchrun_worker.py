@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from autocomplete import data
+from autocomplete.distributed import shutdown_distributed
 from autocomplete.evaluate import evaluate_loss
 from autocomplete.token_cache import TokenCache
-from autocomplete.train import Trainer, TrainConfig, shutdown_distributed
+from autocomplete.train import Trainer, TrainConfig
 from tests.conftest import SHAKESPEARE, make_lm
 
 
@@ -40,6 +41,7 @@ def main(out: Path) -> None:
         "corpus_on_disk": isinstance(corpus.train, data.TokenFile),
     }
     torch.save(report, out / f"rank{rank}.pt")
+    trainer.close()
     shutdown_distributed()
 
 

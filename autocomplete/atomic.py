@@ -1,0 +1,181 @@
+"""Writing files so that nothing the user made is lost: atomic replacement, output checks and the output lock.
+
+Everything the package writes (model files, resume states, the token cache) goes through :func:`atomic_write`: a
+temporary file next to the target, fsynced, then renamed over it, so readers see the old file or the whole new one
+and a failure or a kill leaves the old one. Only regular files are ever replaced: a device node, a named pipe, a
+socket or a folder at the target is refused (as root, ``-o /dev/null`` would otherwise replace the system's
+``/dev/null``). A symbolic link is written *through*: its target file is replaced and the link stays a link.
+
+:func:`exclusive_lock` keeps two programs from writing the same output at once (the second is refused in one line
+instead of silently replacing the first one's work).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from autocomplete.errors import OutputError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; atomic renames still keep every file whole
+    fcntl = None  # type: ignore[assignment]
+
+
+def resolve_target(path: Path | str) -> Path:
+    """The file a write to ``path`` changes: ``path`` itself, or the file a symbolic link (chain) points to."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is, for messages; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_replaceable(path: Path | str) -> Path:
+    """The resolved target of ``path`` when it is absent or a regular file; :class:`OutputError` otherwise."""
+    target = resolve_target(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
+    kind = _kind(mode)
+    if kind is not None:
+        raise OutputError(f"{path}: is {kind}, not a regular file; refusing to replace it")
+    return target
+
+
+def atomic_write(path: Path | str, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file_object)`` on a temp file beside ``path``'s target (opened with ``mode``), then rename it over
+    the target: readers see the old file or the whole new one, and a failure or a kill leaves the old one.
+
+    A symbolic link is written through (the file it points to is replaced); anything but a regular file at the
+    target raises :class:`OutputError` before anything is written."""
+    target = check_replaceable(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, _file_mode(target))  # mkstemp makes 0600; a model file should read like any other file
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def check_writable(path: Path | str) -> None:
+    """Fail now, not after hours of training, if ``path`` cannot be written (or must not be replaced)."""
+    path = Path(path)
+    target = check_replaceable(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"{path}: folder {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether ``a`` and ``b`` are (or would be, once written) the same file: links and hard links included."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where a write would land
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def lock_path(path: Path | str) -> Path:
+    """The lock file of an output: beside the file a write lands in, so two links to one model share it."""
+    target = resolve_target(path)
+    return target.with_name(target.name + ".lock")
+
+
+@contextmanager
+def exclusive_lock(path: Path | str, what: str = "another training") -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a ``.lock`` file beside it) for the block; :class:`OutputError` at once
+    when ``what`` (another process) holds it. The lock file is removed when the block ends."""
+    if fcntl is None:
+        yield
+        return
+    lock = lock_path(path)
+    while True:
+        try:
+            handle = open(lock, "a+b")
+        except OSError as e:
+            raise OutputError(f"{lock}: cannot create the lock file ({e.strerror or e})") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read(32).decode("ascii", "replace").strip()
+            handle.close()
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise OutputError(
+                f"{path}: {what}{by} is writing this file; wait for it to end or choose another output"
+            ) from None
+        try:  # the file we locked may have been removed by the previous holder in the meantime: lock the new one
+            if os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(str(os.getpid()).encode())
+        handle.flush()
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: a waiting process then locks a fresh file
+        handle.close()
+
+
+__all__ = [
+    "atomic_write",
+    "check_replaceable",
+    "check_writable",
+    "exclusive_lock",
+    "lock_path",
+    "resolve_target",
+    "same_file",
+]

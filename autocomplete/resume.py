@@ -1,0 +1,157 @@
+"""The resume file (``MODEL.resume``): checking what it holds before trusting it, and what a resumed run keeps.
+
+A resume file is a model file plus a ``training`` table (optimiser, schedule, data position, LSTM states, RNG
+states, and the inputs the run was started on). It is read back hours or weeks later, maybe after a crash mid-write
+of some other tool or a hand edit, so everything in it is checked, and every problem is one
+:class:`~autocomplete.errors.CheckpointError` line naming the file, never a ``KeyError`` deep in the trainer.
+
+:func:`differences` says how a ``--resume`` command differs from the run it continues (corpus, validation text,
+model settings, tokenizer), so that the command line can refuse to mix them silently.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from autocomplete.errors import CheckpointError
+
+
+def resume_path(output: Path | str) -> Path:
+    return Path(str(output) + ".resume")
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "config": (dict,),
+    "optimizer": (dict,),
+    "step": (int,),
+    "epoch": (int,),
+    "offset": (int,),
+    "tokens_seen": (int,),
+    "elapsed": (int, float),
+    "best_loss": (int, float, type(None)),
+    "lr_scale": (int, float),
+    "history": (list,),
+    "world": (int,),
+    "batch_size": (int,),
+    "states": (list,),
+    "rng": (list,),
+}
+
+
+def check_training(payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``training`` table of a resume payload, with the type and range of every entry checked."""
+    training = payload.get("training")
+    if not isinstance(training, dict):
+        raise CheckpointError(f"{path}: not a resume file (it holds no training state)")
+    for key, kinds in _FIELDS.items():
+        if key not in training:
+            raise CheckpointError(f"{path}: resume file is incomplete (no {key!r}); it cannot be continued")
+        value = training[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: resume file is damaged ({key!r} is a {type(value).__name__})")
+        if isinstance(value, (int, float)) and (not math.isfinite(value) or value < 0):
+            raise CheckpointError(f"{path}: resume file is damaged ({key!r} is {value})")
+    if training["world"] < 1 or training["batch_size"] < 1:
+        raise CheckpointError(f"{path}: resume file is damaged (world {training['world']}, "
+                              f"batch size {training['batch_size']})")
+    for key in ("states", "rng"):
+        if len(training[key]) != training["world"]:
+            raise CheckpointError(f"{path}: resume file is damaged ({len(training[key])} {key} entries for "
+                                  f"{training['world']} process(es))")
+    if not isinstance(training.get("inputs", {}), dict):
+        raise CheckpointError(f"{path}: resume file is damaged ('inputs' is a {type(training['inputs']).__name__})")
+    return training
+
+
+def check_state(states: Any, shapes: list[tuple[tuple[int, ...], tuple[int, ...]]], path: Path) -> list[tuple[Tensor, Tensor]] | None:
+    """One rank's saved LSTM state: None, or one (h, c) pair per layer with the ``shapes`` the model uses."""
+    if states is None:
+        return None
+    if not isinstance(states, (list, tuple)) or len(states) != len(shapes):
+        raise CheckpointError(f"{path}: resume file is damaged (the LSTM state has the wrong number of layers)")
+    out = []
+    for pair, (h_shape, c_shape) in zip(states, shapes):
+        if (
+            not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(isinstance(t, Tensor) and t.is_floating_point() for t in pair)
+            or tuple(pair[0].shape) != h_shape or tuple(pair[1].shape) != c_shape
+        ):
+            raise CheckpointError(f"{path}: resume file is damaged (an LSTM state does not fit the model)")
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def check_optimizer(state: dict[str, Any], params: list[Tensor], path: Path) -> None:
+    """Refuse an optimiser state whose per-parameter tensors do not fit the parameters (a late RuntimeError else)."""
+    groups, per_param = state.get("param_groups"), state.get("state")
+    if not isinstance(groups, list) or not isinstance(per_param, dict):
+        raise CheckpointError(f"{path}: resume file is damaged (the optimiser state is incomplete)")
+    for index, values in per_param.items():
+        if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(values, dict):
+            raise CheckpointError(f"{path}: resume file is damaged (optimiser state for an unknown parameter)")
+        for name, value in values.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[index].shape:
+                raise CheckpointError(f"{path}: resume file is damaged (optimiser {name!r} does not fit its parameter)")
+            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"{path}: resume file holds non-finite optimiser state; it cannot be continued")
+
+
+def restore_rng(rng: Any, device: torch.device, path: Path) -> None:
+    if not isinstance(rng, dict) or not isinstance(rng.get("cpu"), Tensor):
+        raise CheckpointError(f"{path}: resume file is damaged (no random-number state)")
+    try:
+        torch.set_rng_state(rng["cpu"])
+        if isinstance(rng.get("cuda"), Tensor) and device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], device)
+    except (RuntimeError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: resume file is damaged (a bad random-number state)") from None
+
+
+def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What differs between the inputs a run was started on (``saved``) and those of the command resuming it.
+
+    Both map a name people recognise (``--hidden-dim``, ``corpus``) to a value; only names in ``wanted`` are
+    compared (an option the user did not type is not a difference), and a name the saved run does not know is
+    skipped (files from before it was recorded)."""
+    found = []
+    for name, value in wanted.items():
+        if name not in saved:
+            continue
+        if saved[name] != value:
+            if name in ("corpus", "validation text"):
+                found.append(f"the {name} changed since the run began")
+            else:
+                found.append(f"{name} {_show(value)} (the saved run: {_show(saved[name])})")
+    return found
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def merge_metadata(first: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a resumed run: the run's identity is its first command; the resumptions are listed after."""
+    resumed = first.get("resumed")
+    resumed = [*resumed] if isinstance(resumed, list) else []
+    kept = ("name", "created", "command", "fine_tuned_from", "added_words")  # what the run began as
+    merged = {**new, **{k: first[k] for k in kept if k in first}}
+    merged["resumed"] = [*resumed, new.get("created")]
+    return merged
+
+
+__all__ = [
+    "check_optimizer",
+    "check_state",
+    "check_training",
+    "differences",
+    "merge_metadata",
+    "restore_rng",
+    "resume_path",
+]
