@@ -212,7 +212,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                    help="validate every N steps (0: per epoch; default 0, with --from 4 times an epoch on a long text)")
     g.add_argument("--max-time", type=positive_float, default=None, help="stop after this many seconds")
     g.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
-    g.add_argument("--half", action="store_true", help="store the model's weights as float16 (half the size)")
+    g.add_argument("--half", action="store_true",
+                   help="store the model's weights as float16 (half the size; with --from: as the base model is)")
     g.add_argument("--name", default=None, help="model name shown in the session")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     if not train_defaults:
@@ -392,7 +393,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         eval_every=_given(args.eval_every, tuned.eval_every if tuned else 0),
         patience=_given(args.patience, tuned.patience if tuned else 0), validate_first=tuned is not None,
         max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
-        save_dtype="float16" if args.half else "float32",
+        save_dtype="float16" if args.half or _stored_half(grown or (saved if args.resume else None)) else "float32",
     )
     if cache is not None:
         corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
@@ -505,11 +506,15 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
 
     Returns (the grown model, with its provenance and the words added in its metadata; the fine-tuning defaults;
     the tokens of the text)."""
+    import torch
+
     from autocomplete import checkpoint, finetune
     from autocomplete.paths import default_model_path
 
     path = Path(args.base) if args.base else default_model_path()
-    base = checkpoint.load(path)
+    payload = checkpoint.read_payload(path)
+    base = checkpoint.from_payload(payload, path)
+    half = any(t.dtype == torch.float16 for t in payload["weights"].values())
     finetune.check_settings(
         base, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim, layers=args.layers,
         adaptive=args.adaptive, tie=False if args.no_tie else None, tokenizer=args.tokenizer,
@@ -531,13 +536,19 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
     grown = finetune.grow(base, words, **changes)
     grown.metadata = {
         "fine_tuned_from": {"name": base.name, "file": str(path), "sha256": finetune.file_digest(path),
-                            "vocabulary": len(base.vocab)},
+                            "vocabulary": len(base.vocab), "weights": "float16" if half else "float32"},
         "added_words": {"count": len(words), "min_count": min_count, "first": [w for w, _ in words[:50]]},
     }
     shown = ", ".join(w for w, _ in words[:8]) + (", …" if len(words) > 8 else "")
     log(f"fine-tuning {base.name} ({path}): its {len(base.vocab):,} words kept, {len(words):,} new word(s) seen at "
         f"least {min_count}× in your text added" + (f" ({shown})" if words else ""))
     return grown, tuned, tokens
+
+
+def _stored_half(lm) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``lm`` is fine-tuned from a model stored in float16 (its output is then stored so too by default)."""
+    origin = lm.metadata.get("fine_tuned_from") if lm is not None else None
+    return isinstance(origin, dict) and origin.get("weights") == "float16"
 
 
 def _check_resumed_base(args: argparse.Namespace, recorded) -> None:  # type: ignore[no-untyped-def]

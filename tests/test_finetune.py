@@ -93,6 +93,14 @@ def test_a_fine_tuned_file_says_what_it_was_fine_tuned_from_and_on_what(capsys, 
     assert code == 0 and f"fine-tuned from   tiny ({trained_model_path}, sha256 {origin['sha256'][:12]}" in out
 
 
+def test_a_model_stored_in_float16_is_fine_tuned_into_a_float16_file(capsys, tmp_path, user_files, trained_lm):
+    checkpoint.save(trained_lm, tmp_path / "half.pt", dtype=torch.float16)
+    train, _ = user_files
+    assert finetune_cli(capsys, tmp_path / "half.pt", train, tmp_path / "mine.pt", "--max-steps", 2)[0] == 0
+    weights = checkpoint.read_payload(tmp_path / "mine.pt")["weights"]
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
+
+
 def test_a_fine_tuning_run_can_be_resumed(capsys, tmp_path, user_files, trained_model_path):
     train, _ = user_files
     out = tmp_path / "mine.pt"
