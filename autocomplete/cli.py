@@ -365,7 +365,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         embedding_dim=model_config.embedding_dim if sized else args.embedding_dim,
         hidden_dim=model_config.hidden_dim if sized else args.hidden_dim,
         num_layers=model_config.num_layers if sized else args.layers,
-        batch_size=args.batch_size, bptt=args.bptt,
+        batch_size=_given(args.batch_size, tuned.batch_size if tuned else None),
+        bptt=_given(args.bptt, tuned.bptt if tuned else None),
         warmup_steps=_given(args.warmup, tuned.warmup_steps if tuned else None),
         lr=_given(args.lr, tuned.lr if tuned and args.optimizer == "adamw" else None),
         valid_fraction=_given(args.valid_fraction, tuned.valid_fraction if tuned else None),
@@ -497,7 +498,8 @@ def _finetune_defaults(args: argparse.Namespace, sources, tokenizer, cache):  # 
     else:
         counted = data.build_vocab(sources, tokenizer, args.breaks, None, 1)
     tokens = sum(counted.counts)
-    shape = fit_to_corpus(tokens, epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt)  # the windows
+    batch_size, bptt = finetune.finetune_windows(tokens, args.batch_size, args.bptt)
+    shape = fit_to_corpus(tokens, epochs=args.epochs, batch_size=batch_size, bptt=bptt)  # the windows
     return counted, finetune.finetune_defaults(tokens, shape.batch_size, shape.bptt), tokens
 
 

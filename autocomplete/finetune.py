@@ -141,6 +141,21 @@ class FineTuneDefaults:
     eval_every: int  # steps between validations (0: at epoch ends)
     valid_fraction: float  # tail of the user's text held out for early stopping
     min_count: int  # a new word must occur this often in the user's text to be added
+    batch_size: int  # parallel streams …
+    bptt: int  # … of this many tokens per window
+
+
+FULL_WINDOWS = (32, 35)  # batch × bptt of the shipped model's recipe
+
+
+def finetune_windows(tokens: int, batch_size: int | None, bptt: int | None) -> tuple[int | None, int | None]:
+    """The recipe's 32 × 35 windows when the text fills 20 of them and the user set neither; else the user's
+    choice, ``None`` meaning "fit to the text as for training from scratch". A trained model needs no small batches
+    to take enough steps, and a batch of 32 reads the weights once for 32 streams (several times more tokens per
+    second on a CPU than the handful a small text gets fitted)."""
+    if batch_size is None and bptt is None and tokens >= 20 * FULL_WINDOWS[0] * FULL_WINDOWS[1]:
+        return FULL_WINDOWS
+    return batch_size, bptt
 
 
 def finetune_defaults(tokens: int, batch_size: int, bptt: int) -> FineTuneDefaults:
@@ -154,4 +169,6 @@ def finetune_defaults(tokens: int, batch_size: int, bptt: int) -> FineTuneDefaul
         eval_every=steps_per_epoch // 4 if steps_per_epoch >= 400 else 0,
         valid_fraction=valid_fraction,
         min_count=1 if tokens < 20_000 else 2,
+        batch_size=batch_size,
+        bptt=bptt,
     )

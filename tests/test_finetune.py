@@ -237,3 +237,11 @@ def test_templates_are_the_rarest_words_of_the_last_cluster():
     counts = [0, 5, *range(200, 102, -1)]
     ids = template_ids(Vocab(itos, counts), (40,)).tolist()
     assert ids == list(range(94, 100))  # the tenth of ids 40..99 with the lowest counts
+
+
+def test_fine_tuning_reads_a_long_enough_text_in_the_recipes_windows_and_keeps_the_users_choice():
+    from autocomplete.finetune import finetune_windows
+
+    assert finetune_windows(50_000, None, None) == (32, 35)  # a trained model needs no small batches
+    assert finetune_windows(5_000, None, None) == (None, None)  # too short for 20 such windows: fitted to the text
+    assert finetune_windows(50_000, 8, None) == (8, None) and finetune_windows(50_000, None, 20) == (None, 20)

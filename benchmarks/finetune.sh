@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Fine-tuning against the base model and against training from scratch, on a "user's text" the base model never saw:
+# the first 50 K words of the Rust book (and of tldr-pages), evaluated on their last 20 K words, which no model
+# trains on (early stopping uses the tail of the training part only). BENCHMARKS.md, section "Fine-tuning".
+# Run from the repository root with ../shared/data next to it:  benchmarks/finetune.sh [OUT_DIR]
+set -euo pipefail
+data=${DATA:-../shared/data}
+out=${1:-runs/finetune}
+base=${BASE:-models/default.pt}
+mkdir -p "$out"
+head -n 2058 "$data/modern/rust_book.txt" > "$out/rust_train.txt"   # 50,012 words
+tail -n 776 "$data/modern/rust_book.txt" > "$out/rust_test.txt"     # 20,024 words
+head -n 8957 "$data/modern/tldr.txt" > "$out/tldr_train.txt"        # 50,046 words
+tail -n 3599 "$data/modern/tldr.txt" > "$out/tldr_test.txt"         # 20,009 words
+for text in ${TEXTS:-rust tldr}; do
+  autocomplete train "$out/${text}_train.txt" --from "$base" -o "$out/${text}_finetuned.pt" -q
+  autocomplete train "$out/${text}_train.txt" -o "$out/${text}_scratch.pt" -q
+  for model in "$base" "$out/${text}_scratch.pt" "$out/${text}_finetuned.pt"; do
+    echo "== $model on $out/${text}_test.txt"
+    autocomplete eval "$model" "$out/${text}_test.txt" -k 3 -k 5 --ksr-words 2000
+  done
+done
