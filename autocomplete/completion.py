@@ -16,6 +16,11 @@ This is the embeddable API. Another prompt_toolkit program gets the whole behavi
     )
     print(session.prompt("> "))
 
+Inside another program, the adapters are good guests: ``context=`` says what the model reads (``python_prose``: only
+comments, strings and docstrings of Python code), ``fallback=`` keeps the host's own suggester and completer
+everywhere else, and ``key_bindings(suggest, filter=..., tab=...)`` claims keys only where the host wants (Tab can
+stay the host's indent key).
+
 The adapters only translate between prompt_toolkit's ``Document``/``Buffer`` and :class:`Predictor` calls. Model work
 always runs in a worker thread (prompt_toolkit's executor); a result computed for a text that has changed since is
 dropped, never shown. One predictor may be shared by any number of completers, suggesters and buffers: it serialises
@@ -26,7 +31,7 @@ Keys added by :func:`key_bindings`:
 =====================  ==============================================================================
 Right, Ctrl-E, Ctrl-F  accept the whole grey suggestion
 Alt-F, Ctrl-Right      accept its next word
-Alt-N / Alt-P          next / previous alternative word (also Ctrl-Down / Ctrl-Up)
+Alt-N / Alt-P          next / previous alternative word (also Ctrl-Down / Ctrl-Up; the menu marks it with ◂)
 Tab / Shift-Tab        open the menu of candidates and walk through it
 Ctrl-T                 sample a multi-word continuation at the current temperature (Esc dismisses it)
 Alt-+ / Alt--          raise / lower the temperature (Alt-= works as Alt-+)
@@ -36,19 +41,22 @@ Backspace              right after accepting: take the accepted text back and sh
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from prompt_toolkit.application.current import get_app
+from prompt_toolkit.application import Application
+from prompt_toolkit.application.current import get_app, get_app_or_none
 from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.eventloop import run_in_executor_with_context
-from prompt_toolkit.filters import Condition
+from prompt_toolkit.filters import Always, Condition, Filter, FilterOrBool, to_filter
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from autocomplete.display import percent
@@ -58,13 +66,32 @@ from autocomplete.predictor import Suggestion as WordSuggestion
 from autocomplete.predictor import load as load_predictor
 from autocomplete.settings import SamplingConfig
 
+from autocomplete.python_prose import prose_before_cursor
+from autocomplete.vocab import EOS_ID
+
 __all__ = [
-    "LanguageModelAutoSuggest", "LanguageModelCompleter", "SamplingSettings", "key_bindings",
+    "LanguageModelAutoSuggest", "LanguageModelCompleter", "SamplingSettings", "key_bindings", "python_prose",
+    "text_before_cursor",
     "load_predictor", "percent",  # the engine's, re-exported for programs written against older versions
 ]
 
-Enabled = Callable[[Document], bool]
+Context = Callable[[Document], "str | None"]
 _FIRST_WORD = re.compile(r"\s*\S+")
+_MISSING = object()
+
+
+def text_before_cursor(document: Document) -> str:
+    """The default context: the model reads everything before the cursor."""
+    return document.text_before_cursor
+
+
+def python_prose(document: Document) -> str | None:
+    """A context for Python code: the comment, string or docstring the cursor is in, or None in code.
+
+    See :mod:`autocomplete.python_prose` for what counts as prose. Pass it as ``context=`` to the suggester and the
+    completer, and their ``fallback=`` keeps the host's own suggestions and completions everywhere else.
+    """
+    return prose_before_cursor(document.text_before_cursor)
 
 
 @dataclass
@@ -113,35 +140,65 @@ class SamplingSettings:
 class _BufferState:
     """What the suggester knows about one buffer. Each piece says which text it belongs to."""
 
-    text: str | None = None  # the text ``alternatives`` and ``index`` describe
-    context: tuple[int, int] = (0, -1)  # (predictor, committed-context version) they were computed under
+    text: str | None = None  # the model's text ``alternatives`` and ``index`` describe
+    key: tuple[int, int, int] = (0, -1, 0)  # (predictor, committed-context version, k) they were computed under
     alternatives: list[WordSuggestion] = field(default_factory=list)
+    end: float = 0.0  # probability that the line ends here (the end-of-utterance token), for the toolbar
     index: int = 0  # which alternative the grey text shows
     sample_for: str | None = None  # the text ``sample`` continues
     sample: str | None = None  # a Ctrl-T continuation shown instead of the greedy one
-    accepted: tuple[str, str, str, bool] | None = None  # last acceptance: (before, after, suggestion, was a sample)
+    shown: tuple[object, Suggestion | None] | None = None  # (what it depends on, the grey text computed for it)
+    accepted: tuple[Document, str, str, bool] | None = None  # last acceptance: (before, text after, suggestion, sampled)
     auto_space: str | None = None  # the text right after an acceptance added a space (punctuation replaces it)
-    pending: tuple[str, tuple[int, int]] | None = None  # (text, context) being computed for the toolbar
-    watched: bool = False  # a deletion handler is attached to the buffer
+    pending: tuple[str, tuple[int, int, int]] | None = None  # (text, key) being computed for the toolbar
+    watched: bool = False  # a text-change handler is attached to the buffer
 
 
-def _always(document: Document) -> bool:
-    return True
+def _schedule(make: Callable[[Application[Any]], Coroutine[Any, Any, None]]) -> None:
+    """Run ``make(app)`` as a background task of the running application, from any thread; without a running
+    application (a host changing the text between two prompts) there is nothing to update and nothing is run."""
+    app = get_app_or_none()
+    if app is None or not app.is_running or app.loop is None:
+        return
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is app.loop:
+        app.create_background_task(make(app))
+    else:
+        app.loop.call_soon_threadsafe(lambda: app.create_background_task(make(app)))
 
 
 class LanguageModelAutoSuggest(AutoSuggest):
     """Grey text after the cursor: the rest of the current word and the most likely next word(s).
 
-    ``get_suggestion`` does model work and blocks; prompt_toolkit calls ``get_suggestion_async``, which runs it in a
-    worker thread. ``enabled(document)`` can switch suggestions off (e.g. while typing a command).
+    ``context(document)`` says what the model reads (by default everything before the cursor) or returns None where
+    the model has nothing to say (e.g. :func:`python_prose` in a Python shell: only comments and strings). There,
+    and where the model has no suggestion, ``fallback`` (the host's own suggester, e.g. its history) answers.
+
+    Grey text is computed only with the cursor at the end of the text, where prompt_toolkit draws it; hosts that draw
+    suggestions at the end of any line (IPython) set ``any_line``.
+
+    Concurrency: prompt_toolkit calls ``get_suggestion_async``, which runs the model in a worker thread. A
+    synchronous ``get_suggestion`` (IPython's Backspace and Right handlers call it on the UI thread) never runs the
+    model: it answers from what was computed for this text, else starts the computation in the background (shown when
+    ready, if the text is still the same) and returns None.
     """
 
     def __init__(
-        self, predictor: Predictor, settings: SamplingSettings | None = None, enabled: Enabled = _always
+        self,
+        predictor: Predictor,
+        settings: SamplingSettings | None = None,
+        context: Context = text_before_cursor,
+        fallback: AutoSuggest | None = None,
+        any_line: bool = False,
     ) -> None:
         self.predictor = predictor
         self.settings = settings or SamplingSettings()
-        self.enabled = enabled
+        self.context = context
+        self.fallback = fallback
+        self.any_line = any_line
         self._states: weakref.WeakKeyDictionary[Buffer, _BufferState] = weakref.WeakKeyDictionary()
         self._ghost_cache: dict[tuple[int, int, str, int], str] = {}
         self._lock = threading.Lock()
@@ -152,29 +209,46 @@ class LanguageModelAutoSuggest(AutoSuggest):
                 self._states[buffer] = _BufferState()
             return self._states[buffer]
 
+    def at_ghost(self, document: Document) -> bool:
+        """Whether the cursor is where grey text is drawn (the end of the text, or of the line with ``any_line``)."""
+        return document.is_cursor_at_the_end_of_line if self.any_line else document.is_cursor_at_the_end
+
+    def model_text(self, document: Document) -> str | None:
+        """What the model reads for grey text at ``document``'s cursor, or None where there is none to show."""
+        return self.context(document) if self.at_ghost(document) else None
+
     # ---- the computation (worker thread) ------------------------------------------------------------------------
 
-    def _context(self) -> tuple[int, int]:
-        """What else the candidates depend on: the predictor and its committed context (a new line in the session)."""
-        return id(self.predictor), self.predictor.context_version
+    def _key(self) -> tuple[int, int, int]:
+        """What else the candidates depend on: the predictor, its committed context (a new line in the session) and
+        how many are asked for."""
+        return id(self.predictor), self.predictor.context_version, self.settings.suggestions
 
     def _fresh(self, state: _BufferState, text: str) -> bool:
-        return state.text == text and state.context == self._context()
+        return state.text == text and state.key == self._key()
 
     def _alternatives(self, buffer: Buffer, text: str) -> _BufferState:
         state = self.state(buffer)
         if not self._fresh(state, text):
-            context = self._context()
+            key = self._key()
             alternatives = self.predictor.suggest(text, self.settings.suggestions)
+            end = 0.0
+            if not self.predictor.tokenizer.split_partial(text)[1]:
+                end = float(self.predictor.distribution(text)[EOS_ID])
             with self._lock:
-                state.text, state.context, state.alternatives, state.index = text, context, alternatives, 0
+                state.text, state.key, state.alternatives, state.end, state.index = text, key, alternatives, end, 0
         return state
 
+    def _shown_key(self, state: _BufferState, text: str) -> object:
+        sample = state.sample if state.sample_for == text else None
+        return text, self._key(), state.index, sample, self.settings.ghost_words
+
     def compute(self, buffer: Buffer, document: Document, cycle: int = 0, sample: bool = False) -> Suggestion | None:
-        """The grey text for ``document`` in ``buffer``: cycles the alternative or samples when asked."""
-        if not document.is_cursor_at_the_end or not self.enabled(document):
+        """The grey text for ``document`` in ``buffer`` (model work: call it from a worker thread), cycling the
+        alternative or sampling a continuation when asked. None where the model has nothing to show."""
+        text = self.model_text(document)
+        if text is None:
             return None
-        text = document.text
         state = self._alternatives(buffer, text)
         s = self.settings
         if sample:
@@ -185,6 +259,13 @@ class LanguageModelAutoSuggest(AutoSuggest):
             with self._lock:
                 state.index = (state.index + cycle) % len(state.alternatives)
                 state.sample = None
+        key = self._shown_key(state, text)
+        suggestion = self._ghost(state, text)
+        with self._lock:
+            state.shown = (key, suggestion)
+        return suggestion
+
+    def _ghost(self, state: _BufferState, text: str) -> Suggestion | None:
         if state.sample and state.sample_for == text:
             return Suggestion(state.sample)
         if not state.alternatives:
@@ -192,14 +273,16 @@ class LanguageModelAutoSuggest(AutoSuggest):
         word = state.alternatives[min(state.index, len(state.alternatives) - 1)]
         insert = self.predictor.insertion(text, word)
         extra = ""
-        if s.ghost_words > 1 and insert:
-            extra = self._greedy_after(text + insert)
+        if self.settings.ghost_words > 1 or not insert:
+            # a word typed out in full (``I will``) shows the words after it rather than nothing
+            words = self.settings.ghost_words - 1 if insert else max(1, self.settings.ghost_words - 1)
+            extra = self._greedy_after(text + insert, words)
         return Suggestion(insert + extra) if insert + extra else None
 
-    def _greedy_after(self, text: str) -> str:
+    def _greedy_after(self, text: str, words: int) -> str:
         """The greedy words after ``text`` (whose last word is complete), cached: while a word is being typed,
         every keystroke completes it to the same text."""
-        p, words = self.predictor, self.settings.ghost_words - 1
+        p = self.predictor
         key = (id(p), p.context_version, text, words)
         extra = self._ghost_cache.get(key)
         if extra is None:
@@ -210,88 +293,165 @@ class LanguageModelAutoSuggest(AutoSuggest):
                 self._ghost_cache[key] = extra
         return extra
 
+    def cached(self, buffer: Buffer, document: Document) -> Suggestion | None | object:
+        """The grey text already computed for ``document``, or ``_MISSING`` (no model work: safe on the UI thread)."""
+        text = self.model_text(document)
+        if text is None:
+            return None
+        state = self.state(buffer)
+        with self._lock:
+            if state.shown is not None and self._fresh(state, text) and state.shown[0] == self._shown_key(state, text):
+                return state.shown[1]
+        return _MISSING
+
     def get_suggestion(self, buffer: Buffer, document: Document) -> Suggestion | None:
-        return self.compute(buffer, document)
+        """The synchronous entry (hosts' key handlers call it on the UI thread): never runs the model."""
+        self._watch(buffer)
+        if self.model_text(document) is None:
+            return self.fallback.get_suggestion(buffer, document) if self.fallback else None
+        suggestion = self.cached(buffer, document)
+        if suggestion is _MISSING:
+            self.refresh(buffer)
+            suggestion = None
+        if suggestion is None and self.fallback:
+            return self.fallback.get_suggestion(buffer, document)
+        return suggestion  # type: ignore[return-value]
 
     async def get_suggestion_async(self, buffer: Buffer, document: Document) -> Suggestion | None:
         self._watch(buffer)
-        return await run_in_executor_with_context(lambda: self.compute(buffer, document))
+        suggestion = None
+        if self.model_text(document) is not None:
+            suggestion = await run_in_executor_with_context(lambda: self.compute(buffer, document))
+        if suggestion is None and self.fallback:
+            return await self.fallback.get_suggestion_async(buffer, document)
+        return suggestion
 
     # ---- UI-thread helpers --------------------------------------------------------------------------------------
 
     def _watch(self, buffer: Buffer) -> None:
-        """prompt_toolkit suggests after insertions only; refresh after deletions too."""
+        """prompt_toolkit suggests after typed insertions only; also refresh after deletions, a menu word put in by
+        Tab, a history recall and any other change, so the grey text always follows the text."""
         state = self.state(buffer)
         if state.watched:
             return
         state.watched = True
-        previous = {"text": buffer.text}
 
         def changed(_: Buffer) -> None:
-            shorter = len(buffer.text) < len(previous["text"])
-            previous["text"] = buffer.text
-            if shorter and buffer.suggestion is None:
+            if buffer.suggestion is None:
                 self.refresh(buffer)
 
         buffer.on_text_changed += changed
 
     def refresh(self, buffer: Buffer, cycle: int = 0, sample: bool = False) -> None:
-        """Recompute the grey text in the background; it is shown only if the text is still the same."""
+        """Recompute the grey text in the background; it is shown only if the text is still the same. Does nothing
+        while no application runs (nothing could show it)."""
         self._watch(buffer)
-        app = get_app()
         document = buffer.document
         shown = buffer.suggestion
+        if self.model_text(document) is None:
+            return
 
-        async def run() -> None:
-            suggestion = await run_in_executor_with_context(lambda: self.compute(buffer, document, cycle, sample))
+        async def run(app: Application[Any]) -> None:
+            suggestion = self.cached(buffer, document) if not (cycle or sample) else _MISSING
+            if suggestion is _MISSING:
+                suggestion = await run_in_executor_with_context(
+                    lambda: self.compute(buffer, document, cycle, sample)
+                )
             if buffer.document == document and buffer.suggestion is shown:  # nothing newer happened meanwhile
-                buffer.suggestion = suggestion
+                if suggestion is None and self.fallback and not (cycle or sample):
+                    suggestion = await self.fallback.get_suggestion_async(buffer, document)
+                    if buffer.document != document or buffer.suggestion is not shown:
+                        return
+                buffer.suggestion = suggestion  # type: ignore[assignment]
                 app.invalidate()
 
-        app.create_background_task(run())
+        _schedule(run)
 
     def alternatives(self, buffer: Buffer, update: bool = False) -> list[WordSuggestion]:
-        """The candidates for the buffer's current text, or [] while they are being computed.
+        """The candidates for the text before the buffer's cursor, or [] while they are being computed (or where
+        the context says the model has nothing to say).
 
         With ``update``, stale candidates are recomputed in the background and the screen redrawn when ready.
         """
         state = self.state(buffer)
-        text = buffer.text
+        text = self.context(buffer.document)
+        if text is None:
+            return []
         with self._lock:
             if self._fresh(state, text):
                 return list(state.alternatives)
-            if not update or state.pending == (text, self._context()) or not self.enabled(buffer.document):
+            if not update or state.pending == (text, self._key()):
                 return []
-            state.pending = (text, self._context())
-        app = get_app()
+            state.pending = (text, self._key())
 
-        async def run() -> None:
+        async def run(app: Application[Any]) -> None:
             await run_in_executor_with_context(lambda: self._alternatives(buffer, text))
             app.invalidate()
 
-        app.create_background_task(run())
+        _schedule(run)
         return []
+
+    def line_end(self, buffer: Buffer) -> float | None:
+        """The probability that the text before the cursor ends its line here (after ``restaurant?`` most of the
+        mass goes there, which is why the words look unlikely), or None until it is computed."""
+        state = self.state(buffer)
+        text = self.context(buffer.document)
+        with self._lock:
+            return state.end if text is not None and self._fresh(state, text) else None
+
+    def shown_word(self, buffer: Buffer) -> str | None:
+        """The alternative the grey text shows (Alt-N / Alt-P walk them), or None."""
+        state = self.state(buffer)
+        text = self.context(buffer.document)
+        with self._lock:
+            if text is None or not self._fresh(state, text) or not state.alternatives or buffer.suggestion is None:
+                return None
+            if state.sample_for == text and state.sample:
+                return None
+            return state.alternatives[min(state.index, len(state.alternatives) - 1)].word
 
     def sampling(self, buffer: Buffer) -> bool:
         """Whether the grey text is a sampled continuation (Ctrl-T) rather than the greedy one."""
         state = self.state(buffer)
-        return state.sample_for == buffer.text and state.sample is not None and buffer.suggestion is not None
+        text = self.model_text(buffer.document)
+        return text is not None and state.sample_for == text and state.sample is not None and buffer.suggestion is not None
 
 
 class LanguageModelCompleter(Completer):
-    """Completion menu: the most likely words for the position of the cursor, with their probabilities."""
+    """Completion menu: the most likely words for the position of the cursor, with their probabilities.
+
+    ``context`` and ``fallback`` work as for :class:`LanguageModelAutoSuggest`: where the context is None, the
+    fallback completer (the host's own) answers. Given the suggester (``suggest``), the menu marks the word its grey
+    text currently shows.
+
+    FuzzyCompleter caveat: prompt_toolkit's ``FuzzyCompleter`` asks the completer with the partial word removed and
+    filters the answers, so only the top next words survive (``The weather is ni`` loses ``nice``). Use this
+    completer unwrapped: the model already ranks every word that starts with what was typed.
+    """
 
     def __init__(
-        self, predictor: Predictor, settings: SamplingSettings | None = None, enabled: Enabled = _always
+        self,
+        predictor: Predictor,
+        settings: SamplingSettings | None = None,
+        context: Context = text_before_cursor,
+        fallback: Completer | None = None,
+        suggest: LanguageModelAutoSuggest | None = None,
     ) -> None:
         self.predictor = predictor
         self.settings = settings or SamplingSettings()
-        self.enabled = enabled
+        self.context = context
+        self.fallback = fallback
+        self.suggest = suggest
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
-        if not self.enabled(document):
+        text = self.context(document)
+        if text is None:
+            if self.fallback:
+                yield from self.fallback.get_completions(document, complete_event)
             return
-        text = document.text_before_cursor
+        yield from self._words(text)
+
+    def _words(self, text: str) -> Iterable[Completion]:
         _, partial = self.predictor.tokenizer.split_partial(text)
         for s in self.predictor.suggest(text, self.settings.suggestions):
             insert = self.predictor.insertion(text, s)
@@ -299,30 +459,59 @@ class LanguageModelCompleter(Completer):
                 (s.word if partial else insert) + " ",
                 start_position=-len(partial),
                 display=s.word,
-                display_meta=percent(s.probability),
+                display_meta=self._meta(s),
             )
+
+    def _meta(self, s: WordSuggestion) -> str | Callable[[], str]:
+        shown = percent(s.probability)
+        suggest = self.suggest
+        if suggest is None:
+            return shown
+
+        def meta() -> str:  # evaluated at each redraw: follows Alt-N / Alt-P while the menu is open
+            return f"{shown} ◂" if suggest.shown_word(get_app().current_buffer) == s.word else shown
+
+        return meta
 
     async def get_completions_async(
         self, document: Document, complete_event: CompleteEvent
     ) -> AsyncGenerator[Completion, None]:
-        completions = await run_in_executor_with_context(lambda: list(self.get_completions(document, complete_event)))
+        text = self.context(document)
+        if text is None:
+            if self.fallback:
+                async for completion in self.fallback.get_completions_async(document, complete_event):
+                    yield completion
+            return
+        completions = await run_in_executor_with_context(lambda: list(self._words(text)))
         for completion in completions:
             yield completion
 
 
-def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
-    """The keys listed in the module docstring, for ``suggest``'s buffers. Merge them with your own."""
+def key_bindings(
+    suggest: LanguageModelAutoSuggest, filter: FilterOrBool = True, tab: FilterOrBool = True
+) -> KeyBindings:
+    """The keys listed in the module docstring, for ``suggest``'s buffers. Merge them with your own.
+
+    Every key is claimed only where ``filter`` holds (a host passes e.g. "the cursor is in a comment" and keeps its
+    own keys everywhere else). ``tab`` says where Tab and Shift-Tab open the menu (False: never, leaving Tab to the
+    host; a filter, e.g. "not in leading whitespace", so Tab still indents).
+    """
     kb = KeyBindings()
     settings = suggest.settings
+    where = to_filter(filter)
+    tab_where = where & to_filter(tab)
+
+    def add(*keys: str, filter: Filter = Always(), base: Filter = where) -> Callable[[Any], Any]:
+        return kb.add(*keys, filter=base & filter)
 
     @Condition
     def has_suggestion() -> bool:
         b = get_app().current_buffer
-        return b.suggestion is not None and bool(b.suggestion.text) and b.document.is_cursor_at_the_end
+        return b.suggestion is not None and bool(b.suggestion.text) and suggest.at_ghost(b.document)
 
     @Condition
     def at_end() -> bool:
-        return get_app().current_buffer.document.is_cursor_at_the_end
+        return suggest.at_ghost(get_app().current_buffer.document)
 
     @Condition
     def can_take_back() -> bool:
@@ -337,10 +526,10 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
     def accept(b: Buffer, text: str) -> None:
         """Insert ``text`` (all or the start of the suggestion); a finished word gets its space, like a phone."""
         full = b.suggestion.text if b.suggestion else text
-        before = b.text
+        before = b.document
         rest = full[len(text) :]
         state = suggest.state(b)
-        was_sample = state.sample is not None and state.sample_for == before
+        was_sample = state.sample is not None and state.sample_for == suggest.model_text(before)
         space = text[-1:].isalnum() and (not rest or rest[0].isspace())
         if space:
             text, rest = text + " ", rest.lstrip()
@@ -350,7 +539,7 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
         if rest:  # keep showing what is left of the suggestion (e.g. the rest of a sampled continuation)
             b.suggestion = Suggestion(rest)
             if was_sample:
-                state.sample_for, state.sample = b.text, rest
+                state.sample_for, state.sample = suggest.model_text(b.document), rest
 
     @Condition
     def after_auto_space() -> bool:
@@ -358,7 +547,7 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
         return suggest.state(b).auto_space == b.text
 
     def punctuation(char: str) -> None:
-        @kb.add(char, filter=after_auto_space)
+        @add(char, filter=after_auto_space)
         def _punctuate(event: KeyPressEvent) -> None:
             """Typing punctuation right after an accepted word replaces the space that came with it."""
             b = event.current_buffer
@@ -369,45 +558,47 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
     for char in ".,;:!?)":
         punctuation(char)
 
-    @kb.add("right", filter=has_suggestion)
-    @kb.add("c-f", filter=has_suggestion)
-    @kb.add("c-e", filter=has_suggestion)
+    @add("right", filter=has_suggestion)
+    @add("c-f", filter=has_suggestion)
+    @add("c-e", filter=has_suggestion)
     def _accept_all(event: KeyPressEvent) -> None:
         b = event.current_buffer
         if b.suggestion:
             accept(b, b.suggestion.text)
 
-    @kb.add("escape", "f", filter=has_suggestion)
-    @kb.add("c-right", filter=has_suggestion)
+    @add("escape", "f", filter=has_suggestion)
+    @add("c-right", filter=has_suggestion)
     def _accept_word(event: KeyPressEvent) -> None:
         b = event.current_buffer
         if b.suggestion:
             match = _FIRST_WORD.match(b.suggestion.text)
             accept(b, match.group() if match else b.suggestion.text)
 
-    @kb.add("escape", "n", filter=at_end)
-    @kb.add("c-down", filter=at_end & ~Condition(lambda: get_app().current_buffer.complete_state is not None))
+    # Ctrl-Down / Ctrl-Up too while the menu is open (it nearly always is while typing): the menu keeps its own
+    # Up / Down, and marks the alternative shown
+    @add("escape", "n", filter=at_end)
+    @add("c-down", filter=at_end)
     def _next(event: KeyPressEvent) -> None:
         suggest.refresh(event.current_buffer, cycle=1)
 
-    @kb.add("escape", "p", filter=at_end)
-    @kb.add("c-up", filter=at_end & ~Condition(lambda: get_app().current_buffer.complete_state is not None))
+    @add("escape", "p", filter=at_end)
+    @add("c-up", filter=at_end)
     def _previous(event: KeyPressEvent) -> None:
         suggest.refresh(event.current_buffer, cycle=-1)
 
-    @kb.add("tab")
+    @add("tab", base=tab_where)
     def _menu(event: KeyPressEvent) -> None:
         _walk_menu(event.current_buffer, forward=True)
 
-    @kb.add("s-tab")
+    @add("s-tab", base=tab_where)
     def _menu_back(event: KeyPressEvent) -> None:
         _walk_menu(event.current_buffer, forward=False)
 
-    @kb.add("c-t", filter=at_end)
+    @add("c-t", filter=at_end)
     def _sample(event: KeyPressEvent) -> None:
         suggest.refresh(event.current_buffer, sample=True)
 
-    @kb.add("escape", filter=sampling)
+    @add("escape", filter=sampling)
     def _dismiss(event: KeyPressEvent) -> None:
         b = event.current_buffer
         suggest.state(b).sample = None
@@ -418,27 +609,27 @@ def key_bindings(suggest: LanguageModelAutoSuggest) -> KeyBindings:
         settings.config = settings.config.with_temperature(settings.temperature + delta)
         get_app().invalidate()
 
-    @kb.add("escape", "+")
-    @kb.add("escape", "=")
+    @add("escape", "+")
+    @add("escape", "=")
     def _hotter(event: KeyPressEvent) -> None:
         change_temperature(0.1)
 
-    @kb.add("escape", "-")
+    @add("escape", "-")
     def _colder(event: KeyPressEvent) -> None:
         change_temperature(-0.1)
 
-    @kb.add("backspace", filter=can_take_back)
-    @kb.add("c-h", filter=can_take_back)
+    @add("backspace", filter=can_take_back)
+    @add("c-h", filter=can_take_back)
     def _take_back(event: KeyPressEvent) -> None:
         b = event.current_buffer
         state = suggest.state(b)
         assert state.accepted is not None
         before, _, full, was_sample = state.accepted
         state.accepted = None
-        b.document = Document(before, len(before))
+        b.document = before
         b.suggestion = Suggestion(full)
         if was_sample:
-            state.sample_for, state.sample = before, full
+            state.sample_for, state.sample = suggest.model_text(before), full
 
     return kb
 

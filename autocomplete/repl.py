@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
@@ -33,6 +34,7 @@ from autocomplete.errors import AutocompleteError, ConfigError
 from autocomplete.paths import data_dir
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
+from autocomplete.predictor import Suggestion as WordSuggestion
 from autocomplete.tokenizer import printable
 
 HELP = f"""\
@@ -107,6 +109,11 @@ class CommandResult:
     quit: bool = False
 
 
+def _not_a_command(document: Document) -> str | None:
+    """The model reads the line up to the cursor, except in a command (``:temp 0.5``)."""
+    return None if document.text.lstrip().startswith(":") else document.text_before_cursor
+
+
 class Session:
     """State and behaviour of one interactive session, independent of how lines are read."""
 
@@ -124,9 +131,8 @@ class Session:
         self.mode = mode
         self.model_name = model_name
         self.echo = echo or _print
-        enabled = lambda document: not document.text.lstrip().startswith(":")  # noqa: E731
-        self.suggest = LanguageModelAutoSuggest(predictor, self.settings, enabled)
-        self.completer = LanguageModelCompleter(predictor, self.settings, enabled)
+        self.suggest = LanguageModelAutoSuggest(predictor, self.settings, _not_a_command)
+        self.completer = LanguageModelCompleter(predictor, self.settings, _not_a_command, suggest=self.suggest)
 
     @property
     def predictor(self) -> Predictor:
@@ -180,15 +186,20 @@ class Session:
         self.settings.update(**{name: value})
         return CommandResult(f"{name.replace('_', '-')} = {value:g}")
 
-    def toolbar(self, alternatives: list) -> FormattedText:  # type: ignore[type-arg]
+    def toolbar(self, alternatives: list[WordSuggestion], line_end: float | None = None) -> FormattedText:
+        """Model, temperature, mode and the candidates; ``line_end``, the chance that the line ends here, is shown
+        in its rank (``↵ 61%`` after ``restaurant?``: why every word then looks unlikely)."""
         s = self.settings
         parts: list[tuple[str, str]] = [
             ("class:bottom-toolbar.key", f" {self.model_name} "),
             ("", f"│ temp {s.temperature:.2f} │ {self.mode} │ "),
         ]
-        for w in alternatives:
-            parts.append(("class:bottom-toolbar.word", w.word))
-            parts.append(("class:bottom-toolbar.prob", f" {percent(w.probability)}  "))
+        entries = [(w.word, w.probability) for w in alternatives]
+        if alternatives and line_end is not None and line_end > alternatives[-1].probability:
+            entries = sorted([*entries, ("↵", line_end)], key=lambda e: -e[1])[: len(alternatives)]
+        for word, p in entries:
+            parts.append(("class:bottom-toolbar.word", word))
+            parts.append(("class:bottom-toolbar.prob", f" {percent(p)}  "))
         if not alternatives:
             parts.append(("class:bottom-toolbar.prob", "…"))
         return FormattedText(parts)
@@ -272,18 +283,16 @@ def build_prompt(
         return FormattedText([("class:prompt", "you › " if session.mode == "chat" else "› ")])
 
     def toolbar() -> FormattedText:
-        from prompt_toolkit.application.current import get_app
-
-        buffer = get_app().current_buffer
+        buffer = prompt.default_buffer  # not the search field while Ctrl-R is open
         if session.suggest.sampling(buffer):
             return FormattedText(
                 [("class:bottom-toolbar.key", f" {session.model_name} "),
                  ("class:bottom-toolbar.sample", f"│ sampled at temp {session.settings.temperature:.2f}: "
                   "Right accepts, Alt-F one word, Esc dismisses, Ctrl-T again")]
             )
-        return session.toolbar(session.suggest.alternatives(buffer, update=True))
+        return session.toolbar(session.suggest.alternatives(buffer, update=True), session.suggest.line_end(buffer))
 
-    return PromptSession(
+    prompt: PromptSession[str] = PromptSession(
         message,
         history=history,
         completer=session.completer,
@@ -297,6 +306,7 @@ def build_prompt(
         reserve_space_for_menu=6,
         enable_history_search=False,
     )
+    return prompt
 
 
 def interactive(session: Session, prompt: PromptSession[str], write: Callable[[str], None] = _print) -> int:

@@ -1,14 +1,19 @@
 """The embeddable prompt_toolkit API, driven through real prompt_toolkit sessions on a pipe (no terminal)."""
 
+import asyncio
 import threading
 
 import pytest
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, WordCompleter, merge_completers
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
 from prompt_toolkit.layout import BufferControl, Layout, Window
 from prompt_toolkit.layout.processors import AppendAutoSuggestion
@@ -20,6 +25,7 @@ from autocomplete.completion import (
     SamplingSettings,
     key_bindings,
     load_predictor,
+    python_prose,
 )
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor
@@ -30,16 +36,17 @@ from .conftest import ALT_F, ALT_N, ALT_P, BACKSPACE, CTRL_T, ENTER, ESC, RIGHT,
 class Driver:
     """Runs a PromptSession on a pipe and types into it from a helper thread, waiting for the model between keys."""
 
-    def __init__(self, predictor, settings=None):
+    def __init__(self, predictor, settings=None, **options):
         self.suggest = LanguageModelAutoSuggest(predictor, settings)
-        self.completer = LanguageModelCompleter(predictor, self.suggest.settings)
+        self.completer = LanguageModelCompleter(predictor, self.suggest.settings, suggest=self.suggest)
         self.predictor = predictor
+        self.options = {"complete_while_typing": False, **options}
 
     def run(self, script):
         with create_pipe_input() as pipe:
             session = PromptSession(
                 input=pipe, output=DummyOutput(), completer=self.completer, auto_suggest=self.suggest,
-                key_bindings=key_bindings(self.suggest), complete_while_typing=False,
+                key_bindings=key_bindings(self.suggest), **self.options,
             )
             self.buffer = session.default_buffer
             errors = []
@@ -293,4 +300,78 @@ def test_candidates_are_recomputed_when_the_committed_context_changes(predictor)
     suggest.compute(buffer, Document(""))
     after = [s.word for s in suggest.state(buffer).alternatives]
     assert after == [s.word for s in predictor.suggest("")]
-    assert suggest.state(buffer).context == (id(predictor), predictor.context_version)
+
+
+# ---- good guests: context, fallback, no tasks without an application, the UI thread never runs the model ---------
+
+
+def test_a_host_changing_the_text_between_prompts_starts_no_background_task(predictor):
+    driver = Driver(predictor, validate_while_typing=False)  # as ptpython's buffer (prompt_toolkit's validator
+    # would start a task of its own)
+
+    def script(pipe, d):
+        d.type(pipe, "hear me sp")
+        pipe.send_text(ENTER)
+
+    driver.run(script)
+    driver.buffer.text = "hear"  # ptpython clears the line like this after Ctrl-C, with no application running
+    driver.buffer.text = ""
+    assert driver.buffer.suggestion is None
+
+
+def test_the_context_hook_decides_what_the_model_reads(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, context=python_prose)
+    plain = LanguageModelAutoSuggest(predictor)
+    in_comment = suggest.compute(Buffer(), Document("x = 1  # hear me "))
+    assert in_comment is not None and in_comment.text == plain.compute(Buffer(), Document(" hear me ")).text
+    assert suggest.compute(Buffer(), Document("import o")) is None
+
+
+def history_buffer(*lines):
+    history = InMemoryHistory()
+    for line in lines:
+        history.append_string(line)
+    return Buffer(history=history)
+
+
+def test_the_fallback_suggests_where_the_model_has_nothing_to_say(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, context=python_prose, fallback=AutoSuggestFromHistory())
+    buffer = history_buffer("import os")
+    assert suggest.get_suggestion(buffer, Document("import o")).text == "s"
+    assert asyncio.run(suggest.get_suggestion_async(buffer, Document("import o"))).text == "s"
+    in_comment = asyncio.run(suggest.get_suggestion_async(buffer, Document("# hear me ")))
+    assert in_comment.text == LanguageModelAutoSuggest(predictor).compute(Buffer(), Document(" hear me ")).text
+
+
+def test_a_synchronous_get_suggestion_answers_from_the_cache_and_never_runs_the_model(predictor, monkeypatch):
+    suggest = LanguageModelAutoSuggest(predictor, fallback=AutoSuggestFromHistory())
+    buffer = history_buffer("hear me out")
+    document = Document("hear me ")
+    assert suggest.get_suggestion(buffer, document).text == "out"  # not computed yet: the host's answer meanwhile
+    computed = suggest.compute(buffer, document)
+    calls = []
+    for name in ("suggest", "continuation", "distribution", "insertion"):
+        monkeypatch.setattr(predictor, name, lambda *a, _name=name, **k: calls.append(_name))
+    assert suggest.get_suggestion(buffer, document) == computed
+    assert suggest.get_suggestion(buffer, Document("hear me o")).text == "ut" and calls == []
+
+
+def test_the_completer_hands_code_to_the_host_completer(predictor):
+    completer = LanguageModelCompleter(predictor, context=python_prose, fallback=WordCompleter(["import", "input"]))
+    in_code = [c.text for c in completer.get_completions(Document("imp"), CompleteEvent())]
+    assert in_code == ["import"]
+    in_comment = list(completer.get_completions(Document("x = 1  # hear me s"), CompleteEvent()))
+    assert [c.display_text for c in in_comment] == [s.word for s in predictor.suggest(" hear me s")]
+    assert all(c.start_position == -1 for c in in_comment)
+
+
+def test_key_bindings_are_claimed_only_where_the_host_says(predictor):
+    suggest = LanguageModelAutoSuggest(predictor)
+    assert not key_bindings(suggest, filter=False).bindings
+    here = [False]
+    switched = key_bindings(suggest, filter=Condition(lambda: here[0]), tab=False)
+    assert switched.bindings and not any(b.filter() for b in switched.bindings)
+    no_tab = key_bindings(suggest, tab=False)
+    tab_keys = {(Keys.ControlI,), (Keys.BackTab,)}
+    assert {b.keys for b in no_tab.bindings if b.filter()} & tab_keys == set()
+    assert {b.keys for b in key_bindings(suggest).bindings if b.filter()} >= tab_keys
