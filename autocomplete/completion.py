@@ -385,7 +385,11 @@ class LanguageModelAutoSuggest(AutoSuggest):
             state.pending = (text, self._key())
 
         async def run(app: Application[Any]) -> None:
-            await run_in_executor_with_context(lambda: self._alternatives(buffer, text))
+            try:
+                await run_in_executor_with_context(lambda: self._alternatives(buffer, text))
+            finally:
+                with self._lock:
+                    state.pending = None  # also when the application ended first: the next one asks again
             app.invalidate()
 
         _schedule(run)

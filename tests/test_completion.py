@@ -6,6 +6,7 @@ import threading
 import pytest
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application
+from prompt_toolkit.application.current import set_app
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, WordCompleter, merge_completers
@@ -375,3 +376,81 @@ def test_key_bindings_are_claimed_only_where_the_host_says(predictor):
     tab_keys = {(Keys.ControlI,), (Keys.BackTab,)}
     assert {b.keys for b in no_tab.bindings if b.filter()} & tab_keys == set()
     assert {b.keys for b in key_bindings(suggest).bindings if b.filter()} >= tab_keys
+
+
+# ---- keys and screen -------------------------------------------------------------------------------------------
+
+
+def test_a_word_typed_out_in_full_keeps_showing_the_words_after_it(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, SamplingSettings(ghost_words=2))
+    for context in ("hear me ", "I am ", "What is ", "You are ", "and the "):
+        word = predictor.suggest(context)[0].word
+        if predictor.suggest(context + word)[0].word == word:
+            break
+    else:
+        pytest.fail("the test model never ranks a typed word first")
+    text = context + word
+    ghost = suggest.compute(Buffer(), Document(text))
+    greedy = predictor.continuation(text, max_words=1, temperature=0, stop_at="sentence", finished=True).text
+    assert greedy.strip() and ghost is not None and ghost.text == greedy
+
+
+def test_tab_keeps_the_grey_text_after_the_menu_word(predictor):
+    driver = Driver(predictor)
+
+    def script(pipe, d):
+        d.type(pipe, "hear me s")
+        pipe.send_text(TAB)
+        wait_for(lambda: d.buffer.complete_state is not None and d.buffer.text.endswith(" "))
+        wait_for(lambda: d.suggestion())
+        d.after = (d.buffer.text, d.suggestion())
+        pipe.send_text(ENTER)
+
+    driver.run(script)
+    text, ghost = driver.after
+    assert ghost == LanguageModelAutoSuggest(predictor).compute(Buffer(), Document(text)).text
+
+
+def test_ctrl_down_and_ctrl_up_cycle_while_the_menu_is_open_and_the_menu_marks_the_shown_word(predictor):
+    driver = Driver(predictor, SamplingSettings(ghost_words=1))
+    CTRL_DOWN, CTRL_UP = "\x1b[1;5B", "\x1b[1;5A"
+
+    def script(pipe, d):
+        d.type(pipe, "hear me s")
+        pipe.send_text(TAB)
+        wait_for(lambda: d.buffer.complete_state is not None and d.buffer.text.endswith(" ") and d.suggestion())
+        d.text = d.buffer.text
+        d.seen = [d.suggestion()]
+        for key in (CTRL_DOWN, CTRL_DOWN, CTRL_UP):
+            before = d.suggestion()
+            pipe.send_text(key)
+            wait_for(lambda: d.suggestion() not in (None, before))
+            d.seen.append(d.suggestion())
+        d.menu_open = d.buffer.complete_state is not None
+        pipe.send_text(ENTER)
+
+    driver.run(script)
+    words = [s.word for s in predictor.suggest(driver.text)]
+    assert driver.seen == [words[0], words[1], words[2], words[1]] and driver.menu_open
+
+
+def test_the_menu_marks_the_alternative_the_grey_text_shows(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, SamplingSettings(ghost_words=1))
+    completer = LanguageModelCompleter(predictor, suggest.settings, suggest=suggest)
+    buffer = Buffer()
+    buffer.document = Document("hear me ")
+    app = Application(layout=Layout(Window(BufferControl(buffer))), output=DummyOutput())
+    buffer.suggestion = suggest.compute(buffer, buffer.document, cycle=1)  # Alt-N: the second alternative
+    menu = list(completer.get_completions(buffer.document, CompleteEvent()))
+    with set_app(app):
+        marked = [c.display_text for c in menu if c.display_meta_text.endswith("◂")]
+    assert marked == [predictor.suggest("hear me ")[1].word] == [buffer.suggestion.text]
+
+
+def test_the_line_end_share_is_known_after_a_sentence(predictor):
+    suggest = LanguageModelAutoSuggest(predictor)
+    buffer = Buffer()
+    buffer.document = Document("hear me speak. ")
+    suggest.compute(buffer, buffer.document)
+    expected = float(predictor.distribution("hear me speak. ")[1])  # the end-of-utterance token
+    assert suggest.line_end(buffer) == pytest.approx(expected) and expected > 0

@@ -265,3 +265,123 @@ def test_the_embedding_example_runs_in_a_terminal(trained_model_path):
         term.send("Enter")
     finally:
         term.close()
+
+
+# ---- the toolbar follows what is on the screen ------------------------------------------------------------------
+
+
+def drive_recording_toolbar(session, history, script):
+    """Like ``drive``, with the toolbar's last drawn text (as the application drew it) in ``shown[0]``."""
+    shown = [""]
+    errors = []
+
+    def wrapped(pipe, buffer):
+        try:
+            script(pipe, buffer, shown)
+        except BaseException as e:  # noqa: BLE001 - raised below, after the session is left
+            errors.append(e)
+            pipe.send_text("\x07\x03:quit\r")
+
+    with create_pipe_input() as pipe:
+        prompt = build_prompt(session, history, input=pipe, output=DummyOutput())
+        draw = prompt.bottom_toolbar
+
+        def recording():
+            fragments = draw()
+            shown[0] = "".join(text for _, text in fragments)
+            return fragments
+
+        prompt.bottom_toolbar = recording
+        thread = threading.Thread(target=wrapped, args=(pipe, prompt.default_buffer))
+        thread.start()
+        interactive(session, prompt, lambda _: None)
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def toolbar_words(shown):
+    """The candidates the toolbar lists, the line end (↵) included where it ranks among them."""
+    return [part.split()[0] for part in shown.split("│")[-1].split("  ") if "%" in part]
+
+
+def words_of(shown):
+    return [w for w in toolbar_words(shown) if w != "↵"]
+
+
+def expected_words(predictor, text, k=5):
+    """The top ``k`` words, less the places the line end takes in the toolbar."""
+    return [s.word for s in predictor.suggest(text, k)]
+
+
+def test_the_toolbar_shows_k_candidates_as_soon_as_k_changes(session):
+    seen = {}
+
+    def script(pipe, buffer, shown):
+        pipe.send_text("hear me ")
+        wait_for(lambda: len(toolbar_words(shown[0])) == 5)
+        pipe.send_text("\x15:k 3\r")  # Ctrl-U clears the line, then the command
+        pipe.send_text("hear me ")
+        wait_for(lambda: buffer.text == "hear me ")
+        seen["entries"] = wait_for_value(lambda: toolbar_words(shown[0]))
+        pipe.send_text("\x03:quit\r")
+
+    drive_recording_toolbar(session, InMemoryHistory(), script)
+    words = [w for w in seen["entries"] if w != "↵"]
+    assert len(seen["entries"]) == 3 and words == expected_words(session.predictor, "hear me ", 3)[: len(words)]
+
+
+def wait_for_value(get, timeout=10.0):
+    """The first settled value: the same twice in a row 0.3 s apart (the toolbar redraws when results arrive)."""
+    deadline = time.monotonic() + timeout
+    previous = None
+    while time.monotonic() < deadline:
+        value = get()
+        if value and value == previous:
+            return value
+        previous = value
+        time.sleep(0.3)
+    raise AssertionError(f"never settled: {previous!r}")
+
+
+def test_with_the_cursor_mid_line_the_toolbar_shows_the_cursor_words_candidates(session):
+    seen = {}
+
+    def script(pipe, buffer, shown):
+        pipe.send_text("hear me sp and")
+        wait_for(lambda: buffer.text == "hear me sp and")
+        pipe.send_text("\x1b[D" * 4)  # Left to just after "sp"
+        wait_for(lambda: buffer.document.text_before_cursor == "hear me sp")
+        seen["words"] = wait_for_value(lambda: words_of(shown[0]))
+        pipe.send_text("\x03:quit\r")
+
+    drive_recording_toolbar(session, InMemoryHistory(), script)
+    assert seen["words"] == expected_words(session.predictor, "hear me sp")
+
+
+def test_during_ctrl_r_the_toolbar_predicts_from_the_line_not_the_search_query(session):
+    seen = {}
+    history = InMemoryHistory()
+    history.append_string("hear me speak")
+
+    def script(pipe, buffer, shown):
+        pipe.send_text("I am ")
+        wait_for(lambda: buffer.text == "I am " and words_of(shown[0]))
+        before = list(words_of(shown[0]))
+        pipe.send_text("\x12hea")  # Ctrl-R: the line is previewed, the query typed in the search field
+        time.sleep(0.5)
+        seen["words"] = wait_for_value(lambda: words_of(shown[0]))
+        seen["before"] = before
+        pipe.send_text("\x07\x03:quit\r")  # Ctrl-G leaves the search
+
+    drive_recording_toolbar(session, history, script)
+    assert seen["words"] == seen["before"] == expected_words(session.predictor, "I am ")[: len(seen["words"])]
+    assert seen["words"] != expected_words(session.predictor, "hea")[: len(seen["words"])]
+
+
+def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(session):
+    words = session.predictor.suggest("Thanks. ", 3)
+    likely = "".join(text for _, text in session.toolbar(words, line_end=0.61))
+    assert toolbar_words(likely) == ["↵", words[0].word, words[1].word] and "↵ 61%" in likely
+    unlikely = "".join(text for _, text in session.toolbar(words, line_end=words[-1].probability / 2))
+    assert toolbar_words(unlikely) == [w.word for w in words]
