@@ -382,6 +382,6 @@ def test_during_ctrl_r_the_toolbar_predicts_from_the_line_not_the_search_query(s
 def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(session):
     words = session.predictor.suggest("Thanks. ", 3)
     likely = "".join(text for _, text in session.toolbar(words, line_end=0.61))
-    assert toolbar_words(likely) == ["↵", words[0].word, words[1].word] and "↵ 61%" in likely
+    assert toolbar_words(likely) == ["↵", words[0].word, words[1].word] and "↵ 61.0%" in likely
     unlikely = "".join(text for _, text in session.toolbar(words, line_end=words[-1].probability / 2))
     assert toolbar_words(unlikely) == [w.word for w in words]
