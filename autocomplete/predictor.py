@@ -13,7 +13,7 @@ Cost model (per context):
   tail near the edit is compared: the work does not grow with the length of the text or of the committed context;
 * the state after every recent token and after every ``checkpoint_every``-th token of the edited text is cached (a
   least-recently-used cache within ``cache_bytes``), so backspace, an edit in the middle or a paste recomputes only
-  from the nearest cached state before the first changed token;
+  from the nearest cached state before the first changed token (:mod:`autocomplete.context` does all this);
 * the next-word distribution of the current position is computed once and reused until the text changes.
 
 Memory per context: the state after the committed context (10 KB with the shipped model) however long that context
@@ -41,37 +41,30 @@ distribution, and :meth:`Predictor._mixture` the one place where the :attr:`~Pre
 from __future__ import annotations
 
 import bisect
-import contextlib
 import itertools
 import math
-import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
+from autocomplete.context import DEFAULT_CACHE_BYTES, Context, batch_one
 from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample
 from autocomplete.settings import SamplingConfig
-from autocomplete.tokenizer import EOS, SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts
+from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 StopAt = Literal["sentence", "utterance", "never"]
 
-DEFAULT_CACHE_BYTES = 2 * 2**20  # cached states per context (the shipped model's state is 10 KB: ~200 of them)
-_LINE_TOKENS = 200  # surface tokens of the current line kept for sentence starts and quote pairing
-_BLOCK_CHARS = 64  # the edited text is tokenised in blocks of about this size, each ending at a word boundary
-_COMMIT_CHUNK = 512  # tokens per LSTM call when committing a long text
 _LOGP_CACHE = 3  # next-word distributions kept per context (the cursor, the word ahead, the word behind)
-_SPACE = re.compile(r"\s+")
 _VERSIONS = itertools.count(1)  # context versions are unique across contexts, so they can key callers' caches
 
 
@@ -92,97 +85,6 @@ class Continuation:
     tokens: tuple[str, ...]  # the sampled tokens (the completed partial word first, if there was one)
     words: int  # how many of them are words (punctuation does not count)
     ended: bool  # stopped at the end of a sentence or utterance rather than at the word limit
-
-
-_onednn_lock = threading.Lock()
-_onednn_users = 0
-_onednn_saved = True
-
-
-@contextlib.contextmanager
-def batch_one() -> Iterator[None]:
-    """Step without oneDNN: its LSTM has a fixed cost per call that dwarfs one batch-1 step on a CPU (≈ 4×).
-
-    ``torch.backends.mkldnn.enabled`` is one flag for the whole process, so this counts its users: the first one in
-    switches oneDNN off, the last one out restores what it was, and contexts stepping on several threads at once
-    never restore it under each other's feet. (A host training in another thread meanwhile runs without oneDNN.)
-    """
-    global _onednn_users, _onednn_saved
-    with _onednn_lock:
-        if _onednn_users == 0:
-            _onednn_saved = torch.backends.mkldnn.enabled
-            torch.backends.mkldnn.enabled = False
-        _onednn_users += 1
-    try:
-        yield
-    finally:
-        with _onednn_lock:
-            _onednn_users -= 1
-            if _onednn_users == 0:
-                torch.backends.mkldnn.enabled = _onednn_saved
-
-
-def _common_prefix(a: str, b: str, end: int) -> int:
-    """Length of the common prefix of ``a[:end]`` and ``b`` (string compares in C; no copy when one extends the
-    other, the usual case while typing)."""
-    n = min(end, len(b))
-    if a.startswith(b[:n] if n < len(b) else b, 0, end):
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a.startswith(b[lo:mid], lo):
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _common_ids(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _word_boundary(text: str, start: int, end: int) -> int:
-    """The first position at or after ``start`` that ends a run of whitespace (not a lone CR: CR LF is one line
-    break), or ``end``. Tokens never span whitespace, so the tokens of ``text[:p]`` stay those of any longer text."""
-    while start < end:
-        match = _SPACE.search(text, start, end)
-        if match is None:
-            return end
-        if text[match.end() - 1] != "\r":
-            return match.end()
-        start = match.end()
-    return end
-
-
-def _line_of(tokens: list[str]) -> list[str]:
-    """The tokens after the last end of line (the current line), at most the last ``_LINE_TOKENS``."""
-    tail = tokens[-_LINE_TOKENS:]
-    if EOS in tail:
-        return tail[len(tail) - tail[::-1].index(EOS) :]
-    return tail
-
-
-class _Cached(NamedTuple):
-    state: State
-    features: Tensor  # the LSTM output (D,) at the position: what the next-token distribution is computed from
-    nbytes: int
-
-
-def _entry(state: State, features: Tensor) -> _Cached:
-    """A cache entry in one allocation: the state's tensors and the features are views of one flat copy (fewer,
-    longer-lived blocks between the step's temporary ones keep the allocator from fragmenting)."""
-    parts = [t for pair in state for t in pair] + [features]
-    flat = torch.cat([t.reshape(-1) for t in parts])
-    views = list(flat.split([t.numel() for t in parts]))
-    packed = [v.view(t.shape) for v, t in zip(views, parts)]
-    state = [(packed[2 * i], packed[2 * i + 1]) for i in range(len(state))]
-    return _Cached(state, packed[-1], flat.untyped_storage().nbytes())
 
 
 class PrefixIndex:
@@ -229,8 +131,6 @@ class Predictor:
         self, lm: LanguageModel, device: torch.device, index: PrefixIndex, personal: Personal | None,
         cache_bytes: int, checkpoint_every: int, keep_recent: int,
     ) -> None:
-        if cache_bytes < 0 or checkpoint_every < 1 or keep_recent < 0:
-            raise ValueError("cache_bytes and keep_recent must be ≥ 0 and checkpoint_every ≥ 1")
         self.lm = lm
         self.personal = personal  # what the model learned from its user (shared by all sessions); None: the base model
         self.vocab = lm.vocab
@@ -240,10 +140,10 @@ class Predictor:
         self.cache_bytes = cache_bytes
         self.checkpoint_every = checkpoint_every
         self.keep_recent = keep_recent
-        self.steps = 0  # LSTM token steps this context has run (for tests and benchmarks)
         self.context_version = 0  # changes whenever the committed context does (a key for callers' caches)
         self._lock = threading.RLock()
         self._sentence_case = self.tokenizer.case_sensitive
+        self._context = Context(self.model, self.tokenizer, self.vocab, device, cache_bytes, checkpoint_every, keep_recent)
         self.reset()
 
     @classmethod
@@ -278,27 +178,9 @@ class Predictor:
         """Forget everything; optionally start from ``context`` (committed as if typed and finished)."""
         with self._lock:
             self.context_version = next(_VERSIONS)
-            start = self.utterance_start()
-            with torch.inference_mode(), batch_one():
-                state, features = self._feed(start, self.model.init_state(1, self.device))
-            self._base_tokens = len(start)  # tokens in the committed context, the utterance start included
-            self._base_line: list[str] = []  # surface tokens of the committed text's unfinished last line
-            self._clear_text(_entry(state, features))
+            self._context.reset(self.utterance_start())
             if context:
                 self.commit(context)
-
-    def _clear_text(self, base: _Cached) -> None:
-        """Start an empty edited text after the committed context, whose end state is ``base``."""
-        self._text = ""  # the edited text the ids below belong to (the longest one seen since it last changed)
-        self._tokens: list[str] = []  # its surface tokens
-        self._ids: list[int] = []  # its token ids; the state at position p has read ``_ids[:p]``
-        self._mark_chars: list[int] = [0]  # word boundaries in ``_text`` where tokenising may restart ...
-        self._mark_ids: list[int] = [0]  # ... and how many ids come before each
-        self._states: OrderedDict[int, _Cached] = OrderedDict({0: base})  # least recently used first
-        self._bytes = base.nbytes
-        # next-token log-probabilities by position, with the personal version and mixture they were computed under
-        self._logps: OrderedDict[int, tuple[int, Tensor, Mixture | None]] = OrderedDict()
-        self._pos = 0  # the position the current query is at
 
     def commit(self, text: str, learn: bool = True) -> None:
         """Append ``text`` to the committed context for good (a finished line should end with ``"\\n"``).
@@ -311,142 +193,24 @@ class Predictor:
         if learn and self.personal is not None:
             self.personal.learn(text)
         with self._lock:
-            if not text:
-                return
-            i = bisect.bisect_right(self._mark_chars, _common_prefix(text, self._text, len(text))) - 1
-            mark, n = self._mark_chars[i], self._mark_ids[i]
-            line = self._line(n)
-            tokens = self.tokenizer.tokenize(text[mark:])
-            ids = self.vocab.encode(tokens, ends_sentence(line))
-            known = n + _common_ids(ids, self._ids[n : n + len(ids)])  # what the edited text already computed
-            start = max(p for p in self._states if p <= known)
-            entry = self._states[start]
-            todo = self._ids[start:known] + ids[known - n :]
-            state, features = entry.state, entry.features
-            with torch.inference_mode(), batch_one():
-                for at in range(0, len(todo), _COMMIT_CHUNK):
-                    state, features = self._feed(todo[at : at + _COMMIT_CHUNK], state)
-            self._base_tokens += n + len(ids)
-            self._base_line = _line_of(line + tokens)
-            self.context_version = next(_VERSIONS)
-            self._clear_text(_entry(state, features))
+            if text:
+                self._context.commit(text)
+                self.context_version = next(_VERSIONS)
 
     @property
     def context_length(self) -> int:
         """Tokens in the committed context (the leading utterance start included)."""
-        return self._base_tokens
+        return self._context.committed
 
-    # ---- the edited text -------------------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        """LSTM token steps this session has run (for tests and benchmarks)."""
+        return self._context.steps
 
-    def _line(self, n: int) -> list[str]:
-        """Surface tokens of the current line before position ``n`` of the edited text (committed text included)."""
-        lo = max(0, n - _LINE_TOKENS)
-        tail = self._tokens[lo:n]
-        if lo == 0 and EOS not in tail:
-            tail = self._base_line + tail
-        return _line_of(tail)
-
-    def _locate(self, text: str, finished: bool = False) -> tuple[int, str]:
-        """(position of the complete part of ``text`` in the edited text, partial word).
-
-        Re-tokenises only from the last word boundary before the first character that differs from the text seen
-        before. A text whose tokens are a prefix of those seen before (the word behind the grey text's lookahead, the
-        text before the cursor) leaves them, and their cached states, in place.
-        """
-        complete, partial = (text, "") if finished else self.tokenizer.split_partial(text)
-        end = len(complete)
-        common = _common_prefix(text, self._text, end)
-        i = bisect.bisect_right(self._mark_chars, common) - 1
-        mark, n = self._mark_chars[i], self._mark_ids[i]
-        if mark == end:
-            return n, partial
-        line = self._line(n)
-        tokens: list[str] = []
-        ids: list[int] = []
-        marks: list[tuple[int, int]] = []
-        at_start = ends_sentence(line)
-        pos = mark
-        while pos < end:
-            cut = _word_boundary(text, pos + _BLOCK_CHARS, end)
-            block = self.tokenizer.tokenize(text[pos:cut])
-            ids += self.vocab.encode(block, at_start)
-            tokens += block
-            at_start = sentence_starts([*block, "x"], at_start)[-1]
-            if text[cut - 1].isspace() and text[cut - 1] != "\r":
-                marks.append((cut, len(ids)))
-            pos = cut
-        same = _common_ids(ids, self._ids[n : n + len(ids)])
-        if same == len(ids) and (n + same < len(self._ids) or end <= len(self._text)):
-            return n + same, partial  # a prefix of what was seen: keep the text ahead and its states
-        self._truncate(n + same)
-        del self._mark_chars[i + 1 :], self._mark_ids[i + 1 :]
-        self._ids += ids[same:]
-        self._tokens += tokens[same:]
-        for char, count in marks:
-            self._mark_chars.append(char)
-            self._mark_ids.append(n + count)
-        self._text = complete
-        return len(self._ids), partial
-
-    def _truncate(self, n: int) -> None:
-        """Forget the edited text's tokens from position ``n`` on, and the states that read them."""
-        if n >= len(self._ids):
-            return
-        del self._ids[n:], self._tokens[n:]
-        for pos in [p for p in self._states if p > n]:
-            self._bytes -= self._states.pop(pos).nbytes
-        for pos in [p for p in self._logps if p > n]:
-            del self._logps[pos]
-
-    # ---- state maintenance -----------------------------------------------------------------------------------
-
-    def _feed(self, ids: list[int], state: State) -> tuple[State, Tensor]:
-        """Run the LSTM over ``ids`` from ``state``: (the state after them, the output at the last one)."""
-        chunk = torch.tensor([ids], dtype=torch.long, device=self.device)
-        out, state = self.model.features(chunk, state)  # (1, T, D)
-        self.steps += len(ids)
-        return state, out[0, -1].clone()  # a copy: a view would keep the whole (1, T, D) output alive
-
-    def _sync(self, n: int) -> None:
-        """Bring the current position to ``n``, stepping only from the nearest cached state before it."""
-        if n in self._states:
-            self._states.move_to_end(n)
-            self._pos = n
-            return
-        pos = max(p for p in self._states if p <= n)
-        self._states.move_to_end(pos)
-        state = self._states[pos].state
-        every = self.checkpoint_every
-        with torch.inference_mode(), batch_one():
-            while pos < n:
-                end = min(n, (pos // every + 1) * every)
-                state, features = self._feed(self._ids[pos:end], state)
-                pos = end
-                entry = _entry(state, features)
-                self._states[pos] = entry
-                self._bytes += entry.nbytes
-                if self._bytes > self.cache_bytes:
-                    self._pos = pos
-                    self._evict()
-        self._pos = n
-        self._evict()
-
-    def _evict(self) -> None:
-        """Thin out the states behind the recent ones to every ``checkpoint_every``-th, then drop the least recently
-        used until the cache fits its budget. The committed context's state and the current one always stay."""
-        floor = self._pos - self.keep_recent
-        every = self.checkpoint_every
-        for pos in [p for p in self._states if p % every and p < floor]:
-            self._bytes -= self._states.pop(pos).nbytes
-        while self._bytes > self.cache_bytes:
-            victim = next((p for p in self._states if p and p != self._pos), None)
-            if victim is None:
-                break
-            self._bytes -= self._states.pop(victim).nbytes
-
-    def _current(self) -> tuple[State, Tensor]:
-        entry = self._states[self._pos]
-        return entry.state, entry.features
+    def cache_size(self) -> int:
+        """Bytes of LSTM states this session holds now (the committed context's included), within ``cache_bytes``."""
+        with self._lock:
+            return self._context.cache_size
 
     def next_log_probs(self, features: Tensor) -> Tensor:
         """The base model's log-probabilities (V,) of the next token given the LSTM output ``features`` (D,).
@@ -466,28 +230,25 @@ class Predictor:
         adds to them (cached for nearby positions until the personal state changes)."""
         personal = self.personal if self.personal is not None and self.personal.active else None
         version = personal.version if personal is not None else 0
-        cached = self._logps.get(self._pos)
+        outputs, pos = self._context.outputs, self._context.position
+        cached = outputs.get(pos)
         if cached is not None and cached[0] == version:
-            self._logps.move_to_end(self._pos)
+            outputs.move_to_end(pos)
             return cached[1], cached[2]
-        features = self._current()[1]
+        features = self._context.current()[1]
         mixture = personal.log_probs(self.model, features) if personal is not None else None
         logp = mixture.logp if mixture is not None else self.next_log_probs(features)
-        self._logps[self._pos] = (version, logp, mixture)
-        self._logps.move_to_end(self._pos)
-        if len(self._logps) > _LOGP_CACHE:
-            self._logps.popitem(last=False)
+        outputs[pos] = (version, logp, mixture)
+        outputs.move_to_end(pos)
+        if len(outputs) > _LOGP_CACHE:
+            outputs.popitem(last=False)
         return logp, mixture
 
     def _prepare(self, text: str, finished: bool = False) -> tuple[list[str], str]:
-        n, partial = self._locate(text, finished)
-        self._sync(n)
-        return self._line(n), partial
-
-    def cache_size(self) -> int:
-        """Bytes of LSTM states this context holds now (the committed context's included), for tests and tuning."""
-        with self._lock:
-            return self._bytes
+        """Bring the context to ``text``: (the current line's tokens, the partial word)."""
+        n, partial = self._context.locate(text, finished)
+        self._context.sync(n)
+        return self._context.line(n), partial
 
     # ---- queries ---------------------------------------------------------------------------------------------
 
@@ -531,7 +292,7 @@ class Predictor:
         if not text or text[-1].isspace():
             return suggestion.word
         with self._lock:
-            line = self._line(self._locate(text)[0])
+            line = self._context.line(self._context.locate(text)[0])
         piece = Detokenizer(line, sentence_case=False).feed(self.vocab.itos[suggestion.token_id])
         return (" " if piece.startswith(" ") else "") + suggestion.word
 
@@ -613,7 +374,7 @@ class Predictor:
         config = _configure(sampling, max_words=max_words, temperature=temperature, top_k=top_k, top_p=top_p)
         with self._lock:
             line, partial = self._prepare(text, finished)
-            state, _ = self._current()
+            state, _ = self._context.current()
             logp = self._log_probs()
             allowed = self.candidates(partial) if partial else None
         generator = generator or make_generator(seed)
@@ -670,7 +431,7 @@ class Predictor:
             if words >= config.max_words or (stop_at == "sentence" and token in SENTENCE_END):
                 return
             with torch.inference_mode(), batch_one():
-                state, features = self._feed([index], state)
+                state, features = self._context.feed([index], state)
             logp = self.next_log_probs(features)
 
     def continuation(self, text: str = "", sampling: SamplingConfig | None = None, **kwargs: object) -> Continuation:

@@ -19,7 +19,8 @@ from prompt_toolkit.document import Document
 
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, SamplingSettings
 from autocomplete.model import quantize_dynamic
-from autocomplete.predictor import Predictor, batch_one
+from autocomplete.context import batch_one
+from autocomplete.predictor import Predictor
 from autocomplete.vocab import EOS_ID
 from benchmarks.common import Report, percentile, read_words, timed
 

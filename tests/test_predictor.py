@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from autocomplete.predictor import Predictor, batch_one
+from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS, UNK
 from autocomplete.vocab import EOS_ID
 
@@ -288,15 +288,6 @@ def test_threads_on_separate_sessions_and_on_one_session_get_the_serial_answers(
         t.join()
     assert errors == []
     assert torch.backends.mkldnn.enabled == onednn  # the process-wide flag is back as it was
-
-
-def test_batch_one_restores_the_process_wide_onednn_flag_only_when_the_last_user_leaves():
-    before = torch.backends.mkldnn.enabled
-    with batch_one():
-        with batch_one():
-            assert not torch.backends.mkldnn.enabled
-        assert not torch.backends.mkldnn.enabled
-    assert torch.backends.mkldnn.enabled == before
 
 
 # ---- bounded growth ---------------------------------------------------------------------------------------------------
