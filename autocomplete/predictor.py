@@ -212,6 +212,12 @@ class Predictor:
         with self._lock:
             return self._context.cache_size
 
+    def memory_bytes(self) -> int:
+        """Bytes of tensors this session holds: its LSTM states and its cached next-word distributions."""
+        with self._lock:
+            outputs = sum(value[1].untyped_storage().nbytes() for value in self._context.outputs.values())
+            return self._context.cache_size + outputs
+
     def next_log_probs(self, features: Tensor) -> Tensor:
         """The base model's log-probabilities (V,) of the next token given the LSTM output ``features`` (D,).
 

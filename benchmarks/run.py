@@ -5,8 +5,10 @@
     python -m benchmarks.run --markdown out.md    # also write the results as Markdown tables
 
 Sections: keystroke latency through the session's own code path against re-running the model on every keystroke,
-cold start and memory, generation speed, CPU inference levers, training throughput and perplexity per epoch
-against the classic PyTorch recipe on PTB, and the PTB test quality of given models. Numbers are printed, never
+cold start and memory, generation speed, CPU inference levers, long sessions (memory and keystroke latency after
+10 K / 100 K / 1 M committed words, memory per session) and a busy machine (keystrokes with another process on a
+core), training throughput and perplexity per epoch against the classic PyTorch recipe on PTB, and the PTB test
+quality of given models. Numbers are printed, never
 asserted: the test suite only runs ``--quick`` to check that the suite still works.
 """
 
@@ -23,9 +25,10 @@ import torch
 from autocomplete import data
 from autocomplete.paths import default_model_path
 from autocomplete.predictor import Predictor
-from benchmarks import inference, ptb
+from benchmarks import inference, long_session, ptb
 from benchmarks.common import DATA, FIXTURE, Report, git_revision, machine
 
+SECTIONS = ["latency", "startup", "generation", "levers", "long", "sessions", "contention", "training", "quality"]
 OURS = {"batch_size": 64, "optimizer": "adamw", "lr": 4e-3, "warmup_steps": 100, "schedule": "cosine"}
 
 
@@ -37,9 +40,9 @@ def held_out_text(quick: bool) -> Path:
 def run(args: argparse.Namespace) -> Report:
     report = Report()
     command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sections = set(args.only or ["latency", "startup", "generation", "levers", "training", "quality"])
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or 1)  # inference rows: one thread, as autocomplete.load() runs the model
+    sections = set(args.only or SECTIONS)
     model = args.model or default_model_path()
     predictor = Predictor.load(model, quantize=True)  # as the session runs it
     text = held_out_text(args.quick)
@@ -53,6 +56,13 @@ def run(args: argparse.Namespace) -> Report:
         exact = Predictor.load(model)
         ids, _ = _eval_ids(exact, text)
         inference.levers(report, exact, ids, args.quick, command)
+    if "long" in sections:
+        long_session.long_session(report, predictor, text, args.quick, command)
+    if "sessions" in sections:
+        long_session.session_memory(report, predictor, text, args.quick, command)
+    if "contention" in sections:
+        long_session.contention(report, predictor, text, args.quick, command)
+    torch.set_num_threads(args.threads or default_threads)  # training rows: PyTorch's choice unless --threads
     ptb_folder = args.ptb
     if "training" in sections and (ptb_folder / "train.txt").exists():
         corpus = ptb.load_ptb(ptb_folder)
@@ -107,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ptb-models", type=Path, nargs="*", default=[], help="PTB-trained models for the quality table")
     parser.add_argument("--ksr-words", type=int, default=2000, help="words typed in the keystroke simulation")
     parser.add_argument("--epochs", type=int, default=2, help="epochs for the perplexity-per-epoch comparison")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's choice)")
-    parser.add_argument("--only", nargs="*", choices=["latency", "startup", "generation", "levers", "training", "quality"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: 1 for the inference rows, as the session; PyTorch's choice for "
+                             "training)")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     report = run(args)
