@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor, Suggestion
 from autocomplete.settings import SamplingConfig
+from autocomplete.tokenizer import printable
 
 #: Word delimiters for readline: whitespace and punctuation, but not apostrophes, hyphens, letters or digits, so
 #: ``don't`` and ``well-known`` are completed as one word.
@@ -109,7 +110,7 @@ class ReadlineCompleter:
         shown = set(matches)
         words = [f"{s.word} {percent(s.probability)}" for s in self._ranked if s.word + " " in shown]
         words += [m.strip() for m in matches if m not in {s.word + " " for s in self._ranked}]
-        sys.stdout.write("\n" + "   ".join(words) + "\n")
+        sys.stdout.write("\n" + printable("   ".join(words)) + "\n")  # words come from a model file: never obeyed
         sys.stdout.flush()
         assert _library is not None
         _library.rl_forced_update_display()  # the prompt and the line again, below the list
