@@ -460,10 +460,10 @@ class Trainer:
                 f"{c.optimizer} lr {c.lr:g} ({c.schedule})"
             )
         interrupted = stopped = False
-        if c.validate_first and not resume:  # the starting weights are the model to beat, and the first one saved
+        if c.validate_first and not self.resumed:  # the starting weights are the model to beat, and the first one saved
             loss = self.validate()
             if self.dist.main and loss is not None:
-                self.log(f"before training: valid loss {loss:.3f}, perplexity {math.exp(loss):.2f}")
+                self.log(f"before training: valid loss {loss:.3f}, perplexity {perplexity(loss):.2f}")
             self.history.append({"epoch": 0.0, "step": 0, "tokens": 0, "elapsed": 0.0, "valid_loss": loss})
             self._after_validation(loss)
         with _stop_at_step_boundary(self):

@@ -454,3 +454,23 @@ def test_a_megabyte_word_never_enters_the_vocabulary(tmp_path):
     vocab = data.build_vocab(data.resolve_sources([path]), Tokenizer())
     assert blob not in vocab and all(len(t) <= MAX_TOKEN_CHARS for t in vocab.itos)
     assert vocab.counts[0] == 3  # counted as unknown
+
+
+def test_the_copy_of_standard_input_is_removed_when_training_is_terminated(tmp_path):
+    # item 6: a SIGTERM while standard input is being read left a full copy of it in the temporary folder
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocomplete", "train", "-", "-o", str(tmp_path / "m.pt"), "--no-cache"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    proc.stdin.write("words and more words\n" * 1000)  # and standard input stays open: still being read
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not spools(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spools(tmp_path), "the copy of standard input was never made"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert "Traceback" not in proc.stderr.read() and spools(tmp_path) == []
