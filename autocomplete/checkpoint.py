@@ -15,7 +15,6 @@ leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import pickletools
 import warnings

@@ -307,7 +307,11 @@ def _refuse_outputs_that_are_inputs(output: Path, inputs: Sequence[Any]) -> None
     from autocomplete.atomic import lock_path, same_file
     from autocomplete.resume import resume_path
 
-    outputs = {output: "the output (-o)", resume_path(output): "the resume file of -o", lock_path(output): "the lock file of -o"}
+    outputs = {
+        output: "the output (-o)",
+        resume_path(output): "the resume file of -o",
+        lock_path(output): "the lock file of -o",
+    }
     for source in inputs:
         if source.temporary or source.path is None:
             continue
@@ -426,7 +430,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     with Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet, inputs=inputs) as trainer:
         if args.resume:
             trainer.load_resume(resume.resume_path(args.output))
-            if payload["training"].get("inputs", {}).get("validation text", inputs["validation text"]) != inputs["validation text"]:
+            held_out = payload["training"].get("inputs", {}).get("validation text", inputs["validation text"])
+            if held_out != inputs["validation text"]:
                 trainer.forget_best()
                 log("the validation text differs from the saved run's: the best loss starts afresh")
         result = trainer.run()
@@ -819,7 +824,8 @@ def _typed_options(argv: Sequence[str] | None) -> set[str]:
     """The train options given on the command line, by their long name (``--hidden-dim``): a resumed run is
     compared with the saved one on those only, so that ``train … --resume`` alone never differs."""
     args = build_parser(train_defaults=False).parse_args(argv)
-    train = build_parser(train_defaults=False)._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    subcommands = build_parser(train_defaults=False)._subparsers._group_actions[0]  # type: ignore[union-attr]
+    train = subcommands.choices["train"]  # type: ignore[index]
     return {max(a.option_strings, key=len) for a in train._actions if a.option_strings and hasattr(args, a.dest)}
 
 
@@ -874,6 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as e:  # e.g. `generate > /dev/full`
         _silence_stdout()
-        where = f"{e.filename}: {e.strerror or e}" if e.filename else f"standard output: cannot write ({e.strerror or e})"
+        reason = e.strerror or str(e)
+        where = f"{e.filename}: {reason}" if e.filename else f"standard output: cannot write ({reason})"
         _err(f"autocomplete: error: {where}")
         return EXIT_ERROR

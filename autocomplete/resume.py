@@ -68,7 +68,10 @@ def check_training(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     return training
 
 
-def check_state(states: Any, shapes: list[tuple[tuple[int, ...], tuple[int, ...]]], path: Path) -> list[tuple[Tensor, Tensor]] | None:
+Shape = tuple[int, ...]
+
+
+def check_state(states: Any, shapes: list[tuple[Shape, Shape]], path: Path) -> list[tuple[Tensor, Tensor]] | None:
     """One rank's saved LSTM state: None, or one (h, c) pair per layer with the ``shapes`` the model uses."""
     if states is None:
         return None

@@ -317,7 +317,9 @@ class Trainer:
         """Continue from the resume file at ``path``; every way it can be damaged is one :class:`CheckpointError`."""
         payload = checkpoint.read_payload(path, kind="resume")
         training = check_training(payload, path)
-        if payload.get("vocab", {}).get("itos") != self.lm.vocab.itos or payload.get("model_config") != self.model.config.to_dict():
+        vocab, settings = payload.get("vocab"), payload.get("model_config")
+        same_vocab = isinstance(vocab, dict) and vocab.get("itos") == self.lm.vocab.itos
+        if not same_vocab or settings != self.model.config.to_dict():
             raise CheckpointError(f"{path}: was written for a different vocabulary or model size")
         if training["world"] != self.dist.world or training["batch_size"] != self.batch_size:
             raise CheckpointError(
@@ -435,10 +437,15 @@ class Trainer:
         hint = f"a lower --lr (this run: {c.lr:g})" + (
             f" or a smaller --clip (this run: {c.clip:g})" if c.clip else " or gradient clipping (--clip 0.25)"
         )
-        kept = f"{self.output} and {resume_path(self.output).name} were left as they were" if self.dist.main else ""
+        if self.written:
+            kept = f"{self.output} holds this run's best model before that"
+        elif self.output.exists():
+            kept = f"{self.output} is unchanged"
+        else:
+            kept = "no model was written"
         return TrainingError(
             f"training diverged at step {self.step}: {what} became {'infinite' if math.isinf(value) else 'NaN'};"
-            f" nothing was written ({kept}). Try {hint}"
+            f" nothing non-finite was saved ({kept}). Try {hint}"
         )
 
     # ---- the loop -------------------------------------------------------------------------------------------

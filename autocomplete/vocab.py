@@ -91,7 +91,7 @@ class Vocab:
         itos, counts, case_fold = data.get("itos"), data.get("counts"), data.get("case_fold")
         if not isinstance(itos, list) or not all(isinstance(t, str) and t for t in itos):
             raise ValueError("the vocabulary's words are not a list of non-empty texts")
-        if not isinstance(counts, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        if not isinstance(counts, list) or not all(type(n) is int and n >= 0 for n in counts):
             raise ValueError("the vocabulary's counts are not a list of whole numbers ≥ 0")
         if not isinstance(case_fold, bool):
             raise ValueError(f"the vocabulary's case folding is {case_fold!r}, not true or false")

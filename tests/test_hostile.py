@@ -23,7 +23,7 @@ from autocomplete.evaluate import perplexity
 from autocomplete.resume import resume_path
 from autocomplete.tokenizer import MAX_TOKEN_CHARS, Tokenizer
 
-from .conftest import SHAKESPEARE, make_lm
+from .conftest import SHAKESPEARE
 
 TINY = ["--embedding-dim", "8", "--hidden-dim", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8",
         "--quiet", "--no-cache", "--threads", "1"]
