@@ -445,8 +445,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks
     elapsed = f"{time.time() - started:.0f} s"
     if not result.written and result.kept_loss is not None:
-        log(f"{args.output} kept: its validation loss {result.kept_loss:.3f} is better than this run's best, "
-            f"{result.best_valid_loss if result.best_valid_loss is not None else math.inf:.3f} ({elapsed})")
+        best = result.best_valid_loss if result.best_valid_loss is not None else math.inf
+        log(f"{args.output} kept: this run's best validation loss, {best:.3f}, does not beat its {result.kept_loss:.3f}"
+            f" ({elapsed})")
         return 0
     best = f"best validation perplexity {perplexity(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
     if baseline is not None:
