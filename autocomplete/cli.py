@@ -215,21 +215,30 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--half", action="store_true",
                    help="store the model's weights as float16 (half the size; with --from: as the base model is)")
     g.add_argument("--name", default=None, help="model name shown in the session")
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress: neither the bar (on a terminal) nor the occasional progress lines (in a log)")
+    g.add_argument("--verbose", "-v", action="store_true", help="a summary line after every epoch")
     if not train_defaults:
         for action in p._actions:
             if action.option_strings:
                 action.default = argparse.SUPPRESS
 
-    p = sub.add_parser("eval", help="perplexity, accuracy and keystroke savings on a text")
-    p.add_argument("model", type=Path)
-    p.add_argument("text", nargs="+", help="text files or folders")
-    p.add_argument("-k", type=positive_int, action="append", help="suggestions for keystroke savings (repeatable; 5)")
+    p = sub.add_parser(
+        "eval", help="perplexity, accuracy and keystroke savings on a text",
+        description="How well a model predicts a text: perplexity, top-1/3/5 next-word accuracy, and the keystrokes "
+                    "its suggestions save when the text is typed with them. A progress bar on standard error.",
+    )
+    p.add_argument("text", nargs="+", help="text files or folders of .txt files")
+    _add_model_option(p)
+    p.add_argument("-k", type=positive_int, action="append",
+                   help="suggestions shown while typing, for keystroke savings (repeatable; default 5)")
     p.add_argument("--ksr-words", type=non_negative_int, default=None,
                    help="simulate typing only the first N words (default all; 0 skips it)")
-    p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_model_option(p, model=False)
+    p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
+                   help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto: "
+                        "told apart by line lengths)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("predict", help="the most likely next words")
     p.add_argument("text", help='the text so far, e.g. "how are"')
@@ -330,6 +339,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     from autocomplete.distributed import environment_world, shutdown_distributed
     from autocomplete.evaluate import perplexity
     from autocomplete.model import LSTMLanguageModel, ModelConfig
+    from autocomplete.progress import choose_mode
     from autocomplete.token_cache import TokenCache
     from autocomplete.tokenizer import Tokenizer, TokenizerConfig
     from autocomplete.train import Trainer, TrainConfig, fit_to_corpus
@@ -427,7 +437,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     if args.resume:  # the run's identity is its first command; record the resumptions after it
         metadata = resume.merge_metadata(saved.metadata, metadata)
     lm = checkpoint.LanguageModel(model, vocab, tokenizer, metadata)
-    with Trainer(lm, corpus, config, args.output, log=log, progress=not args.quiet, inputs=inputs) as trainer:
+    with Trainer(lm, corpus, config, args.output, log=log, progress=choose_mode(args.quiet),
+                 verbose=args.verbose, inputs=inputs) as trainer:
         if args.resume:
             trainer.load_resume(resume.resume_path(args.output))
             held_out = payload["training"].get("inputs", {}).get("validation text", inputs["validation text"])
@@ -616,8 +627,15 @@ def _check_resumable(path: Path, saved: dict[str, Any], inputs: dict[str, Any], 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    first = Path(args.text[0])
+    if len(args.text) > 1 and first.is_file() and _is_model_file(first):
+        raise ConfigError(
+            f"{first} is a model file: give it with --model (autocomplete eval --model {first} "
+            + " ".join(args.text[1:]) + ")"
+        )
     from autocomplete import data
     from autocomplete.evaluate import evaluate, read_eval_text
+    from autocomplete.progress import Progress, choose_mode
 
     predictor = _load_predictor(args, args.model)
     with _exit_on_termination(), data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
@@ -625,9 +643,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
     ks = args.k or [5]
-    report = evaluate(predictor, ids, surface, ksr_k=ks if args.ksr_words != 0 else (), ksr_words=args.ksr_words)
+    mode = choose_mode(args.quiet)
+    shown: list[Progress] = []
+
+    def phase(name: str, total: int):  # type: ignore[no-untyped-def]
+        for progress in shown:
+            progress.close()
+        shown[:] = [Progress(total, mode, _err, name, unit="token" if name == "scoring" else "word", interval=30)]
+        return shown[0].update
+
+    try:
+        report = evaluate(predictor, ids, surface, ksr_k=ks if args.ksr_words != 0 else (), ksr_words=args.ksr_words,
+                          phases=phase)
+    finally:
+        for progress in shown:
+            progress.close()
     if args.json:
-        print(_json({"model": str(args.model), **report.to_dict()}))
+        print(_json({"model": str(args.model or predictor.lm.path or "default"), **report.to_dict()}))
         return 0
     _out(f"tokens          {report.tokens:,} ({report.unknown_rate:.1%} unknown)")
     _out(f"perplexity      {report.perplexity:.2f}")
@@ -636,6 +668,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _out(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
               f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
     return 0
+
+
+def _is_model_file(path: Path) -> bool:
+    """A checkpoint (PyTorch's zip format, or named like one), not a text: the old ``eval MODEL TEXT`` form."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04" or path.suffix in (".pt", ".resume")
+    except OSError:
+        return False
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

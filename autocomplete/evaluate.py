@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -71,11 +71,21 @@ def unigram_loss(counts: Sequence[int], ids: TokenIds, chunk: int = 1 << 20) -> 
     return total / count if count else float("nan")
 
 
+Advance = Callable[[int], None]  # told how many more units (tokens, words) are done
+Phases = Callable[[str, int], Advance]  # given a phase's name and its units in all, returns how to report them
+
+
+def _nothing(done: int) -> None:
+    pass
+
+
 @torch.inference_mode()
 def evaluate_stream(
-    model: LSTMLanguageModel, ids: Tensor, ks: Sequence[int] = (1, 3, 5), chunk: int = 512
+    model: LSTMLanguageModel, ids: Tensor, ks: Sequence[int] = (1, 3, 5), chunk: int = 512,
+    advance: Advance = _nothing,
 ) -> tuple[float, dict[int, float], int]:
-    """(mean NLL, {k: top-k accuracy}, tokens) over one stream, every token predicted from all before it."""
+    """(mean NLL, {k: top-k accuracy}, tokens) over one stream, every token predicted from all before it;
+    ``advance`` is told the tokens scored after each chunk."""
     model.eval()
     device = next(model.parameters()).device
     stream = torch.cat([torch.tensor([EOS_ID]), ids.long().cpu()]).to(device)
@@ -93,12 +103,14 @@ def evaluate_stream(
         match = top == y.unsqueeze(1)
         for k in ks:
             hits[k] += int(match[:, :k].any(dim=1).sum())
+        advance(y.numel())
     accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
     return (total / count if count else float("nan")), accuracy, count
 
 
 def evaluate_learning(
-    model: LSTMLanguageModel, personal: Personal, ids: Tensor, surface: Sequence[str], ks: Sequence[int] = (1, 3, 5)
+    model: LSTMLanguageModel, personal: Personal, ids: Tensor, surface: Sequence[str], ks: Sequence[int] = (1, 3, 5),
+    advance: Advance = _nothing,
 ) -> tuple[float, dict[int, float], int]:
     """Like :func:`evaluate_stream`, replaying the text as its user would type it: every token is predicted with
     what ``personal`` has learned so far, and each line is learned once it is finished (``surface`` is aligned with
@@ -125,6 +137,7 @@ def evaluate_learning(
             hits[k] += int(match[:, :k].any(dim=1).sum())
         personal.learn_tokens(surface[start:end])
         prev, start = int(y[-1]), end
+        advance(y.numel())
     accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
     return (total / count if count else float("nan")), accuracy, count
 
@@ -147,9 +160,11 @@ def _same_word(suggested: str, wanted: str) -> bool:
 
 
 def keystroke_savings(
-    predictor: Predictor, tokens: Sequence[str], k: int = 5, max_words: int | None = None
+    predictor: Predictor, tokens: Sequence[str], k: int = 5, max_words: int | None = None,
+    advance: Advance = _nothing,
 ) -> KeystrokeResult:
-    """Simulate typing ``tokens`` (surface tokens, :data:`EOS` at line ends) with ``k`` suggestions."""
+    """Simulate typing ``tokens`` (surface tokens, :data:`EOS` at line ends) with ``k`` suggestions; ``advance`` is
+    told each word typed."""
     predictor.reset()
     words = keys_without = keys_with = 0
     for token in tokens:
@@ -169,6 +184,7 @@ def keystroke_savings(
                 break
         keys_with += cost
         predictor.commit(token + " ")
+        advance(1)
     return KeystrokeResult(k, words, keys_without, keys_with)
 
 
@@ -216,20 +232,29 @@ def evaluate(
     ks: Sequence[int] = (1, 3, 5),
     ksr_k: Sequence[int] = (5,),
     ksr_words: int | None = None,
+    phases: Phases | None = None,
 ) -> EvalReport:
     """Perplexity, accuracy and keystroke savings of ``predictor`` on the text; with a :attr:`Predictor.personal`
-    state, the text is replayed line by line and learned as it goes (the state is emptied first)."""
+    state, the text is replayed line by line and learned as it goes (the state is emptied first).
+
+    ``phases``, if given, is called as each part of the work starts (scoring every token, then one typing simulation
+    per ``k``) with its name and size, and returns where that part reports its progress."""
+    start = phases or (lambda name, total: _nothing)
     personal = predictor.personal
+    scoring = start("scoring", ids.numel())
     if personal is not None:
         personal.forget()
-        loss, accuracy, count = evaluate_learning(predictor.model, personal, ids, surface, ks)
+        loss, accuracy, count = evaluate_learning(predictor.model, personal, ids, surface, ks, scoring)
         personal.forget()
     else:
-        loss, accuracy, count = evaluate_stream(predictor.model, ids, ks)
+        loss, accuracy, count = evaluate_stream(predictor.model, ids, ks, advance=scoring)
     unknown = float((ids == 0).float().mean()) if ids.numel() else 0.0
+    words = sum(1 for token in surface if token != EOS)
+    words = words if ksr_words is None else min(words, ksr_words)
     results = []
     for k in ksr_k:
-        results.append(keystroke_savings(predictor, surface, k, ksr_words))
+        typing = start(f"typing with {k} suggestion{'s' if k > 1 else ''}", words)
+        results.append(keystroke_savings(predictor, surface, k, ksr_words, typing))
         if personal is not None:
             personal.forget()
     return EvalReport(count, loss, perplexity(loss), accuracy, results, unknown)

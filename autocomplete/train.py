@@ -32,7 +32,6 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
@@ -50,6 +49,7 @@ from autocomplete.errors import CheckpointError, ConfigError, DistributedError, 
 from autocomplete.evaluate import evaluate_loss, perplexity
 from autocomplete.model import LSTMLanguageModel, State, detach_state
 from autocomplete.resume import check_optimizer, check_state, check_training, restore_rng, resume_path
+from autocomplete.progress import Mode, Progress
 
 Log = Callable[[str], None]
 DEFAULT_LR = {"adamw": 2e-3, "sgd": 20.0}  # AdamW's usual rate; 20 for SGD is the classic word-level LSTM recipe
@@ -184,16 +184,22 @@ class Trainer:
         config: TrainConfig,
         output: Path,
         log: Log = lambda s: None,
-        progress: bool = True,
         inputs: dict[str, Any] | None = None,
+        progress: Mode | bool = True,
+        verbose: bool = False,
     ) -> None:
+        """``progress``: ``bar`` (or True) draws one bar for the whole run, ``lines`` writes a plain line now and then
+        (for logs), ``off`` (or False) neither; ``verbose`` adds a summary line per epoch."""
         self.lm = lm
         self.inputs = dict(inputs or {})
         self.config = config
         self.output = Path(output)
         self.log = log
         self.dist, self.device = init_distributed(config.device)
-        self.progress = progress and self.dist.main
+        mode: Mode = "bar" if progress is True else "off" if progress is False else progress
+        self.progress_mode: Mode = mode if self.dist.main else "off"
+        self.verbose = verbose
+        self._progress: Progress | None = None  # while the epochs run
         torch.manual_seed(config.seed + self.dist.rank)
         self.model = lm.model.to(self.device)
         self.net: nn.Module = _LossModule(self.model, use_all=self.dist.active)
@@ -220,7 +226,7 @@ class Trainer:
         self._said_converged = False
         self.state: State | None = None
         self.history: list[dict[str, float | int | None]] = []  # one entry per validation at an epoch end
-        self._last_log = self._last_save = time.monotonic()
+        self._last_save = time.monotonic()
         self.stop_signal: int | None = None  # set by Ctrl-C / SIGTERM; the loop stops at the next step boundary
         self.to_beat: float | None = None  # validation loss of a comparable model already at ``output``
         self.resumed = False  # whether the state came from a resume file (load_resume)
@@ -496,24 +502,36 @@ class Trainer:
             self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped, self.written, self.to_beat
         )
 
+    def _say(self, message: str) -> None:
+        """Log on rank 0, above the progress bar when there is one."""
+        if not self.dist.main:
+            return
+        if self._progress is not None:
+            self._progress.write(message)
+        else:
+            self.log(message)
+
     def _epochs(self) -> bool:
+        self._progress = Progress(
+            self.total_steps, self.progress_mode, self.log, "training", initial=min(self.step, self.total_steps)
+        )
+        try:
+            return self._run_epochs()
+        finally:
+            self._progress.close()
+            self._progress = None
+
+    def _run_epochs(self) -> bool:
         c = self.config
         amp = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         )
         self._last_save = time.monotonic()
         self.model.train()
+        assert self._progress is not None
+        progress = self._progress
+        window_tokens, window_start = 0, time.perf_counter()
         while self.epoch < c.epochs:
-            bar = tqdm(
-                total=self.batches_per_epoch,
-                initial=min(self.batches_per_epoch, math.ceil(self.offset / c.bptt)),
-                desc=f"epoch {self.epoch + 1}/{c.epochs}",
-                disable=not self.progress,
-                dynamic_ncols=True,
-                leave=True,
-                mininterval=0.5,
-            )
-            window_tokens, window_start = 0, time.perf_counter()
             for offset, x, y in self.train_data.windows(c.bptt, self.offset):
                 started = time.perf_counter()
                 if self.state is None:
@@ -536,19 +554,17 @@ class Trainer:
                 self.tokens_seen += tokens
                 self.elapsed += time.perf_counter() - started
                 window_tokens += tokens
-                if self.progress:
+                if progress.mode != "off":
                     now = time.perf_counter()
                     loss_value = float(loss.detach())
-                    bar.set_postfix(
-                        loss=f"{loss_value:.3f}",
-                        ppl=f"{math.exp(min(loss_value, 50)):.1f}",
-                        tok_s=f"{window_tokens / max(1e-9, now - window_start):,.0f}",
-                        lr=f"{lr:.2g}",
-                        refresh=False,
-                    )
+                    fields = {"epoch": f"{self.epoch + 1}/{c.epochs}", "loss": f"{loss_value:.3f}"}
+                    if self.history and self.history[-1]["valid_loss"] is not None:
+                        fields["valid_ppl"] = f"{perplexity(float(self.history[-1]['valid_loss'])):.1f}"  # type: ignore[arg-type]
+                    fields["tokens/s"] = f"{window_tokens / max(1e-9, now - window_start):,.0f}"
+                    fields["lr"] = f"{lr:.2g}"
+                    progress.update(1, **fields)
                     if now - window_start > 10:
                         window_tokens, window_start = 0, now
-                bar.update(1)
                 if c.eval_every and self.step % c.eval_every == 0:
                     self._after_validation(self.validate())
                     self.model.train()
@@ -561,19 +577,15 @@ class Trainer:
                         self.dist, self.device,
                     )
                     if diverged:
-                        bar.close()
                         raise self._diverged("the training loss")
                     if signalled:
-                        bar.close()
                         raise _StopRequested
                     if save:
                         self.save_resume()
                     stop = stop or out_of_time
                 if stop:
-                    bar.close()
                     self._finish_epoch(partial=True)
                     return True
-            bar.close()
             self.epoch += 1
             self.offset = 0
             self.state = None
@@ -587,7 +599,7 @@ class Trainer:
         done = bool(self.config.patience) and self.stale >= self.config.patience
         if done and self.dist.main and not self._said_converged:
             self._said_converged = True
-            self.log(f"validation did not improve {self.stale} times in a row: stopping early (best kept)")
+            self._say(f"validation did not improve {self.stale} times in a row: stopping early (best kept)")
         return done
 
     def _finish_epoch(self, partial: bool) -> None:
@@ -599,13 +611,11 @@ class Trainer:
         if loss is not None and not math.isfinite(loss):
             raise self._diverged("the validation loss", loss)
         self.model.train()
-        now = time.monotonic()
-        if self.dist.main and (loss is not None or last or now - self._last_log >= 10):
-            self._last_log = now
-            where = "stopped" if partial else f"epoch {self.epoch}"
+        if self._epoch_line_due(last):
+            where = "stopped" if partial else f"epoch {self.epoch}/{self.config.epochs}"
             rate = self.tokens_seen / max(1e-9, self.elapsed)
             valid = f"valid loss {loss:.3f}, perplexity {perplexity(loss):.2f}" if loss is not None else "no validation"
-            self.log(f"{where}: {valid}; {self.tokens_seen:,} tokens in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
+            self._say(f"{where}: {valid}; {self.tokens_seen:,} tokens in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
         # (due: tiny epochs would otherwise rewrite both files many times a second)
         self.history.append(
             {"epoch": round(self.step / max(1, self.batches_per_epoch), 3), "step": self.step,
@@ -614,6 +624,17 @@ class Trainer:
         self._after_validation(loss, save_latest=due)
         if due:
             self.save_resume()
+
+    def _epoch_line_due(self, last: bool) -> bool:
+        """Whether an epoch's summary line is written: each with ``verbose``; without, in a log (``lines``) about ten
+        over the run, the last one included; never next to a bar, which shows the same numbers."""
+        if not self.dist.main:
+            return False
+        if self.verbose:
+            return True
+        if self.progress_mode != "lines":
+            return False
+        return last or self.epoch % max(1, math.ceil(self.config.epochs / 10)) == 0
 
     def _save_due(self) -> bool:
         return time.monotonic() - self._last_save >= self.config.save_every

@@ -51,11 +51,33 @@ def test_generate_reads_the_prompt_from_stdin(capsys, monkeypatch, trained_model
 
 
 def test_eval_reports_perplexity_accuracy_and_keystroke_savings(capsys, trained_model_path):
-    code, out, _ = run(capsys, "eval", str(trained_model_path), str(SHAKESPEARE), "--ksr-words", "40", "-k", "3", "--json")
+    model = str(trained_model_path)
+    code, out, _ = run(capsys, "eval", str(SHAKESPEARE), "--model", model, "--ksr-words", "40", "-k", "3", "--json")
     report = json.loads(out)
     assert code == 0 and report["perplexity"] > 1 and report["keystroke_savings"][0]["k"] == 3
-    code, out, _ = run(capsys, "eval", str(trained_model_path), str(SHAKESPEARE), "--ksr-words", "40")
+    assert report["model"] == model
+    code, out, _ = run(capsys, "eval", str(SHAKESPEARE), "-m", model, "--ksr-words", "40")
     assert "perplexity" in out and "top-1" in out and "saved with 5 suggestions" in out
+
+
+def test_eval_defaults_to_the_shipped_model_like_the_other_commands(capsys, tmp_path):
+    text = tmp_path / "few.txt"
+    text.write_text("I would like to book a table for two.\nThank you very much.\n")
+    code, out, _ = run(capsys, "eval", str(text), "--ksr-words", "5", "--json")
+    assert code == 0 and json.loads(out)["model"].endswith("default.pt")
+
+
+def test_eval_in_the_old_order_says_how_to_give_the_model(capsys, trained_model_path):
+    code, _, err = run(capsys, "eval", str(trained_model_path), str(SHAKESPEARE))
+    assert code == 1 and err.strip().count("\n") == 0
+    assert f"{trained_model_path} is a model file: give it with --model (autocomplete eval --model" in err
+
+
+def test_eval_shows_a_progress_bar_on_a_terminal(capsys, monkeypatch, trained_model_path):
+    monkeypatch.setattr("autocomplete.progress.choose_mode", lambda quiet=False, stream=None: "bar")
+    code, out, err = run(capsys, "eval", str(SHAKESPEARE), "-m", str(trained_model_path), "--ksr-words", "30")
+    assert code == 0 and "perplexity" in out
+    assert "scoring: 100%" in err and "typing with 5 suggestions: 100%" in err and "30/30" in err
 
 
 def test_train_writes_a_model_that_predict_can_use(capsys, tmp_path):
@@ -85,6 +107,17 @@ def test_the_notebook_toy_typed_as_is_predicts_you(capsys, tmp_path, monkeypatch
     for text, word in (("how are", "you"), ("hello how are", "you"), ("hello", "how")):
         code, out, _ = run(capsys, "predict", text, "--model", "toy.pt")
         assert code == 0 and out.split()[0] == word, (text, out)
+
+
+def test_training_into_a_log_writes_a_few_plain_lines_without_carriage_returns(tmp_path):
+    (tmp_path / "toy.txt").write_text("hello how are you hello how is\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autocomplete", "train", "toy.txt", "-o", "toy.pt", "--epochs", "300"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and len(proc.stderr.splitlines()) <= 20
+    assert "epoch 300/300" in proc.stderr and "model written to toy.pt" in proc.stderr
 
 
 def small_text(folder):
@@ -167,7 +200,7 @@ def test_the_batch_commands_never_load_prompt_toolkit_and_run_on_one_thread(tmp_
     text.write_text("hear me speak\n" * 20)
     model = str(trained_model_path)
     for argv in (["predict", "hear me", "--model", model], ["generate", "hear", "-n", "3", "--model", model],
-                 ["eval", model, str(text), "--ksr-words", "5"], ["info", model]):
+                 ["eval", str(text), "--model", model, "--ksr-words", "5"], ["info", model]):
         code = (
             "import sys, torch; from autocomplete.cli import main\n"
             f"code = main({argv!r})\n"

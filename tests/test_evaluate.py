@@ -63,3 +63,16 @@ def test_a_report_holds_all_metrics_and_serialises(trained_lm):
     assert d["perplexity"] == pytest.approx(math.exp(d["loss"]))
     assert [r["k"] for r in d["keystroke_savings"]] == [1, 5]
     assert set(d["accuracy"]) == {"top1", "top3", "top5"}
+
+
+def test_evaluation_reports_the_progress_of_each_phase(trained_lm):
+    predictor = Predictor(trained_lm)
+    ids, surface = read_eval_text(data.resolve_sources([SHAKESPEARE]), predictor.tokenizer, predictor.vocab)
+    done: dict[str, list[int]] = {}
+
+    def phase(name, total):
+        done[name] = [total, 0]
+        return lambda n: done[name].__setitem__(1, done[name][1] + n)
+
+    evaluate(predictor, ids[:300], surface[:300], ksr_k=(1, 3), ksr_words=25, phases=phase)
+    assert done == {"scoring": [300, 300], "typing with 1 suggestion": [25, 25], "typing with 3 suggestions": [25, 25]}

@@ -196,3 +196,18 @@ def test_settings_the_user_gave_are_kept_and_not_reported_as_derived():
 
 def test_separate_validation_files_hold_nothing_out_of_the_training_text():
     assert fit_to_corpus(100_000, epochs=1, valid_text=True).valid_fraction == 0.0
+
+
+def test_a_log_gets_about_ten_epoch_lines_and_a_terminal_none_unless_verbose(tmp_path):
+    config = TrainConfig(epochs=30, batch_size=16, bptt=20, lr=5e-3, save_every=1e9)
+    for mode, verbose, expected in (("lines", False, range(9, 12)), ("off", False, [0]), ("off", True, [30])):
+        lm = make_lm()
+        lines: list[str] = []
+        corpus = data.load_corpus(data.resolve_sources([SHAKESPEARE]), lm.tokenizer, lm.vocab)
+        # 60 steps in 30 epochs: cut the text to two steps an epoch
+        corpus.train = corpus.train[: 16 * 41]
+        Trainer(lm, corpus, config, tmp_path / f"{mode}{verbose}.pt", log=lines.append, progress=mode,
+                verbose=verbose).run()
+        epoch_lines = [line for line in lines if line.startswith("epoch ")]
+        assert len(epoch_lines) in expected, (mode, verbose, lines)
+        assert not any("\r" in line for line in lines)
