@@ -132,7 +132,12 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     _add_model_option(parser)
     parser.add_argument("--mode", choices=["type", "chat"], default="type", help="session mode (default: type)")
     _temperature_option(parser, "temperature of sampled continuations and chat replies")
-    parser.add_argument("--plain", action="store_true", help="line mode without the full-screen prompt")
+    parser.add_argument("--plain", action="store_true",
+                        help="line mode without the full-screen prompt: each line typed gets its next words (a last "
+                             "word without a space after it is completed)")
+    parser.add_argument("--no-history", action="store_true",
+                        help="save nothing typed in this session (the history file is in the user data folder; a "
+                             "line that starts with a space is never saved)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on your text", description="Train a word-level LSTM model.")
@@ -240,14 +245,22 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("predict", help="the most likely next words")
+    p = sub.add_parser(
+        "predict", help="the most likely next words",
+        description="The most likely next words after a text, with their probabilities. A last word without a space "
+                    "after it is completed, as in the session (\"how are yo\" → you); when it is already a whole "
+                    "word and its own likeliest completion, the words after it are predicted (\"how are\" → you).",
+    )
     p.add_argument("text", help='the text so far, e.g. "how are"')
     p.add_argument("-k", type=setting("suggestions"), default=SamplingConfig.suggestions,
                    help=f"how many words (default {SamplingConfig.suggestions})")
-    p.add_argument("--complete", "-c", action="store_true",
-                   help="treat the last word as unfinished and complete it (\"how are yo\" → you)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--complete", "-c", action="store_true",
+                       help="always complete the last word, even a whole one (\"how are\" → are, area, …)")
+    which.add_argument("--next", action="store_true",
+                       help="always predict the next word, taking the last one as finished (as after a space)")
     _add_model_option(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help='print [{"word": …, "probability": …}, …] as JSON')
 
     p = sub.add_parser("generate", help="sample continuations of a prompt")
     p.add_argument("prompt", nargs="?", default="", help="the prompt, or - to read it from standard input")
@@ -681,8 +694,12 @@ def _is_model_file(path: Path) -> bool:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     predictor = _load_predictor(args)
-    text = args.text if args.complete or not args.text else args.text + " "
-    suggestions = predictor.suggest(text, args.k)
+    if args.complete:
+        suggestions = predictor.suggest(args.text, args.k)
+    elif args.next:
+        suggestions = predictor.suggest(args.text + " " if args.text else args.text, args.k)
+    else:
+        suggestions = predictor.complete_or_next(args.text, args.k)
     if args.json:
         print(json.dumps([{"word": s.word, "probability": s.probability} for s in suggestions], indent=2))
         return 0
@@ -844,6 +861,7 @@ def cmd_session(args: argparse.Namespace) -> int:
         return run_session(
             model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
             quantize=not args.no_quantize, on_ready=lambda: say(ERASE_LINE), threads=args.threads,
+            save_history=not args.no_history,
         )
     except BaseException:
         say(ERASE_LINE)

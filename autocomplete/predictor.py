@@ -286,6 +286,21 @@ class Predictor:
                 ranked = self._with_own_words(ranked, mixture, partial, k, at_start)
             return ranked
 
+    def complete_or_next(self, text: str, k: int = SamplingConfig.suggestions) -> list[Suggestion]:
+        """What a one-shot question about ``text`` wants (``autocomplete predict``, the line mode): the completions of
+        its last word when that is unfinished (no space after it: ``how are yo`` → ``you``), else the next words.
+
+        A last word that is already a whole word and its own likeliest completion counts as finished (``how are`` →
+        ``you``, not ``are``), as in a session, where accepting the grey text of a complete word shows the next ones.
+        """
+        with self._lock:
+            _, partial = self.tokenizer.split_partial(text)
+            if partial:
+                ranked = self.suggest(text, k)
+                if not ranked or ranked[0].word != partial:
+                    return ranked
+            return self.suggest(text if not text or text[-1].isspace() else text + " ", k)
+
     def insertion(self, text: str, suggestion: Suggestion) -> str:
         """What to append to ``text`` so that it ends with ``suggestion``'s word.
 

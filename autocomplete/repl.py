@@ -97,10 +97,28 @@ class SafeFileHistory(FileHistory):
             self._warn(f"history {self.filename} could not be written ({e.strerror or e}); not saving")
 
 
+class IgnoreSpaceHistory(History):
+    """``history`` without the lines that start with a space: as in a shell (``HISTCONTROL=ignorespace``), such a
+    line is neither saved nor recalled, so a user can keep something out of the history by typing a space first."""
+
+    def __init__(self, history: History) -> None:
+        super().__init__()
+        self.history = history
+
+    def load_history_strings(self) -> Iterable[str]:
+        return self.history.load_history_strings()
+
+    def store_string(self, string: str) -> None:
+        self.history.store_string(string)
+
+    def append_string(self, string: str) -> None:
+        if not string.startswith(" "):
+            super().append_string(string)
+
+
 def history_for(path: Path | None, warn: Callable[[str], None]) -> History:
-    if path is None:
-        return InMemoryHistory()
-    return SafeFileHistory(path, warn)
+    """The session's history: in ``path`` (None: in memory only, gone at exit); lines led by a space kept out."""
+    return IgnoreSpaceHistory(InMemoryHistory() if path is None else SafeFileHistory(path, warn))
 
 
 @dataclass
@@ -345,7 +363,7 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
             if result.quit:
                 return 0
             continue
-        words = session.predictor.suggest(line + " ", session.settings.suggestions)
+        words = session.predictor.complete_or_next(line, session.settings.suggestions)
         write("  ".join(f"{w.word} {percent(w.probability)}" for w in words) + "\n")
         session.predictor.commit(line + "\n")
     return 0
@@ -364,17 +382,22 @@ def run_session(
     quantize: bool = True,
     on_ready: Callable[[], None] = lambda: None,
     threads: int | None = 1,
+    save_history: bool = True,
 ) -> int:
-    """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded."""
+    """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded;
+    ``save_history``: keep the lines typed in ``history`` in the user data folder (else in memory only)."""
     predictor = load(model, quantize=quantize, threads=threads)
     settings = SamplingSettings(SamplingConfig(temperature=temperature))
     session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize)
     on_ready()
     if plain_mode or not can_run_full_screen():
-        if sys.stdin.isatty() and not plain_mode:
-            _print("this terminal cannot show suggestions inline (TERM=dumb?): line mode, :help for commands\n")
+        if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)
+            why = "" if plain_mode else "this terminal cannot show suggestions inline (TERM=dumb?): "
+            each = "a reply to each line" if mode == "chat" else "the next words after each line"
+            _print(f"autocomplete · {predictor.lm.name} · {mode} mode · {why}line mode: {each}, :help for commands, "
+                   "Ctrl-D to quit\n")
         return plain(session, sys.stdin)
     warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
-    history = history_for(data_dir() / "history", warn)
+    history = history_for(data_dir() / "history" if save_history else None, warn)
     _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
     return interactive(session, build_prompt(session, history))

@@ -22,9 +22,24 @@ def test_predict_prints_the_next_words_with_probabilities(capsys, toy_model_path
     assert first[0] == "you" and first[1].endswith("%")
 
 
-def test_predict_can_complete_the_last_word(capsys, toy_model_path):
-    code, out, _ = run(capsys, "predict", "how are yo", "--complete", "--model", str(toy_model_path), "--json")
-    assert code == 0 and json.loads(out)[0]["word"] == "you"
+def test_predict_completes_an_unfinished_last_word_by_default(capsys, toy_model_path):
+    code, out, _ = run(capsys, "predict", "how are yo", "--model", str(toy_model_path), "--json")
+    assert code == 0 and [s["word"] for s in json.loads(out)] == ["you"]  # the one word that starts with "yo"
+
+
+def test_predict_takes_a_whole_last_word_as_finished_unless_told_to_complete_it(capsys, toy_model_path):
+    model = str(toy_model_path)
+    assert run(capsys, "predict", "how are", "--model", model)[1].split()[0] == "you"
+    assert run(capsys, "predict", "how are", "--complete", "--model", model)[1].split()[0] == "are"
+    assert run(capsys, "predict", "how are", "-c", "--model", model)[1].split()[0] == "are"
+    assert run(capsys, "predict", "hello", "--next", "--model", model)[1].split()[0] == "how"
+
+
+def test_predict_help_says_how_the_last_word_is_read(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "without a space after it is completed" in text and "--next" in text and "--json" in text
 
 
 def test_generate_is_reproducible_with_a_seed_and_greedy_at_temperature_zero(capsys, trained_model_path):

@@ -15,7 +15,7 @@ from prompt_toolkit.output import DummyOutput
 from autocomplete.completion import SamplingSettings
 from autocomplete.predictor import Predictor
 from autocomplete.settings import SamplingConfig
-from autocomplete.repl import SafeFileHistory, Session, build_prompt, interactive, plain
+from autocomplete.repl import SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
 from .conftest import RIGHT, Tmux, needs_tmux, prompt_line, wait_for
 
@@ -168,6 +168,39 @@ def test_history_is_saved_in_the_user_data_directory_and_searchable(session, tmp
     assert saved.count("+first line") == 2  # found by Ctrl-R and entered again
 
 
+def test_a_line_that_starts_with_a_space_is_neither_saved_nor_recalled(session, tmp_path):
+    path = tmp_path / "history"
+    recalled = []
+
+    def script(pipe, buffer):
+        pipe.send_text("kept line\r")
+        pipe.send_text(" my secret line")
+        wait_for(lambda: buffer.text == " my secret line")
+        pipe.send_text("\r")
+        wait_for(lambda: buffer.text == "")  # entered: a fresh line
+        pipe.send_text("\x1b[A")  # Up: the previous line in the history
+        wait_for(lambda: buffer.text != "")
+        recalled.append(buffer.text)
+        pipe.send_text("\x03\x04")
+
+    drive(session, history_for(path, print), script)
+    assert path.read_text().count("+kept line") == 1 and "secret" not in path.read_text()
+    assert recalled == ["kept line"]
+
+
+def test_without_a_file_the_history_lives_in_memory_only(session, tmp_path):
+    history = history_for(None, print)
+
+    def script(pipe, buffer):
+        pipe.send_text("first\r")
+        pipe.send_text(" second\r")
+        wait_for(lambda: buffer.text == "")
+        pipe.send_text("\x04")
+
+    drive(session, history, script)
+    assert list(history.get_strings()) == ["first"] and list(tmp_path.iterdir()) == []
+
+
 def test_a_corrupt_history_file_still_loads_and_is_only_appended_to(session, tmp_path):
     path = tmp_path / "history"
     garbage = b"\xff\xfe\x00garbage\n+ok line\n\x80\x81\n"
@@ -201,6 +234,14 @@ def test_line_mode_prints_predictions_or_replies(session):
     assert "%" in lines[0]
     assert lines[1] == "temperature = 0.2" and lines[2].startswith("mode = chat")
     assert lines[3].strip()
+
+
+def test_line_mode_completes_an_unfinished_last_word_like_the_session(toy_model_path):
+    for line, first, shown in (("how are yo", "you", 1), ("how are", "you", 5)):
+        out = []
+        plain(Session(Predictor.load(toy_model_path), "toy"), io.StringIO(line + "\n"), out.append)
+        words = "".join(out).split()
+        assert words[0] == first and len(words) == 2 * shown, (line, words)  # only "you" starts with "yo"
 
 
 def test_the_command_falls_back_to_line_mode_without_a_terminal(trained_model_path, tmp_path):
@@ -385,3 +426,38 @@ def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(sessi
     assert toolbar_words(likely) == ["↵", words[0].word, words[1].word] and "↵ 61.0%" in likely
     unlikely = "".join(text for _, text in session.toolbar(words, line_end=words[-1].probability / 2))
     assert toolbar_words(unlikely) == [w.word for w in words]
+
+
+@needs_tmux
+def test_plain_mode_greets_a_person_at_a_terminal_and_completes_words(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        screen = term.wait(lambda s: "line mode" in s)
+        assert screen.splitlines()[0].startswith("autocomplete · toy · type mode · line mode: the next words")
+        term.send("-l", "how are yo")
+        term.send("Enter")
+        screen = term.wait(lambda s: "%" in s)
+        assert [line for line in screen.splitlines() if "%" in line][0].startswith("you ")
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_path):
+    for flags, saved in ((["--no-history"], False), ([], True)):
+        data = tmp_path / ("off" if flags else "on")
+        command = [sys.executable, "-m", "autocomplete", *flags, "--model", str(toy_model_path), ";", "echo", "ENDED",
+                   ";", "sleep", "30"]
+        term = Tmux(command, {"AUTOCOMPLETE_DATA_DIR": str(data), "TERM": "xterm-256color"})
+        try:
+            term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
+            term.send("-l", "hello how")
+            term.send("Enter")
+            term.wait(lambda s: "› hello how" in s and s.count("›") >= 2)  # entered: a fresh prompt below it
+            term.send("C-d")
+            term.wait(lambda s: "ENDED" in s)
+        finally:
+            term.close()
+        assert (data / "history").exists() == saved
