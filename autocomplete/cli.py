@@ -268,9 +268,16 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.add_argument("--num", type=positive_int, default=1, help="how many samples (default 1)")
 
-    p = sub.add_parser("info", help="what a model file holds")
-    p.add_argument("model", nargs="?", type=Path, default=None)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "info", help="what a model file holds",
+        description="What a model file holds: its network and vocabulary, the text it was trained on, how long, and "
+                    "its validation curve (to see whether training converged).",
+    )
+    p.add_argument("model", nargs="?", type=Path, default=None, help="model file (default: the shipped model)")
+    p.add_argument("--model", "-m", type=Path, default=None, dest="model_option", metavar="MODEL",
+                   help="the same, as predict, generate and eval take it")
+    p.add_argument("--json", action="store_true",
+                   help="everything the file records (settings, vocabulary size, training metadata) as JSON")
 
     p = sub.add_parser(
         "cache", help="list or clear the token cache that training keeps",
@@ -739,7 +746,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from autocomplete import checkpoint
     from autocomplete.paths import default_model_path
 
-    path = args.model if args.model is not None else default_model_path()
+    if args.model is not None and args.model_option is not None:
+        raise ConfigError("give the model once: as MODEL or with --model")
+    chosen = args.model if args.model is not None else args.model_option
+    path = chosen if chosen is not None else default_model_path()
     lm = checkpoint.load(path)
     size = path.stat().st_size
     info = {
@@ -776,6 +786,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             except (TypeError, ValueError, OverflowError):  # a hand-edited or foreign value: show it as it is
                 value = str(value)
             _out(f"  {key.replace('_', ' '):<18}{value}")
+        if key == "valid_perplexity" and (curve := _validation_curve(m.get("history"))):
+            _out(f"  {'validation curve':<18}{curve}")  # did training converge?
     origin, added = m.get("fine_tuned_from"), m.get("added_words")
     if isinstance(origin, dict):  # written by `train --from`
         words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
@@ -796,6 +808,25 @@ def _json(value: Any) -> str:
         return item
 
     return json.dumps(finite(value), indent=2, default=str)
+
+
+def _validation_curve(history: object) -> str:
+    """The validation perplexity over the run as a sparkline, first and best values: ``▇▄▃▂▁▁ 61.2 → 32.6 (best …)``.
+
+    Drawn from the losses (log perplexity), so each step down is the same relative gain wherever it happens."""
+    from autocomplete.display import sparkline
+
+    if not isinstance(history, list):
+        return ""
+    points = [(h.get("epoch"), h["valid_loss"]) for h in history
+              if isinstance(h, dict) and isinstance(h.get("valid_loss"), (int, float)) and math.isfinite(h["valid_loss"])]
+    if len(points) < 2:
+        return ""
+    losses = [loss for _, loss in points]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    at = f" at epoch {points[best][0]:g}" if isinstance(points[best][0], (int, float)) else ""
+    return (f"{sparkline(losses)}  perplexity {math.exp(losses[0]):.2f} → {math.exp(losses[-1]):.2f} over "
+            f"{len(losses)} validations (best {math.exp(losses[best]):.2f}{at})")
 
 
 def _duration(seconds: float) -> str:

@@ -13,3 +13,20 @@ def percent(p: float) -> str:
     word is never shown as a misleading ``0.0%``.
     """
     return f"{p:.1%}" if p >= 0.001 else "<0.1%"
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 48) -> str:
+    """``values`` as a row of block characters, lowest ``▁`` to highest ``█`` (``▅▃▂▂▁▁``): a curve in one line of
+    text. Longer series are thinned to ``width`` evenly spaced points, the first and last kept."""
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    low, high = min(values), max(values)
+    if high - low < 1e-12:
+        return _BLOCKS[0] * len(values)
+    top = len(_BLOCKS) - 1
+    return "".join(_BLOCKS[round((v - low) / (high - low) * top)] for v in values)

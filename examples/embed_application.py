@@ -1,10 +1,11 @@
 """The same behaviour in a bare prompt_toolkit Application (no PromptSession): a one-line editor that prints the
-text when you press Enter.
+text when you press Enter (Ctrl-C leaves without printing it).
 
     python examples/embed_application.py [--model PATH]
 """
 
 import argparse
+import sys
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
@@ -15,12 +16,18 @@ from prompt_toolkit.layout.processors import AppendAutoSuggestion
 
 import autocomplete
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
+from autocomplete.errors import AutocompleteError
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="model file (default: the shipped model)")
 args = parser.parse_args()
 
-predictor = autocomplete.load(args.model)
+try:
+    predictor = autocomplete.load(args.model)
+except KeyboardInterrupt:  # Ctrl-C while the model loads
+    sys.exit(130)
+except AutocompleteError as e:  # a missing or broken model file: one line, not a traceback
+    sys.exit(f"embed_application: {e}")
 suggest = LanguageModelAutoSuggest(predictor)
 buffer = Buffer(completer=LanguageModelCompleter(predictor), auto_suggest=suggest, multiline=False)
 keys = KeyBindings()
@@ -30,6 +37,11 @@ keys = KeyBindings()
 @keys.add("c-d")
 def _done(event):
     event.app.exit(result=buffer.text)
+
+
+@keys.add("c-c")
+def _cancel(event):
+    event.app.exit(result=None)
 
 
 def toolbar():
@@ -48,4 +60,6 @@ app = Application(
     ),
     key_bindings=merge_key_bindings([key_bindings(suggest), keys]),
 )
-print(app.run())
+text = app.run()
+if text is not None:
+    print(text)

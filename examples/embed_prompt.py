@@ -2,21 +2,30 @@
 and the keys (Right accepts, Alt-F one word, Alt-N/Alt-P alternatives, Ctrl-T samples, Tab walks the menu).
 
     python examples/embed_prompt.py [--model PATH]
+
+Ctrl-C clears the line and Ctrl-D (or /quit) leaves, as in a shell: no traceback either way.
 """
 
 import argparse
+import sys
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import WordCompleter, merge_completers
 
 import autocomplete
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
+from autocomplete.errors import AutocompleteError
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="model file (default: the shipped model)")
 args = parser.parse_args()
 
-predictor = autocomplete.load(args.model)  # one predictor, shared by everything below
+try:
+    predictor = autocomplete.load(args.model)  # one predictor, shared by everything below
+except KeyboardInterrupt:  # Ctrl-C while the model loads
+    sys.exit(130)
+except AutocompleteError as e:  # a missing or broken model file: one line, not a traceback
+    sys.exit(f"embed_prompt: {e}")
 suggest = LanguageModelAutoSuggest(predictor)
 commands = WordCompleter(["/send", "/draft", "/quit"], sentence=True)  # your own completions still work
 session = PromptSession(
@@ -26,6 +35,14 @@ session = PromptSession(
     key_bindings=key_bindings(suggest),
     complete_while_typing=True,
 )
-while (line := session.prompt()) != "/quit":
+while True:
+    try:
+        line = session.prompt()
+    except KeyboardInterrupt:  # Ctrl-C: drop the line, ask again
+        continue
+    except EOFError:  # Ctrl-D on an empty line
+        break
+    if line == "/quit":
+        break
     predictor.commit(line + "\n")  # what was written conditions the next suggestions
     print(f"saved: {line}")

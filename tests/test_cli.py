@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from autocomplete import checkpoint
 from autocomplete.cli import main
 
 from .conftest import SHAKESPEARE
@@ -154,6 +155,36 @@ def test_a_run_no_better_than_word_frequencies_ends_with_a_warning(capsys, tmp_p
         capsys, "train", str(small_text(tmp_path)), "-o", str(tmp_path / "s.pt"), "--epochs", "1", "--lr", "1e-6"
     )
     assert code == 0 and "warning: the model is no better than word frequencies alone" in err
+
+
+def test_info_draws_the_validation_curve_so_a_user_sees_whether_training_converged(capsys, trained_model_path):
+    code, text, _ = run(capsys, "info", "-m", str(trained_model_path))
+    row = next(line for line in text.splitlines() if line.strip().startswith("validation curve"))
+    curve = row.split()[2]
+    validations = [h for h in checkpoint.load(trained_model_path).metadata["history"] if h["valid_loss"] is not None]
+    assert code == 0 and len(curve) == len(validations) >= 2 and set(curve) <= set("▁▂▃▄▅▆▇█")
+    assert "█" in curve and "▁" in curve and f"over {len(validations)} validations (best" in row
+    assert run(capsys, "info", str(trained_model_path))[1] == text  # MODEL or --model: the same
+
+
+def test_info_takes_the_model_once(capsys, trained_model_path):
+    code, _, err = run(capsys, "info", str(trained_model_path), "--model", str(trained_model_path))
+    assert code == 1 and "give the model once" in err
+
+
+@pytest.mark.parametrize("command, phrases", [
+    ("eval", ["--model", "default: the shipped model", "--breaks", "blank-line paragraphs", "--json"]),
+    ("info", ["default: the shipped model", "--json", "training metadata"]),
+    ("predict", ["--json", "--next", "--complete"]),
+    ("train", ["passes over the text (default 10)", "--batch-size", "derived from the corpus size", "--bptt",
+               "--embedding-dim", "--hidden-dim", "--layers", "--verbose"]),
+])
+def test_help_describes_every_option_and_its_default(capsys, command, phrases):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in phrases:
+        assert phrase in text, (command, phrase)
 
 
 def test_info_describes_the_shipped_model_in_readable_units(capsys):

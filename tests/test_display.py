@@ -1,6 +1,6 @@
 import pytest
 
-from autocomplete.display import percent
+from autocomplete.display import percent, sparkline
 
 
 @pytest.mark.parametrize(
@@ -16,3 +16,13 @@ def test_neighbouring_probabilities_never_read_in_the_wrong_order():
     values = [i / 10_000 for i in range(10, 10_001)]
     shown = [float(percent(p).rstrip("%")) for p in values]
     assert shown == sorted(shown)
+
+
+def test_a_sparkline_draws_a_falling_curve_from_the_highest_block_to_the_lowest():
+    assert sparkline([7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]) == "█▇▆▅▄▃▂▁"
+    assert sparkline([5.0, 5.0]) == "▁▁" and sparkline([]) == ""
+
+
+def test_a_long_series_is_thinned_to_the_width_keeping_its_ends():
+    line = sparkline([float(v) for v in range(100, 0, -1)], width=10)
+    assert len(line) == 10 and line[0] == "█" and line[-1] == "▁"

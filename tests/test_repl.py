@@ -308,6 +308,25 @@ def test_the_embedding_example_runs_in_a_terminal(trained_model_path):
         term.close()
 
 
+@needs_tmux
+@pytest.mark.parametrize("example, keys", [("embed_prompt.py", ["C-c", "C-d"]), ("embed_application.py", ["C-c"])])
+def test_the_embedding_examples_leave_on_ctrl_c_or_ctrl_d_without_a_traceback(trained_model_path, example, keys):
+    command = [sys.executable, f"examples/{example}", "--model", str(trained_model_path), ";", "echo", "EXIT=$?",
+               ";", "sleep", "30"]
+    term = Tmux(command, {"TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "note>" in s or "…" in s or "%" in s)
+        time.sleep(0.5)  # the examples have no sign of when their prompt reads keys
+        term.send("-l", "hear me")
+        for key in keys:
+            time.sleep(0.3)
+            term.send(key)
+        screen = term.wait(lambda s: "EXIT=" in s)
+        assert "Traceback" not in screen and "EXIT=0" in screen, screen
+    finally:
+        term.close()
+
+
 # ---- the toolbar follows what is on the screen ------------------------------------------------------------------
 
 
