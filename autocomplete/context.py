@@ -170,6 +170,8 @@ class Context:
         self._states: OrderedDict[int, _Cached] = OrderedDict({0: base})  # least recently used first
         self._bytes = base.nbytes
         self.outputs.clear()
+        self._revision = getattr(self, "_revision", 0) + 1  # changes whenever the edited text's tokens do
+        self._located: dict[tuple[str, bool], tuple[int, int, str]] = {}  # recent texts → (revision, position, partial)
         self.position = 0  # the position in the edited text the last :meth:`sync` went to
 
     def feed(self, ids: list[int], state: State) -> tuple[State, Tensor]:
@@ -215,6 +217,16 @@ class Context:
         text before the cursor) leaves them, and their cached states, in place. ``finished`` treats the last word as
         complete even without a space after it.
         """
+        known = self._located.get((text, finished))
+        if known is not None and known[0] == self._revision:
+            return known[1], known[2]
+        n, partial = self._locate(text, finished)
+        if len(self._located) >= 4:
+            self._located.pop(next(iter(self._located)))
+        self._located[(text, finished)] = (self._revision, n, partial)
+        return n, partial
+
+    def _locate(self, text: str, finished: bool) -> tuple[int, str]:
         complete, partial = (text, "") if finished else self.tokenizer.split_partial(text)
         end = len(complete)
         common = _common_prefix(text, self._text, end)
@@ -240,6 +252,7 @@ class Context:
         if same == len(ids) and (n + same < len(self._ids) or end <= len(self._text)):
             return n + same, partial  # a prefix of what was seen: keep the text ahead and its states
         self._truncate(n + same)
+        self._revision += 1
         del self._mark_chars[i + 1 :], self._mark_ids[i + 1 :]
         self._ids += ids[same:]
         self._tokens += tokens[same:]

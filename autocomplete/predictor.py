@@ -41,6 +41,7 @@ distribution, and :meth:`Predictor._mixture` the one place where the :attr:`~Pre
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import threading
@@ -469,9 +470,17 @@ class Predictor:
 
 
 def _configure(sampling: SamplingConfig | None, **overrides: float | int | None) -> SamplingConfig:
-    config = sampling or SamplingConfig()
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return config.replace(**changes) if changes else config
+    changes = tuple((k, v) for k, v in overrides.items() if v is not None)
+    return _replaced(sampling or _DEFAULT_SAMPLING, changes) if changes else sampling or _DEFAULT_SAMPLING
+
+
+_DEFAULT_SAMPLING = SamplingConfig()
+
+
+@functools.lru_cache(maxsize=64)
+def _replaced(config: SamplingConfig, changes: tuple[tuple[str, float | int], ...]) -> SamplingConfig:
+    """``config.replace(**changes)``, remembered: the grey text asks for the same few configs on every keystroke."""
+    return config.replace(**dict(changes))
 
 
 def load(
