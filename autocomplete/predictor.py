@@ -19,13 +19,14 @@ Cost model (per context):
 Memory per context: the state after the committed context (10 KB with the shipped model) however long that context
 is, the edited text's tokens, at most ``cache_bytes`` of cached states (2 MiB by default; :meth:`Predictor.cache_size`
 says how much is in use) and up to three next-word distributions (4 bytes per vocabulary entry each: 80 KB with the
-shipped model). With the shipped model a context takes about 0.1 MB after any amount of committed text and 0.54 MB
-with 1,000 words in the edited text. The LSTM is conditioned on the whole committed context through its state: there
+shipped model). With the shipped model a context holds about 0.1 MB of tensors after any amount of committed text and
+0.56 MB with 1,000 words in the edited text (:meth:`Predictor.memory_bytes`; BENCHMARKS.md, "memory per session"). The LSTM is conditioned on the whole committed context through its state: there
 is no horizon to configure, and nothing about it grows.
 
 Thread safety: every public method may be called from any thread. The calls on one context are serialised by its own
 lock and each one is atomic, so a worker thread can run queries while the UI thread commits lines. Different contexts
-(sessions) share only the read-only model and vocabulary, so they run in parallel on different threads. :meth:`stream`
+(sessions) share only the read-only model and vocabulary and the personal state (whose learner swaps immutable
+snapshots), so they run in parallel on different threads. :meth:`stream`
 holds the lock only while it synchronises; sampling then runs on a private copy of the state, so suggestions are not
 blocked by a long generation. The network is used read-only and never trained here. Two process-wide PyTorch
 settings are involved: oneDNN is switched off while any context steps (see :func:`batch_one`), and :func:`load` sets
