@@ -1,0 +1,97 @@
+"""IPython plugin: next-word suggestions where you write English in a Python shell.
+
+    %load_ext autocomplete.ipython                               # in a running IPython
+    c.InteractiveShellApp.extensions = ["autocomplete.ipython"]  # or for good, in ipython_config.py
+
+In comments, strings and docstrings: grey text from the language model (Right accepts it, Alt-F one word, Alt-N/Alt-P
+the alternatives, Ctrl-T a sampled continuation) and the word menu on Tab. Everywhere else IPython stays IPython:
+its own history suggestions, Jedi completion, and Tab that indents in leading whitespace. The model is
+``$AUTOCOMPLETE_MODEL`` or the shipped one; each shell gets its own session over weights loaded once per process.
+
+    %autocomplete off | on | temp 0.7 | status
+
+The plugin takes the place of IPython's suggester, completer and key bindings with wrappers that hand everything
+outside prose back to them. IPython replaces those objects when its configuration changes (``%config
+TerminalInteractiveShell.autosuggestions_provider=...``, ``shortcuts``...): the plugin watches those settings and
+checks again after every cell, wrapping whatever IPython installed.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from prompt_toolkit.key_binding import KeyBindingsBase, merge_key_bindings
+
+from autocomplete.errors import AutocompleteError
+from autocomplete.python_shell import PythonGuest, shell_session
+
+# the shell settings after whose change IPython installs a new suggester or new key bindings
+_WATCHED = ["autosuggestions_provider", "llm_provider_class", "llm_prefix_from_history", "shortcuts"]
+_plugins: weakref.WeakKeyDictionary[Any, _Plugin] = weakref.WeakKeyDictionary()
+
+
+class _Plugin:
+    def __init__(self, shell: Any, guest: PythonGuest) -> None:
+        self.shell = shell
+        self.guest = guest
+        self.keys: KeyBindingsBase | None = None  # the merged bindings we installed
+        self.originals: tuple[Any, Any, Any] | None = None  # IPython's suggester, completer and bindings
+
+    def install(self, *_: object) -> None:
+        """Put the guest in front of whatever IPython has installed now (idempotent)."""
+        app = self.shell.pt_app
+        if app is None:
+            return
+        from IPython.terminal.shortcuts.auto_suggest import NavigableAutoSuggestFromHistory
+
+        suggest, completer = self.guest.suggest, self.guest.completer
+        host_suggest = suggest.fallback if app.auto_suggest is suggest else app.auto_suggest
+        host_completer = completer.fallback if app.completer is completer else app.completer
+        host_keys = self.originals[2] if self.originals and app.key_bindings is self.keys else app.key_bindings
+        self.originals = (host_suggest, host_completer, host_keys)
+        self.guest.host(host_suggest, host_completer)
+        # IPython draws suggestions at the end of any line only with its navigable provider
+        suggest.any_line = isinstance(host_suggest, NavigableAutoSuggestFromHistory)
+        app.auto_suggest = suggest
+        app.completer = completer
+        if app.key_bindings is not self.keys:
+            self.keys = merge_key_bindings([host_keys, self.guest.keys]) if host_keys else self.guest.keys
+            app.key_bindings = self.keys
+
+    def uninstall(self) -> None:
+        app = self.shell.pt_app
+        self.shell.unobserve(self.install, names=_WATCHED)
+        self.shell.events.unregister("post_run_cell", self.install)
+        if app is not None and self.originals is not None:
+            app.auto_suggest, app.completer, app.key_bindings = self.originals
+
+    def magic(self, line: str) -> None:
+        print(self.guest.command(line))
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext autocomplete.ipython``: suggestions in this shell's comments, strings and docstrings."""
+    if shell in _plugins:
+        return
+    if getattr(shell, "pt_app", None) is None:
+        print("autocomplete: this IPython has no prompt_toolkit prompt (--simple-prompt or not a terminal): "
+              "suggestions are off")
+        return
+    try:
+        guest = PythonGuest(shell_session())
+    except AutocompleteError as e:
+        print(f"autocomplete: error: {e}")
+        return
+    plugin = _plugins[shell] = _Plugin(shell, guest)
+    plugin.install()
+    shell.observe(plugin.install, names=_WATCHED)
+    shell.events.register("post_run_cell", plugin.install)
+    shell.register_magic_function(plugin.magic, magic_kind="line", magic_name="autocomplete")
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext autocomplete.ipython``: IPython's own suggester, completer and keys back."""
+    plugin = _plugins.pop(shell, None)
+    if plugin is not None:
+        plugin.uninstall()

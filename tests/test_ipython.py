@@ -1,0 +1,101 @@
+"""The IPython plugin, in a real IPython in a real terminal (tmux), on the small test model."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import Tmux, needs_tmux
+
+pytest.importorskip("IPython")
+
+
+def start_ipython(tmp_path, model_path, *options):
+    folder = tmp_path / "ipython"
+    folder.mkdir()
+    command = [sys.executable, "-m", "IPython", f"--ipython-dir={folder}", "--no-banner", "--colors=nocolor", *options]
+    env = {"AUTOCOMPLETE_MODEL": str(model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}
+    term = Tmux(command, env)
+    term.wait(lambda s: "In [1]:" in s)
+    return term
+
+
+def line_of(screen, start):
+    """The last line of the screen that starts with ``start`` ("" if none yet)."""
+    return next((line for line in reversed(screen.splitlines()) if line.startswith(start)), "")
+
+
+
+@needs_tmux
+def test_ipython_shows_the_model_in_a_comment_and_its_own_history_in_code(tmp_path, trained_model_path):
+    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
+    try:
+        term.send("-l", "import os")
+        term.send("Enter")
+        term.wait(lambda s: "In [2]:" in s)
+        term.send("-l", "x = 1  # hear me ")
+        screen = term.wait(lambda s: len(line_of(s, "In [2]:").rstrip()) > len("In [2]: x = 1  # hear me"))
+        ghost = line_of(screen, "In [2]:")[len("In [2]: x = 1  # hear me ") :].rstrip()
+        term.send("Right")
+        term.send("-l", "X")
+        screen = term.wait(lambda s: "X" in line_of(s, "In [2]:"))
+        assert line_of(screen, "In [2]:").startswith(f"In [2]: x = 1  # hear me {ghost} X")
+        term.send("C-c")
+        term.wait(lambda s: "X" not in line_of(s, "In [2]:"))
+        term.send("-l", "impo")  # code: IPython's history suggestion, not English words
+        screen = term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: import os")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_ipython_tab_still_indents_and_the_plugin_survives_a_new_suggestion_provider(tmp_path, trained_model_path):
+    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
+    try:
+        term.send("-l", "%config TerminalInteractiveShell.autosuggestions_provider = 'AutoSuggestFromHistory'")
+        term.send("Enter")
+        term.wait(lambda s: "In [2]:" in s)
+        term.send("-l", "def f():")
+        term.send("Enter")
+        term.send("-l", '"""Hear me ')
+        screen = term.wait(lambda s: len(line_of(s, "   ...:").rstrip()) > len('   ...:     """Hear me'))
+        term.send("Enter")
+        term.send("Tab")  # leading whitespace in a docstring: IPython indents, no word menu
+        term.send("-l", "x")
+        screen = term.wait(lambda s: line_of(s, "   ...:").rstrip().endswith("x"))
+        assert line_of(screen, "   ...:").rstrip() == "   ...:         x"
+        term.send("C-c")
+        term.send("-l", "%autocomplete off")
+        term.send("Enter")
+        screen = term.wait(lambda s: "autocomplete: off" in s)
+        term.send("-l", "# hear me ")
+        term.wait(lambda s: line_of(s, "In [").rstrip().endswith("# hear me"))
+        time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
+        assert line_of(term.screen(), "In [").rstrip().endswith("# hear me")
+        assert "autocomplete: temperature = 0.5" in run_magic(term, "%autocomplete temp 0.5")
+        assert "autocomplete: temperature must be" in run_magic(term, "%autocomplete temp hot")
+    finally:
+        term.close()
+
+
+def run_magic(term, line):
+    term.send("C-c")
+    term.send("-l", line)
+    term.send("Enter")
+    screen = term.wait(lambda s: f"{line}\nautocomplete:" in s)
+    return screen.split(f"{line}\n")[-1].splitlines()[0]
+
+
+def test_under_simple_prompt_the_plugin_says_it_is_off_in_one_line(tmp_path, trained_model_path):
+    folder = tmp_path / "ipython"
+    folder.mkdir()
+    env = {"AUTOCOMPLETE_MODEL": str(trained_model_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "IPython", f"--ipython-dir={folder}", "--simple-prompt", "--no-banner",
+         "--ext", "autocomplete.ipython", "-c", "print('ran')"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("autocomplete: this IPython has no prompt_toolkit prompt")
+    assert proc.stdout.splitlines()[-1] == "ran"

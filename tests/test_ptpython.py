@@ -1,0 +1,46 @@
+"""The ptpython plugin, in a real ptpython in a real terminal (tmux), on the small test model."""
+
+import sys
+
+import pytest
+
+from .conftest import Tmux, needs_tmux
+
+pytest.importorskip("ptpython")
+
+CONFIG = """\
+import autocomplete.ptpython
+
+
+def configure(repl):
+    autocomplete.ptpython.configure(repl)
+"""
+
+
+def last_prompt_line(screen):
+    return next((line for line in reversed(screen.splitlines()) if line.startswith(">>>")), "")
+
+
+@needs_tmux
+def test_ptpython_shows_the_model_in_a_comment_and_ctrl_c_prints_no_traceback(tmp_path, trained_model_path):
+    config = tmp_path / "config.py"
+    config.write_text(CONFIG)
+    command = [sys.executable, "-m", "ptpython", "--config-file", str(config), "--history-file", str(tmp_path / "h")]
+    term = Tmux(command, {"AUTOCOMPLETE_MODEL": str(trained_model_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: s.startswith(">>>") and "[F2] Menu" in s)
+        term.send("-l", "x = 1  # hear me ")
+        screen = term.wait(lambda s: len(last_prompt_line(s).rstrip()) > len(">>> x = 1  # hear me"))
+        ghost = last_prompt_line(screen)[len(">>> x = 1  # hear me ") :].rstrip()
+        term.send("Right")
+        term.send("-l", "X")
+        screen = term.wait(lambda s: "X" in last_prompt_line(s))
+        assert last_prompt_line(screen).startswith(f">>> x = 1  # hear me {ghost} X")
+        term.send("C-c")  # ptpython clears the line after its application has ended
+        screen = term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
+        term.send("-l", "print(6 * 7)")
+        term.send("Enter")
+        screen = term.wait(lambda s: "42" in s)
+        assert "Traceback" not in screen and "RuntimeError" not in screen
+    finally:
+        term.close()
