@@ -12,9 +12,10 @@ or ``--plain``) gets a line mode: each line typed gets its next-word predictions
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -327,8 +328,38 @@ def build_prompt(
     return prompt
 
 
+@contextlib.contextmanager
+def no_echo(stream: TextIO) -> Iterator[None]:
+    """The terminal does not echo keys typed between two prompts (while a line is handled, a reply streamed, the
+    next prompt started): echoed there, they would land where the next prompt draws itself (``I I would like``).
+    They stay in the input queue and the next prompt reads them. Signals keep working (Ctrl-C stops a reply)."""
+    try:
+        import termios  # POSIX only
+    except ImportError:
+        yield
+        return
+    try:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except (AttributeError, OSError, ValueError, termios.error):  # not a terminal (a pipe, a test)
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
 def interactive(session: Session, prompt: PromptSession[str], write: Callable[[str], None] = _print) -> int:
     """Read lines with the full-screen prompt until :quit or Ctrl-D."""
+    with no_echo(sys.stdin):
+        return _read_lines(session, prompt, write)
+
+
+def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[str], None]) -> int:
     while True:
         try:
             line = prompt.prompt()

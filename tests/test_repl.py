@@ -464,6 +464,27 @@ def test_plain_mode_greets_a_person_at_a_terminal_and_completes_words(toy_model_
 
 
 @needs_tmux
+@pytest.mark.parametrize("key", ["C-c", "Enter"])
+def test_text_typed_right_after_ctrl_c_or_enter_lands_after_the_next_prompt(trained_model_path, tmp_path, key):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}, height=12)
+    try:
+        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
+        term.send("-l", "hello there")
+        term.wait(lambda s: "› hello there" in s)
+        time.sleep(0.5)  # the grey text and the toolbar are drawn: the prompt is idle
+        term.send(key)
+        term.send("-l", "I would like")  # at once: the next prompt is not up yet
+        screen = term.wait(lambda s: "would like" in s)
+        time.sleep(0.5)
+        screen = term.screen()
+        line = next(line for line in screen.splitlines() if "would like" in line)
+        assert line.startswith("› I would like"), screen
+    finally:
+        term.close()
+
+
+@needs_tmux
 def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_path):
     for flags, saved in ((["--no-history"], False), ([], True)):
         data = tmp_path / ("off" if flags else "on")
@@ -480,3 +501,24 @@ def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_pat
         finally:
             term.close()
         assert (data / "history").exists() == saved
+
+
+def test_between_prompts_the_terminal_does_not_echo_typed_keys_and_gets_its_settings_back():
+    termios = pytest.importorskip("termios")
+    pty = pytest.importorskip("pty")
+    from autocomplete.repl import no_echo
+
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "r", closefd=False) as terminal:
+            before = termios.tcgetattr(slave)
+            assert before[3] & termios.ECHO
+            with no_echo(terminal):
+                during = termios.tcgetattr(slave)
+                assert not during[3] & termios.ECHO and during[3] & termios.ISIG  # Ctrl-C still interrupts
+            assert termios.tcgetattr(slave) == before
+        with no_echo(io.StringIO()):  # not a terminal: nothing to do
+            pass
+    finally:
+        os.close(master)
+        os.close(slave)
