@@ -522,3 +522,20 @@ def test_between_prompts_the_terminal_does_not_echo_typed_keys_and_gets_its_sett
     finally:
         os.close(master)
         os.close(slave)
+
+
+@needs_tmux
+def test_the_full_screen_editor_example_shows_grey_text_and_the_toolbar(trained_model_path):
+    term = Tmux([sys.executable, "examples/embed_textarea.py", "--model", str(trained_model_path)],
+                {"TERM": "xterm-256color"}, height=12)
+    try:
+        term.wait(lambda s: "Ctrl-Q quits" in s)
+        term.send("-l", "hear me ")
+        screen = term.wait(lambda s: len(s.splitlines()[0].rstrip(" ^")) > len("hear me") and "%" in s.splitlines()[-1])
+        ghost = screen.splitlines()[0].rstrip(" ^")[len("hear me ") :]
+        term.send("Right")
+        term.send("C-q")
+        screen = term.wait(lambda s: "Ctrl-Q quits" not in s and "hear me" in s)
+        assert f"hear me {ghost}" in screen
+    finally:
+        term.close()
