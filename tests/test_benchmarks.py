@@ -47,3 +47,28 @@ def test_the_quick_benchmark_runs_every_section_and_writes_markdown(tmp_path, tr
     for section in sections:
         assert f"[{section}]" in printed and f"### {section}" in out.read_text()
     assert "stateful_p99_ms" in out.read_text() and "| 10 words typed |" in out.read_text()
+
+
+def test_shared_words_scores_every_token_like_eval_and_averages_where_all_models_know_the_word(
+    tmp_path, trained_model_path, capsys, monkeypatch
+):
+    import math
+    import sys
+
+    from autocomplete import checkpoint
+    from autocomplete.evaluate import evaluate_stream, read_eval_text
+    from autocomplete.finetune import grow
+    from benchmarks import shared_words
+
+    lm = checkpoint.load(trained_model_path)
+    text = tmp_path / "t.txt"
+    text.write_text("Watson said the noble Romans are not here .\nWatson , speak .\n")
+    ids, _ = read_eval_text(data.resolve_sources([text]), lm.tokenizer, lm.vocab, "auto")
+    loss, _, _ = evaluate_stream(lm.model, ids)
+    assert math.isclose(float(shared_words.token_nll(lm.model, ids).mean()), loss, rel_tol=1e-4)
+
+    checkpoint.save(grow(lm, [("Watson", 2)]), tmp_path / "grown.pt")
+    monkeypatch.setattr(sys, "argv", ["shared_words", str(text), str(trained_model_path), str(tmp_path / "grown.pt")])
+    shared_words.main()
+    out = capsys.readouterr().out
+    assert f"{len(ids):,} tokens, {len(ids) - 2:,} known to every model" in out  # both "Watson"s are left out
