@@ -245,3 +245,10 @@ def test_fine_tuning_reads_a_long_enough_text_in_the_recipes_windows_and_keeps_t
     assert finetune_windows(50_000, None, None) == (32, 35)  # a trained model needs no small batches
     assert finetune_windows(5_000, None, None) == (None, None)  # too short for 20 such windows: fitted to the text
     assert finetune_windows(50_000, 8, None) == (8, None) and finetune_windows(50_000, None, 20) == (None, 20)
+
+
+def test_growing_by_no_words_changes_nothing(trained_lm):
+    same = grow(trained_lm, [])
+    assert same.vocab.itos == trained_lm.vocab.itos
+    for a, b in zip(same.model.state_dict().values(), trained_lm.model.state_dict().values()):
+        assert torch.equal(a, b)
