@@ -17,7 +17,7 @@ for text in ${TEXTS:-rust tldr}; do
   autocomplete train "$out/${text}_train.txt" -o "$out/${text}_scratch.pt" -q
   for model in "$base" "$out/${text}_scratch.pt" "$out/${text}_finetuned.pt"; do
     echo "== $model on $out/${text}_test.txt"
-    autocomplete eval "$model" "$out/${text}_test.txt" -k 3 -k 5 --ksr-words 2000
+    autocomplete eval --model "$model" "$out/${text}_test.txt" -k 3 -k 5 --ksr-words 2000
   done
   # perplexity where all three know the next word (their vocabularies differ: see the module's docstring)
   python -m benchmarks.shared_words "$out/${text}_test.txt" "$base" "$out/${text}_scratch.pt" "$out/${text}_finetuned.pt"

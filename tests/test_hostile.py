@@ -187,7 +187,7 @@ def test_eval_reads_a_piped_text(capsys, tmp_path, trained_model_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     writer = feed_fifo(fifo, SHAKESPEARE.read_bytes()[:3000])
-    code = main(["eval", str(trained_model_path), str(fifo), "--ksr-words", "0"])
+    code = main(["eval", "--model", str(trained_model_path), str(fifo), "--ksr-words", "0"])
     writer.join(5)
     out, err = capsys.readouterr()
     assert code == 0 and "perplexity" in out, err
