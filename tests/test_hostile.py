@@ -211,7 +211,7 @@ def evil_model(tiny_lm, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [
-    ["predict", "hello", "-k", "3", "--no-quantize"],
+    ["predict", "hello ", "-k", "3", "--no-quantize"],  # a trailing space: the next word, not a completion
     ["generate", "hello", "--words", "3", "--temperature", "0", "--no-quantize"],
     ["info"],
 ])
