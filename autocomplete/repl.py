@@ -25,7 +25,9 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
-from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+from prompt_toolkit import search
+from prompt_toolkit.filters import is_searching
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
@@ -297,6 +299,14 @@ def build_prompt(
 ) -> PromptSession[str]:
     """The full-screen prompt_toolkit front end of ``session``."""
     repl_keys = KeyBindings()
+
+    @repl_keys.add("enter", filter=is_searching)
+    def _recall(event: KeyPressEvent) -> None:
+        """Enter in Ctrl-R takes the line found, with the cursor at its end: where it goes on, with its grey text."""
+        search.accept_search()
+        buffer = prompt.default_buffer
+        buffer.cursor_position = len(buffer.text)
+        session.suggest.refresh(buffer)
 
     def message() -> FormattedText:
         return FormattedText([("class:prompt", "you › " if session.mode == "chat" else "› ")])

@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.document import Document
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -539,3 +541,22 @@ def test_the_full_screen_editor_example_shows_grey_text_and_the_toolbar(trained_
         assert f"hear me {ghost}" in screen
     finally:
         term.close()
+
+
+def test_a_line_recalled_with_ctrl_r_gets_the_cursor_at_its_end_and_its_grey_text(session):
+    history = InMemoryHistory()
+    history.append_string("hear me speak")
+    seen = {}
+
+    def script(pipe, buffer, shown):
+        time.sleep(0.3)  # the prompt is up (it loads the history as it starts)
+        pipe.send_text("\x12hear")
+        time.sleep(0.3)
+        pipe.send_text("\r")  # takes the line found; a second Enter would send it
+        wait_for(lambda: buffer.text == "hear me speak" and buffer.suggestion is not None)
+        seen["cursor"], seen["ghost"] = buffer.cursor_position, buffer.suggestion.text
+        pipe.send_text("\x03:quit\r")
+
+    drive_recording_toolbar(session, history, script)
+    assert seen["cursor"] == len("hear me speak")
+    assert seen["ghost"] == session.suggest.compute(Buffer(), Document("hear me speak")).text
