@@ -167,7 +167,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--vocab-size", type=positive_int, default=None, help="max vocabulary size (default 20000)")
     g.add_argument("--min-count", type=positive_int, default=None,
                    help="drop rarer words (default: 1 below 1,000 tokens, else 2; with --from, new words' minimum: "
-                        "1 in a small text, else 2)")
+                        "1 below 20,000 tokens, else 2)")
     g.add_argument("--cache-dir", type=Path, default=None,
                    help="where the tokenised corpus is kept and reused (default: token-cache in the data folder)")
     g.add_argument("--no-cache", action="store_true",
@@ -192,7 +192,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=positive_int, default=10, help="passes over the text (default 10)")
     g.add_argument("--batch-size", type=positive_int, default=None,
-                   help="parallel streams (default: derived from the corpus size, up to 32: about 200 steps a pass)")
+                   help="parallel streams (default: derived from the corpus size, up to 32: about 200 steps a pass; "
+                        "with --from 32 × 35 tokens once the text fills 20 such windows)")
     g.add_argument("--bptt", type=positive_int, default=None,
                    help="tokens per back-propagation window (default: derived from the corpus size, 4 to 35)")
     g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="(default adamw)")
@@ -466,6 +467,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
                 trainer.forget_best()
                 log("the validation text differs from the saved run's: the best loss starts afresh")
         result = trainer.run()
+        first = trainer.history[0] if trainer.history and trainer.history[0]["step"] == 0 else None
         baseline = None
         if main_rank and not result.interrupted and tuned is None:  # a fine-tuned model's counts are its base's
             baseline = _against_unigram(trainer, corpus, result.best_valid_loss, held_out=not valid_sources)
@@ -481,6 +483,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
             f" ({elapsed})")
         return 0
     best = f"best validation perplexity {perplexity(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
+    if best and tuned is not None and first is not None and first["valid_loss"] is not None:
+        best = best[:-2] + f" (the model before fine-tuning: {perplexity(first['valid_loss']):.2f}); "
     if baseline is not None:
         log(baseline)
         best = ""

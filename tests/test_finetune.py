@@ -88,7 +88,7 @@ def test_a_fine_tuned_file_says_what_it_was_fine_tuned_from_and_on_what(capsys, 
     assert meta["corpus"]["files"] == [str(train)]
     assert "Watson" in meta["added_words"]["first"] and meta["added_words"]["count"] >= 2
     assert meta["history"][0]["step"] == 0  # the base model's score on the held-out tail is the first point
-    assert "fine-tuning tiny" in err and "Watson" in err
+    assert "fine-tuning tiny" in err and "Watson" in err and "(the model before fine-tuning: " in err
     code, out, _ = run(capsys, "info", tmp_path / "mine.pt")
     assert code == 0 and f"fine-tuned from   tiny ({trained_model_path}, sha256 {origin['sha256'][:12]}" in out
 
