@@ -6,6 +6,12 @@ A checkpoint is one ``torch.save`` file holding only tensors, numbers, strings, 
      "model_config": {...}, "tokenizer": {...}, "vocab": {...},
      "weights": {name: tensor}, "metadata": {...}}
 
+A file may store its weight matrices as int8 (``save(..., int8=True)``, ``autocomplete convert --to int8``, ``train
+--int8``): each 2-D floating-point weight is kept as one int8 row per matrix row plus that row's scale (symmetric,
+``w ≈ q · scale``, ``scale = max |row| / 127``), listed under ``"int8_scales"`` ``{name: (rows,) float32}``, and
+dequantized to float32 at load. Such a file says ``format_version`` 2, so an older autocomplete refuses it with an
+"upgrade" message instead of loading int8 numbers as weights; float files keep version 1.
+
 It is read with ``weights_only=True``, so a file that smuggles code is refused instead of run. Every way a file can
 be wrong (missing, truncated, foreign, newer, inconsistent) becomes a :class:`CheckpointError` naming the file.
 Saving writes a temporary file next to the target, fsyncs it and renames it over the target, so an interrupted save
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError
@@ -32,7 +39,9 @@ from autocomplete.tokenizer import Tokenizer, TokenizerConfig
 from autocomplete.vocab import Vocab
 
 FORMAT = "autocomplete-lstm"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # float weights (float32 or float16)
+INT8_FORMAT_VERSION = 2  # weight matrices stored as int8 rows with per-row scales
+READABLE_VERSION = INT8_FORMAT_VERSION  # the newest format this version reads
 
 
 @dataclass
@@ -50,27 +59,60 @@ class LanguageModel:
         return str(self.metadata.get("name") or (self.path.stem if self.path else "model"))
 
 
-def to_payload(lm: LanguageModel, dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """The checkpoint dictionary for ``lm``; ``dtype`` (e.g. float16) shrinks floating-point weights for shipping."""
-    weights = {}
+def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(int8 (R, C), float32 scales (R,)) with ``weight ≈ q · scales[:, None]``; a row's error is at most half its
+    scale (its largest magnitude / 254)."""
+    weight = weight.detach().float()
+    scales = weight.abs().amax(dim=1) / 127
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # an all-zero row stays zero
+    q = torch.round(weight / scales.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
+    return q, scales
+
+
+def dequantize_rows(q: Tensor, scales: Tensor) -> Tensor:
+    return q.float() * scales.float().unsqueeze(1)
+
+
+def to_payload(lm: LanguageModel, dtype: torch.dtype | None = None, int8: bool = False) -> dict[str, Any]:
+    """The checkpoint dictionary for ``lm``; ``dtype`` (e.g. float16) shrinks floating-point weights for shipping,
+    ``int8`` stores every weight matrix as int8 rows with per-row scales (``dtype`` then applies to the rest)."""
+    weights: dict[str, Tensor] = {}
+    scales: dict[str, Tensor] = {}
     for name, tensor in lm.model.state_dict().items():
         tensor = tensor.detach().cpu()
+        if int8 and tensor.is_floating_point() and tensor.dim() == 2:
+            weights[name], scales[name] = quantize_rows(tensor)
+            continue
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         weights[name] = tensor.clone()
-    return {
+    payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": INT8_FORMAT_VERSION if scales else FORMAT_VERSION,
         "model_config": lm.model.config.to_dict(),
         "tokenizer": lm.tokenizer.config.to_dict(),
         "vocab": lm.vocab.to_dict(),
         "weights": weights,
         "metadata": json.loads(json.dumps(lm.metadata, default=str)),  # plain types only: loadable safely
     }
+    if scales:
+        payload["int8_scales"] = scales
+    return payload
 
 
-def save(lm: LanguageModel, path: Path | str, dtype: torch.dtype | None = None) -> None:
-    save_payload(to_payload(lm, dtype), Path(path))
+def save(lm: LanguageModel, path: Path | str, dtype: torch.dtype | None = None, int8: bool = False) -> None:
+    save_payload(to_payload(lm, dtype, int8), Path(path))
+
+
+def storage_of(payload: dict[str, Any]) -> str:
+    """How a payload stores its weights, in words: ``int8 matrices (per-row scales), float16 rest``, ``float32``."""
+    weights = payload.get("weights") or {}
+    scaled = set(payload.get("int8_scales") or {})
+    rest = sorted({str(t.dtype).removeprefix("torch.") for n, t in weights.items() if n not in scaled
+                   and isinstance(t, Tensor) and t.is_floating_point()})
+    if not scaled:
+        return "/".join(rest) or "none"
+    return f"int8 matrices (per-row scales)" + (f", {'/'.join(rest)} rest" if rest else "")
 
 
 def save_payload(payload: dict[str, Any], path: Path) -> None:
@@ -83,11 +125,11 @@ def save_payload(payload: dict[str, Any], path: Path) -> None:
 
 
 def read_payload(
-    path: Path | str, kind: str = "model", fmt: str = FORMAT, version: int = FORMAT_VERSION
+    path: Path | str, kind: str = "model", fmt: str = FORMAT, version: int | None = None
 ) -> dict[str, Any]:
     """Load a checkpoint-like file of format ``fmt`` safely (no code execution); errors name the file and the
     problem. ``version`` is the newest format version this program reads."""
-    newest = version
+    newest = READABLE_VERSION if version is None else version
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such {kind} file")
@@ -169,11 +211,14 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     check_weights(config, weights, where)
     model = LSTMLanguageModel(config)
     try:
+        weights = _dequantized(weights, payload.get("int8_scales"))
         weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
         model.load_state_dict(weights)
     except (RuntimeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}weights do not match the model settings ({first})") from None
+    except ValueError as e:
+        raise CheckpointError(f"{where}int8 weights are inconsistent ({e})") from None
     model.eval()
     return LanguageModel(model, vocab, tokenizer, metadata, path)
 
@@ -246,6 +291,25 @@ def check_metadata(value: Any) -> dict[str, Any]:
 
     check(value, "metadata", 0)
     return dict(value)
+
+
+def _dequantized(weights: dict[str, Any], scales: Any) -> dict[str, Any]:
+    """``weights`` with every int8 matrix listed in ``scales`` turned back into float32."""
+    if scales is None:
+        return weights
+    if not isinstance(scales, dict):
+        raise ValueError("int8_scales is not a table of tensors")
+    out = dict(weights)
+    for name, scale in scales.items():
+        q = weights.get(name)
+        if not isinstance(q, Tensor) or not isinstance(scale, Tensor):
+            raise ValueError(f"{name}: int8 scales without int8 weights")
+        if q.dtype != torch.int8 or q.dim() != 2 or scale.shape != (q.size(0),) or not scale.is_floating_point():
+            raise ValueError(f"{name}: expected int8 rows and one scale per row")
+        if not bool(torch.isfinite(scale).all()):
+            raise ValueError(f"{name}: NaN or infinite scales")
+        out[name] = dequantize_rows(q, scale)
+    return out
 
 
 def load(path: Path | str) -> LanguageModel:

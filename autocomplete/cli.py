@@ -6,6 +6,7 @@
     autocomplete predict "TEXT" [-k 5]                 the most likely next words
     autocomplete generate "PROMPT" [--words 30]        sample continuations
     autocomplete info [MODEL]                          what a model file holds
+    autocomplete convert MODEL -o OUT [--to int8]      store a model's weights as int8, float16 or float32
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
     p.add_argument("--threads", type=threads, default=1,
                    help="PyTorch threads (default 1: one word at a time is fastest on one thread, and does not slow "
                         "down when other programs keep the other cores busy)")
+    p.add_argument("--style", default=None, metavar="STYLE",
+                   help="the style to read and write text in, for a model trained with styles (e.g. prose, dialogue, "
+                        "tech; default: dialogue in chat mode, prose otherwise); ignored by models without styles")
 
 
 def _temperature_option(p: argparse.ArgumentParser, help: str) -> None:
@@ -141,7 +145,10 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on your text", description="Train a word-level LSTM model.")
-    p.add_argument("corpus", nargs="+", help="text files, folders of .txt files, or - for standard input")
+    p.add_argument("corpus", nargs="+", metavar="CORPUS[=STYLE]",
+                   help="text files, folders of .txt files, or - for standard input; PATH=STYLE (e.g. books/=prose "
+                        "chats/=dialogue) starts each of its utterances with a style token the session can ask for "
+                        "(--style, :style)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.resume after an interruption")
     p.add_argument("--resume-anyway", action="store_true",
@@ -161,6 +168,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                         "1,000 tokens; with --from 0.02-0.1 by text size)")
     g.add_argument("--tokenizer", choices=["words", "whitespace"], default=None,
                    help="words (default): running text; whitespace: pre-tokenized corpora such as PTB")
+    g.add_argument("--interleave", action="store_true",
+                   help="take the inputs' files in turn (first file of each input, then the second...): folders of "
+                        "several domains or styles alternate along the training text instead of coming one after another")
     g.add_argument("--lowercase", action="store_true", help="fold all text to lower case")
     g.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
                    help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto)")
@@ -220,6 +230,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
     g.add_argument("--half", action="store_true",
                    help="store the model's weights as float16 (half the size; with --from: as the base model is)")
+    g.add_argument("--int8", action="store_true",
+                   help="store the weight matrices as int8 with per-row scales (a quarter of float32), the rest float16")
     g.add_argument("--name", default=None, help="model name shown in the session")
     g.add_argument("--quiet", "-q", action="store_true",
                    help="no progress: neither the bar (on a terminal) nor the occasional progress lines (in a log)")
@@ -281,6 +293,15 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                    help="everything the file records (settings, vocabulary size, training metadata) as JSON")
 
     p = sub.add_parser(
+        "convert", help="store a model's weights as int8, float16 or float32",
+        description="Rewrite a model file with its weights stored another way. int8 keeps each weight matrix as int8 "
+        "rows with one scale per row (about a quarter of float32; loaded back as float32) and the rest as float16.",
+    )
+    p.add_argument("model", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="file to write (may be MODEL itself)")
+    p.add_argument("--to", choices=["int8", "float16", "float32"], default="int8", help="storage (default int8)")
+
+    p = sub.add_parser(
         "cache", help="list or clear the token cache that training keeps",
         description="List the tokenised corpora that `autocomplete train` cached, or remove them.",
     )
@@ -303,10 +324,21 @@ def _out(text: str) -> None:
     print(printable(text))
 
 
-def _load_predictor(args: argparse.Namespace, path: Path | None = None):  # type: ignore[no-untyped-def]
+def _load_predictor(args: argparse.Namespace, path: Path | None = None, mode: str = "type"):  # type: ignore[no-untyped-def]
     from autocomplete.predictor import load
 
-    return load(path or args.model, quantize=not args.no_quantize, threads=args.threads)
+    predictor = load(path or args.model, quantize=not args.no_quantize, threads=args.threads)
+    _apply_style(predictor, getattr(args, "style", None), mode)
+    return predictor
+
+
+def _apply_style(predictor, requested: str | None, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """Set the style asked for (or the mode's); say so once when the model has no styles to choose from."""
+    from autocomplete.styles import pick_style
+
+    if requested is not None and not predictor.styles:
+        _err(f"autocomplete: note: {predictor.lm.name} was trained without styles; --style {requested} is ignored")
+    predictor.set_style(pick_style(requested, mode, predictor.styles))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -324,7 +356,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
     with _exit_on_termination(), ExitStack() as run:
-        sources = run.enter_context(data.opened_sources(args.corpus))  # copies of pipes are removed however it ends
+        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave))  # copies of pipes are removed however it ends
         valid_sources = run.enter_context(data.opened_sources(args.valid)) if args.valid else []
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
@@ -429,7 +461,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         eval_every=_given(args.eval_every, tuned.eval_every if tuned else 0),
         patience=_given(args.patience, tuned.patience if tuned else 0), validate_first=tuned is not None,
         max_time=args.max_time, max_steps=args.max_steps, compile=args.compile,
-        save_dtype="float16" if args.half or _stored_half(grown or (saved if args.resume else None)) else "float32",
+        save_dtype="int8" if args.int8 else (
+            "float16" if args.half or _stored_half(grown or (saved if args.resume else None)) else "float32"
+        ),
     )
     if cache is not None:
         corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
@@ -683,8 +717,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for progress in shown:
             progress.close()
     if args.json:
-        print(_json({"model": str(args.model or predictor.lm.path or "default"), **report.to_dict()}))
+        print(_json({"model": str(args.model or predictor.lm.path or "default"), "style": predictor.style, **report.to_dict()}))
         return 0
+    if predictor.style:
+        _out(f"style           {predictor.style}")
     _out(f"tokens          {report.tokens:,} ({report.unknown_rate:.1%} unknown)")
     _out(f"perplexity      {report.perplexity:.2f}")
     _out("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
@@ -754,13 +790,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise ConfigError("give the model once: as MODEL or with --model")
     chosen = args.model if args.model is not None else args.model_option
     path = chosen if chosen is not None else default_model_path()
-    lm = checkpoint.load(path)
+    payload = checkpoint.read_payload(path)
+    lm = checkpoint.from_payload(payload, path)
+    storage = checkpoint.storage_of(payload)
     size = path.stat().st_size
     info = {
         "path": str(path),
         "size_bytes": size,
+        "storage": storage,
         "parameters": lm.model.num_parameters(),
         "vocabulary": len(lm.vocab),
+        "styles": list(lm.vocab.styles),
         "model_config": lm.model.config.to_dict(),
         "tokenizer": lm.tokenizer.config.to_dict(),
         "metadata": lm.metadata,
@@ -775,6 +815,8 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"{', tied' if c.tie_weights else ''}; {lm.model.num_parameters():,} parameters")
     _out(f"  {'vocabulary':<18}{len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
           f"{', lower case' if lm.tokenizer.config.lowercase else ''})")
+    print(f"  {'styles':<18}{', '.join(lm.vocab.styles) if lm.vocab.styles else 'none'}")
+    print(f"  {'storage':<18}{storage}")
     m = lm.metadata
     shown = {
         "valid_perplexity": lambda v: f"{v:.2f}",
@@ -831,6 +873,21 @@ def _validation_curve(history: object) -> str:
     at = f" at epoch {points[best][0]:g}" if isinstance(points[best][0], (int, float)) else ""
     return (f"{sparkline(losses)}  perplexity {math.exp(losses[0]):.2f} → {math.exp(losses[-1]):.2f} over "
             f"{len(losses)} validations (best {math.exp(losses[best]):.2f}{at})")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from autocomplete import atomic, checkpoint
+
+    lm = checkpoint.load(args.model)
+    atomic.check_writable(args.output)
+    before = args.model.stat().st_size
+    dtype = {"float32": None, "float16": torch.float16, "int8": torch.float16}[args.to]
+    checkpoint.save(lm, args.output, dtype, int8=args.to == "int8")
+    after = args.output.stat().st_size
+    _out(f"{args.output}: {_bytes(after)} ({args.to}; {args.model} was {_bytes(before)})")
+    return 0
 
 
 def _duration(seconds: float) -> str:
@@ -897,6 +954,7 @@ def cmd_session(args: argparse.Namespace) -> int:
             model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
             quantize=not args.no_quantize, on_ready=lambda: say(ERASE_LINE), threads=args.threads,
             save_history=not args.no_history,
+            style=args.style,
         )
     except BaseException:
         say(ERASE_LINE)
@@ -905,7 +963,7 @@ def cmd_session(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info,
-    "cache": cmd_cache,
+    "cache": cmd_cache, "convert": cmd_convert,
 }
 
 

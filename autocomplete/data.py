@@ -9,6 +9,10 @@ one utterance per line (dialogue corpora, PTB) and prose hard-wrapped at ~70 col
 paragraphs (Project Gutenberg books). ``breaks="auto"`` looks at each file's line lengths and picks ``line`` or
 ``paragraph``; either can be forced.
 
+Styles: an input written ``PATH=STYLE`` (``books/=prose``, ``chats.txt=dialogue``) gives every utterance of its
+files that style; the vocabulary reserves one token per style and each utterance begins with its style's token
+(:meth:`~autocomplete.vocab.Vocab.start_ids`). Inputs without ``=STYLE`` add no token, as before.
+
 An encoded stream lives in memory (a tensor, :func:`load_corpus`) or on disk (a :class:`TokenFile`, written once by
 :mod:`autocomplete.token_cache`); :class:`BatchedStream` cuts either into the same training windows.
 """
@@ -31,9 +35,9 @@ from typing import BinaryIO, Literal
 import torch
 from torch import Tensor
 
-from autocomplete.errors import CorpusError
+from autocomplete.errors import ConfigError, CorpusError
 from autocomplete.tokenizer import EOS, Tokenizer
-from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
+from autocomplete.vocab import EOS_ID, UNK_ID, Vocab, check_style_name
 
 Breaks = Literal["auto", "line", "paragraph"]
 MAX_SEGMENT = 1 << 20  # characters; longer lines are cut at whitespace into pieces of about this size
@@ -56,10 +60,11 @@ class Source:
     """One corpus input. Standard input and pipes are spooled to a temporary file (``temporary``) so that they can
     be read more than once; :func:`remove_spools` (or :func:`opened_sources`) deletes those copies."""
 
-    def __init__(self, path: Path | None, name: str, temporary: bool = False) -> None:
+    def __init__(self, path: Path | None, name: str, temporary: bool = False, style: str | None = None) -> None:
         self.path = path
         self.name = name
         self.temporary = temporary  # a spooled copy of a stream: identified by content, deleted after use
+        self.style = style  # the style of every utterance in it (see the module doc), or None
 
     def open(self) -> BinaryIO:
         assert self.path is not None
@@ -69,21 +74,49 @@ class Source:
         return f"Source({self.name!r})"
 
 
-def resolve_sources(inputs: Sequence[str | Path], stdin: BinaryIO | None = None) -> list[Source]:
-    """Expand files, folders and ``-`` into readable sources, or raise :class:`CorpusError` naming the problem.
+def split_style(item: str | Path) -> tuple[str, str | None]:
+    """``"books/=prose"`` → ``("books/", "prose")``. A path that exists as written keeps any ``=`` in its name."""
+    text = str(item)
+    path, sep, style = text.rpartition("=")
+    if not sep or not path or Path(text).exists():
+        return text, None
+    check_style_name(style)
+    return path, style
+
+
+def resolve_sources(
+    inputs: Sequence[str | Path], stdin: BinaryIO | None = None, interleave: bool = False
+) -> list[Source]:
+    """Expand files, folders and ``-`` (each optionally ``=STYLE``) into readable sources, or raise
+    :class:`CorpusError` naming the problem.
 
     Standard input and anything that cannot be read twice (a pipe such as ``<(zcat corpus.gz)``, a device) is
-    copied once into a temporary file; the caller removes those copies with :func:`remove_spools`."""
+    copied once into a temporary file; the caller removes those copies with :func:`remove_spools`.
+
+    ``interleave`` takes the inputs' files in turn (the first file of each input, then the second of each...), so that
+    a corpus of several folders, one per domain or style, alternates between them all along the training stream
+    instead of one domain after the other: every switch teaches the model what a style token means."""
     if not inputs:
         raise CorpusError("no corpus given")
-    sources: list[Source] = []
+    groups: list[list[Source]] = []
     try:
         for item in inputs:
-            sources.extend(_expand(item, stdin))
+            try:
+                text, style = split_style(item)
+            except ConfigError as e:
+                raise CorpusError(f"{item}: {e}") from None
+            group = _expand(text, stdin)
+            for source in group:
+                source.style = style
+            groups.append(group)
+        if interleave:
+            sources = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+        else:
+            sources = [source for group in groups for source in group]
         for source in sources:
             _check_text(source)
     except BaseException:
-        remove_spools(sources)
+        remove_spools([source for group in groups for source in group])
         raise
     return sources
 
@@ -144,9 +177,11 @@ def remove_spools(sources: Iterable[Source]) -> None:
 
 
 @contextmanager
-def opened_sources(inputs: Sequence[str | Path], stdin: BinaryIO | None = None) -> Iterator[list[Source]]:
+def opened_sources(
+    inputs: Sequence[str | Path], stdin: BinaryIO | None = None, interleave: bool = False
+) -> Iterator[list[Source]]:
     """:func:`resolve_sources` for the length of a ``with`` block: spooled copies are removed however it ends."""
-    sources = resolve_sources(inputs, stdin)
+    sources = resolve_sources(inputs, stdin, interleave)
     try:
         yield sources
     finally:
@@ -281,16 +316,29 @@ def build_vocab(
 ) -> Vocab:
     stats = CorpusStats()
     lines = (tokens for tokens, _ in iter_token_lines(sources, tokenizer, breaks, stats))
-    return Vocab.build(lines, max_size=max_size, min_count=min_count, case_fold=tokenizer.case_sensitive)
+    return Vocab.build(
+        lines, max_size=max_size, min_count=min_count, case_fold=tokenizer.case_sensitive, styles=styles_of(sources)
+    )
+
+
+def styles_of(sources: Sequence[Source]) -> tuple[str, ...]:
+    """The styles the sources are marked with, in order of first appearance."""
+    return tuple(dict.fromkeys(s.style for s in sources if s.style is not None))
 
 
 def iter_source_ids(
     source: Source, tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks, stats: CorpusStats, chunk: int = 1 << 16
 ) -> Iterator[array]:
-    """Token ids of one source, EOS after every utterance, in int32 arrays of about ``chunk`` ids (bounded memory)."""
+    """Token ids of one source, EOS after every utterance, in int32 arrays of about ``chunk`` ids (bounded memory).
+
+    A styled source's utterances each begin with the style's token (the :data:`EOS` before it ends the previous
+    one, in this file or the one before)."""
     ids = array("i")
     at_start = True
+    style = vocab.style_id(source.style)
     for tokens, ends in iter_token_lines([source], tokenizer, breaks, stats):
+        if at_start and style is not None:
+            ids.append(style)
         ids.extend(vocab.encode(tokens, at_start))
         if ends:
             ids.append(EOS_ID)
@@ -513,6 +561,8 @@ __all__ = [
     "bptt_batches",
     "build_vocab",
     "check_trainable",
+    "split_style",
+    "styles_of",
     "detect_layout",
     "encode_source",
     "encode_text",

@@ -1,7 +1,9 @@
 """How good is a model: perplexity, next-word accuracy and keystroke savings.
 
 * **Perplexity** and **top-k accuracy** are computed over every token of the text, end-of-line tokens included, each
-  predicted from everything before it (the text starts after an end-of-line token, as the predictor does).
+  predicted from everything before it (the text starts after an end-of-line token, as the predictor does). With a
+  style (a model trained with styles, ``eval --style``), every utterance starts with the style's token as in the
+  session; those tokens are given, not predicted, so they are not counted.
 * **Keystroke savings (KSR)** replays the text through the same :class:`~autocomplete.predictor.Predictor` code path
   the terminal uses. Every token counts as a word followed by one space. Before each character of a word (the first
   included) the user looks at the ``k`` suggestions for the partial word; if the word is among them, one keystroke
@@ -81,14 +83,28 @@ def _nothing(done: int) -> None:
 
 @torch.inference_mode()
 def evaluate_stream(
-    model: LSTMLanguageModel, ids: Tensor, ks: Sequence[int] = (1, 3, 5), chunk: int = 512,
+    model: LSTMLanguageModel,
+    ids: Tensor,
+    ks: Sequence[int] = (1, 3, 5),
+    chunk: int = 512,
     advance: Advance = _nothing,
+    start: Sequence[int] = (EOS_ID,),
 ) -> tuple[float, dict[int, float], int]:
     """(mean NLL, {k: top-k accuracy}, tokens) over one stream, every token predicted from all before it;
-    ``advance`` is told the tokens scored after each chunk."""
+    ``advance`` is told the tokens scored after each chunk.
+
+    ``start`` opens the text (:meth:`~autocomplete.vocab.Vocab.start_ids`); with a style, its token is put after
+    every end of utterance too, as the predictor does, and is given rather than predicted: it is never scored."""
     model.eval()
     device = next(model.parameters()).device
-    stream = torch.cat([torch.tensor([EOS_ID]), ids.long().cpu()]).to(device)
+    ids = ids.long().cpu()
+    style = start[1] if len(start) > 1 else None
+    if style is not None:  # each EOS is followed by the style token
+        after = torch.cumsum((ids == EOS_ID).long(), 0) - (ids == EOS_ID).long()  # EOS tokens before each id
+        styled = torch.full((ids.numel() + int((ids == EOS_ID).sum()),), style, dtype=torch.long)
+        styled[torch.arange(ids.numel()) + after] = ids
+        ids = styled
+    stream = torch.cat([torch.tensor(list(start), dtype=torch.long), ids]).to(device)
     total, count, state = 0.0, 0, None
     hits = dict.fromkeys(ks, 0)
     kmax = max(ks)
@@ -97,13 +113,14 @@ def evaluate_stream(
         y = stream[i + 1 : i + 1 + x.numel()]
         features, state = model.features(x.unsqueeze(0), state)
         logp = torch.log_softmax(model.logits(features[0]).float(), dim=-1)  # (T, V)
-        total -= float(logp.gather(1, y.unsqueeze(1)).sum())
-        count += y.numel()
+        scored = y != style if style is not None else torch.ones_like(y, dtype=torch.bool)
+        total -= float(logp.gather(1, y.unsqueeze(1)).squeeze(1)[scored].sum())
+        count += int(scored.sum())
         top = torch.topk(logp, kmax, dim=-1).indices  # (T, kmax)
-        match = top == y.unsqueeze(1)
+        match = (top == y.unsqueeze(1)) & scored.unsqueeze(1)
         for k in ks:
             hits[k] += int(match[:, :k].any(dim=1).sum())
-        advance(y.numel())
+        advance(int(scored.sum()))
     accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
     return (total / count if count else float("nan")), accuracy, count
 
@@ -137,7 +154,7 @@ def evaluate_learning(
             hits[k] += int(match[:, :k].any(dim=1).sum())
         personal.learn_tokens(surface[start:end])
         prev, start = int(y[-1]), end
-        advance(y.numel())
+        advance(int(scored.sum()))
     accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
     return (total / count if count else float("nan")), accuracy, count
 
@@ -247,7 +264,9 @@ def evaluate(
         loss, accuracy, count = evaluate_learning(predictor.model, personal, ids, surface, ks, scoring)
         personal.forget()
     else:
-        loss, accuracy, count = evaluate_stream(predictor.model, ids, ks, advance=scoring)
+        loss, accuracy, count = evaluate_stream(
+            predictor.model, ids, ks, advance=scoring, start=predictor.utterance_start()
+        )
     unknown = float((ids == 0).float().mean()) if ids.numel() else 0.0
     words = sum(1 for token in surface if token != EOS)
     words = words if ksr_words is None else min(words, ksr_words)

@@ -106,7 +106,8 @@ def grow(lm: LanguageModel, words: Sequence[tuple[str, int]], **changes: object)
     old = lm.model
     config = old.config
     vocab = Vocab(
-        [*lm.vocab.itos, *(w for w, _ in words)], [*lm.vocab.counts, *(c for _, c in words)], lm.vocab.case_fold
+        [*lm.vocab.itos, *(w for w, _ in words)], [*lm.vocab.counts, *(c for _, c in words)], lm.vocab.case_fold,
+        lm.vocab.styles,  # a styled base keeps its style tokens (ids 2...)
     )
     shaped = {"embedding_dim", "hidden_dim", "num_layers", "tie_weights", "adaptive_cutoffs", "vocab_size"}
     if shaped & set(changes):

@@ -39,6 +39,7 @@ from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
 from autocomplete.predictor import Suggestion as WordSuggestion
 from autocomplete.tokenizer import printable
+from autocomplete.styles import pick_style
 
 HELP = f"""\
 Keys
@@ -52,6 +53,7 @@ Commands
   :len N       words in a sampled continuation or reply      :k N      candidates shown (1 to {LIMITS["suggestions"].high:g})
   :mode chat   the model answers each line                   :mode type   Enter keeps the line
   :reset       forget the text so far                        :model PATH  switch to another model file
+  :style NAME  read and write in a style (auto: by the mode) for models trained with styles
   :help        this text                                     :quit     leave (or Ctrl-D)"""
 
 STYLE = Style.from_dict(
@@ -146,22 +148,32 @@ class Session:
         settings: SamplingSettings | None = None,
         echo: Callable[[str], None] | None = None,
         quantize: bool = True,
+        style: str | None = None,
     ) -> None:
         self.settings = settings or SamplingSettings()
         self.quantize = quantize  # how models switched to with :model are run
         self.mode = mode
+        self.style_asked: str | None = style  # --style / :style; None follows the mode (chat → dialogue, type → prose)
         self.model_name = model_name
         self.echo = echo or _print
         self.suggest = LanguageModelAutoSuggest(predictor, self.settings, _not_a_command)
         self.completer = LanguageModelCompleter(predictor, self.settings, _not_a_command, suggest=self.suggest)
+        self.apply_style()
 
     @property
     def predictor(self) -> Predictor:
         return self.suggest.predictor
 
     def set_predictor(self, predictor: Predictor, name: str) -> None:
+        self.apply_style(predictor)
         self.suggest.predictor = self.completer.predictor = predictor
         self.model_name = name
+
+    def apply_style(self, predictor: Predictor | None = None) -> None:
+        """Give the predictor the style asked for, or the mode's; a model without styles ignores it."""
+        predictor = predictor or self.predictor
+        asked = self.style_asked if self.style_asked in predictor.styles else None  # another model may lack it
+        predictor.set_style(pick_style(asked, self.mode, predictor.styles))
 
     # ---- lines ----------------------------------------------------------------------------------------------
 
@@ -213,7 +225,8 @@ class Session:
         s = self.settings
         parts: list[tuple[str, str]] = [
             ("class:bottom-toolbar.key", f" {self.model_name} "),
-            ("", f"│ temp {s.temperature:.2f} │ {self.mode} │ "),
+            ("", f"│ temp {s.temperature:.2f} │ {self.mode}"
+                 + (f" · {self.predictor.style}" if self.predictor.style else "") + " │ "),
         ]
         entries = [(w.word, w.probability) for w in alternatives]
         if alternatives and line_end is not None and line_end > alternatives[-1].probability:
@@ -246,7 +259,25 @@ def _cmd_mode(session: Session, arg: str) -> CommandResult:
     if arg not in ("chat", "type"):
         return CommandResult("usage: :mode chat|type")
     session.mode = arg
+    session.apply_style()
     return CommandResult(f"mode = {arg}" + (" (Enter sends; the model answers)" if arg == "chat" else ""))
+
+
+def _cmd_style(session: Session, arg: str) -> CommandResult:
+    styles = session.predictor.styles
+    if not styles:
+        return CommandResult(f"{session.model_name} was trained without styles")
+    if not arg:
+        how = "asked for" if session.style_asked else f"by the {session.mode} mode"
+        return CommandResult(f"style = {session.predictor.style} ({how}); this model knows {', '.join(styles)}")
+    if arg == "auto":
+        session.style_asked = None
+    elif arg in styles:
+        session.style_asked = arg
+    else:
+        return CommandResult(f"usage: :style {'|'.join(styles)}|auto")
+    session.apply_style()
+    return CommandResult(f"style = {session.predictor.style}" + (" (by the mode)" if arg == "auto" else ""))
 
 
 def _cmd_reset(session: Session, arg: str) -> CommandResult:
@@ -277,6 +308,7 @@ _COMMANDS: dict[str, Callable[[Session, str], CommandResult]] = {
     "len": _cmd_len,
     "k": _cmd_k,
     "mode": _cmd_mode,
+    "style": _cmd_style,
     "reset": _cmd_reset,
     "model": _cmd_model,
     "help": _cmd_help,
@@ -424,12 +456,16 @@ def run_session(
     on_ready: Callable[[], None] = lambda: None,
     threads: int | None = 1,
     save_history: bool = True,
+    style: str | None = None,
 ) -> int:
     """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded;
-    ``save_history``: keep the lines typed in ``history`` in the user data folder (else in memory only)."""
+    ``save_history``: keep the lines typed in ``history`` in the user data folder (else in memory only); ``style``
+    overrides the mode's style (see :mod:`autocomplete.styles`)."""
     predictor = load(model, quantize=quantize, threads=threads)
     settings = SamplingSettings(SamplingConfig(temperature=temperature))
-    session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize)
+    if style is not None:
+        pick_style(style, mode, predictor.styles)  # an unknown style is an error before the session starts
+    session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize, style=style)
     on_ready()
     if plain_mode or not can_run_full_screen():
         if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)

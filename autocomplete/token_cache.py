@@ -9,7 +9,7 @@ by default ``token-cache`` in the user's data directory)::
     <key>.vocab.json   a vocabulary built from the corpus
 
 A key is a hash of everything that decides the result: each source's absolute path, size and modification time
-(standard input by its content), the tokenizer settings, the utterance-break mode, the cache format and the package
+(standard input by its content) and style, the tokenizer settings, the utterance-break mode, the cache format and the package
 version; for ids also the validation split and the vocabulary (tokens, counts, case folding); for a vocabulary its
 size limits. Change any of them and the key changes, so a stale entry is never read. Old entries are not deleted
 behind the user's back: ``autocomplete cache`` lists them (size, corpus, last use) and ``autocomplete cache --clear
@@ -68,6 +68,13 @@ def _package_version() -> str:
         return metadata.version("autocomplete")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _identity(source: Source) -> dict[str, object]:
+    """The source's fingerprint, plus the style its utterances are marked with (absent when none: unstyled keys are
+    unchanged)."""
+    found = data.fingerprint(source)
+    return found if source.style is None else {**found, "style": source.style}
 
 
 def _digest(inputs: dict[str, Any]) -> str:
@@ -185,7 +192,7 @@ class TokenCache:
     ) -> Corpus:
         """:func:`~autocomplete.data.load_corpus` with the ids on disk: the same streams, as :class:`TokenFile`\\ s."""
         inputs = self._inputs(sources, tokenizer, breaks) | {
-            "valid_sources": [data.fingerprint(s) for s in valid_sources],
+            "valid_sources": [_identity(s) for s in valid_sources],
             "valid_fraction": 0.0 if valid_sources else valid_fraction,
             "vocab": vocab_digest(vocab),
         }
@@ -290,7 +297,7 @@ class TokenCache:
             "format_version": FORMAT_VERSION,
             "package_version": _package_version(),
             "max_segment": data.MAX_SEGMENT,
-            "sources": [data.fingerprint(s) for s in sources],
+            "sources": [_identity(s) for s in sources],
             "tokenizer": tokenizer.config.to_dict(),
             "breaks": breaks,
         }

@@ -27,6 +27,12 @@ from typing import Literal
 UNK = "<unk>"
 EOS = "<eos>"
 SPECIALS = (UNK, EOS)
+STYLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a style's name: ``prose``, ``dialogue``, ``tech``...
+
+
+def style_token(name: str) -> str:
+    """The token that marks an utterance of style ``name`` (``<prose>``); no typed text ever tokenizes to it."""
+    return f"<{name}>"
 
 TokenizerKind = Literal["words", "whitespace"]
 

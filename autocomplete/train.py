@@ -75,7 +75,8 @@ class TrainConfig:
     max_time: float | None = None  # stop after this many seconds of training (time budget)
     max_steps: int | None = None  # stop after this many optimiser steps
     compile: bool = False  # torch.compile the training step
-    save_dtype: Literal["float32", "float16"] = "float32"  # storage type of the best-model file's weights
+    save_dtype: Literal["float32", "float16", "int8"] = "float32"  # storage of the best-model file's weights (int8:
+    # matrices as int8 rows with per-row scales, the rest float16)
 
     def __post_init__(self) -> None:
         if self.optimizer not in DEFAULT_LR:
@@ -92,7 +93,10 @@ class TrainConfig:
             (self.warmup_steps >= 0, f"warm-up steps must be ≥ 0, got {self.warmup_steps}"),
             (self.patience >= 0, f"patience must be ≥ 0 (0 disables early stopping), got {self.patience}"),
             (self.save_every > 0, f"save interval must be positive, got {self.save_every}"),
-            (self.save_dtype in ("float32", "float16"), f"save dtype must be float32 or float16, got {self.save_dtype!r}"),
+            (
+                self.save_dtype in ("float32", "float16", "int8"),
+                f"save dtype must be float32, float16 or int8, got {self.save_dtype!r}",
+            ),
             (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
             (
                 self.schedule in ("cosine", "plateau", "constant"),
@@ -400,8 +404,9 @@ class Trainer:
             train_config=self.config.to_dict(),
             torch_version=torch.__version__,
         )
-        dtype = torch.float16 if self.config.save_dtype == "float16" else None
-        checkpoint.save(LanguageModel(self.model, self.lm.vocab, self.lm.tokenizer, metadata), self.output, dtype)
+        dtype = torch.float16 if self.config.save_dtype in ("float16", "int8") else None
+        lm = LanguageModel(self.model, self.lm.vocab, self.lm.tokenizer, metadata)
+        checkpoint.save(lm, self.output, dtype, int8=self.config.save_dtype == "int8")
         self.written = True
 
     def _validation_digest(self) -> str | None:

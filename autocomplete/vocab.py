@@ -1,7 +1,14 @@
 """The vocabulary: token ⇄ id, built by counting, saved inside every checkpoint.
 
-Ids 0 and 1 are always :data:`~autocomplete.tokenizer.UNK` and :data:`~autocomplete.tokenizer.EOS`; the rest are
-sorted by descending count (ties by spelling, so a build is reproducible).
+Ids 0 and 1 are always :data:`~autocomplete.tokenizer.UNK` and :data:`~autocomplete.tokenizer.EOS`; a model trained
+with styles has its style tokens next (``<prose>``, ``<dialogue>``, ... in the order given); the rest are sorted by
+descending count (ties by spelling, so a build is reproducible).
+
+Styles: every utterance of a styled corpus begins with its style token, right after the :data:`EOS` that ends the
+previous one, so the model reads ``<eos> <dialogue> i would like ...``. :meth:`Vocab.start_ids` is the one place that
+says which tokens open an utterance, and :meth:`Vocab.encode` puts the style token after every :data:`EOS` it encodes.
+A vocabulary without styles (every model trained before them) opens an utterance with :data:`EOS` alone and ignores a
+style asked for, so old models work as they always did.
 
 Sentence-initial case folding (``case_fold``): a capital that only comes from sentence position is folded away, so
 "The" at the start of a sentence is the word "the", while "I", "London" and "Bennet" keep their capital because that
@@ -15,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from autocomplete.errors import ConfigError
-from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
+from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, STYLE_NAME, UNK, capitalize, sentence_starts, style_token
 
 UNK_ID = 0
 EOS_ID = 1
@@ -24,11 +31,19 @@ EOS_ID = 1
 class Vocab:
     """Immutable mapping between tokens and ids (read-only after construction, so safe to share across threads)."""
 
-    def __init__(self, itos: Sequence[str], counts: Sequence[int], case_fold: bool = True) -> None:
+    def __init__(
+        self, itos: Sequence[str], counts: Sequence[int], case_fold: bool = True, styles: Sequence[str] = ()
+    ) -> None:
         if tuple(itos[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"a vocabulary must start with {SPECIALS}")
         if len(counts) != len(itos):
             raise ValueError("counts and tokens differ in length")
+        self.styles: tuple[str, ...] = tuple(styles)  # style names, their tokens at ids len(SPECIALS)...
+        for name in self.styles:
+            check_style_name(name)
+        style_tokens = [style_token(name) for name in self.styles]
+        if list(itos[len(SPECIALS) : len(SPECIALS) + len(style_tokens)]) != style_tokens:
+            raise ValueError(f"a vocabulary with styles must list {style_tokens} right after {SPECIALS}")
         self.itos: list[str] = list(itos)
         self.counts: list[int] = [int(c) for c in counts]
         self.case_fold = case_fold
@@ -56,17 +71,50 @@ class Vocab:
             return self._initial[token]
         return self.stoi.get(token, UNK_ID)
 
-    def encode(self, tokens: Sequence[str], at_start: bool = True) -> list[int]:
-        """Ids of ``tokens``; ``at_start`` says whether the first one begins a sentence (for case folding)."""
+    def encode(self, tokens: Sequence[str], at_start: bool = True, style: int | None = None) -> list[int]:
+        """Ids of ``tokens``; ``at_start`` says whether the first one begins a sentence (for case folding).
+
+        ``style`` (a style token's id, see :meth:`style_id`) is put after every :data:`EOS`: the next utterance's
+        opening, as :meth:`start_ids` gives it for the first one."""
         if not self.case_fold:
-            return [self.stoi.get(t, UNK_ID) for t in tokens]
-        return [self.id(t, s) for t, s in zip(tokens, sentence_starts(tokens, at_start))]
+            ids = [self.stoi.get(t, UNK_ID) for t in tokens]
+        else:
+            ids = [self.id(t, s) for t, s in zip(tokens, sentence_starts(tokens, at_start))]
+        if style is None or EOS_ID not in ids:
+            return ids
+        out: list[int] = []
+        for i in ids:
+            out.append(i)
+            if i == EOS_ID:
+                out.append(style)
+        return out
+
+    # ---- styles ------------------------------------------------------------------------------------------------
+
+    def style_id(self, name: str | None) -> int | None:
+        """The id of style ``name``'s token; None when no style is asked for or the vocabulary has no styles (the
+        style is then ignored). A style this vocabulary lacks is a :class:`ConfigError` naming the ones it has."""
+        if name is None or not self.styles:
+            return None
+        if name not in self.styles:
+            raise ConfigError(f"unknown style {name!r}; this model knows {', '.join(self.styles)}")
+        return len(SPECIALS) + self.styles.index(name)
+
+    def start_ids(self, style: str | None = None) -> list[int]:
+        """The tokens that open an utterance: :data:`EOS`, then the style's token when the model has styles."""
+        style_id = self.style_id(style)
+        return [EOS_ID] if style_id is None else [EOS_ID, style_id]
+
+    @property
+    def style_ids(self) -> list[int]:
+        return list(range(len(SPECIALS), len(SPECIALS) + len(self.styles)))
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
 
     def is_special(self, index: int) -> bool:
-        return index < len(SPECIALS)
+        """Unknown word, end of utterance and style tokens: never suggested, never sampled."""
+        return index < len(SPECIALS) + len(self.styles)
 
     def pruned(self, min_count: int) -> Vocab:
         """This vocabulary without the words seen fewer than ``min_count`` times (they become :data:`UNK`).
@@ -82,20 +130,29 @@ class Vocab:
         return Vocab(itos, counts, self.case_fold)
 
     def to_dict(self) -> dict[str, object]:
-        return {"itos": self.itos, "counts": self.counts, "case_fold": self.case_fold}
+        data: dict[str, object] = {"itos": self.itos, "counts": self.counts, "case_fold": self.case_fold}
+        if self.styles:  # absent without styles: files stay readable by versions that predate them
+            data["styles"] = list(self.styles)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Vocab:
         """A vocabulary from :meth:`to_dict`'s table, every entry's type checked (files may be damaged or hostile):
         a :class:`ValueError` says what is wrong."""
         itos, counts, case_fold = data.get("itos"), data.get("counts"), data.get("case_fold")
+        styles = data.get("styles", [])
         if not isinstance(itos, list) or not all(isinstance(t, str) and t for t in itos):
             raise ValueError("the vocabulary's words are not a list of non-empty texts")
         if not isinstance(counts, list) or not all(type(n) is int and n >= 0 for n in counts):
             raise ValueError("the vocabulary's counts are not a list of whole numbers ≥ 0")
         if not isinstance(case_fold, bool):
             raise ValueError(f"the vocabulary's case folding is {case_fold!r}, not true or false")
-        return cls(itos, counts, case_fold)
+        if not isinstance(styles, list) or not all(isinstance(s, str) for s in styles):
+            raise ValueError("the vocabulary's styles are not a list of names")
+        try:
+            return cls(itos, counts, case_fold, styles)
+        except ConfigError as e:  # a bad style name in a file
+            raise ValueError(str(e)) from None
 
     @classmethod
     def build(
@@ -104,15 +161,20 @@ class Vocab:
         max_size: int | None = None,
         min_count: int = 1,
         case_fold: bool = True,
+        styles: Sequence[str] = (),
     ) -> Vocab:
         """Count tokens of a stream of tokenized utterances (without :data:`EOS`) and keep the most frequent.
 
-        ``max_size`` counts the special tokens; ``min_count`` drops rarer words (they become :data:`UNK`), and so
-        does a token longer than :data:`~autocomplete.tokenizer.MAX_TOKEN_CHARS` (not even counted: a corpus of
-        long unique strings must not fill memory with them).
+        ``max_size`` counts the special and style tokens; ``min_count`` drops rarer words (they become :data:`UNK`),
+        and so does a token longer than :data:`~autocomplete.tokenizer.MAX_TOKEN_CHARS` (not even counted: a corpus of
+        long unique strings must not fill memory with them). ``styles`` names the style tokens to reserve (see
+        :meth:`start_ids`).
         """
-        if max_size is not None and max_size <= len(SPECIALS):
-            raise ConfigError(f"vocabulary size must be greater than {len(SPECIALS)}, got {max_size}")
+        reserved = len(SPECIALS) + len(styles)
+        if max_size is not None and max_size <= reserved:
+            raise ConfigError(f"vocabulary size must be greater than {reserved}, got {max_size}")
+        for name in styles:
+            check_style_name(name)
         if min_count < 1:
             raise ConfigError(f"min count must be at least 1, got {min_count}")
         inner: Counter[str] = Counter()
@@ -132,12 +194,20 @@ class Vocab:
             lower = token.lower()
             fold = case_fold and token != lower and capitalize(lower) == token and inner[lower] > inner[token]
             inner[lower if fold else token] += n
-        for special in SPECIALS:
+        for special in (*SPECIALS, *map(style_token, styles)):
             inner.pop(special, None)
         ranked = sorted(((n, t) for t, n in inner.items() if n >= min_count), key=lambda x: (-x[0], x[1]))
         if max_size is not None:
-            ranked = ranked[: max_size - len(SPECIALS)]
+            ranked = ranked[: max_size - reserved]
         unk_count = sum(inner.values()) - sum(n for n, _ in ranked) + too_long
-        itos = [UNK, EOS] + [t for _, t in ranked]
-        counts = [unk_count, utterance_count] + [n for n, _ in ranked]
-        return cls(itos, counts, case_fold)
+        itos = [UNK, EOS, *map(style_token, styles)] + [t for _, t in ranked]
+        counts = [unk_count, utterance_count] + [0] * len(styles) + [n for n, _ in ranked]
+        return cls(itos, counts, case_fold, styles)
+
+
+def check_style_name(name: str) -> None:
+    """A style name is lower-case letters, digits, ``-`` and ``_``, starting with a letter (``prose``, ``tech``)."""
+    if not isinstance(name, str) or not STYLE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"invalid style name {name!r}: use lower-case letters, digits, - and _, starting with a letter"
+        )

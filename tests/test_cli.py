@@ -256,3 +256,14 @@ def test_the_batch_commands_never_load_prompt_toolkit_and_run_on_one_thread(tmp_
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, (argv, result.stderr)
+
+
+def test_convert_stores_int8_weights_that_load_back(capsys, trained_model_path, tmp_path):
+    out = tmp_path / "small.pt"
+    code, printed, _ = run(capsys, "convert", str(trained_model_path), "-o", str(out))
+    assert code == 0 and printed.startswith(f"{out}: ") and "(int8;" in printed
+    assert out.stat().st_size < trained_model_path.stat().st_size / 2
+    code, info, _ = run(capsys, "info", str(out))
+    assert code == 0 and "int8 matrices (per-row scales), float16 rest" in info
+    code, printed, _ = run(capsys, "predict", "To be or", "--model", str(out))
+    assert code == 0 and printed.strip()
