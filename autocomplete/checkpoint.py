@@ -128,7 +128,7 @@ def read_payload(
     path: Path | str, kind: str = "model", fmt: str = FORMAT, version: int | None = None
 ) -> dict[str, Any]:
     """Load a checkpoint-like file of format ``fmt`` safely (no code execution); errors name the file and the
-    problem. ``version`` is the newest format version this program reads."""
+    problem. ``version`` is the newest format version this program reads (default: the model files')."""
     newest = READABLE_VERSION if version is None else version
     path = Path(path)
     if not path.exists():

@@ -5,8 +5,8 @@ texts as ``autocomplete eval``: the baseline of the model card. A benchmark only
         --eval RUN/data/heldout/novels.txt RUN/data/heldout/tldr.txt --words 2000
 
 Needs presage's ``text2ngram`` and ``presage_simulator`` on the PATH (Debian/Ubuntu package ``presage``). The
-database is a lower-cased 3-gram count table (``text2ngram -n 3 -l -f sqlite``), built once and reused when it
-exists. The simulator runs with presage's smoothed n-gram predictor alone (its stock configuration otherwise: deltas
+database holds lower-cased 1-, 2- and 3-gram counts (``text2ngram -n N -l -f sqlite`` for N = 1, 2, 3 into one
+file: with the 3-gram table alone presage_simulator aborts), built once and reused. The simulator runs with presage's smoothed n-gram predictor alone (its stock configuration otherwise: deltas
 0.01 0.1 0.89, 6 suggestions), case-insensitive, online learning off (adaptation off, as in ``autocomplete eval``).
 Each held-out text is cut to the lines that hold its first ``--words`` tokens as ``autocomplete eval --ksr-words``
 counts them, so both type the same text. The two simulations differ in protocol: presage's KSR counts the keystrokes
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,10 @@ def training_files(inputs: list[str]) -> list[Path]:
 
 
 def build_db(db: Path, files: list[Path]) -> None:
-    if db.exists():
+    """Fill the 1-, 2- and 3-gram tables of ``db`` that are still empty. ``text2ngram -n 3`` fills only the 3-gram
+    table: presage's smoothed predictor then aborts (``numerator <= denominator``), so every order is counted."""
+    missing = [n for n in (1, 2, 3) if _rows(db, n) == 0]
+    if not missing:
         print(f"reusing {db}", file=sys.stderr)
         return
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=db.parent, delete=False) as joined:
@@ -46,10 +50,21 @@ def build_db(db: Path, files: list[Path]) -> None:
             joined.write(f.read_text(encoding="utf-8"))
             joined.write("\n")
     try:
-        subprocess.run(["text2ngram", "-n", "3", "-l", "-f", "sqlite", "-o", str(db), joined.name],
-                       check=True, stdout=subprocess.DEVNULL)
+        for n in missing:
+            subprocess.run(["text2ngram", "-n", str(n), "-l", "-f", "sqlite", "-o", str(db), joined.name],
+                           check=True, stdout=subprocess.DEVNULL)
     finally:
         Path(joined.name).unlink()
+
+
+def _rows(db: Path, n: int) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as connection:
+        try:
+            return connection.execute(f"SELECT COUNT(*) FROM _{n}_gram").fetchone()[0]
+        except sqlite3.OperationalError:  # no such table
+            return 0
 
 
 def config_for(db: Path, folder: Path) -> Path:

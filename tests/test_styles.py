@@ -13,6 +13,7 @@ from autocomplete.checkpoint import LanguageModel
 from autocomplete.cli import main
 from autocomplete.completion import SamplingSettings
 from autocomplete.repl import Session
+from autocomplete.settings import SamplingConfig
 from autocomplete.errors import ConfigError, CorpusError
 from autocomplete.evaluate import evaluate_stream
 from autocomplete.model import LSTMLanguageModel, ModelConfig
@@ -155,7 +156,7 @@ def test_a_vocabulary_with_styles_round_trips_and_one_without_has_none():
 
 
 def test_the_session_reads_in_its_modes_style_until_one_is_asked_for(styled_lm):
-    session = Session(Predictor(styled_lm), "styled", settings=SamplingSettings(length=5))
+    session = Session(Predictor(styled_lm), "styled", settings=SamplingSettings(SamplingConfig(max_words=5)))
     assert session.predictor.style == "prose"  # type mode; this model has no "dialogue", so chat keeps its first style
     assert session.command(":style tech").message == "style = tech"
     session.command(":mode chat")
