@@ -27,7 +27,7 @@ from torch import Tensor
 
 from autocomplete.model import LSTMLanguageModel, State
 from autocomplete.tokenizer import EOS, Tokenizer, ends_sentence, sentence_starts
-from autocomplete.vocab import Vocab
+from autocomplete.vocab import EOS_ID, Vocab
 
 DEFAULT_CACHE_BYTES = 2 * 2**20  # cached states per context (the shipped model's state is 10 KB: ~200 of them)
 LINE_TOKENS = 200  # surface tokens of the current line kept for sentence starts and quote pairing
@@ -149,13 +149,21 @@ class Context:
         self.keep_recent = keep_recent
         self.steps = 0  # LSTM token steps run so far (for tests and benchmarks)
         self.committed = 0  # tokens in the committed context, the utterance start included
+        self.start: list[int] = [EOS_ID]  # the utterance-start tokens: end of line, then the style's token if any
+        # the state right after the end of line that ends the committed context (None when it ends mid-line): a style
+        # switch restarts the utterance from it (models with styles only)
+        self._after_eos: _Cached | None = None
         # per-position values the predictor caches (its next-token distributions), dropped with their positions
         self.outputs: OrderedDict[int, Any] = OrderedDict()
 
     def reset(self, start: list[int]) -> None:
         """Forget everything; the committed context becomes ``start`` (the utterance-start tokens)."""
+        self.start = list(start)
         with torch.inference_mode(), batch_one():
-            state, features = self.feed(start, self.model.init_state(1, self.device))
+            state, features = self.feed(start[:1], self.model.init_state(1, self.device))
+            self._after_eos = _entry(state, features) if self.vocab.styles else None
+            if len(start) > 1:
+                state, features = self.feed(start[1:], state)
         self.committed = len(start)
         self._line: list[str] = []  # surface tokens of the committed text's unfinished last line
         self._clear(_entry(state, features))
@@ -174,6 +182,34 @@ class Context:
         self._located: dict[tuple[str, bool], tuple[int, int, str]] = {}  # recent texts → (revision, position, partial)
         self.position = 0  # the position in the edited text the last :meth:`sync` went to
 
+    def restart_utterance(self, start: list[int]) -> None:
+        """Use ``start`` (another style's utterance start) from now on: for the utterances to come, for the edited
+        text (encoded again), and for the current utterance when the committed context ends with an end of line (its
+        style token is read again: one LSTM step). Lines committed before keep the style they were read in."""
+        self.start = list(start)
+        base = self._states[0]
+        if self._after_eos is not None:
+            state, features = self._after_eos.state, self._after_eos.features
+            if len(start) > 1:
+                with torch.inference_mode(), batch_one():
+                    state, features = self.feed(start[1:], state)
+            base = _entry(state, features)
+        self._clear(base)
+
+    def _encode(self, tokens: list[str], at_start: bool) -> tuple[list[int], list[str]]:
+        """(ids, surface tokens aligned with them): the style token after each end of line has the end of line as
+        its surface token, so the current line, sentence starts and spacing read as without styles."""
+        style = self.start[1] if len(self.start) > 1 else None
+        ids = self.vocab.encode(tokens, at_start, style)
+        if len(ids) == len(tokens):
+            return ids, tokens
+        surface: list[str] = []
+        for token in tokens:
+            surface.append(token)
+            if token == EOS:
+                surface.append(EOS)
+        return ids, surface
+
     def feed(self, ids: list[int], state: State) -> tuple[State, Tensor]:
         """Run the LSTM over ``ids`` from ``state``: (the state after them, the output at the last one)."""
         chunk = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -188,15 +224,25 @@ class Context:
         mark, n = self._mark_chars[i], self._mark_ids[i]
         line = self.line(n)
         tokens = self.tokenizer.tokenize(text[mark:])
-        ids = self.vocab.encode(tokens, ends_sentence(line))
+        ids, _ = self._encode(tokens, ends_sentence(line))
         known = n + _common_ids(ids, self._ids[n : n + len(ids)])
-        start = max(p for p in self._states if p <= known)
+        target = self._ids[:known] + ids[known - n :]  # the edited text's ids once committed
+        # ending with an utterance start (after an end of line): keep the state after the end of line (a style switch
+        # restarts the utterance there)
+        restart = bool(self.vocab.styles) and target[-len(self.start) :] == self.start
+        split = len(target) - (len(self.start) - 1) if restart else len(target)
+        start = max(p for p in self._states if p <= split)
         entry = self._states[start]
-        todo = self._ids[start:known] + ids[known - n :]
+        todo = target[start:split]
         state, features = entry.state, entry.features
+        self._after_eos = None
         with torch.inference_mode(), batch_one():
             for at in range(0, len(todo), _COMMIT_CHUNK):
                 state, features = self.feed(todo[at : at + _COMMIT_CHUNK], state)
+            if restart:
+                self._after_eos = _entry(state, features)
+                if split < len(target):
+                    state, features = self.feed(target[split:], state)
         self.committed += n + len(ids)
         self._line = _line_of(line + tokens)
         self._clear(_entry(state, features))
@@ -242,8 +288,9 @@ class Context:
         while pos < end:
             cut = _word_boundary(text, pos + _BLOCK_CHARS, end)
             block = self.tokenizer.tokenize(text[pos:cut])
-            ids += self.vocab.encode(block, at_start)
-            tokens += block
+            block_ids, surface = self._encode(block, at_start)
+            ids += block_ids
+            tokens += surface
             at_start = sentence_starts([*block, "x"], at_start)[-1]
             if text[cut - 1].isspace() and text[cut - 1] != "\r":
                 marks.append((cut, len(ids)))

@@ -121,17 +121,18 @@ class Predictor:
         checkpoint_every: int = 32,
         keep_recent: int = 64,
         personal: Personal | None = None,
+        style: str | None = None,
     ) -> None:
         device = torch.device(device)
         model = lm.model.to(device).eval()
         if quantize and device.type == "cpu":
             model = quantize_dynamic(model)
         self.model = model
-        self._attach(lm, device, PrefixIndex(lm.vocab), personal, cache_bytes, checkpoint_every, keep_recent)
+        self._attach(lm, device, PrefixIndex(lm.vocab), personal, cache_bytes, checkpoint_every, keep_recent, style)
 
     def _attach(
         self, lm: LanguageModel, device: torch.device, index: PrefixIndex, personal: Personal | None,
-        cache_bytes: int, checkpoint_every: int, keep_recent: int,
+        cache_bytes: int, checkpoint_every: int, keep_recent: int, style: str | None = None,
     ) -> None:
         self.lm = lm
         self.personal = personal  # what the model learned from its user (shared by all sessions); None: the base model
@@ -146,6 +147,8 @@ class Predictor:
         self._lock = threading.RLock()
         self._sentence_case = self.tokenizer.case_sensitive
         self._context = Context(self.model, self.tokenizer, self.vocab, device, cache_bytes, checkpoint_every, keep_recent)
+        self._start = self.vocab.start_ids(style)  # the utterance-start tokens (see utterance_start, set_style)
+        self._style = style if self.vocab.styles else None
         self.reset()
 
     @classmethod
@@ -163,7 +166,8 @@ class Predictor:
         other = type(self).__new__(type(self))
         other.model = self.model
         other._attach(
-            self.lm, self.device, self.index, self.personal, self.cache_bytes, self.checkpoint_every, self.keep_recent
+            self.lm, self.device, self.index, self.personal, self.cache_bytes, self.checkpoint_every, self.keep_recent,
+            self._style,
         )
         return other
 
@@ -171,8 +175,34 @@ class Predictor:
 
     def utterance_start(self) -> list[int]:
         """The tokens the model reads before the first word of an utterance (it was trained on lines after an end of
-        line). The one place that says so."""
-        return [EOS_ID]
+        line): end of line, then the style's token for a model trained with styles. The one place that says so."""
+        return list(self._start)
+
+    # ---- style -----------------------------------------------------------------------------------------------
+
+    @property
+    def style(self) -> str | None:
+        """The style utterances are read in (``prose``, ``dialogue``...); None when the model has no styles (a
+        style asked of such a model is ignored) or none was asked for."""
+        return self._style
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The styles the model was trained with; empty for a model without style tokens."""
+        return self.vocab.styles
+
+    def set_style(self, style: str | None) -> None:
+        """Read utterances in ``style`` from now on: the edited text, the utterances committed later, and the
+        current one when the committed context ends at an utterance start (after a finished line: its style token is
+        read again, one LSTM step); lines committed before keep the style they were read in. An unknown style is a
+        :class:`~autocomplete.errors.ConfigError`; a model without styles ignores any style."""
+        with self._lock:
+            start = self.vocab.start_ids(style)
+            self._style = style if self.vocab.styles else None
+            if start != self._start:
+                self._start = start
+                self._context.restart_utterance(start)
+                self.context_version = next(_VERSIONS)
 
     # ---- context ---------------------------------------------------------------------------------------------
 
@@ -426,6 +456,7 @@ class Predictor:
             budget -= 1
             logits = logp.clone()
             logits[UNK_ID] = float("-inf")
+            logits[self.vocab.style_ids] = float("-inf")  # given at each utterance's start, never drawn
             if allowed is not None:
                 mask = torch.full_like(logits, float("-inf"))
                 mask[allowed] = 0.0
@@ -453,8 +484,9 @@ class Predictor:
             yield token, piece
             if words >= config.max_words or (stop_at == "sentence" and token in SENTENCE_END):
                 return
+            step = self.utterance_start() if index == EOS_ID else [index]  # a new utterance opens with its style
             with torch.inference_mode(), batch_one():
-                state, features = self._context.feed([index], state)
+                state, features = self._context.feed(step, state)
             logp = self.next_log_probs(features)
 
     def continuation(self, text: str = "", sampling: SamplingConfig | None = None, **kwargs: object) -> Continuation:
