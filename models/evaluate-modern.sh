@@ -13,6 +13,6 @@ mix=${2:?usage: models/evaluate-modern.sh MODEL RUN_FOLDER/data [extra eval flag
 for pair in novels:prose dialogues:dialogue tech:tech tldr:tech; do
   name=${pair%%:*}
   echo "== held-out $name ($mix/heldout/$name.txt), style ${pair#*:}"
-  autocomplete eval "$model" "$mix/heldout/$name.txt" --breaks line -k 6 --ksr-words 2000 --no-quantize \
-    --style "${pair#*:}" "${@:3}" 2>&1
+  autocomplete eval --model "$model" "$mix/heldout/$name.txt" --breaks line -k 6 --ksr-words 2000 --no-quantize \
+    --style "${pair#*:}" --quiet "${@:3}" 2>&1
 done
