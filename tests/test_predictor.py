@@ -372,6 +372,9 @@ def test_the_front_door_predicts_without_importing_prompt_toolkit(trained_model_
         "assert p.session().suggest('hear me ', k=2)\n"
         "assert 'prompt_toolkit' not in sys.modules, sorted(m for m in sys.modules if 'prompt' in m)\n"
         "import torch; assert torch.get_num_threads() == 1\n"
+        "torch.set_num_threads(2)\n"
+        f"autocomplete.load({str(trained_model_path)!r}, threads=None)\n"
+        "assert torch.get_num_threads() == 2  # threads=None leaves the host's setting alone\n"
         "print(autocomplete.percent(words[0].probability))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

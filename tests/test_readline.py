@@ -130,3 +130,21 @@ def test_plain_input_gets_the_same_completion(trained_model_path):
         terminal.send("\r", until="got: \"I ne'er \"")
     finally:
         terminal.close()
+
+
+def test_uninstall_puts_back_what_install_replaced(trained_lm):
+    import autocomplete.readline as rl
+    from autocomplete.predictor import Predictor
+
+    def previous(text, state):
+        return None
+
+    readline.set_completer(previous)
+    readline.set_completer_delims(" ")
+    completer = rl.install(Predictor(trained_lm), tab=False)
+    try:
+        assert readline.get_completer() is completer and "'" not in readline.get_completer_delims()
+        assert completer.matches("sp", "hear me sp", 8, 10)[0].endswith(" ")
+    finally:
+        rl.uninstall()
+    assert readline.get_completer() is previous and readline.get_completer_delims() == " "
