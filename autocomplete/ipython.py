@@ -61,6 +61,7 @@ class _Plugin:
 
     def uninstall(self) -> None:
         app = self.shell.pt_app
+        self.guest.enabled = False  # its handler on the buffer stays attached: it now finds nothing to do
         self.shell.unobserve(self.install, names=_WATCHED)
         self.shell.events.unregister("post_run_cell", self.install)
         if app is not None and self.originals is not None:

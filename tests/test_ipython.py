@@ -75,6 +75,14 @@ def test_ipython_tab_still_indents_and_the_plugin_survives_a_new_suggestion_prov
         assert line_of(term.screen(), "In [").rstrip().endswith("# hear me")
         assert "autocomplete: temperature = 0.5" in run_magic(term, "%autocomplete temp 0.5")
         assert "autocomplete: temperature must be" in run_magic(term, "%autocomplete temp hot")
+        assert "autocomplete: on" in run_magic(term, "%autocomplete on")
+        term.send("-l", "%unload_ext autocomplete.ipython")  # IPython's own everything back
+        term.send("Enter")
+        term.wait(lambda s: "In [7]:" in s)
+        term.send("-l", "# hear me ")
+        term.wait(lambda s: line_of(s, "In [7]:").rstrip().endswith("# hear me"))
+        time.sleep(1.0)
+        assert line_of(term.screen(), "In [7]:").rstrip().endswith("# hear me")
     finally:
         term.close()
 
