@@ -91,7 +91,7 @@ RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, SHIFT_TAB, BACKSPACE, ENTER = (
 )
 
 
-def wait_for(condition, timeout=10.0):
+def wait_for(condition, timeout=30.0):  # generous: the suite may share a busy machine
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

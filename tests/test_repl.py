@@ -100,16 +100,27 @@ def drive(session, history, script):
     with create_pipe_input() as pipe:
         prompt = build_prompt(session, history, input=pipe, output=DummyOutput())
         written = []
-        result = {}
+        failed: list[BaseException] = []
 
         def typist():
-            script(pipe, prompt.default_buffer)
+            try:
+                script(pipe, prompt.default_buffer)
+            except BaseException as error:  # a wait that timed out: end the session instead of hanging the suite
+                failed.append(error)
+                pipe.close()
 
         thread = threading.Thread(target=typist)
         thread.start()
-        result["code"] = interactive(session, prompt, written.append)
+        try:
+            code = interactive(session, prompt, written.append)
+        except BaseException:
+            if not failed:
+                raise
+            code = None
         thread.join()
-        return result["code"], "".join(written)
+        if failed:
+            raise failed[0]
+        return code, "".join(written)
 
 
 def test_the_session_takes_lines_commands_and_chat_until_ctrl_d(session):
