@@ -529,7 +529,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
 BASELINE_TOKENS = 100_000  # without validation text, the model and the baseline are compared on this much training text
 
 
-def _against_unigram(trainer, corpus, best_valid_loss: float | None, held_out: bool) -> str:  # type: ignore[no-untyped-def]
+def _against_unigram(  # type: ignore[no-untyped-def]
+    trainer, corpus, best_valid_loss: float | None, held_out: bool
+) -> str:
     """The run's perplexity next to word frequencies alone, with a warning when it is no better (it learnt nothing
     about which word comes next: too few steps, too little text, or a learning rate that went wrong).
 
@@ -686,11 +688,9 @@ def _check_resumable(path: Path, saved: dict[str, Any], inputs: dict[str, Any], 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     first = Path(args.text[0])
-    if len(args.text) > 1 and first.is_file() and _is_model_file(first):
-        raise ConfigError(
-            f"{first} is a model file: give it with --model (autocomplete eval --model {first} "
-            + " ".join(args.text[1:]) + ")"
-        )
+    if first.is_file() and _is_model_file(first):  # the old order, `eval MODEL TEXT...`
+        rest = " ".join(args.text[1:]) or "TEXT..."
+        raise ConfigError(f"{first} is a model file: give it with --model (autocomplete eval --model {first} {rest})")
     from autocomplete import data
     from autocomplete.evaluate import evaluate, read_eval_text
     from autocomplete.progress import Progress, choose_mode
@@ -857,15 +857,18 @@ def _json(value: Any) -> str:
 
 
 def _validation_curve(history: object) -> str:
-    """The validation perplexity over the run as a sparkline, first and best values: ``▇▄▃▂▁▁ 61.2 → 32.6 (best …)``.
+    """The validation perplexity over the run as a sparkline with its first, last and best values
+    (``▇▄▃▂▁▁  perplexity 61.20 → 32.60 over 6 validations (best …)``).
 
     Drawn from the losses (log perplexity), so each step down is the same relative gain wherever it happens."""
     from autocomplete.display import sparkline
 
     if not isinstance(history, list):
         return ""
-    points = [(h.get("epoch"), h["valid_loss"]) for h in history
-              if isinstance(h, dict) and isinstance(h.get("valid_loss"), (int, float)) and math.isfinite(h["valid_loss"])]
+    points = [
+        (h.get("epoch"), h["valid_loss"]) for h in history
+        if isinstance(h, dict) and isinstance(h.get("valid_loss"), (int, float)) and math.isfinite(h["valid_loss"])
+    ]
     if len(points) < 2:
         return ""
     losses = [loss for _, loss in points]

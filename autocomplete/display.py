@@ -19,8 +19,8 @@ _BLOCKS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: list[float], width: int = 48) -> str:
-    """``values`` as a row of block characters, lowest ``▁`` to highest ``█`` (``▅▃▂▂▁▁``): a curve in one line of
-    text. Longer series are thinned to ``width`` evenly spaced points, the first and last kept."""
+    """``values`` as a row of block characters, lowest ``▁`` to highest ``█`` (``▅▃▂▂▁▁``): a curve in one
+    line of text. Longer series are thinned to ``width`` evenly spaced points, the first and last kept."""
     if not values:
         return ""
     if len(values) > width:

@@ -323,13 +323,14 @@ class Predictor:
         its last word when that is unfinished (no space after it: ``how are yo`` → ``you``), else the next words.
 
         A last word that is already a whole word and its own likeliest completion counts as finished (``how are`` →
-        ``you``, not ``are``), as in a session, where accepting the grey text of a complete word shows the next ones.
+        ``you``, not ``are``), as in a session, where accepting the grey text of a complete word shows the next ones;
+        so does one that no word of the vocabulary starts like (a name it never saw: the words after it are wanted).
         """
         with self._lock:
             _, partial = self.tokenizer.split_partial(text)
             if partial:
                 ranked = self.suggest(text, k)
-                if not ranked or ranked[0].word != partial:
+                if ranked and ranked[0].word != partial:
                     return ranked
             return self.suggest(text if not text or text[-1].isspace() else text + " ", k)
 

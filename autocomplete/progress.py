@@ -1,4 +1,4 @@
-"""Progress of long runs (training, evaluation): one bar with a time estimate on a terminal, a few plain lines elsewhere.
+"""Progress of long runs (training, evaluation): one bar with a time estimate on a terminal, plain lines elsewhere.
 
 A bar redrawn in place with carriage returns is what a terminal wants and what a log file does not (piped to a file,
 the updates pile up into one enormous line). So a run draws a tqdm bar only when its stream is a terminal; otherwise it

@@ -469,10 +469,9 @@ def run_session(
     on_ready()
     if plain_mode or not can_run_full_screen():
         if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)
-            why = "" if plain_mode else "this terminal cannot show suggestions inline (TERM=dumb?): "
-            each = "a reply to each line" if mode == "chat" else "the next words after each line"
-            _print(f"autocomplete · {predictor.lm.name} · {mode} mode · {why}line mode: {each}, :help for commands, "
-                   "Ctrl-D to quit\n")
+            if not plain_mode:
+                _print("this terminal cannot show suggestions inline (TERM=dumb?)\n")
+            _print(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
         return plain(session, sys.stdin)
     warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
     history = history_for(data_dir() / "history" if save_history else None, warn)

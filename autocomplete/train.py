@@ -564,7 +564,8 @@ class Trainer:
                     loss_value = float(loss.detach())
                     fields = {"epoch": f"{self.epoch + 1}/{c.epochs}", "loss": f"{loss_value:.3f}"}
                     if self.history and self.history[-1]["valid_loss"] is not None:
-                        fields["valid_ppl"] = f"{perplexity(float(self.history[-1]['valid_loss'])):.1f}"  # type: ignore[arg-type]
+                        last_valid = float(self.history[-1]["valid_loss"])  # type: ignore[arg-type]
+                        fields["valid_ppl"] = f"{perplexity(last_valid):.1f}"
                     fields["tokens/s"] = f"{window_tokens / max(1e-9, now - window_start):,.0f}"
                     fields["lr"] = f"{lr:.2g}"
                     progress.update(1, **fields)

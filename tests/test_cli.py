@@ -34,6 +34,8 @@ def test_predict_takes_a_whole_last_word_as_finished_unless_told_to_complete_it(
     assert run(capsys, "predict", "how are", "--complete", "--model", model)[1].split()[0] == "are"
     assert run(capsys, "predict", "how are", "-c", "--model", model)[1].split()[0] == "are"
     assert run(capsys, "predict", "hello", "--next", "--model", model)[1].split()[0] == "how"
+    code, out, _ = run(capsys, "predict", "zebra", "--model", model)  # no word starts like it: the words after it
+    assert code == 0 and out.count("%") == 5
 
 
 def test_predict_help_says_how_the_last_word_is_read(capsys):
@@ -87,6 +89,8 @@ def test_eval_in_the_old_order_says_how_to_give_the_model(capsys, trained_model_
     code, _, err = run(capsys, "eval", str(trained_model_path), str(SHAKESPEARE))
     assert code == 1 and err.strip().count("\n") == 0
     assert f"{trained_model_path} is a model file: give it with --model (autocomplete eval --model" in err
+    code, _, err = run(capsys, "eval", str(trained_model_path))
+    assert code == 1 and err.strip().endswith(f"(autocomplete eval --model {trained_model_path} TEXT...)")
 
 
 def test_eval_shows_a_progress_bar_on_a_terminal(capsys, monkeypatch, trained_model_path):

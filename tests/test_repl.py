@@ -466,7 +466,7 @@ def test_plain_mode_greets_a_person_at_a_terminal_and_completes_words(toy_model_
                 {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
     try:
         screen = term.wait(lambda s: "line mode" in s)
-        assert screen.splitlines()[0].startswith("autocomplete · toy · type mode · line mode: the next words")
+        assert screen.splitlines()[0] == "autocomplete · toy · type mode · line mode · :help for commands, Ctrl-D to quit"
         term.send("-l", "how are yo")
         term.send("Enter")
         screen = term.wait(lambda s: "%" in s)
