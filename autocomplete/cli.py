@@ -45,12 +45,17 @@ def _number(kind: type, low: float | None, high: float | None, what: str, low_op
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         bad_low = low is not None and (value <= low if low_open else value < low)
         if bad_low or high is not None and value > high:
-            lo = "" if low is None else (f"> {low:g}" if low_open else f"≥ {low:g}")
-            hi = "" if high is None else f"≤ {high:g}"
+            lo = "" if low is None else (f"> {_bound(low)}" if low_open else f"≥ {_bound(low)}")
+            hi = "" if high is None else f"≤ {_bound(high)}"
             raise argparse.ArgumentTypeError(f"{text} is out of range (must be {' and '.join(p for p in (lo, hi) if p)})")
         return value
 
     return parse
+
+
+def _bound(value: float) -> str:
+    """A range's end as typed: 18446744073709551615, not 1.84467e+19; 0.5, not 0.500000."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 positive_int = _number(int, 1, None, "positive integer")
@@ -992,7 +997,12 @@ def _exit_on_termination() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in signals}
+    except ValueError:  # not the main thread (an embedding program): signals stay as they are
+        yield
+        return
     try:
         yield
     finally:
