@@ -5,8 +5,10 @@
     autocomplete eval MODEL TEXT...                    perplexity, accuracy, keystroke savings
     autocomplete predict "TEXT" [-k 5]                 the most likely next words
     autocomplete generate "PROMPT" [--words 30]        sample continuations
-    autocomplete info [MODEL]                          what a model file holds
+    autocomplete info [MODEL]                          what a model file holds (and what it learned from you)
     autocomplete convert MODEL -o OUT [--to int8]      store a model's weights as int8, float16 or float32
+    autocomplete learn FILE...                         teach the model your words from existing text
+    autocomplete forget                                erase what the model learned from you
 """
 
 from __future__ import annotations
@@ -111,6 +113,11 @@ def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
                         "tech; default: dialogue in chat mode, prose otherwise); ignored by models without styles")
 
 
+def _add_learn_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-learn", action="store_true",
+                   help="the model exactly as shipped: nothing learned from you is used, nothing new is learned")
+
+
 def _temperature_option(p: argparse.ArgumentParser, help: str) -> None:
     default = SamplingConfig.temperature
     p.add_argument("--temperature", "-t", type=setting("temperature"), default=default,
@@ -147,6 +154,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--no-history", action="store_true",
                         help="save nothing typed in this session (the history file is in the user data folder; a "
                              "line that starts with a space is never saved)")
+    _add_learn_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on your text", description="Train a word-level LSTM model.")
@@ -260,6 +268,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
                    help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto: "
                         "told apart by line lengths)")
+    p.add_argument("--learn", action="store_true",
+                   help="also replay the text as its user would type it, learning after each line, and report both "
+                        "(starts from nothing learned; your own saved state is neither used nor changed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -278,18 +289,39 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     which.add_argument("--next", action="store_true",
                        help="always predict the next word, taking the last one as finished (as after a space)")
     _add_model_option(p)
+    _add_learn_option(p)
     p.add_argument("--json", action="store_true", help='print [{"word": …, "probability": …}, …] as JSON')
 
     p = sub.add_parser("generate", help="sample continuations of a prompt")
     p.add_argument("prompt", nargs="?", default="", help="the prompt, or - to read it from standard input")
     _add_model_option(p)
     _add_sampling_options(p)
+    _add_learn_option(p)
     p.add_argument("--num", type=positive_int, default=1, help="how many samples (default 1)")
 
     p = sub.add_parser(
-        "info", help="what a model file holds",
+        "learn", help="teach the model your words from existing text",
+        description="Feed existing text (notes, mail, `git log` output) into what the model learned from you: your "
+        "words, the recent text its cache points at, its adapted output layer. Takes seconds to minutes, no training "
+        "run; the session and every program using the model pick it up at their next start.",
+    )
+    p.add_argument("text", nargs="+", help="text files, folders of .txt files, or - for standard input")
+    _add_model_option(p)
+    p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
+                   help="where lines end: each line, or blank-line paragraphs of wrapped prose (default auto)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "forget", help="erase what the model learned from you",
+        description="Remove the personal state (your words, recent text, adapted weights) saved for a model.",
+    )
+    p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+    p.add_argument("--all", action="store_true", help="for every model, not only this one")
+
+    p = sub.add_parser(
+        "info", help="what a model file holds, and what it learned from you",
         description="What a model file holds: its network and vocabulary, the text it was trained on, how long, and "
-                    "its validation curve (to see whether training converged).",
+                    "its validation curve (to see whether training converged), and what it learned from you.",
     )
     p.add_argument("model", nargs="?", type=Path, default=None, help="model file (default: the shipped model)")
     p.add_argument("--model", "-m", type=Path, default=None, dest="model_option", metavar="MODEL",
@@ -329,10 +361,15 @@ def _out(text: str) -> None:
     print(printable(text))
 
 
-def _load_predictor(args: argparse.Namespace, path: Path | None = None, mode: str = "type"):  # type: ignore[no-untyped-def]
+def _load_predictor(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, path: Path | None = None, mode: str = "type", learn: bool = True
+):
     from autocomplete.predictor import load
 
-    predictor = load(path or args.model, quantize=not args.no_quantize, threads=args.threads)
+    predictor = load(path or args.model, quantize=not args.no_quantize, threads=args.threads,
+                     learn=learn and not getattr(args, "no_learn", False))
+    if predictor.personal is not None and predictor.personal.warning:
+        _err(f"autocomplete: warning: {predictor.personal.warning}")
     _apply_style(predictor, getattr(args, "style", None), mode)
     return predictor
 
@@ -700,7 +737,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete.evaluate import evaluate, read_eval_text
     from autocomplete.progress import Progress, choose_mode
 
-    predictor = _load_predictor(args, args.model)
+    predictor = _load_predictor(args, args.model, learn=False)  # measurements never use the user's own state
     with _exit_on_termination(), data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
@@ -715,23 +752,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
         shown[:] = [Progress(total, mode, _err, name, unit="token" if name == "scoring" else "word", interval=30)]
         return shown[0].update
 
+    ksr_k = ks if args.ksr_words != 0 else ()
+    learned = None
     try:
-        report = evaluate(predictor, ids, surface, ksr_k=ks if args.ksr_words != 0 else (), ksr_words=args.ksr_words,
-                          phases=phase)
+        report = evaluate(predictor, ids, surface, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
+        if args.learn:
+            from autocomplete.personal import Personal
+
+            predictor.personal = Personal(predictor.lm)  # in memory only: the user's own state is not touched
+            learned = evaluate(predictor, ids, surface, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
     finally:
         for progress in shown:
             progress.close()
     if args.json:
-        print(_json({"model": str(args.model or predictor.lm.path or "default"), "style": predictor.style, **report.to_dict()}))
+        result = {"model": str(args.model or predictor.lm.path or "default"), "style": predictor.style,
+                  **report.to_dict()}
+        if learned is not None:
+            result["learning"] = learned.to_dict()
+        print(_json(result))
         return 0
     if predictor.style:
         _out(f"style           {predictor.style}")
     _out(f"tokens          {report.tokens:,} ({report.unknown_rate:.1%} unknown)")
-    _out(f"perplexity      {report.perplexity:.2f}")
-    _out("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
-    for r in report.keystrokes:
-        _out(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
-              f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
+    if learned is None:
+        _out(f"perplexity      {report.perplexity:.2f}")
+        _out("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
+        for r in report.keystrokes:
+            _out(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
+                 f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
+        return 0
+    _out(f"{'':<28}{'without learning':>18}{'learning as it types':>24}")
+    change = learned.perplexity / report.perplexity - 1
+    _out(f"{'perplexity':<28}{report.perplexity:>18.2f}{learned.perplexity:>17.2f} ({change:+.1%})")
+    for k, v in report.accuracy.items():
+        _out(f"{f'top-{k} accuracy':<28}{v:>18.1%}{learned.accuracy[k]:>24.1%}")
+    for r, l in zip(report.keystrokes, learned.keystrokes):
+        gain = (l.savings - r.savings) * 100
+        _out(f"{f'keystrokes saved, {r.k} shown':<28}{r.savings:>18.1%}{l.savings:>17.1%} ({gain:+.1f})")
+    if report.keystrokes:
+        _out(f"(keystrokes over the first {report.keystrokes[0].words:,} words)")
     return 0
 
 
@@ -809,6 +868,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "model_config": lm.model.config.to_dict(),
         "tokenizer": lm.tokenizer.config.to_dict(),
         "metadata": lm.metadata,
+        "personal": _personal_info(lm, path),
     }
     if args.json:
         print(_json(info))
@@ -844,6 +904,101 @@ def cmd_info(args: argparse.Namespace) -> int:
         words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
         _out(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
               f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
+    p = info["personal"]
+    if p is None:
+        print(f"  {'learned from you':<18}nothing yet")
+    elif "error" in p:
+        print(f"  {'learned from you':<18}unreadable: {p['error']}")
+    else:
+        print(f"  {'learned from you':<18}{p['words']:,} words ({p['new_words']:,} new to the model) from "
+              f"{p['tokens']:,} tokens, {p['lines']:,} lines; last {p['updated'] or 'never'}")
+        print(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
+    return 0
+
+
+def _personal_info(lm, path: Path) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
+    """What the saved personal state of the model at ``path`` holds, or None if there is none."""
+    from autocomplete.errors import CheckpointError
+    from autocomplete.personal import model_hash, read_state, state_path
+
+    where = state_path(lm, model_hash(path))
+    if not where.exists():
+        return None
+    try:
+        payload = read_state(where)
+        words = list(payload["lexicon"]["words"])
+        stats = dict(payload["stats"])
+        return {
+            "path": str(where), "size_bytes": where.stat().st_size, "words": len(words),
+            "new_words": sum(w not in lm.vocab for w in words), "tokens": int(stats.get("tokens", 0)),
+            "lines": int(stats.get("lines", 0)), "updated": stats.get("updated", ""),
+            "cached_positions": int(payload["cache"]["ids"].numel()),
+            "adapted": payload["adapter"] is not None,
+        }
+    except (CheckpointError, KeyError, TypeError, ValueError, AttributeError) as e:
+        return {"path": str(where), "error": str(e)}
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from autocomplete import checkpoint, data
+    from autocomplete.paths import default_model_path
+    from autocomplete.personal import open_personal
+    from autocomplete.tokenizer import EOS
+
+    path = args.model if args.model is not None else default_model_path()
+    lm = checkpoint.load(path)
+    personal, warning = open_personal(lm)
+    if warning:
+        _err(f"autocomplete: warning: {warning}")
+    before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
+    stats = data.CorpusStats()
+    batch: list[str] = []
+    with data.opened_sources(args.text) as sources, tqdm(
+        unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
+    ) as bar:
+        for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
+            batch += tokens + ([EOS] if ends else [])
+            if len(batch) >= 4096:
+                personal.learn_tokens(batch)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            personal.learn_tokens(batch)
+            bar.update(len(batch))
+    if personal.stats.tokens == before_tokens:
+        raise ConfigError("the text holds no words to learn")
+    personal.save()
+    print(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "
+          f"{time.time() - started:.1f} s: {personal.words - before_words:,} new word(s), {personal.words:,} in all "
+          f"({personal.new_words:,} outside the model's vocabulary)")
+    print(f"personal state: {personal.path} ({_bytes(personal.file_size())})" if personal.path else "personal state: not saved")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from autocomplete import checkpoint
+    from autocomplete.errors import CheckpointError
+    from autocomplete.paths import data_dir, default_model_path
+    from autocomplete.personal import model_hash, state_path
+
+    folder = data_dir() / "personal"
+    if args.all:
+        files = sorted(folder.glob("*.pt*")) if folder.is_dir() else []
+    else:
+        path = args.model if args.model is not None else default_model_path()
+        where = state_path(checkpoint.load(path), model_hash(path))
+        files = [f for f in (where, where.with_name(where.name + ".corrupt")) if f.exists()]
+    for f in files:
+        try:
+            f.unlink()
+        except OSError as e:
+            raise CheckpointError(f"{f}: could not remove ({e.strerror or e})") from None
+    if not files:
+        print("nothing to forget: no personal state saved" + ("" if args.all else " for this model"))
+    else:
+        print(f"forgot what was learned: removed {', '.join(str(f) for f in files)}")
     return 0
 
 
@@ -960,9 +1115,8 @@ def cmd_session(args: argparse.Namespace) -> int:
 
         return run_session(
             model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
-            quantize=not args.no_quantize, on_ready=lambda: say(ERASE_LINE), threads=args.threads,
-            save_history=not args.no_history,
-            style=args.style,
+            quantize=not args.no_quantize, learn=not args.no_learn, on_ready=lambda: say(ERASE_LINE),
+            threads=args.threads, save_history=not args.no_history, style=args.style,
         )
     except BaseException:
         say(ERASE_LINE)
@@ -971,7 +1125,7 @@ def cmd_session(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "info": cmd_info,
-    "cache": cmd_cache, "convert": cmd_convert,
+    "cache": cmd_cache, "convert": cmd_convert, "learn": cmd_learn, "forget": cmd_forget,
 }
 
 

@@ -9,6 +9,10 @@ A :class:`Context` holds the *committed context* as the single LSTM state at its
 * the cache keeps the state after every recent token and after every ``checkpoint_every``-th one, least recently
   used first out, within ``cache_bytes``; the committed context's state and the current one always stay.
 
+With a personal state (:attr:`Context.keep_line_features`), the context also keeps the LSTM output at each position
+of the line being edited (its last 200 tokens at most: 2 KB each with the shipped model), which the personal cache
+points at.
+
 Not thread-safe by itself: the predictor holds its lock around every call. Only the read-only model is shared.
 """
 
@@ -155,6 +159,9 @@ class Context:
         self._after_eos: _Cached | None = None
         # per-position values the predictor caches (its next-token distributions), dropped with their positions
         self.outputs: OrderedDict[int, Any] = OrderedDict()
+        # keep the LSTM output at every position of the line being edited (for the personal cache, which points at
+        # the words already written on the line): the predictor sets this when it has a personal state
+        self.keep_line_features = False
 
     def reset(self, start: list[int]) -> None:
         """Forget everything; the committed context becomes ``start`` (the utterance-start tokens)."""
@@ -178,6 +185,7 @@ class Context:
         self._states: OrderedDict[int, _Cached] = OrderedDict({0: base})  # least recently used first
         self._bytes = base.nbytes
         self.outputs.clear()
+        self._features: dict[int, Tensor] = {0: base.features}  # position → the output that predicts its token
         self._revision = getattr(self, "_revision", 0) + 1  # changes whenever the edited text's tokens do
         self._located: dict[tuple[str, bool], tuple[int, int, str]] = {}  # recent texts → (revision, position, partial)
         self.position = 0  # the position in the edited text the last :meth:`sync` went to
@@ -210,11 +218,16 @@ class Context:
                 surface.append(EOS)
         return ids, surface
 
-    def feed(self, ids: list[int], state: State) -> tuple[State, Tensor]:
-        """Run the LSTM over ``ids`` from ``state``: (the state after them, the output at the last one)."""
+    def feed(self, ids: list[int], state: State, at: int | None = None) -> tuple[State, Tensor]:
+        """Run the LSTM over ``ids`` from ``state``: (the state after them, the output at the last one).
+
+        ``at``: the edited text's position of ``ids[0]``, to keep every output when :attr:`keep_line_features`."""
         chunk = torch.tensor([ids], dtype=torch.long, device=self.device)
         out, state = self.model.features(chunk, state)  # (1, T, D)
         self.steps += len(ids)
+        if at is not None and self.keep_line_features:
+            for j, features in enumerate(out[0].clone()):
+                self._features[at + j + 1] = features
         return state, out[0, -1].clone()  # a copy: a view would keep the whole (1, T, D) output alive
 
     def commit(self, text: str) -> None:
@@ -318,6 +331,8 @@ class Context:
             self._bytes -= self._states.pop(pos).nbytes
         for pos in [p for p in self.outputs if p > n]:
             del self.outputs[pos]
+        for pos in [p for p in self._features if p > n]:
+            del self._features[pos]
 
     def sync(self, n: int) -> None:
         """Make position ``n`` the current one, stepping only from the nearest cached state before it."""
@@ -332,7 +347,7 @@ class Context:
         with torch.inference_mode(), batch_one():
             while pos < n:
                 end = min(n, (pos // every + 1) * every)
-                state, features = self.feed(self._ids[pos:end], state)
+                state, features = self.feed(self._ids[pos:end], state, at=pos)
                 pos = end
                 entry = _entry(state, features)
                 self._states[pos] = entry
@@ -350,11 +365,29 @@ class Context:
         every = self.checkpoint_every
         for pos in [p for p in self._states if p % every and p < floor]:
             self._bytes -= self._states.pop(pos).nbytes
+        if len(self._features) > 2 * LINE_TOKENS:  # only the current line's are used
+            for pos in [p for p in self._features if p < self.position - LINE_TOKENS]:
+                del self._features[pos]
         while self._bytes > self.cache_bytes:
             victim = next((p for p in self._states if p and p != self.position), None)
             if victim is None:
                 break
             self._bytes -= self._states.pop(victim).nbytes
+
+    def line_entries(self) -> tuple[Tensor, Tensor, list[str]] | None:
+        """(outputs (R, D), ids (R,), words) of the edited text's tokens on the current line before the current
+        position: each with the LSTM output that predicted it (committed lines are in the personal cache already)."""
+        n = self.position
+        first = max(0, n - LINE_TOKENS)
+        tail = self._tokens[first:n]
+        if EOS in tail:
+            first += len(tail) - tail[::-1].index(EOS)
+        rows = [j for j in range(first, n) if j in self._features]
+        if not rows:
+            return None
+        keys = torch.stack([self._features[j] for j in rows])
+        ids = torch.tensor([self._ids[j] for j in rows], dtype=torch.long)
+        return keys, ids, [self._tokens[j] for j in rows]
 
     def current(self) -> tuple[State, Tensor]:
         """(state, LSTM output) at the current position."""

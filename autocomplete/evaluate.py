@@ -146,7 +146,11 @@ def evaluate_learning(
         x = torch.cat([torch.tensor([prev]), y[:-1]])
         with torch.inference_mode():
             features, state = model.features(x.unsqueeze(0), state)
-        logp = personal.batch_log_probs(model, features[0])  # (T, V)
+        if personal.active:
+            logp = personal.batch_log_probs(model, features[0], y)  # (T, V)
+        else:  # nothing learned yet: the predictor does not consult the personal layer either
+            with torch.inference_mode():
+                logp = torch.log_softmax(model.logits(features[0]).float(), dim=-1)
         total -= float(logp.gather(1, y.unsqueeze(1)).sum())
         count += y.numel()
         match = torch.topk(logp, kmax, dim=-1).indices == y.unsqueeze(1)
@@ -181,12 +185,14 @@ def keystroke_savings(
     advance: Advance = _nothing,
 ) -> KeystrokeResult:
     """Simulate typing ``tokens`` (surface tokens, :data:`EOS` at line ends) with ``k`` suggestions; ``advance`` is
-    told each word typed."""
+    told each word typed. Each line is typed as the edited text and committed when it ends, as in the session."""
     predictor.reset()
     words = keys_without = keys_with = 0
+    line = ""
     for token in tokens:
         if token == EOS:
-            predictor.commit("\n")
+            predictor.commit(line + "\n")
+            line = ""
             if predictor.personal is not None:
                 predictor.personal.wait()  # the line is learned before the next one is typed, as in a session
             continue
@@ -196,11 +202,11 @@ def keystroke_savings(
         cost = len(token) + 1
         keys_without += cost
         for typed in range(len(token)):
-            if any(_same_word(s.word, token) for s in predictor.suggest(token[:typed], k)):
+            if any(_same_word(s.word, token) for s in predictor.suggest(line + token[:typed], k)):
                 cost = typed + 1
                 break
         keys_with += cost
-        predictor.commit(token + " ")
+        line += token + " "
         advance(1)
     return KeystrokeResult(k, words, keys_without, keys_with)
 

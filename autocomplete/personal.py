@@ -27,12 +27,15 @@ The state is saved per model file (keyed by the file's SHA-256) in the user data
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import hashlib
 import math
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -60,7 +63,7 @@ class LearnConfig:
 
     window: int = 2000  # positions of recent committed text the cache points at
     cache_weight: float = 0.1  # λ: the cache's share of the next-word distribution (0 switches the cache off)
-    flatness: float = 0.05  # θ: how sharply the cache prefers positions whose features resemble the current ones
+    flatness: float = 1.0  # θ: how sharply the cache prefers positions whose features resemble the current ones
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
     decay: float = 0.005  # after each step the deltas shrink by this fraction (back toward the base weights)
@@ -190,6 +193,9 @@ class Personal:
         self._thread: threading.Thread | None = None
         self._dirty = False
         self.error: str | None = None  # the last background failure, for the session to report
+        self.warning: str | None = None  # why a saved state could not be used when it was opened
+        self.save_every = 60.0  # seconds: the learner saves at most this often (and :meth:`close` at the end)
+        self._saved_at = time.monotonic()
         self._pending_lock = threading.Lock()
         self._pending: list[str] = []  # tokens of the line being committed, learned once it ends
         self._line_start = True
@@ -223,27 +229,49 @@ class Personal:
         """Distinct words the user typed that the model's vocabulary lacks."""
         return len(self._index.words)
 
-    def log_probs(self, model: LSTMLanguageModel, features: Tensor) -> Mixture:
-        """The adapted, cache-mixed next-word distribution after ``features`` (D,) of the (possibly int8) ``model``."""
+    def log_probs(
+        self, model: LSTMLanguageModel, features: Tensor, line: tuple[Tensor, Tensor, Sequence[str]] | None = None
+    ) -> Mixture:
+        """The adapted, cache-mixed next-word distribution after ``features`` (D,) of the (possibly int8) ``model``.
+
+        ``line`` holds (features (R, D), ids (R,), words) of the words already written on the current line, which the
+        cache points at along with the committed text (they are learned for good once the line is committed)."""
         cache, index = self._cache, self._index
-        logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache)
-        lam = self.config.cache_weight if weights is not None else 0.0
+        extra = None
+        if line is not None:
+            keys, ids, words = line
+            extra = (keys.float(), ids, torch.ones(1, keys.size(0), dtype=torch.bool))
+        logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache, extra)
+        lam = self.config.cache_weight
         cached: dict[str, float] = {}
-        if weights is not None and cache.unknown_rows.numel():
-            for row, w in zip(cache.unknown_rows.tolist(), weights[0, cache.unknown_rows].tolist()):
-                word = cache.surface[row]
-                cached[word] = cached.get(word, 0.0) + w * lam
+        if weights is not None:
+            n = cache.ids.size(0)
+            rows = [(r, cache.surface[r]) for r in cache.unknown_rows.tolist()]
+            if line is not None:
+                rows += [(n + i, w) for i, w in enumerate(line[2]) if int(line[1][i]) == UNK_ID]
+            for row, word in rows:
+                cached[word] = cached.get(word, 0.0) + float(weights[0, row]) * lam
         unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
         return Mixture(logp[0], unknown, cached)
 
-    def batch_log_probs(self, model: LSTMLanguageModel, features: Tensor) -> Tensor:
-        """Log-probabilities (T, V) after each of ``features`` (T, D), with the state as it is now (evaluation)."""
-        return self._mix(model, features, self._adapter, self._cache)[0]
+    def batch_log_probs(self, model: LSTMLanguageModel, features: Tensor, ids: Tensor) -> Tensor:
+        """Log-probabilities (T, V) after each of ``features`` (T, D) of one line whose tokens are ``ids`` (T,), each
+        position pointing at the cache as it is now and at the line's tokens before it (evaluation)."""
+        t = features.size(0)
+        causal = torch.ones(t, t, dtype=torch.bool).tril(-1)  # position i sees the line's tokens j < i
+        return self._mix(model, features, self._adapter, self._cache, (features.float(), ids, causal))[0]
 
     def _mix(
-        self, model: LSTMLanguageModel, h: Tensor, adapter: Adapter | None, cache: _CacheSnapshot
+        self,
+        model: LSTMLanguageModel,
+        h: Tensor,
+        adapter: Adapter | None,
+        cache: _CacheSnapshot,
+        line: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(mixed log-probabilities (T, V), the model's own p(<unk>) (T,), cache weights (T, N) or None)."""
+        """(mixed log-probabilities (T, V), the model's own p(<unk>) (T,), cache weights (T, N + R) or None).
+
+        ``line`` = (keys (R, D), ids (R,), visible (T or 1, R)): entries of the current line on top of the cache."""
         with torch.inference_mode():
             h = h.float()
             if adapter is not None:
@@ -253,11 +281,20 @@ class Personal:
             logp = torch.log_softmax(logits, -1)  # (T, V)
             unknown = logp[:, UNK_ID].exp()
             lam = self.config.cache_weight
-            if not lam or cache.ids.numel() == 0:
+            if not lam or not self.config.window or cache.ids.numel() == 0 and line is None:
                 return logp, unknown, None
-            weights = torch.softmax(self.config.flatness * (h @ cache.keys.T), -1)  # (T, N)
-            probs = logp.exp() * (1 - lam)
-            probs.index_add_(1, cache.ids, weights * lam)
+            scores = self.config.flatness * (h @ cache.keys.T)  # (T, N)
+            ids = cache.ids
+            if line is not None:
+                keys, line_ids, visible = line
+                line_scores = (self.config.flatness * (h @ keys.T)).masked_fill(~visible, float("-inf"))
+                scores = torch.cat([scores, line_scores], 1)
+                ids = torch.cat([ids, line_ids])
+            seen = torch.isfinite(scores.max(1).values) if scores.size(1) else torch.zeros(h.size(0), dtype=torch.bool)
+            weights = torch.softmax(scores.masked_fill(~seen.unsqueeze(1), 0.0), 1) * seen.unsqueeze(1)  # (T, N + R)
+            share = lam * seen.float().unsqueeze(1)  # positions with nothing to point at keep the model's distribution
+            probs = logp.exp() * (1 - share)
+            probs.scatter_add_(1, ids.expand(h.size(0), -1), weights * lam)
             return probs.clamp_min(1e-30).log(), unknown, weights
 
     def unknown_words(self, mixture: Mixture, partial: str, limit: int) -> list[tuple[str, float]]:
@@ -336,6 +373,10 @@ class Personal:
                 self._thread.start()
 
     def _worker(self) -> None:
+        try:  # on Linux a thread is a task with its own nice value: keystrokes get the CPU first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while True:
             item = self._queue.get()
             try:
@@ -344,6 +385,10 @@ class Personal:
                 with self._lock:
                     self._learn(item[0])
                     self._reindex()
+                if self.path is not None and time.monotonic() - self._saved_at > self.save_every:
+                    self.save()
+            except CheckpointError as e:  # a full disk: keep learning in memory, say so once
+                self.error = str(e)
             except Exception as e:  # a learning failure must never take the session down; it is reported
                 self.error = f"learning stopped: {type(e).__name__}: {e}"
                 self.enabled = False
@@ -450,10 +495,14 @@ class Personal:
                 return False
             payload = self.to_payload()
             self._dirty = False
+        self._saved_at = time.monotonic()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.save_payload(payload, self.path)
-        except (CheckpointError, OSError):
+        except OSError as e:
+            self._dirty = True
+            raise CheckpointError(f"{self.path}: could not save ({e.strerror or e})") from None
+        except CheckpointError:
             self._dirty = True
             raise
         return True
@@ -574,21 +623,39 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def open_personal(lm: LanguageModel, config: LearnConfig | None = None) -> tuple[Personal, str | None]:
     """The personal state of ``lm`` from the user data folder (empty if none is saved), and a warning if the saved
-    file could not be used (it is then moved aside as ``*.corrupt`` and learning starts afresh)."""
+    file could not be used (it is then moved aside as ``*.corrupt`` and learning starts afresh).
+
+    A model held only in memory (no file) gets a state that is never saved."""
     if lm.path is None:
         return Personal(lm, config), None
     digest = model_hash(lm.path)
     path = state_path(lm, digest)
     personal = Personal(lm, config, path, digest)
-    if not path.exists():
-        return personal, None
-    try:
-        personal.load_payload(read_state(path), str(path))
-    except CheckpointError as e:
-        aside = path.with_name(path.name + ".corrupt")
+    warning = None
+    if path.exists():
         try:
-            path.replace(aside)
-        except OSError:
-            return Personal(lm, config, None, digest), f"{e}; learning is off for this session"
-        return personal, f"{e}; moved to {aside.name}, starting afresh"
-    return personal, None
+            personal.load_payload(read_state(path), str(path))
+        except CheckpointError as e:
+            aside = path.with_name(path.name + ".corrupt")
+            try:
+                path.replace(aside)
+                warning = f"{e}; moved to {aside.name}, starting afresh"
+            except OSError:
+                personal = Personal(lm, config, None, digest)
+                warning = f"{e}; what is learned now is not saved"
+    personal.warning = warning
+    _open.add(personal)
+    return personal, warning
+
+
+_open: weakref.WeakSet[Personal] = weakref.WeakSet()
+
+
+@atexit.register
+def _save_all() -> None:
+    """Programs that embed the predictor rarely close it: what they learned is saved when they exit."""
+    for personal in list(_open):
+        try:
+            personal.close()
+        except Exception:  # never turn a clean exit into a traceback; the next save will try again
+            pass

@@ -274,7 +274,7 @@ class Predictor:
             outputs.move_to_end(pos)
             return cached[1], cached[2]
         features = self._context.current()[1]
-        mixture = personal.log_probs(self.model, features) if personal is not None else None
+        mixture = personal.log_probs(self.model, features, self._context.line_entries()) if personal is not None else None
         logp = mixture.logp if mixture is not None else self.next_log_probs(features)
         outputs[pos] = (version, logp, mixture)
         outputs.move_to_end(pos)
@@ -285,6 +285,7 @@ class Predictor:
     def _prepare(self, text: str, finished: bool = False) -> tuple[list[str], str]:
         """Bring the context to ``text``: (the current line's tokens, the partial word)."""
         n, partial = self._context.locate(text, finished)
+        self._context.keep_line_features = self.personal is not None
         self._context.sync(n)
         return self._context.line(n), partial
 
@@ -523,6 +524,7 @@ def load(
     quantize: bool = True,
     device: torch.device | str = "cpu",
     threads: int | None = 1,
+    learn: bool = True,
 ) -> Predictor:
     """A :class:`Predictor` for the model at ``path``, or for the shipped default model.
 
@@ -530,6 +532,10 @@ def load(
     quality (BENCHMARKS.md); pass False for the exact float weights. ``threads`` sets PyTorch's intra-op threads for
     the whole process (``torch.set_num_threads``): 1 by default, because a batch-1 step is fastest on one thread and
     several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is.
+
+    ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
+    earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
+    user data folder. Pass False for the model exactly as shipped.
     """
     from autocomplete.paths import default_model_path
 
@@ -537,4 +543,9 @@ def load(
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-    return Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize, device=device)
+    predictor = Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize, device=device)
+    if learn:
+        from autocomplete.personal import open_personal
+
+        predictor.personal, _ = open_personal(predictor.lm)  # a saved state that cannot be used: personal.warning
+    return predictor

@@ -54,6 +54,8 @@ Commands
   :mode chat   the model answers each line                   :mode type   Enter keeps the line
   :reset       forget the text so far                        :model PATH  switch to another model file
   :style NAME  read and write in a style (auto: by the mode) for models trained with styles
+  :learn on|off learn from your lines (not from one that       :forget   erase all it learned from you
+               starts with a space)
   :help        this text                                     :quit     leave (or Ctrl-D)"""
 
 STYLE = Style.from_dict(
@@ -149,9 +151,11 @@ class Session:
         echo: Callable[[str], None] | None = None,
         quantize: bool = True,
         style: str | None = None,
+        learn: bool = True,
     ) -> None:
         self.settings = settings or SamplingSettings()
         self.quantize = quantize  # how models switched to with :model are run
+        self.learn = learn  # models switched to with :model get the user's personal state (False: --no-learn)
         self.mode = mode
         self.style_asked: str | None = style  # --style / :style; None follows the mode (chat → dialogue, type → prose)
         self.model_name = model_name
@@ -166,8 +170,16 @@ class Session:
 
     def set_predictor(self, predictor: Predictor, name: str) -> None:
         self.apply_style(predictor)
+        previous = self.predictor
         self.suggest.predictor = self.completer.predictor = predictor
         self.model_name = name
+        if previous is not predictor and previous.personal is not None:
+            previous.personal.close()  # what was learned with the previous model is saved with it
+
+    def close(self) -> None:
+        """Save what was learned (the session is ending)."""
+        if self.predictor.personal is not None:
+            self.predictor.personal.close()
 
     def apply_style(self, predictor: Predictor | None = None) -> None:
         """Give the predictor the style asked for, or the mode's; a model without styles ignores it."""
@@ -194,7 +206,7 @@ class Session:
             pieces.append(piece)
             write(piece)
         text = "".join(pieces).strip()
-        self.predictor.commit(text + "\n")
+        self.predictor.commit(text + "\n", learn=False)  # the model's own words are not the user's
         return text
 
     # ---- commands -------------------------------------------------------------------------------------------
@@ -288,9 +300,36 @@ def _cmd_reset(session: Session, arg: str) -> CommandResult:
 def _cmd_model(session: Session, arg: str) -> CommandResult:
     if not arg:
         return CommandResult("usage: :model PATH")
-    predictor = load(Path(arg).expanduser(), quantize=session.quantize, threads=None)
+    predictor = load(Path(arg).expanduser(), quantize=session.quantize, threads=None, learn=session.learn)
     session.set_predictor(predictor, predictor.lm.name)
-    return CommandResult(f"model = {predictor.lm.name} ({arg})")
+    warning = predictor.personal.warning if predictor.personal is not None else None
+    return CommandResult(f"model = {predictor.lm.name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
+
+
+def _cmd_learn(session: Session, arg: str) -> CommandResult:
+    personal = session.predictor.personal
+    if personal is None:
+        return CommandResult("learning is off for this session (--no-learn)")
+    if arg in ("on", "off"):
+        personal.enabled = arg == "on"
+    elif arg:
+        return CommandResult("usage: :learn on|off")
+    personal.wait()
+    state = "on" if personal.enabled else "off (what was learned still helps)"
+    where = f"; saved in {personal.path}" if personal.path is not None else ""
+    error = f"\n{personal.error}" if personal.error else ""
+    return CommandResult(
+        f"learning {state}: {personal.words:,} words ({personal.new_words:,} new to the model) from "
+        f"{personal.stats.tokens:,} tokens{where}{error}"
+    )
+
+
+def _cmd_forget(session: Session, arg: str) -> CommandResult:
+    personal = session.predictor.personal
+    if personal is None:
+        return CommandResult("learning is off for this session (--no-learn): nothing to forget")
+    personal.forget()
+    return CommandResult("forgot everything learned from you; the model is as shipped")
 
 
 def _cmd_help(session: Session, arg: str) -> CommandResult:
@@ -311,6 +350,8 @@ _COMMANDS: dict[str, Callable[[Session, str], CommandResult]] = {
     "style": _cmd_style,
     "reset": _cmd_reset,
     "model": _cmd_model,
+    "learn": _cmd_learn,
+    "forget": _cmd_forget,
     "help": _cmd_help,
     "quit": _cmd_quit,
     "q": _cmd_quit,
@@ -422,24 +463,27 @@ def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[s
 
 def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _print) -> int:
     """Line mode for pipes and dumb terminals: predictions (type) or replies (chat) after each line."""
-    for raw in stream:
-        line = raw.rstrip("\n")
-        if session.mode == "chat" and not line.lstrip().startswith(":"):
+    try:
+        for raw in stream:
+            line = raw.rstrip("\n")
+            if session.mode == "chat" and not line.lstrip().startswith(":"):
+                session.predictor.commit(line + "\n")
+                session.reply(write)
+                write("\n")
+                continue
+            if line.lstrip().startswith(":"):
+                result = session.command(line.strip())
+                if result.message:
+                    write(result.message + "\n")
+                if result.quit:
+                    return 0
+                continue
+            words = session.predictor.complete_or_next(line, session.settings.suggestions)
+            write("  ".join(f"{w.word} {percent(w.probability)}" for w in words) + "\n")
             session.predictor.commit(line + "\n")
-            session.reply(write)
-            write("\n")
-            continue
-        if line.lstrip().startswith(":"):
-            result = session.command(line.strip())
-            if result.message:
-                write(result.message + "\n")
-            if result.quit:
-                return 0
-            continue
-        words = session.predictor.complete_or_next(line, session.settings.suggestions)
-        write("  ".join(f"{w.word} {percent(w.probability)}" for w in words) + "\n")
-        session.predictor.commit(line + "\n")
-    return 0
+        return 0
+    finally:
+        session.close()
 
 
 def can_run_full_screen() -> bool:
@@ -453,6 +497,7 @@ def run_session(
     temperature: float = 0.8,
     plain_mode: bool = False,
     quantize: bool = True,
+    learn: bool = True,
     on_ready: Callable[[], None] = lambda: None,
     threads: int | None = 1,
     save_history: bool = True,
@@ -460,13 +505,16 @@ def run_session(
 ) -> int:
     """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded;
     ``save_history``: keep the lines typed in ``history`` in the user data folder (else in memory only); ``style``
-    overrides the mode's style (see :mod:`autocomplete.styles`)."""
-    predictor = load(model, quantize=quantize, threads=threads)
+    overrides the mode's style (see :mod:`autocomplete.styles`); ``learn``: the user's personal state (False: the
+    model as shipped)."""
+    predictor = load(model, quantize=quantize, threads=threads, learn=learn)
     settings = SamplingSettings(SamplingConfig(temperature=temperature))
     if style is not None:
         pick_style(style, mode, predictor.styles)  # an unknown style is an error before the session starts
-    session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize, style=style)
+    session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize, style=style, learn=learn)
     on_ready()
+    if predictor.personal is not None and predictor.personal.warning:
+        _print(f"autocomplete: warning: {predictor.personal.warning}\n")
     if plain_mode or not can_run_full_screen():
         if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)
             if not plain_mode:
@@ -476,4 +524,7 @@ def run_session(
     warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
     history = history_for(data_dir() / "history" if save_history else None, warn)
     _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
-    return interactive(session, build_prompt(session, history))
+    try:
+        return interactive(session, build_prompt(session, history))
+    finally:
+        session.close()

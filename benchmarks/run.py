@@ -7,8 +7,8 @@
 Sections: keystroke latency through the session's own code path against re-running the model on every keystroke,
 cold start and memory, generation speed, CPU inference levers, long sessions (memory and keystroke latency after
 10 K / 100 K / 1 M committed words, memory per session) and a busy machine (keystrokes with another process on a
-core), training throughput and perplexity per epoch against the classic PyTorch recipe on PTB, and the PTB test
-quality of given models. Numbers are printed, never
+core), training throughput and perplexity per epoch against the classic PyTorch recipe on PTB, the PTB test
+quality of given models, and what learning its user buys (``benchmarks.learning``). Numbers are printed, never
 asserted: the test suite only runs ``--quick`` to check that the suite still works.
 """
 
@@ -25,10 +25,12 @@ import torch
 from autocomplete import data
 from autocomplete.paths import default_model_path
 from autocomplete.predictor import Predictor
-from benchmarks import inference, long_session, ptb
+from benchmarks import inference, learning, long_session, ptb
 from benchmarks.common import DATA, FIXTURE, Report, git_revision, machine
 
-SECTIONS = ["latency", "startup", "generation", "levers", "long", "sessions", "contention", "training", "quality"]
+SECTIONS = [
+    "latency", "startup", "generation", "levers", "long", "sessions", "contention", "training", "quality", "learning",
+]
 OURS = {"batch_size": 64, "optimizer": "adamw", "lr": 4e-3, "warmup_steps": 100, "schedule": "cosine"}
 
 
@@ -79,6 +81,8 @@ def run(args: argparse.Namespace) -> Report:
         report.notes.append(f"training rows skipped: no PTB at {ptb_folder}")
     if "quality" in sections and args.ptb_models:
         ptb.quality(report, ptb_folder, args.ptb_models, 200 if args.quick else args.ksr_words, command)
+    if "learning" in sections:
+        learning.run(report, model, args.quick, command)
     return report
 
 

@@ -43,7 +43,7 @@ def test_the_quick_benchmark_runs_every_section_and_writes_markdown(tmp_path, tr
     assert code == 0
     sections = ("keystroke latency", "cold start", "generation", "levers", "long session", "memory per session",
                 "busy machine",
-                "training throughput", "PTB test quality")
+                "training throughput", "PTB test quality", "learning its user")
     for section in sections:
         assert f"[{section}]" in printed and f"### {section}" in out.read_text()
     assert "stateful_p99_ms" in out.read_text() and "| 10 words typed |" in out.read_text()

@@ -271,3 +271,75 @@ def test_convert_stores_int8_weights_that_load_back(capsys, trained_model_path, 
     assert code == 0 and "int8 matrices (per-row scales), float16 rest" in info
     code, printed, _ = run(capsys, "predict", "To be or", "--model", str(out))
     assert code == 0 and printed.strip()
+
+
+def test_learn_teaches_the_model_your_words_and_info_and_forget_show_and_erase_them(capsys, trained_model_path, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("We deploy Kubernetes on Fridays.\nKubernetes restarts the pods.\n")
+    code, out, _ = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    assert code == 0 and "learned" in out and "personal state:" in out
+    code, out, _ = run(capsys, "info", str(trained_model_path), "--json")
+    personal = json.loads(out)["personal"]
+    assert personal["new_words"] >= 1 and personal["lines"] == 2 and personal["size_bytes"] > 0
+    code, out, _ = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path))
+    assert code == 0 and out.split()[0] == "Kubernetes"
+    code, out, err = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path), "--no-learn")
+    assert code == 1 and "no word in the vocabulary" in err
+    code, out, _ = run(capsys, "forget", "--model", str(trained_model_path))
+    assert code == 0 and "forgot" in out
+    code, out, _ = run(capsys, "info", str(trained_model_path))
+    assert "nothing yet" in out
+
+
+def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"commit 1a2b: fix Zorblax parser\n")))
+    code, out, _ = run(capsys, "learn", "-", "--model", str(trained_model_path))
+    assert code == 0 and "learned 7 tokens" in out and "5 new word(s)" in out  # the end of line is a token
+
+
+def test_eval_with_learning_reports_the_same_text_with_and_without_adaptation(capsys, trained_model_path, tmp_path):
+    text = tmp_path / "mine.txt"
+    text.write_text("my lord, the crown is gold and the sword is old.\n" * 12)  # a user who repeats themselves
+    code, out, _ = run(capsys, "eval", "--model", str(trained_model_path), str(text), "--ksr-words", "60", "--learn", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["tokens"] == report["learning"]["tokens"]
+    assert report["learning"]["perplexity"] < report["perplexity"] / 2
+    assert report["learning"]["keystroke_savings"][0]["savings"] > report["keystroke_savings"][0]["savings"]
+    code, out, _ = run(capsys, "eval", "--model", str(trained_model_path), str(text), "--ksr-words", "60", "--learn")
+    assert "learning as it types" in out and "keystrokes saved, 5 shown" in out
+
+
+def test_the_session_learns_by_default_but_not_with_no_learn_nor_a_line_that_starts_with_a_space(trained_model_path, tmp_path):
+    import os
+
+    for flags, folder in (([], tmp_path / "on"), (["--no-learn"], tmp_path / "off")):
+        env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(folder)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "autocomplete", "--model", str(trained_model_path), "--plain", *flags],
+            input="my friend Zorblax\n my secret Quuxly\n", capture_output=True, text=True, env=env, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "off" / "personal").exists()
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "on")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    personal = json.loads(proc.stdout)["personal"]
+    assert personal["words"] == 3 and personal["new_words"] == 1  # my, friend, Zorblax; nothing of the private line
+
+
+def test_a_corrupt_personal_state_is_a_warning_not_a_failure(capsys, trained_model_path, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello there\n")
+    run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    code, out, _ = run(capsys, "info", str(trained_model_path), "--json")
+    state = json.loads(out)["personal"]["path"]
+    with open(state, "r+b") as f:
+        f.truncate(100)
+    code, out, _ = run(capsys, "info", str(trained_model_path))
+    assert code == 0 and "unreadable" in out
+    code, out, err = run(capsys, "predict", "hear me", "--next", "--model", str(trained_model_path))
+    assert code == 0 and err.startswith("autocomplete: warning:") and err.count("\n") == 1

@@ -571,3 +571,31 @@ def test_a_line_recalled_with_ctrl_r_gets_the_cursor_at_its_end_and_its_grey_tex
     drive_recording_toolbar(session, history, script)
     assert seen["cursor"] == len("hear me speak")
     assert seen["ghost"] == session.suggest.compute(Buffer(), Document("hear me speak")).text
+
+
+def test_learn_and_forget_commands_switch_learning_and_erase_it(trained_lm):
+    from autocomplete.personal import Personal
+
+    session = Session(Predictor(trained_lm, personal=Personal(trained_lm)), "tiny")
+    out = []
+    plain(session, io.StringIO("my friend Zorblax\n:learn off\nmy friend Quuxly\n:learn\n:learn on\n:forget\n:learn\n"), out.append)
+    lines = [line for line in "".join(out).splitlines() if line and "%" not in line]
+    assert lines[0].startswith("learning off") and "3 words (1 new to the model)" in lines[0]
+    assert lines[1] == lines[0]  # nothing was learned while it was off
+    assert lines[2].startswith("learning on")
+    assert lines[3].startswith("forgot") and lines[4].startswith("learning on: 0 words")
+
+
+def test_the_models_replies_are_not_learned_in_chat(trained_lm):
+    from autocomplete.personal import Personal
+
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny", mode="chat", settings=SamplingSettings(SamplingConfig(max_words=8)))
+    session.handle("hello", lambda piece: None)
+    personal.wait()
+    assert set(personal.counts) == {"hello"}
+
+
+def test_without_learning_the_commands_say_so(session):
+    assert "--no-learn" in session.command(":learn").message
+    assert "nothing to forget" in session.command(":forget").message

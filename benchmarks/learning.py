@@ -1,0 +1,310 @@
+"""Learning its user: what each adaptation technique buys on held-out text, and the peer, presage.
+
+    python -m benchmarks.learning --markdown out.md        # the BENCHMARKS.md table (tens of minutes on 2 busy cores)
+    python -m benchmarks.learning --tune                    # the grid that chose LearnConfig's defaults
+    python -m benchmarks.learning --quick                   # seconds: keeps the code path working (tests run it)
+
+Every text is replayed as its user would type it (``autocomplete.evaluate``: each line typed as the edited text,
+then committed and learned before the next one) with nothing learned at the start: the shipped model alone, the
+continuous cache alone, the personal lexicon alone, dynamic evaluation alone, and all three (the defaults). Columns:
+perplexity and top-1 accuracy over every token, keystroke savings with 6 suggestions (presage's default) over the
+text's first words. Keystroke latency is timed in a separate pass in which the learner runs in the background while
+the next line is typed, as in a session (learning off against on).
+
+presage (``apt-get install presage``; never a dependency of the package) is built with ``text2ngram -n 3 -l`` from
+exactly the default model's training files (``models/train-default.sh``) and run by ``presage_simulator`` on the same
+slices, with its online learning off (the n-gram predictor alone) and on (``ONLINE_LEARNING`` and ``LEARN`` set: it
+learns the text's n-grams into a fresh copy of its database as it goes, and its recency predictor is added; its
+separate user n-gram predictor aborts on an assertion a few hundred words in, so it is left out). Its simulator
+counts keystrokes by its own rules, close to ours (one key selects a word; every character, spaces included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from autocomplete import data
+from autocomplete.evaluate import evaluate, read_eval_text
+from autocomplete.paths import default_model_path
+from autocomplete.personal import LearnConfig, Personal
+from autocomplete.predictor import Predictor
+from benchmarks.common import DATA, FIXTURE, Report, percentile
+
+SECTION = "learning its user"
+
+
+@dataclass(frozen=True)
+class Text:
+    name: str
+    path: Path
+    start: int  # words skipped from the start of the file
+    words: int  # words in the slice
+
+
+def texts(words: int) -> list[Text]:
+    """The held-out slices: both novels left out of the default model's training, and modern text it never saw."""
+    return [
+        Text("Ethan Frome (held-out novel)", DATA / "books" / "ethan_frome_4517.txt", 0, words),
+        Text("The Man Who Was Thursday (held-out novel)", DATA / "books" / "man_who_was_thursday_1695.txt", 0, words),
+        Text("Rust book (modern technical prose)", DATA / "modern" / "rust_book.txt", 0, words),
+        Text("tldr pages (terminal commands)", DATA / "modern" / "tldr.txt", 0, words),
+    ]
+
+
+TUNING = Text("The Man Who Was Thursday, words 20,000 on (tuning)", DATA / "books" / "man_who_was_thursday_1695.txt", 20_000, 3000)
+
+OFF = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lexicon=False)
+VARIANTS: list[tuple[str, LearnConfig | None]] = [
+    ("model alone", None),
+    ("continuous cache", LearnConfig(lr=0.0, lr_bias=0.0, lexicon=False)),
+    ("personal lexicon", LearnConfig(window=0, lr=0.0, lr_bias=0.0)),
+    ("dynamic evaluation", LearnConfig(window=0, lexicon=False)),
+    ("all three (defaults)", LearnConfig()),
+]
+
+
+def slice_text(text: Text, folder: Path) -> Path:
+    """The slice as a file of whole paragraphs (or lines, for line-per-utterance text) starting at ``text.start``."""
+    raw = text.path.read_text(encoding="utf-8")
+    blocks = raw.split("\n\n") if "\n\n" in raw[:20000] else raw.split("\n")
+    joiner = "\n\n" if "\n\n" in raw[:20000] else "\n"
+    kept: list[str] = []
+    seen = taken = 0
+    for block in blocks:
+        n = len(block.split())
+        if seen >= text.start and taken < text.words:
+            kept.append(block)
+            taken += n
+        seen += n
+    out = folder / (re.sub(r"\W+", "_", text.name.lower()).strip("_")[:40] + ".txt")
+    out.write_text(joiner.join(kept).strip() + "\n", encoding="utf-8")
+    return out
+
+
+def measure(predictor: Predictor, path: Path, config: LearnConfig | None, ksr_words: int) -> dict[str, float]:
+    ids, surface = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
+    predictor.personal = Personal(predictor.lm, config) if config is not None else None
+    report = evaluate(predictor, ids, surface, ks=(1, 5), ksr_k=(6,), ksr_words=ksr_words)
+    predictor.personal = None
+    return {
+        "tokens": report.tokens, "unknown": report.unknown_rate, "perplexity": report.perplexity,
+        "top1": report.accuracy[1], "ksr": report.keystrokes[0].savings, "ksr_words": report.keystrokes[0].words,
+    }
+
+
+def keystroke_latency(predictor: Predictor, path: Path, config: LearnConfig | None, words: int) -> list[float]:
+    """Seconds per keystroke while typing the text's first ``words`` words, each line committed when it ends;
+    the learner (if any) runs in the background meanwhile, as in a session."""
+    ids, surface = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
+    personal = Personal(predictor.lm, config) if config is not None else None
+    predictor.personal = personal
+    predictor.reset()
+    times: list[float] = []
+    line, typed_words = "", 0
+    for token in surface:
+        if token == "<eos>":
+            predictor.commit(line + "\n")
+            line = ""
+            continue
+        if typed_words >= words:
+            break
+        typed_words += 1
+        for end in range(len(token) + 1):
+            start = time.perf_counter()
+            predictor.suggest(line + token[:end], 6)
+            times.append(time.perf_counter() - start)
+        line += token + " "
+    if personal is not None:
+        personal.wait()
+    predictor.personal = None
+    return times
+
+
+# ---- presage ------------------------------------------------------------------------------------------------------
+
+
+def training_files() -> list[Path]:
+    """The default model's training files, as ``models/train-default.sh`` lists them."""
+    books = [
+        p for p in sorted((DATA / "books").glob("*_[0-9]*.txt"))
+        if p.name not in ("man_who_was_thursday_1695.txt", "ethan_frome_4517.txt")
+    ]
+    return [*books, DATA / "dialogues" / "sgd_train.txt", DATA / "dialogues" / "tm4_coffee_dialogs.txt"]
+
+
+def presage_database(folder: Path) -> Path | None:
+    """1-, 2- and 3-gram counts (lower case) of the training files in one database, built once (tens of minutes on a
+    busy machine) and kept in ``folder``. Every order is needed: with the 3-gram table alone presage's smoothed
+    predictor aborts (``numerator <= denominator``)."""
+    if shutil.which("text2ngram") is None or shutil.which("presage_simulator") is None:
+        return None
+    db = folder / "train-default-3gram.db"
+    if not db.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = db.with_suffix(".building")
+        tmp.unlink(missing_ok=True)
+        for n in (3, 1, 2):
+            subprocess.run(["text2ngram", "-n", str(n), "-l", "-f", "sqlite", "-o", str(tmp), *map(str, training_files())],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tmp.rename(db)
+    return db
+
+
+def presage_config(db: Path, learn: bool) -> str:
+    """Its smoothed 3-gram predictor over ``db`` alone, or (``learn``) learning online into ``db`` (a per-text copy)
+    with its recency predictor added. Its separate user n-gram predictor is left out: it aborts on an assertion
+    (``numerator <= denominator``) a few hundred words into a novel."""
+    predictors = "DefaultSmoothedNgramPredictor" + (" DefaultRecencyPredictor" if learn else "")
+    yes = "yes" if learn else "no"
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no" ?>
+<Presage>
+  <PredictorRegistry><LOGGER>ERROR</LOGGER><PREDICTORS>{predictors}</PREDICTORS></PredictorRegistry>
+  <ContextTracker><LOGGER>ERROR</LOGGER><SLIDING_WINDOW_SIZE>80</SLIDING_WINDOW_SIZE>
+    <LOWERCASE_MODE>yes</LOWERCASE_MODE><ONLINE_LEARNING>{yes}</ONLINE_LEARNING></ContextTracker>
+  <Selector><LOGGER>ERROR</LOGGER><SUGGESTIONS>6</SUGGESTIONS><REPEAT_SUGGESTIONS>no</REPEAT_SUGGESTIONS>
+    <GREEDY_SUGGESTION_THRESHOLD>0</GREEDY_SUGGESTION_THRESHOLD></Selector>
+  <PredictorActivator><LOGGER>ERROR</LOGGER><PREDICT_TIME>1000</PREDICT_TIME>
+    <MAX_PARTIAL_PREDICTION_SIZE>60</MAX_PARTIAL_PREDICTION_SIZE><COMBINATION_POLICY>Meritocracy</COMBINATION_POLICY>
+  </PredictorActivator>
+  <ProfileManager><LOGGER>ERROR</LOGGER><AUTOPERSIST>false</AUTOPERSIST></ProfileManager>
+  <Predictors>
+    <DefaultSmoothedNgramPredictor><PREDICTOR>SmoothedNgramPredictor</PREDICTOR><LOGGER>ERROR</LOGGER>
+      <DBFILENAME>{db}</DBFILENAME><DELTAS>0.01 0.1 0.89</DELTAS><LEARN>{"true" if learn else "false"}</LEARN>
+      <DatabaseConnector><LOGGER>ERROR</LOGGER></DatabaseConnector></DefaultSmoothedNgramPredictor>
+    <DefaultRecencyPredictor><PREDICTOR>RecencyPredictor</PREDICTOR><LOGGER>ERROR</LOGGER>
+      <LAMBDA>1</LAMBDA><N_0>1</N_0><CUTOFF_THRESHOLD>20</CUTOFF_THRESHOLD></DefaultRecencyPredictor>
+  </Predictors>
+</Presage>
+"""
+
+
+def presage_ksr(db: Path, text: Path, learn: bool, words: int, folder: Path) -> float | None:
+    """presage's keystroke savings (0–1) on the first ``words`` words of ``text``, or None if it failed."""
+    head = folder / f"{text.stem}.presage.txt"
+    kept, n = [], 0
+    for line in text.read_text(encoding="utf-8").splitlines():
+        if n >= words:
+            break
+        kept.append(line)
+        n += len(line.split())
+    head.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    if learn:  # it learns into its database: a fresh copy per text
+        copy = folder / "presage-learning.db"
+        shutil.copyfile(db, copy)
+        db = copy
+    config = folder / f"presage-{'learn' if learn else 'static'}.xml"
+    config.write_text(presage_config(db, learn))
+    proc = subprocess.run(["presage_simulator", "-q", "-i", "-c", str(config), str(head)], capture_output=True, text=True)
+    match = re.search(r"KSR:\s*([\d.]+)", proc.stdout)
+    return float(match.group(1)) / 100 if match else None
+
+
+# ---- the report ---------------------------------------------------------------------------------------------------
+
+
+def run(report: Report, model: Path, quick: bool, command: str, words: int = 3000, presage_dir: Path | None = None,
+        latency_words: int = 600, presage_only: bool = False, latency_only: bool = False) -> None:
+    predictor = Predictor.load(model, quantize=True)  # as the session runs it
+    chosen = texts(words)
+    if quick or not all(t.path.exists() for t in chosen):
+        chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
+        latency_words = 60
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        db = None if quick or latency_only else presage_database(presage_dir or folder)
+        for text in [] if latency_only else chosen:
+            path = slice_text(text, folder)
+            base: dict[str, float] | None = None
+            for name, config in VARIANTS[:1] if presage_only else VARIANTS:
+                m = measure(predictor, path, config, text.words)
+                base = base or m
+                report.add(
+                    SECTION, f"{text.name}: {name}", command, tokens=m["tokens"], unknown=f"{m['unknown']:.1%}",
+                    perplexity=m["perplexity"], change=f"{m['perplexity'] / base['perplexity'] - 1:+.1%}",
+                    top1=f"{m['top1']:.1%}", ksr6=f"{m['ksr']:.1%}", gain=f"{(m['ksr'] - base['ksr']) * 100:+.1f}",
+                    words=m["ksr_words"],
+                )
+            if db is not None:
+                for learn in (False, True):
+                    ksr = presage_ksr(db, path, learn, text.words, folder)
+                    name = f"{text.name}: presage, online learning {'on' if learn else 'off'}"
+                    report.add(SECTION, name, command, ksr6="failed" if ksr is None else f"{ksr:.1%}",
+                               gain="" if ksr is None else f"{(ksr - base['ksr']) * 100:+.1f}")
+        if presage_only:
+            return
+        text = chosen[0]
+        path = slice_text(text, folder)
+        for name, config in (("learning off", None), ("learning on", LearnConfig())):
+            times = keystroke_latency(predictor, path, config, latency_words)
+            report.add(f"{SECTION}: keystroke latency", f"{text.name}, {name}", command, keystrokes=len(times),
+                       p50_ms=percentile(times, 50) * 1e3, p99_ms=percentile(times, 99) * 1e3)
+
+
+def tune(model: Path, command: str) -> None:
+    """The grid that chose the defaults: perplexity on the tuning slice (never one of the reported ones)."""
+    predictor = Predictor.load(model, quantize=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = slice_text(TUNING, Path(tmp))
+        ids, surface = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
+        grid: list[dict[str, object]] = [{"window": 0, "lr": 0.0, "lr_bias": 0.0, "lexicon": False}]  # nothing learned
+        for weight in (0.05, 0.1, 0.15):
+            for flatness in (0.5, 1.0, 2.0):
+                grid.append({"cache_weight": weight, "flatness": flatness, "lr": 0.0, "lr_bias": 0.0, "lexicon": False})
+        for lr in (0.003, 0.01, 0.03):
+            for lr_bias in (0.03, 0.1, 0.3):
+                grid.append({"window": 0, "lexicon": False, "lr": lr, "lr_bias": lr_bias})
+        for decay in (0.0, 0.005, 0.02):
+            grid.append({"decay": decay})
+        from autocomplete.evaluate import evaluate_learning
+
+        for settings in grid:
+            personal = Personal(predictor.lm, LearnConfig().replace(**settings))
+            loss, accuracy, _ = evaluate_learning(predictor.model, personal, ids, surface, (1,))
+            print(f"{settings}: perplexity {torch.tensor(loss).exp():.2f}, top-1 {accuracy[1]:.1%}", flush=True)
+    print(f"({command}; {TUNING.name}, {TUNING.words:,} words)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny text: checks the code path, numbers are rough")
+    parser.add_argument("--model", type=Path, default=None, help="model (default: the shipped one)")
+    parser.add_argument("--words", type=int, default=3000, help="words of each text (default 3000)")
+    parser.add_argument("--latency-words", type=int, default=600, help="words typed in the latency pass (600)")
+    parser.add_argument("--presage-dir", type=Path, default=None,
+                        help="where presage's database is built and kept (default: a temporary folder)")
+    parser.add_argument("--tune", action="store_true", help="print the grid that chose the defaults instead")
+    parser.add_argument("--presage-only", action="store_true", help="only the model alone and presage's rows")
+    parser.add_argument("--latency-only", action="store_true", help="only the keystroke latency rows")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the session runs)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = "python -m benchmarks.learning " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    model = args.model or default_model_path()
+    if args.tune:
+        tune(model, command)
+        return 0
+    report = Report()
+    run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
+        args.latency_only)
+    if args.markdown:
+        from benchmarks.run import markdown
+
+        args.markdown.write_text(markdown(report, command))
+        print(f"written to {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
