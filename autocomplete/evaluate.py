@@ -158,7 +158,7 @@ def evaluate_learning(
             hits[k] += int(match[:, :k].any(dim=1).sum())
         personal.learn_tokens(surface[start:end])
         prev, start = int(y[-1]), end
-        advance(int(scored.sum()))
+        advance(y.numel())
     accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
     return (total / count if count else float("nan")), accuracy, count
 
