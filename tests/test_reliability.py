@@ -76,7 +76,7 @@ def test_a_50_megabyte_line_is_read_in_bounded_pieces(tmp_path):
 # ---- interruptions -------------------------------------------------------------------------------------------------
 
 TRAIN_ARGS = [
-    "--embedding-dim", "16", "--hidden-dim", "32", "--dropout", "0.3", "--epochs", "4", "--batch-size", "8",
+    "--embedding-dim", "16", "--hidden-dim", "32", "--dropout", "0.3", "--epochs", "12", "--batch-size", "8",
     "--bptt", "16", "--valid-fraction", "0.1", "--threads", "1", "--quiet", "--seed", "7", "--no-cache",
 ]
 
@@ -110,9 +110,11 @@ def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> N
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_training_resumes_to_the_same_model(uninterrupted, tmp_path, how):
     out = tmp_path / "m.pt"
-    proc = train_process(out, "--save-every", "0.3")
+    proc = train_process(out, "--save-every", "0.05")
     wait_for_file(resume_path(out), proc)
-    time.sleep(0.5)
+    time.sleep(0.1)
+    # Twelve epochs take seconds even on a fast CPU; the first resume save comes after 0.05 s of training.
+    assert proc.poll() is None, "the run finished before it could be interrupted: lengthen it"
     proc.send_signal(how)
     code = proc.wait(timeout=60)
     err = proc.stderr.read()
