@@ -11,12 +11,11 @@ perplexity and top-1 accuracy over every token, keystroke savings with 6 suggest
 text's first words. Keystroke latency is timed in a separate pass in which the learner runs in the background while
 the next line is typed, as in a session (learning off against on).
 
-presage (``apt-get install presage``; never a dependency of the package) is built with ``text2ngram -n 3 -l`` from
-exactly the default model's training files (``models/train-default.sh``) and run by ``presage_simulator`` on the same
-slices, with its online learning off (the n-gram predictor alone) and on (``ONLINE_LEARNING`` and ``LEARN`` set: it
-learns the text's n-grams into a fresh copy of its database as it goes, and its recency predictor is added; its
-separate user n-gram predictor aborts on an assertion a few hundred words in, so it is left out). Its simulator
-counts keystrokes by its own rules, close to ours (one key selects a word; every character, spaces included).
+presage (``apt-get install presage``; never a dependency of the package) is built with ``text2ngram`` (case kept)
+from exactly the default model's training files (``models/train-default.sh``) and typed by the same simulator on the
+same tokens (``benchmarks.presage``), with its learning off (its 3-gram predictor alone) and on (each committed line
+learned into a fresh copy of its database, its recency predictor added); ``presage_simulator``'s own figure, by its
+own rules, is printed beside it (``--presage-db`` runs it over another database, e.g. a lower-cased one).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import argparse
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from autocomplete.evaluate import evaluate, read_eval_text
 from autocomplete.paths import default_model_path
 from autocomplete.personal import LearnConfig, Personal
 from autocomplete.predictor import Predictor
+from benchmarks import presage
 from benchmarks.common import DATA, FIXTURE, Report, percentile
 
 SECTION = "learning its user"
@@ -143,78 +142,34 @@ def training_files() -> list[Path]:
     return [*books, DATA / "dialogues" / "sgd_train.txt", DATA / "dialogues" / "tm4_coffee_dialogs.txt"]
 
 
-def presage_database(folder: Path) -> Path | None:
-    """1-, 2- and 3-gram counts (lower case) of the training files in one database, built once (tens of minutes on a
-    busy machine) and kept in ``folder``. Every order is needed: with the 3-gram table alone presage's smoothed
-    predictor aborts (``numerator <= denominator``)."""
-    if shutil.which("text2ngram") is None or shutil.which("presage_simulator") is None:
+def presage_database(folder: Path, db: Path | None = None) -> Path | None:
+    """``db`` if given, else presage's 1-, 2- and 3-gram counts of the training files, case kept, built once (tens of
+    minutes on a busy machine) and kept in ``folder``; None where presage is not installed."""
+    if presage.missing() is not None or (db is None and shutil.which("text2ngram") is None):
         return None
-    db = folder / "train-default-3gram.db"
-    if not db.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = db.with_suffix(".building")
-        tmp.unlink(missing_ok=True)
-        for n in (3, 1, 2):
-            subprocess.run(["text2ngram", "-n", str(n), "-l", "-f", "sqlite", "-o", str(tmp), *map(str, training_files())],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tmp.rename(db)
-    return db
+    return db or presage.build_database(folder / "train-default.db", training_files())
 
 
-def presage_config(db: Path, learn: bool) -> str:
-    """Its smoothed 3-gram predictor over ``db`` alone, or (``learn``) learning online into ``db`` (a per-text copy)
-    with its recency predictor added. Its separate user n-gram predictor is left out: it aborts on an assertion
-    (``numerator <= denominator``) a few hundred words into a novel."""
-    predictors = "DefaultSmoothedNgramPredictor" + (" DefaultRecencyPredictor" if learn else "")
-    yes = "yes" if learn else "no"
-    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no" ?>
-<Presage>
-  <PredictorRegistry><LOGGER>ERROR</LOGGER><PREDICTORS>{predictors}</PREDICTORS></PredictorRegistry>
-  <ContextTracker><LOGGER>ERROR</LOGGER><SLIDING_WINDOW_SIZE>80</SLIDING_WINDOW_SIZE>
-    <LOWERCASE_MODE>yes</LOWERCASE_MODE><ONLINE_LEARNING>{yes}</ONLINE_LEARNING></ContextTracker>
-  <Selector><LOGGER>ERROR</LOGGER><SUGGESTIONS>6</SUGGESTIONS><REPEAT_SUGGESTIONS>no</REPEAT_SUGGESTIONS>
-    <GREEDY_SUGGESTION_THRESHOLD>0</GREEDY_SUGGESTION_THRESHOLD></Selector>
-  <PredictorActivator><LOGGER>ERROR</LOGGER><PREDICT_TIME>1000</PREDICT_TIME>
-    <MAX_PARTIAL_PREDICTION_SIZE>60</MAX_PARTIAL_PREDICTION_SIZE><COMBINATION_POLICY>Meritocracy</COMBINATION_POLICY>
-  </PredictorActivator>
-  <ProfileManager><LOGGER>ERROR</LOGGER><AUTOPERSIST>false</AUTOPERSIST></ProfileManager>
-  <Predictors>
-    <DefaultSmoothedNgramPredictor><PREDICTOR>SmoothedNgramPredictor</PREDICTOR><LOGGER>ERROR</LOGGER>
-      <DBFILENAME>{db}</DBFILENAME><DELTAS>0.01 0.1 0.89</DELTAS><LEARN>{"true" if learn else "false"}</LEARN>
-      <DatabaseConnector><LOGGER>ERROR</LOGGER></DatabaseConnector></DefaultSmoothedNgramPredictor>
-    <DefaultRecencyPredictor><PREDICTOR>RecencyPredictor</PREDICTOR><LOGGER>ERROR</LOGGER>
-      <LAMBDA>1</LAMBDA><N_0>1</N_0><CUTOFF_THRESHOLD>20</CUTOFF_THRESHOLD></DefaultRecencyPredictor>
-  </Predictors>
-</Presage>
-"""
-
-
-def presage_ksr(db: Path, text: Path, learn: bool, words: int, folder: Path) -> float | None:
-    """presage's keystroke savings (0–1) on the first ``words`` words of ``text``, or None if it failed."""
-    head = folder / f"{text.stem}.presage.txt"
-    kept, n = [], 0
-    for line in text.read_text(encoding="utf-8").splitlines():
-        if n >= words:
-            break
-        kept.append(line)
-        n += len(line.split())
-    head.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    if learn:  # it learns into its database: a fresh copy per text
-        copy = folder / "presage-learning.db"
-        shutil.copyfile(db, copy)
-        db = copy
-    config = folder / f"presage-{'learn' if learn else 'static'}.xml"
-    config.write_text(presage_config(db, learn))
-    proc = subprocess.run(["presage_simulator", "-q", "-i", "-c", str(config), str(head)], capture_output=True, text=True)
-    match = re.search(r"KSR:\s*([\d.]+)", proc.stdout)
-    return float(match.group(1)) / 100 if match else None
+def presage_rows(report: Report, command: str, db: Path, text: Text, path: Path, tokens: list[str],
+                 base: dict[str, float]) -> None:
+    """presage with its learning off and on, typed by our simulator; presage_simulator's own figure beside it."""
+    case = "lower-cased" if presage.is_lowercase(db) else "case kept"
+    for learn in (False, True):
+        result = presage.keystrokes_isolated(db, tokens, learn, text.words)
+        own = presage.simulator_savings(db, path, learn, text.words)
+        name = f"{text.name}: presage ({case}), learning {'on' if learn else 'off'}"
+        report.add(SECTION, name, command, ksr6="failed" if result is None else f"{result.savings:.1%}",
+                   gain="" if result is None else f"{(result.savings - base['ksr']) * 100:+.1f}",
+                   words="" if result is None else result.words,
+                   presage_simulator="failed" if own is None else f"{own:.1%}")
 
 
 # ---- the report ---------------------------------------------------------------------------------------------------
 
 
 def run(report: Report, model: Path, quick: bool, command: str, words: int = 3000, presage_dir: Path | None = None,
-        latency_words: int = 600, presage_only: bool = False, latency_only: bool = False) -> None:
+        latency_words: int = 600, presage_only: bool = False, latency_only: bool = False,
+        presage_db: Path | None = None) -> None:
     predictor = Predictor.load(model, quantize=True)  # as the session runs it
     chosen = texts(words)
     if quick or not all(t.path.exists() for t in chosen):
@@ -222,7 +177,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
         latency_words = 60
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        db = None if quick or latency_only else presage_database(presage_dir or folder)
+        db = None if quick or latency_only else presage_database(presage_dir or folder, presage_db)
         for text in [] if latency_only else chosen:
             path = slice_text(text, folder)
             base: dict[str, float] | None = None
@@ -235,12 +190,9 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
                     top1=f"{m['top1']:.1%}", ksr6=f"{m['ksr']:.1%}", gain=f"{(m['ksr'] - base['ksr']) * 100:+.1f}",
                     words=m["ksr_words"],
                 )
-            if db is not None:
-                for learn in (False, True):
-                    ksr = presage_ksr(db, path, learn, text.words, folder)
-                    name = f"{text.name}: presage, online learning {'on' if learn else 'off'}"
-                    report.add(SECTION, name, command, ksr6="failed" if ksr is None else f"{ksr:.1%}",
-                               gain="" if ksr is None else f"{(ksr - base['ksr']) * 100:+.1f}")
+            if db is not None and base is not None:
+                tokens = presage.surface_tokens(path, "auto", predictor.tokenizer)  # what measure() typed
+                presage_rows(report, command, db, text, path, tokens, base)
         if presage_only:
             return
         text = chosen[0]
@@ -283,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-words", type=int, default=600, help="words typed in the latency pass (600)")
     parser.add_argument("--presage-dir", type=Path, default=None,
                         help="where presage's database is built and kept (default: a temporary folder)")
+    parser.add_argument("--presage-db", type=Path, default=None,
+                        help="use this presage database as it is (e.g. one built lower-cased) instead of building one")
     parser.add_argument("--tune", action="store_true", help="print the grid that chose the defaults instead")
     parser.add_argument("--presage-only", action="store_true", help="only the model alone and presage's rows")
     parser.add_argument("--latency-only", action="store_true", help="only the keystroke latency rows")
@@ -297,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = Report()
     run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
-        args.latency_only)
+        args.latency_only, args.presage_db)
     if args.markdown:
         from benchmarks.run import markdown
 
