@@ -934,6 +934,7 @@ def _personal_info(lm, path: Path) -> dict[str, object] | None:  # type: ignore[
             "lines": int(stats.get("lines", 0)), "updated": stats.get("updated", ""),
             "cached_positions": int(payload["cache"]["ids"].numel()),
             "adapted": payload["adapter"] is not None,
+            "adapted_top_layer": payload.get("top") is not None,
         }
     except (CheckpointError, KeyError, TypeError, ValueError, AttributeError) as e:
         return {"path": str(where), "error": str(e)}

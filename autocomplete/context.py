@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from autocomplete.model import LSTMLanguageModel, State
+from autocomplete.model import LSTMLanguageModel, State, TopLayer
 from autocomplete.tokenizer import EOS, Tokenizer, ends_sentence, sentence_starts
 from autocomplete.vocab import EOS_ID, Vocab
 
@@ -162,10 +162,15 @@ class Context:
         # keep the LSTM output at every position of the line being edited (for the personal cache, which points at
         # the words already written on the line): the predictor sets this when it has a personal state
         self.keep_line_features = False
+        # what runs in place of the last LSTM layer (the personal state's adapted one; None: the model's own), and
+        # whether any state held now was computed with such a replacement: the predictor sets and reads these
+        self.top: TopLayer | None = None
+        self.adapted = False
 
     def reset(self, start: list[int]) -> None:
         """Forget everything; the committed context becomes ``start`` (the utterance-start tokens)."""
         self.start = list(start)
+        self.adapted = False
         with torch.inference_mode(), batch_one():
             state, features = self.feed(start[:1], self.model.init_state(1, self.device))
             self._after_eos = _entry(state, features) if self.vocab.styles else None
@@ -223,7 +228,8 @@ class Context:
 
         ``at``: the edited text's position of ``ids[0]``, to keep every output when :attr:`keep_line_features`."""
         chunk = torch.tensor([ids], dtype=torch.long, device=self.device)
-        out, state = self.model.features(chunk, state)  # (1, T, D)
+        out, state = self.model.features(chunk, state, top=self.top)  # (1, T, D)
+        self.adapted = self.adapted or self.top is not None
         self.steps += len(ids)
         if at is not None and self.keep_line_features:
             for j, features in enumerate(out[0].clone()):

@@ -145,7 +145,7 @@ def evaluate_learning(
         y = ids[start:end]
         x = torch.cat([torch.tensor([prev]), y[:-1]])
         with torch.inference_mode():
-            features, state = model.features(x.unsqueeze(0), state)
+            features, state = model.features(x.unsqueeze(0), state, top=personal.top_layer(model))
         if personal.active:
             logp = personal.batch_log_probs(model, features[0], y)  # (T, V)
         else:  # nothing learned yet: the predictor does not consult the personal layer either

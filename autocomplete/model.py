@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -19,6 +20,8 @@ from autocomplete.errors import ConfigError
 
 # One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
 State = list[tuple[Tensor, Tensor]]
+# A replacement for the last LSTM layer: (input (B, T, H), its (h, c)) → (output (B, T, D), new (h, c)).
+TopLayer = Callable[[Tensor, tuple[Tensor, Tensor]], tuple[Tensor, tuple[Tensor, Tensor]]]
 
 
 # Upper bounds far above any model this tool trains (a 16,384-wide LSTM layer alone is 8.6 GB of float32 weights),
@@ -187,8 +190,11 @@ class LSTMLanguageModel(nn.Module):
             state.append((h, c))
         return state
 
-    def features(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Run the LSTM over ``tokens`` (B, T) → (outputs (B, T, output_dim), new state)."""
+    def features(self, tokens: Tensor, state: State | None = None, top: TopLayer | None = None) -> tuple[Tensor, State]:
+        """Run the LSTM over ``tokens`` (B, T) → (outputs (B, T, output_dim), new state).
+
+        ``top`` runs in place of the last LSTM layer (same input, state and output shapes): the user's adapted copy
+        of it (:mod:`autocomplete.personal`)."""
         c = self.config
         if state is None:
             state = self.init_state(tokens.size(0), tokens.device)
@@ -199,8 +205,11 @@ class LSTMLanguageModel(nn.Module):
         if self.training and c.input_dropout:
             x = x * _dropout_mask(x, c.input_dropout, c.locked_dropout)
         new_state: State = []
-        for layer, layer_state in zip(self.layers, state):
-            if self.training and c.weight_dropout:
+        last = len(self.layers) - 1
+        for i, (layer, layer_state) in enumerate(zip(self.layers, state)):
+            if top is not None and i == last:
+                x, layer_state = top(x, layer_state)
+            elif self.training and c.weight_dropout:
                 w = F.dropout(layer.weight_hh_l0, c.weight_dropout, training=True)
                 x, layer_state = functional_call(layer, {"weight_hh_l0": w}, (x, layer_state), strict=False)
             else:

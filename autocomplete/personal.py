@@ -9,12 +9,21 @@ Three techniques, each measured alone and together in BENCHMARKS.md ("Learning i
 * **Personal lexicon**: every word the user typed, with counts. Words outside the vocabulary share the model's
   probability of an unknown word in proportion to their counts, so ``Ku`` offers ``Kubernetes`` ranked on the same
   probability scale as the vocabulary's words.
-* **Dynamic evaluation** (Krause et al. 2018): after each committed line, one SGD step on that line's loss, in a
-  background thread, on a small set of float parameters that sit *outside* the (int8-quantised) network: a linear map
-  on the output features and a bias over the vocabulary, ``logits = decoder(h + A·h + c) + b``. That is an adaptation
-  of the output layer (``W' = W·(I + A)``), bounded in memory (D² + D + V floats), cheap to apply (one D×D product per
-  word) and exactly removable: with no adaptation the predictor skips the layer, so :meth:`Personal.forget` restores
-  the base model's distribution bit for bit. Each step also decays the deltas toward zero (the base weights).
+* **Dynamic evaluation** (Krause et al. 2018): after each committed line, one gradient step on that line's loss, in
+  a background thread, on two sets of float parameters kept beside the (int8-quantised) network:
+
+  - the *output layer*: a linear map on the output features and a bias over the vocabulary,
+    ``logits = decoder(h + A·h + c) + b`` (``W' = W·(I + A)``: D² + D + V floats, one D×D product per word), SGD with
+    a norm limit per step;
+  - the *top LSTM layer*: an adapted float copy of its weights (base + delta, 8 MB with the shipped model) updated
+    with RMS-normalised steps (each weight matrix's gradient divided by the root of its recent mean square: Krause et
+    al. normalise by RMS too, with statistics from the training data, which a user's machine does not have), re-quantised to int8 after each step for the keystroke path, so reading a
+    new word costs the same one LSTM step as without it. States already computed keep the weights of their time (as
+    in dynamic evaluation, nothing is read again).
+
+  Each step also decays the deltas toward the base weights. Both are exactly removable: with no adaptation the
+  predictor runs the base network untouched, and after :meth:`Personal.forget` a session whose context was read with
+  the adapted layer starts its context afresh, so the base model's distribution comes back bit for bit.
 
 Concurrency: the keystroke path reads immutable snapshots (the cache, the adapter, the lexicon index) through one
 reference each and never waits for learning. The learner thread builds new snapshots and swaps the references;
@@ -28,7 +37,9 @@ The state is saved per model file (keyed by the file's SHA-256) in the user data
 from __future__ import annotations
 
 import atexit
+import warnings
 import bisect
+import functools
 import hashlib
 import math
 import os
@@ -43,18 +54,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.errors import CheckpointError, ConfigError
-from autocomplete.model import LSTMLanguageModel, State
+from autocomplete.model import LSTMLanguageModel, State, TopLayer
 from autocomplete.paths import data_dir
 from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 FORMAT = "autocomplete-personal"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the adapted top LSTM layer ("top"); files of version 1 load without it
+_RMS_BETA = 0.99  # how fast the top layer's mean squared gradient follows new steps (RMSprop's decay)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class LearnConfig:
     flatness: float = 1.0  # θ: how sharply the cache prefers positions whose features resemble the current ones
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
+    lr_top: float = 0.0003  # ... RMS-normalised step of the top LSTM layer's weights (0: off)
     decay: float = 0.005  # after each step the deltas shrink by this fraction (back toward the base weights)
     clip: float = 1.0  # gradient norm limit of one step, feature map
     clip_bias: float = 10.0  # ... and bias
@@ -77,7 +91,7 @@ class LearnConfig:
     def __post_init__(self) -> None:
         checks = {
             "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
-            "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
+            "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0, "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
             "lexicon size": self.lexicon_size >= 0, "unseen": self.unseen > 0, "segment": self.segment >= 1,
         }
         for name, ok in checks.items():
@@ -145,6 +159,26 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class AdaptedTop:
+    """The dynamically evaluated top LSTM layer: its adapted float weights and, where the layer can be quantised,
+    an int8 copy of them for the keystroke path."""
+
+    weights: dict[str, Tensor]  # the base layer's parameters plus their deltas, by name
+    quantized: nn.Module | None
+
+    @staticmethod
+    def of(layer: nn.Module, weights: dict[str, Tensor]) -> AdaptedTop:
+        quantized = None
+        if not getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: such a layer stays float
+            holder = nn.Sequential(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True))
+            holder[0].load_state_dict(weights)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
+                quantized = torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8)[0]
+        return AdaptedTop(weights, quantized)
+
+
+@dataclass(frozen=True)
 class Mixture:
     """The next-word distribution with everything learned, at one position."""
 
@@ -188,6 +222,8 @@ class Personal:
         self.model_hash = model_hash
         self.enabled = True  # False: nothing new is learned (what was learned still counts)
         self._dim = self.model.config.output_dim
+        self._top_layer: nn.Module = self.model.layers[-1]  # the base (float) top LSTM layer
+        self._base_top = {name: w.detach() for name, w in self._top_layer.named_parameters()}
         self._lock = threading.RLock()  # serialises learning, forgetting and saving (never taken by queries)
         self._queue: queue.Queue[tuple[list[str], bool] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -204,10 +240,14 @@ class Personal:
 
     def _reset(self) -> None:
         self.version = getattr(self, "version", 0) + 1
+        self.epoch = getattr(self, "epoch", 0) + 1  # changes when what was learned is dropped or replaced at once
         self.counts: dict[str, int] = {}
         self.stats = Stats(created=time.strftime("%Y-%m-%d %H:%M:%S"))
         self._cache = _CacheSnapshot.empty(self._dim)
         self._adapter: Adapter | None = None
+        self._top: AdaptedTop | None = None
+        self._top_ms: dict[str, Tensor] = {}  # the top layer's running mean squared gradient, per weight matrix
+        self._top_steps = 0
         self._index = _LexiconIndex((), (), (), (), self.config.unseen)
         self._state: State | None = None  # the learner's LSTM state after the text learned so far
         self._last_id = EOS_ID
@@ -218,7 +258,27 @@ class Personal:
     @property
     def active(self) -> bool:
         """Whether anything learned changes predictions (otherwise the predictor uses the base model untouched)."""
-        return self._adapter is not None or self._cache.ids.numel() > 0 or bool(self._index.words)
+        return (
+            self._adapter is not None or self._top is not None or self._cache.ids.numel() > 0 or bool(self._index.words)
+        )
+
+    def top_layer(self, model: LSTMLanguageModel) -> TopLayer | None:
+        """What runs in place of ``model``'s last LSTM layer (int8 for an int8 model), or None while it is not
+        adapted: the base network is then used untouched."""
+        top = self._top
+        if top is None:
+            return None
+        if top.quantized is not None and not isinstance(model.layers[-1], nn.LSTM):
+            return top.quantized
+        return functools.partial(self._run_top, top.weights)
+
+    def _run_top(self, weights: dict[str, Tensor] | None, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The float top layer with ``weights`` (None: the base ones)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+            if weights is None:
+                return self._top_layer(x, state)
+            return functional_call(self._top_layer, weights, (x, state))
 
     @property
     def words(self) -> int:
@@ -415,29 +475,48 @@ class Personal:
         self._at_start = sentence_starts([*tokens[-1:], "x"], starts[-1])[1] if tokens else self._at_start
         inputs = torch.tensor([[self._last_id, *ids[:-1]]])
         targets = torch.tensor(ids)
+        below: list[tuple[Tensor, tuple[Tensor, Tensor]]] = []  # the top layer's input and state, for its gradient
+
+        def top(x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+            below.append((x, state))
+            return self._run_top(self._top.weights if self._top is not None else None, x, state)
+
         with torch.no_grad():
-            features, self._state = self.model.features(inputs, self._state)  # (1, T, D)
+            features, self._state = self.model.features(inputs, self._state, top=top)  # (1, T, D)
         h = features[0].float()
         self._last_id = ids[-1]
         self.stats.tokens += len(ids)
-        if self.config.lr > 0 or self.config.lr_bias > 0:
-            self._step(h, targets)
+        if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
+            self._step(h, targets, *below[0])
         if self.config.window:
             self._cache = self._cache.extended(h, targets, tokens, self.config.window)
 
-    def _step(self, h: Tensor, targets: Tensor) -> None:
-        """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), then decay toward the base.
+    def _step(self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor]) -> None:
+        """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), computed by the top layer from
+        ``below`` (1, T, H) and ``top_state``; then decay toward the base.
 
         The loss is summed over the segment's tokens, so each word the user typed moves the weights as much however
         long its line; the bias and the feature map have their own learning rates and norm limits (their gradients
-        differ in scale by orders of magnitude)."""
+        differ in scale by orders of magnitude); the top layer's steps are normalised per weight (RMSprop)."""
         current = self._adapter or Adapter.zeros(self._dim, len(self.vocab))
         a, c, b = (t.clone().requires_grad_() for t in (current.a, current.c, current.b))
+        config = self.config
+        weights = dict(self._top.weights if self._top is not None else self._base_top)
+        if config.lr_top > 0:
+            weights = {name: w.detach().clone().requires_grad_() for name, w in weights.items()}
         with torch.enable_grad():
+            if config.lr_top > 0:
+                h = self._run_top(weights, below, top_state)[0][0].float()
             logits = self.model.logits(h + h @ a.T + c).float() + b
             loss = F.cross_entropy(logits, targets, reduction="sum")
-            ga, gc, gb = torch.autograd.grad(loss, (a, c, b))
+            inputs = (a, c, b, *weights.values()) if config.lr_top > 0 else (a, c, b)
+            ga, gc, gb, *gw = torch.autograd.grad(loss, inputs)
         keep = 1.0 - self.config.decay
+        self.stats.steps += 1
+        if gw:
+            self._step_top(weights, dict(zip(weights, gw)))
+        if config.lr == 0 and config.lr_bias == 0:
+            return
         with torch.no_grad():
             map_norm = float(torch.sqrt((ga * ga).sum() + (gc * gc).sum()))
             map_scale = self.config.lr * min(1.0, self.config.clip / (map_norm + 1e-12))
@@ -445,7 +524,28 @@ class Personal:
             bias_scale = self.config.lr_bias * min(1.0, self.config.clip_bias / (bias_norm + 1e-12))
             new = Adapter((a - map_scale * ga) * keep, (c - map_scale * gc) * keep, (b - bias_scale * gb) * keep)
         self._adapter = Adapter(*(t.detach() for t in (new.a, new.c, new.b)))
-        self.stats.steps += 1
+
+    def _step_top(self, weights: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
+        """An RMS-normalised step of the top layer, decayed toward its base weights; then the int8 copy.
+
+        Each weight matrix's step is its gradient divided by the root of that matrix's running mean squared gradient:
+        the step keeps the gradient's direction (a per-weight normalisation would turn the first steps into sign
+        steps of the same size for every weight, which moved a tiny model *away* from a repeated phrase) while its
+        size no longer depends on how long the line was or how surprising."""
+        self._top_steps += 1
+        correction = 1.0 - _RMS_BETA**self._top_steps
+        lr, decay = self.config.lr_top, self.config.decay
+        new: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for name, w in weights.items():
+                g = grads[name]
+                ms = self._top_ms.get(name)
+                square = (g * g).mean()
+                ms = square * (1 - _RMS_BETA) if ms is None else ms * _RMS_BETA + square * (1 - _RMS_BETA)
+                self._top_ms[name] = ms
+                w = w.detach() - lr * g / ((ms / correction).sqrt() + 1e-8)
+                new[name] = w - decay * (w - self._base_top[name])
+        self._top = AdaptedTop.of(self._top_layer, new)
 
     def _fold(self, token: str, sentence_start: bool) -> str:
         """The lexicon's spelling of ``token``: a capital that only comes from sentence position is folded away when
@@ -516,7 +616,7 @@ class Personal:
         self.save()
 
     def to_payload(self) -> dict[str, Any]:
-        cache, adapter = self._cache, self._adapter
+        cache, adapter, top = self._cache, self._adapter, self._top
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -525,6 +625,11 @@ class Personal:
             "lexicon": {"words": list(self.counts), "counts": list(self.counts.values())},
             "cache": {"keys": cache.keys.to(torch.float16), "ids": cache.ids.clone(), "surface": list(cache.surface)},
             "adapter": None if adapter is None else {"a": adapter.a.clone(), "c": adapter.c.clone(), "b": adapter.b.clone()},
+            "top": None if top is None else {
+                "weights": {name: w.clone() for name, w in top.weights.items()},  # base + delta, exactly as used
+                "mean_square": {name: ms.clone() for name, ms in self._top_ms.items()},
+                "steps": self._top_steps,
+            },
             "learner": {
                 "state": None if self._state is None else [[h.clone(), c.clone()] for h, c in self._state],
                 "last_id": self._last_id,
@@ -560,6 +665,7 @@ class Personal:
                 if not all(torch.isfinite(t).all() for t in (a, c, b)):
                     raise ValueError("adapter values")
                 adapter = Adapter(a, c, b)
+            top, mean_square, top_steps = self._load_top(payload.get("top"))  # absent from version 1 files
             learner = payload["learner"]
             state = None
             if learner["state"] is not None:
@@ -579,10 +685,28 @@ class Personal:
             self.counts = dict(zip(words, counts))
             self._cache = _CacheSnapshot.empty(d).extended(keys, ids, surface, self.config.window)
             self._adapter = adapter
+            self._top, self._top_ms, self._top_steps = top, mean_square, top_steps
             self._state, self._last_id, self._at_start = state, last_id, at_start
             self.stats = stats
             self._reindex()
             self._dirty = False
+
+    def _load_top(self, saved: Any) -> tuple[AdaptedTop | None, dict[str, Tensor], int]:
+        """(the adapted top layer, its mean squared gradients, its steps) from a file's ``top`` entry, checked."""
+        if saved is None:
+            return None, {}, 0
+        weights, mean_square, steps = dict(saved["weights"]), dict(saved["mean_square"]), int(saved["steps"])
+        base = self._base_top
+        if set(weights) != set(base) or not set(mean_square) <= set(base) or steps < 0:
+            raise ValueError("top layer parameters")
+        for name, t in weights.items():
+            if not isinstance(t, Tensor) or t.shape != base[name].shape or not torch.isfinite(t).all():
+                raise ValueError("top layer shapes or values")
+        for t in mean_square.values():
+            if not isinstance(t, Tensor) or t.shape != () or not bool(torch.isfinite(t)) or float(t) < 0:
+                raise ValueError("top layer mean squares")
+        weights = {name: weights[name].float() for name in base}
+        return AdaptedTop.of(self._top_layer, weights), {k: v.float() for k, v in mean_square.items()}, steps
 
     def file_size(self) -> int:
         try:

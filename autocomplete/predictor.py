@@ -149,6 +149,7 @@ class Predictor:
         self._context = Context(self.model, self.tokenizer, self.vocab, device, cache_bytes, checkpoint_every, keep_recent)
         self._start = self.vocab.start_ids(style)  # the utterance-start tokens (see utterance_start, set_style)
         self._style = style if self.vocab.styles else None
+        self._personal_epoch: tuple[Personal, int] | None = None  # the personal state the context last stepped with
         self.reset()
 
     @classmethod
@@ -209,6 +210,7 @@ class Predictor:
     def reset(self, context: str = "") -> None:
         """Forget everything; optionally start from ``context`` (committed as if typed and finished)."""
         with self._lock:
+            self._follow_personal()
             self.context_version = next(_VERSIONS)
             self._context.reset(self.utterance_start())
             if context:
@@ -225,6 +227,7 @@ class Predictor:
         if learn and self.personal is not None:
             self.personal.learn(text)
         with self._lock:
+            self._follow_personal()
             if text:
                 self._context.commit(text)
                 self.context_version = next(_VERSIONS)
@@ -282,8 +285,22 @@ class Predictor:
             outputs.popitem(last=False)
         return logp, mixture
 
+    def _follow_personal(self) -> None:
+        """Step with the :attr:`personal` state's adapted top LSTM layer as it is now (states already computed keep
+        the weights of their time). A context read with adapted weights since forgotten (or replaced) starts afresh,
+        so that after :meth:`~autocomplete.personal.Personal.forget` the base model's distribution is back exactly."""
+        personal = self.personal
+        self._context.top = personal.top_layer(self.model) if personal is not None else None
+        epoch = (personal, personal.epoch) if personal is not None else None
+        if epoch != self._personal_epoch:
+            self._personal_epoch = epoch
+            if self._context.adapted:
+                self._context.reset(self.utterance_start())
+                self.context_version = next(_VERSIONS)
+
     def _prepare(self, text: str, finished: bool = False) -> tuple[list[str], str]:
         """Bring the context to ``text``: (the current line's tokens, the partial word)."""
+        self._follow_personal()
         n, partial = self._context.locate(text, finished)
         self._context.keep_line_features = self.personal is not None
         self._context.sync(n)

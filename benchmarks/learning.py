@@ -63,12 +63,14 @@ def texts(words: int) -> list[Text]:
 
 TUNING = Text("The Man Who Was Thursday, words 20,000 on (tuning)", DATA / "books" / "man_who_was_thursday_1695.txt", 20_000, 3000)
 
-OFF = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lexicon=False)
+OFF = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
 VARIANTS: list[tuple[str, LearnConfig | None]] = [
     ("model alone", None),
-    ("continuous cache", LearnConfig(lr=0.0, lr_bias=0.0, lexicon=False)),
-    ("personal lexicon", LearnConfig(window=0, lr=0.0, lr_bias=0.0)),
-    ("dynamic evaluation", LearnConfig(window=0, lexicon=False)),
+    ("continuous cache", LearnConfig(lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)),
+    ("personal lexicon", LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)),
+    ("dynamic evaluation, output layer", LearnConfig(window=0, lexicon=False, lr_top=0.0)),
+    ("dynamic evaluation, top LSTM layer", LearnConfig(window=0, lexicon=False, lr=0.0, lr_bias=0.0)),
+    ("dynamic evaluation, both", LearnConfig(window=0, lexicon=False)),
     ("all three (defaults)", LearnConfig()),
 ]
 

@@ -13,9 +13,10 @@ from autocomplete.personal import LearnConfig, Personal, open_personal, private,
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
 
-CACHE_ONLY = LearnConfig(cache_weight=0.5, flatness=1.0, lr=0.0, lr_bias=0.0, lexicon=False)
-LEXICON_ONLY = LearnConfig(window=0, lr=0.0, lr_bias=0.0)
-DYNAMIC_ONLY = LearnConfig(window=0, lexicon=False, lr=0.05, lr_bias=0.5, decay=0.0)
+CACHE_ONLY = LearnConfig(cache_weight=0.5, flatness=1.0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
+LEXICON_ONLY = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)
+DYNAMIC_ONLY = LearnConfig(window=0, lexicon=False, lr=0.05, lr_bias=0.5, lr_top=0.0, decay=0.0)
+TOP_ONLY = LearnConfig(window=0, lexicon=False, lr=0.0, lr_bias=0.0, lr_top=0.003, decay=0.0)
 
 
 def learning_predictor(lm, config=None):
@@ -59,6 +60,38 @@ def test_dynamic_evaluation_moves_predictions_toward_a_repeated_phrase_and_forge
     assert torch.equal(predictor.distribution("the king wears the "), base)
 
 
+def phrase_log_prob(predictor, phrase):
+    """log P(phrase) word by word, each word predicted from the words before it (on a fresh line)."""
+    predictor.reset()
+    words = phrase.split()
+    total, text = 0.0, ""
+    for word, token_id in zip(words, predictor.vocab.encode(words, True)):
+        total += float(predictor.distribution(text)[token_id].log())
+        text += word + " "
+    return total
+
+
+@pytest.mark.parametrize("quantize", [False, True], ids=["float", "int8"])
+def test_dynamic_evaluation_of_the_top_lstm_layer_moves_predictions_toward_a_repeated_phrase_and_forget_restores_the_base_exactly(
+    trained_lm, quantize
+):
+    predictor = Predictor(trained_lm, quantize=quantize, personal=Personal(trained_lm, TOP_ONLY))
+    phrase = "the king wears the crown"
+    base = predictor.distribution("the king wears the ")
+    before = phrase_log_prob(predictor, phrase)
+    for _ in range(5):
+        predictor.commit(phrase + "\n")
+    predictor.personal.wait()
+    assert predictor.personal.top_layer(predictor.model) is not None and predictor.personal._adapter is None
+    committed = predictor.context_length
+    predictor.commit("and so\n")
+    assert predictor.context_length > committed  # adapting the layer does not cost the session its context
+    after = phrase_log_prob(predictor, phrase)
+    assert after > before + 0.5
+    predictor.personal.forget()
+    assert torch.equal(predictor.distribution("the king wears the "), base)
+
+
 def test_a_line_that_starts_with_a_space_is_never_learned(trained_lm):
     predictor = learning_predictor(trained_lm)
     predictor.commit(" my password is Zorblax\n")
@@ -88,7 +121,7 @@ def test_nothing_is_learned_while_learning_is_switched_off(trained_lm):
 
 
 def test_the_lexicon_and_the_cache_stay_within_their_bounds(trained_lm):
-    personal = Personal(trained_lm, LearnConfig(window=7, lexicon_size=10, lr=0.0, lr_bias=0.0))
+    personal = Personal(trained_lm, LearnConfig(window=7, lexicon_size=10, lr=0.0, lr_bias=0.0, lr_top=0.0))
     personal.learn(" ".join(f"w{i}" for i in range(40)) + "\n", wait=True)
     payload = personal.to_payload()
     assert personal.words <= 10
@@ -104,7 +137,7 @@ def test_learning_settings_out_of_range_are_refused():
 def test_replaying_text_with_nothing_to_learn_scores_like_the_plain_evaluation(trained_lm):
     text = "First Citizen: Before we proceed any further, hear me speak.\nAll: Speak, speak.\n" * 3
     path_ids, surface = _encode(trained_lm, text)
-    off = Personal(trained_lm, LearnConfig(window=0, lr=0.0, lr_bias=0.0, lexicon=False))
+    off = Personal(trained_lm, LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False))
     loss, accuracy, count = evaluate_learning(trained_lm.model, off, path_ids, surface)
     plain_loss, plain_accuracy, plain_count = evaluate_stream(trained_lm.model, path_ids)
     assert count == plain_count and accuracy == plain_accuracy
@@ -219,3 +252,51 @@ def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, 
 def test_the_state_lives_in_the_user_data_folder(trained_model_path, isolated_user_dirs):
     lm = checkpoint.load(trained_model_path)
     assert state_path(lm, "ab" * 32).parent == isolated_user_dirs / "personal"
+
+
+def test_the_adapted_top_layer_survives_a_restart_exactly(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm, TOP_ONLY)
+    for _ in range(3):
+        personal.learn("the king wears the crown\n")
+    personal.close()
+    before = Predictor(lm, personal=personal).distribution("the king wears the ")
+    again = checkpoint.load(trained_model_path)
+    restored, warning = open_personal(again, TOP_ONLY)
+    assert warning is None
+    assert torch.equal(Predictor(again, personal=restored).distribution("the king wears the "), before)
+    assert restored.to_payload()["top"]["steps"] == 3
+
+
+def _saved_with_top(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm, TOP_ONLY)
+    personal.learn("the king wears the crown\n", wait=True)
+    personal.save()
+    return lm, personal, personal.to_payload()
+
+
+@pytest.mark.parametrize("damage", ["shape", "values", "missing"])
+def test_a_state_whose_top_layer_does_not_fit_the_model_is_refused_in_one_line(trained_model_path, damage):
+    lm, personal, payload = _saved_with_top(trained_model_path)
+    weights = payload["top"]["weights"]
+    name = next(iter(weights))
+    if damage == "shape":
+        weights[name] = weights[name][:-1]
+    elif damage == "values":
+        weights[name][0, 0] = float("nan")
+    else:
+        del weights[name]
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(checkpoint.load(trained_model_path), TOP_ONLY)
+    assert "personal state is incomplete or inconsistent (top layer" in warning and "\n" not in warning
+    assert again.top_layer(again.model) is None and not personal.path.exists()
+
+
+def test_a_state_saved_before_the_top_layer_was_adapted_still_loads(trained_model_path):
+    lm, personal, payload = _saved_with_top(trained_model_path)
+    del payload["top"]
+    payload["format_version"] = 1
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(checkpoint.load(trained_model_path), TOP_ONLY)
+    assert warning is None and again.counts == personal.counts and again.top_layer(again.model) is None
