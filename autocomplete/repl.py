@@ -25,6 +25,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
+from prompt_toolkit.input.typeahead import get_typeahead
 from prompt_toolkit import search
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bindings
@@ -442,10 +443,30 @@ def interactive(session: Session, prompt: PromptSession[str], write: Callable[[s
         return _read_lines(session, prompt, write)
 
 
+def _history_before_typeahead(prompt: PromptSession[str]) -> None:
+    """Keys typed ahead of this prompt (read together with the previous line's Enter) wait for its history.
+
+    prompt_toolkit feeds such keys before it first draws the prompt, and drawing is where a buffer starts loading its
+    history: an Up or a Ctrl-R typed right after an Enter found no earlier line. Here (a ``pre_run`` hook, run before
+    that feeding) the loading starts first and the keys are fed by a task created after it. Tasks take their first
+    step in creation order, and the histories of :func:`history_for` load in their first step (they never wait)."""
+    keys = get_typeahead(prompt.input)
+    if not keys:
+        return
+    app = prompt.app
+    prompt.default_buffer.load_history_if_not_yet_loaded()
+
+    async def feed() -> None:
+        app.key_processor.feed_multiple(keys)
+        app.key_processor.process_keys()
+
+    app.create_background_task(feed())
+
+
 def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[str], None]) -> int:
     while True:
         try:
-            line = prompt.prompt()
+            line = prompt.prompt(pre_run=lambda: _history_before_typeahead(prompt))
         except KeyboardInterrupt:
             continue  # Ctrl-C clears the line
         except EOFError:
