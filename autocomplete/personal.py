@@ -30,6 +30,12 @@ reference each and never waits for learning. The learner thread builds new snaps
 :attr:`Personal.version` changes with every swap so callers can drop what they cached. The adapted weights belong to
 the :class:`Personal` and so to every session of the predictor that holds it: one user, one model, one state.
 
+Keystrokes first: the predictor marks each query in flight on the :class:`KeystrokeGate` and the learner does its work
+in slices (the lexicon, the LSTM pass over a segment, the gradient step, the cache update, the index), starting none
+while a query is in flight. A slice is a few tensor operations, which run without the GIL, and never a long stretch
+of Python (the lexicon index is updated in place, not rebuilt), so a keystroke neither waits for the GIL nor shares
+the CPU with more than the one slice it arrived during. Its learned result is the same as learning without pauses.
+
 The state is saved per model file (keyed by the file's SHA-256) in the user data folder, atomically, as a
 ``torch.save`` file of tensors and plain data that is loaded with ``weights_only=True`` and validated.
 """
@@ -47,7 +53,8 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -121,6 +128,7 @@ class _CacheSnapshot:
     ids: Tensor  # (N,) the word's vocabulary id (<unk> for a word outside the vocabulary)
     surface: tuple[str, ...]  # (N,) the word as typed
     unknown_rows: Tensor  # (M,) rows whose word is outside the vocabulary
+    unknown_words: tuple[str, ...] = ()  # (M,) their words as typed (built here, not per keystroke)
 
     @staticmethod
     def empty(dim: int) -> _CacheSnapshot:
@@ -130,7 +138,8 @@ class _CacheSnapshot:
         keys = torch.cat([self.keys, keys.float()])[-window:] if window else self.keys[:0]
         ids = torch.cat([self.ids, ids])[-window:] if window else self.ids[:0]
         kept = (self.surface + tuple(surface))[len(self.surface) + len(surface) - keys.size(0) :]
-        return _CacheSnapshot(keys.contiguous(), ids, kept, (ids == UNK_ID).nonzero().squeeze(1))
+        rows = (ids == UNK_ID).nonzero().squeeze(1)
+        return _CacheSnapshot(keys.contiguous(), ids, kept, rows, tuple(kept[r] for r in rows.tolist()))
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,52 @@ class Mixture:
     logp: Tensor  # (V,) log-probabilities of the vocabulary's tokens (<unk> holds all words outside it)
     unknown: float  # the model's share for words outside the vocabulary, spread over the lexicon by count
     cached: dict[str, float]  # the cache's probability of each word outside the vocabulary it holds
+    cached_keys: tuple[tuple[str, str], ...]  # (lower-cased, as typed) of the words in ``cached``, sorted
+
+
+class KeystrokeGate:
+    """Keystrokes first: queries mark themselves in flight; the learner starts no slice of work while one is.
+
+    The predictor wraps every query in :meth:`serving` (any thread, nested calls too); the learner calls :meth:`pause`
+    between slices. The gate's lock is held only to count, never while anyone works, so a query never waits for the
+    learner. A query that never ends would hold learning back for ever: ``patience`` bounds how long the learner
+    defers one slice (a program that queries without a pause for longer still gets its text learned)."""
+
+    def __init__(self, patience: float = 1.0) -> None:
+        self.patience = patience  # seconds the learner defers one slice at most
+        self._idle = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self.waiting = False  # the learner is waiting for the queries in flight to end (tests, benchmarks)
+        self.deferrals = 0  # slices the learner deferred so far
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.notify_all()
+
+    def pause(self) -> None:
+        """Return once no query is in flight (or after ``patience`` seconds of queries without a gap)."""
+        with self._idle:
+            if self._in_flight:
+                self.deferrals += 1
+                self.waiting = True
+                self._idle.wait_for(lambda: not self._in_flight, self.patience)
+                self.waiting = False
+
+
+def _go_on() -> None:
+    """The pause of learning in the caller's own thread (``autocomplete learn``, evaluation): none."""
 
 
 @dataclass
@@ -234,6 +289,7 @@ class Personal:
         self._saved_at = time.monotonic()
         self._pending_lock = threading.Lock()
         self._pending: list[str] = []  # tokens of the line being committed, learned once it ends
+        self.gate = KeystrokeGate()  # the predictor's queries in flight, which the learner defers to
         self._line_start = True
         self._private_line = False
         self._reset()
@@ -249,6 +305,7 @@ class Personal:
         self._top_ms: dict[str, Tensor] = {}  # the top layer's running mean squared gradient, per weight matrix
         self._top_steps = 0
         self._index = _LexiconIndex((), (), (), (), self.config.unseen)
+        self._changed: set[str] = set()  # words whose counts changed since the index was last brought up to date
         self._state: State | None = None  # the learner's LSTM state after the text learned so far
         self._last_id = EOS_ID
         self._at_start = True
@@ -305,14 +362,15 @@ class Personal:
         lam = self.config.cache_weight
         cached: dict[str, float] = {}
         if weights is not None:
-            n = cache.ids.size(0)
-            rows = [(r, cache.surface[r]) for r in cache.unknown_rows.tolist()]
+            rows, words = cache.unknown_rows, cache.unknown_words
             if line is not None:
-                rows += [(n + i, w) for i, w in enumerate(line[2]) if int(line[1][i]) == UNK_ID]
-            for row, word in rows:
-                cached[word] = cached.get(word, 0.0) + float(weights[0, row]) * lam
+                own = (line[1] == UNK_ID).nonzero().squeeze(1)
+                rows = torch.cat([rows, own + cache.ids.size(0)])
+                words = words + tuple(line[2][i] for i in own.tolist())
+            for word, weight in zip(words, weights[0, rows].tolist()):
+                cached[word] = cached.get(word, 0.0) + weight * lam
         unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
-        return Mixture(logp[0], unknown, cached)
+        return Mixture(logp[0], unknown, cached, tuple(sorted((w.lower(), w) for w in cached)))
 
     def batch_log_probs(self, model: LSTMLanguageModel, features: Tensor, ids: Tensor) -> Tensor:
         """Log-probabilities (T, V) after each of ``features`` (T, D) of one line whose tokens are ``ids`` (T,), each
@@ -374,9 +432,12 @@ class Personal:
             for row in rows:
                 scores[index.words[row]] = share * index.counts[row]
         key = partial.lower()
-        for word, p in mixture.cached.items():
-            if word.lower().startswith(key):
-                scores[word] = scores.get(word, 0.0) + p
+        keys = mixture.cached_keys
+        for i in range(bisect.bisect_left(keys, (key,)), len(keys)):
+            if not keys[i][0].startswith(key):
+                break
+            word = keys[i][1]
+            scores[word] = scores.get(word, 0.0) + mixture.cached[word]
         return sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
 
     # ---- learning ------------------------------------------------------------------------------------------------
@@ -443,9 +504,11 @@ class Personal:
                 if item is None:
                     return
                 with self._lock:
-                    self._learn(item[0])
+                    self._learn(item[0], self.gate.pause)
+                    self.gate.pause()
                     self._reindex()
                 if self.path is not None and time.monotonic() - self._saved_at > self.save_every:
+                    self.gate.pause()
                     self.save()
             except CheckpointError as e:  # a full disk: keep learning in memory, say so once
                 self.error = str(e)
@@ -455,23 +518,27 @@ class Personal:
             finally:
                 self._queue.task_done()
 
-    def _learn(self, tokens: list[str]) -> None:
-        """Learn ``tokens`` in segments: lexicon counts, then per segment the cache entries and one SGD step."""
+    def _learn(self, tokens: list[str], pause: Callable[[], None] = _go_on) -> None:
+        """Learn ``tokens`` in segments: lexicon counts, then per segment the cache entries and one SGD step.
+
+        ``pause`` is called before each slice of the work (the learner thread's defers to keystrokes in flight)."""
         step = self.config.segment
         for start in range(0, len(tokens), step):
-            self._learn_segment(tokens[start : start + step])
+            self._learn_segment(tokens[start : start + step], pause)
         self.stats.updated = time.strftime("%Y-%m-%d %H:%M:%S")
         self.stats.lines += sum(t == EOS for t in tokens) or 1
         self._dirty = True
         self.version += 1
 
-    def _learn_segment(self, tokens: list[str]) -> None:
+    def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on) -> None:
+        pause()
         starts = sentence_starts(tokens, self._at_start)
         ids = self.vocab.encode(tokens, self._at_start)
         for token, start in zip(tokens, starts):
             if is_word(token):
                 word = self._fold(token, start)
                 self.counts[word] = self.counts.get(word, 0) + 1
+                self._changed.add(word)
         self._at_start = sentence_starts([*tokens[-1:], "x"], starts[-1])[1] if tokens else self._at_start
         inputs = torch.tensor([[self._last_id, *ids[:-1]]])
         targets = torch.tensor(ids)
@@ -481,14 +548,17 @@ class Personal:
             below.append((x, state))
             return self._run_top(self._top.weights if self._top is not None else None, x, state)
 
+        pause()
         with torch.no_grad():
             features, self._state = self.model.features(inputs, self._state, top=top)  # (1, T, D)
         h = features[0].float()
         self._last_id = ids[-1]
         self.stats.tokens += len(ids)
         if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
+            pause()
             self._step(h, targets, *below[0])
         if self.config.window:
+            pause()
             self._cache = self._cache.extended(h, targets, tokens, self.config.window)
 
     def _step(self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor]) -> None:
@@ -556,19 +626,39 @@ class Personal:
                 return lower
         return token
 
-    def _reindex(self) -> None:
-        """Rebuild the prefix index of the words outside the vocabulary (and cap the lexicon)."""
+    def _reindex(self, full: bool = False) -> None:
+        """Bring the prefix index of the words outside the vocabulary up to date (and cap the lexicon).
+
+        Only the words counted since the last call are placed (a binary search each), so a line costs the same with a
+        lexicon of fifty thousand words as with ten: a full rebuild sorts the whole lexicon in Python, tens of
+        milliseconds holding the GIL that a keystroke would wait for. It rebuilds when ``full`` or when capping."""
         cap = self.config.lexicon_size
         if len(self.counts) > cap:
             kept = sorted(self.counts.items(), key=lambda kv: -kv[1])[: int(cap * 0.9)]
             self.counts = dict(kept)
-        unknown = sorted((w.lower(), w, n) for w, n in self.counts.items() if w not in self.vocab)
-        counts = tuple(n for _, _, n in unknown)
-        top = tuple(sorted(range(len(unknown)), key=lambda i: -counts[i])[:32])
-        self._index = _LexiconIndex(
-            tuple(k for k, _, _ in unknown), tuple(w for _, w, _ in unknown), counts, top,
-            sum(counts) + self.config.unseen,
-        )
+            full = True
+        changed, self._changed = self._changed, set()
+        index = self._index
+        if full:
+            unknown = sorted((w.lower(), w, n) for w, n in self.counts.items() if w not in self.vocab)
+            keys, words, counts = [k for k, _, _ in unknown], [w for _, w, _ in unknown], [n for _, _, n in unknown]
+            candidates: Iterable[int] = range(len(keys))
+        else:
+            keys, words, counts = list(index.keys), list(index.words), list(index.counts)
+            changed = {w for w in changed if w in self.counts and w not in self.vocab}
+            for word in changed:
+                i, found = _position(keys, words, word)
+                if found:
+                    counts[i] = self.counts[word]
+                else:
+                    keys.insert(i, word.lower())
+                    words.insert(i, word)
+                    counts.insert(i, self.counts[word])
+            # counts only grow between rebuilds: the new most frequent are among the old ones and the words counted now
+            chosen = changed | {index.words[i] for i in index.top}
+            candidates = [_position(keys, words, word)[0] for word in chosen]
+        top = tuple(sorted(sorted(candidates), key=lambda i: -counts[i])[:32])
+        self._index = _LexiconIndex(tuple(keys), tuple(words), tuple(counts), top, sum(counts) + self.config.unseen)
 
     # ---- forgetting, saving, loading -----------------------------------------------------------------------------
 
@@ -688,7 +778,7 @@ class Personal:
             self._top, self._top_ms, self._top_steps = top, mean_square, top_steps
             self._state, self._last_id, self._at_start = state, last_id, at_start
             self.stats = stats
-            self._reindex()
+            self._reindex(full=True)
             self._dirty = False
 
     def _load_top(self, saved: Any) -> tuple[AdaptedTop | None, dict[str, Tensor], int]:
@@ -713,6 +803,15 @@ class Personal:
             return self.path.stat().st_size if self.path is not None else 0
         except OSError:
             return 0
+
+
+def _position(keys: list[str], words: list[str], word: str) -> tuple[int, bool]:
+    """Where ``word`` is, or belongs, in the index's lists sorted by (lower-cased, as typed); whether it is there."""
+    key = word.lower()
+    i = bisect.bisect_left(keys, key)
+    while i < len(keys) and keys[i] == key and words[i] < word:
+        i += 1
+    return i, i < len(keys) and keys[i] == key and words[i] == word
 
 
 def _most_frequent(index: _LexiconIndex, lo: int, hi: int, limit: int) -> list[int]:

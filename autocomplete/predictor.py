@@ -26,7 +26,7 @@ is no horizon to configure, and nothing about it grows.
 Thread safety: every public method may be called from any thread. The calls on one context are serialised by its own
 lock and each one is atomic, so a worker thread can run queries while the UI thread commits lines. Different contexts
 (sessions) share only the read-only model and vocabulary and the personal state (whose learner swaps immutable
-snapshots), so they run in parallel on different threads. :meth:`stream`
+snapshots, and defers its work to queries in flight), so they run in parallel on different threads. :meth:`stream`
 holds the lock only while it synchronises; sampling then runs on a private copy of the state, so suggestions are not
 blocked by a long generation. The network is used read-only and never trained here. Two process-wide PyTorch
 settings are involved: oneDNN is switched off while any context steps (see :func:`batch_one`), and :func:`load` sets
@@ -47,6 +47,7 @@ import itertools
 import math
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -174,6 +175,18 @@ class Predictor:
 
     fork = session
 
+    @contextmanager
+    def _query(self) -> Iterator[None]:
+        """This context's lock, with the :attr:`personal` learner told that a query is in flight: it starts no slice of
+        learning until the query is answered (every public method that computes goes through here)."""
+        gate = self.personal.gate if self.personal is not None else None
+        if gate is None:
+            with self._lock:
+                yield
+        else:
+            with gate.serving(), self._lock:
+                yield
+
     def utterance_start(self) -> list[int]:
         """The tokens the model reads before the first word of an utterance (it was trained on lines after an end of
         line): end of line, then the style's token for a model trained with styles. The one place that says so."""
@@ -197,7 +210,7 @@ class Predictor:
         current one when the committed context ends at an utterance start (after a finished line: its style token is
         read again, one LSTM step); lines committed before keep the style they were read in. An unknown style is a
         :class:`~autocomplete.errors.ConfigError`; a model without styles ignores any style."""
-        with self._lock:
+        with self._query():
             start = self.vocab.start_ids(style)
             self._style = style if self.vocab.styles else None
             if start != self._start:
@@ -209,7 +222,7 @@ class Predictor:
 
     def reset(self, context: str = "") -> None:
         """Forget everything; optionally start from ``context`` (committed as if typed and finished)."""
-        with self._lock:
+        with self._query():
             self._follow_personal()
             self.context_version = next(_VERSIONS)
             self._context.reset(self.utterance_start())
@@ -226,7 +239,7 @@ class Predictor:
         """
         if learn and self.personal is not None:
             self.personal.learn(text)
-        with self._lock:
+        with self._query():
             self._follow_personal()
             if text:
                 self._context.commit(text)
@@ -310,7 +323,7 @@ class Predictor:
 
     def distribution(self, text: str = "") -> Tensor:
         """Probabilities (V,) of the next token after the complete words of ``text`` (the partial word ignored)."""
-        with self._lock:
+        with self._query():
             self._prepare(text)
             return self._log_probs().exp()
 
@@ -324,7 +337,7 @@ class Predictor:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        with self._lock:
+        with self._query():
             if partial is None:
                 line, partial = self._prepare(text)
             else:
@@ -344,7 +357,7 @@ class Predictor:
         ``you``, not ``are``), as in a session, where accepting the grey text of a complete word shows the next ones;
         so does one that no word of the vocabulary starts like (a name it never saw: the words after it are wanted).
         """
-        with self._lock:
+        with self._query():
             _, partial = self.tokenizer.split_partial(text)
             if partial:
                 ranked = self.suggest(text, k)
@@ -363,7 +376,7 @@ class Predictor:
             return suggestion.completion_for(partial)
         if not text or text[-1].isspace():
             return suggestion.word
-        with self._lock:
+        with self._query():
             line = self._context.line(self._context.locate(text)[0])
         piece = Detokenizer(line, sentence_case=False).feed(self.vocab.itos[suggestion.token_id])
         return (" " if piece.startswith(" ") else "") + suggestion.word
@@ -444,7 +457,7 @@ class Predictor:
         first token (a reply must say something). Sampling never produces the unknown-word token.
         """
         config = _configure(sampling, max_words=max_words, temperature=temperature, top_k=top_k, top_p=top_p)
-        with self._lock:
+        with self._query():
             line, partial = self._prepare(text, finished)
             state, _ = self._context.current()
             logp = self._log_probs()

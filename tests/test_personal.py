@@ -1,10 +1,13 @@
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autocomplete import checkpoint
 from autocomplete.errors import CheckpointError, ConfigError
@@ -153,6 +156,84 @@ def _encode(lm, text):
         ids += lm.vocab.encode(tokens)
         surface += tokens
     return torch.tensor(ids), surface
+
+
+# ---- keystrokes first --------------------------------------------------------------------------------------------
+
+
+def _until(condition, seconds=30.0):
+    """Poll ``condition`` (a state another thread reaches); fails the test only if it is never reached."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "never reached"
+        time.sleep(0.005)
+
+
+def test_the_learner_leaves_a_committed_line_alone_while_a_keystroke_is_in_flight(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    personal = predictor.personal
+    with personal.gate.serving():  # a keystroke being answered (on another thread, in a session)
+        predictor.commit("we run Kubernetes at work\n")
+        _until(lambda: personal.gate.waiting)
+        assert personal.words == 0 and personal.stats.tokens == 0
+    personal.wait()
+    assert "Kubernetes" in personal.counts and personal.gate.deferrals >= 1
+
+
+def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next_slice_waits_for_it(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    personal = predictor.personal
+    inside, release = threading.Event(), threading.Event()
+    step = personal._step
+
+    def held_step(h, targets):
+        inside.set()
+        assert release.wait(60)
+        step(h, targets)
+
+    personal._step = held_step
+    predictor.commit("I met my lord Zorblax today .\n")
+    assert inside.wait(60)
+    assert len(predictor.suggest("I met my ", 5)) == 5  # the learner holds its own lock: a keystroke needs none of it
+    with personal.gate.serving():
+        release.set()
+        _until(lambda: personal.gate.waiting)  # the step is done; the cache update waits for the keystroke
+        assert personal._cache.ids.numel() == 0
+    personal.wait()
+    assert "Zorblax" in personal._cache.surface
+
+
+def test_every_query_tells_the_learner_that_it_is_in_flight(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    seen = []
+    prepare = predictor._prepare
+    predictor._prepare = lambda *args, **kwargs: (seen.append(predictor.personal.gate.in_flight), prepare(*args, **kwargs))[1]
+    predictor.suggest("the king ", 3)
+    predictor.distribution("the king ")
+    predictor.complete_or_next("the ki")
+    list(predictor.stream("the king", max_words=2, seed=1))
+    assert len(seen) >= 4 and min(seen) >= 1
+    assert predictor.personal.gate.in_flight == 0
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from(["Zork", "zork", "ZORK", "Zorb", "Ab", "ab", "the", "king", "Quux"]),
+                         min_size=1, max_size=6), min_size=1, max_size=6))
+def test_the_lexicon_index_kept_up_to_date_line_by_line_is_the_one_built_from_scratch(trained_lm, lines):
+    personal = Personal(trained_lm, LearnConfig(window=0, lr=0.0, lr_bias=0.0))
+    for line in lines:
+        personal.learn_tokens([*line, EOS])
+        kept = personal._index
+        personal._reindex(full=True)
+        assert personal._index == kept
+
+
+def test_the_cache_completes_its_own_words_outside_the_vocabulary_from_their_first_letters(trained_lm):
+    predictor = learning_predictor(trained_lm, CACHE_ONLY)
+    predictor.commit("I met my lord Zorblax and my lady Zorbina today .\n")
+    predictor.personal.wait()
+    assert set(words(predictor.suggest("I met my lord zor", 5))) >= {"zorblax", "zorbina"}
+    assert "Zorbina" not in words(predictor.suggest("I met my lord Zorbl", 5))
 
 
 # ---- remembering -------------------------------------------------------------------------------------------------
