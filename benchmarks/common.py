@@ -59,6 +59,19 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def run_queue_seconds() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat; 0.0 elsewhere).
+
+    On a shared, busy machine a keystroke's wall time includes waits for a CPU that other programs hold; subtracting
+    this counter's growth over the keystroke leaves what the keystroke itself cost, waits for locks and the GIL
+    included."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
     fn()
     return statistics.median(timed(fn) for _ in range(repeat))

@@ -9,7 +9,11 @@ then committed and learned before the next one) with nothing learned at the star
 continuous cache alone, the personal lexicon alone, dynamic evaluation alone, and all three (the defaults). Columns:
 perplexity and top-1 accuracy over every token, keystroke savings with 6 suggestions (presage's default) over the
 text's first words. Keystroke latency is timed in a separate pass in which the learner runs in the background while
-the next line is typed, as in a session (learning off against on).
+the next line is typed, as in a session (learning off against on; ``--latency-only`` runs only this pass). Keystrokes
+come ``--pause-ms`` apart (5 ms by default, twenty times faster than a fast typist; 0: back to back, which leaves the
+learner, which defers to keystrokes in flight, only the gaps the typing loop leaves). Columns: wall-clock p50/p99;
+the same less the time the typing thread waited for a CPU held by other programs (``own``: on a shared, busy machine
+the wall-clock tail is mostly that wait, with learning off too); how long after its commit a line was seen learned.
 
 presage (``apt-get install presage``; never a dependency of the package) is built with ``text2ngram`` (case kept)
 from exactly the default model's training files (``models/train-default.sh``) and typed by the same simulator on the
@@ -38,7 +42,7 @@ from autocomplete.paths import default_model_path
 from autocomplete.personal import LearnConfig, Personal
 from autocomplete.predictor import Predictor
 from benchmarks import presage
-from benchmarks.common import DATA, FIXTURE, Report, percentile
+from benchmarks.common import DATA, FIXTURE, Report, percentile, run_queue_seconds
 
 SECTION = "learning its user"
 
@@ -104,32 +108,56 @@ def measure(predictor: Predictor, path: Path, config: LearnConfig | None, ksr_wo
     }
 
 
-def keystroke_latency(predictor: Predictor, path: Path, config: LearnConfig | None, words: int) -> list[float]:
-    """Seconds per keystroke while typing the text's first ``words`` words, each line committed when it ends;
-    the learner (if any) runs in the background meanwhile, as in a session."""
+@dataclass
+class Typing:
+    """What the keystroke latency pass measured."""
+
+    times: list[float]  # seconds per keystroke (wall clock)
+    own: list[float]  # the same less the time the typing thread waited for a CPU other programs held
+    lags: list[float]  # seconds from each committed line to its being learned, as seen by the next keystrokes
+    lines: int  # lines committed while typing
+
+
+def keystroke_latency(predictor: Predictor, path: Path, config: LearnConfig | None, words: int,
+                      pause: float = 0.005) -> Typing:
+    """Time each keystroke while typing the text's first ``words`` words, ``pause`` seconds apart (5 ms: twenty
+    times faster than a fast typist, so the learner has little room), each line committed when it ends; the learner
+    (if any) runs in the background meanwhile, as in a session."""
     ids, surface = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
     personal = Personal(predictor.lm, config) if config is not None else None
     predictor.personal = personal
     predictor.reset()
-    times: list[float] = []
+    result = Typing([], [], [], 0)
+    committed: list[float] = []  # when each line not yet seen learned was committed
     line, typed_words = "", 0
     for token in surface:
         if token == "<eos>":
             predictor.commit(line + "\n")
+            committed.append(time.perf_counter())
+            result.lines += 1
             line = ""
             continue
         if typed_words >= words:
             break
         typed_words += 1
         for end in range(len(token) + 1):
+            if pause:
+                time.sleep(pause)
+            queued = run_queue_seconds()
             start = time.perf_counter()
             predictor.suggest(line + token[:end], 6)
-            times.append(time.perf_counter() - start)
+            took = time.perf_counter() - start
+            result.times.append(took)
+            result.own.append(took - (run_queue_seconds() - queued))
+            if personal is not None:
+                while committed and personal.stats.lines >= result.lines - len(committed) + 1:
+                    result.lags.append(time.perf_counter() - committed.pop(0))
         line += token + " "
     if personal is not None:
         personal.wait()
+        result.lags += [time.perf_counter() - t for t in committed]  # learned only after the typing ended
     predictor.personal = None
-    return times
+    return result
 
 
 # ---- presage ------------------------------------------------------------------------------------------------------
@@ -171,7 +199,7 @@ def presage_rows(report: Report, command: str, db: Path, text: Text, path: Path,
 
 def run(report: Report, model: Path, quick: bool, command: str, words: int = 3000, presage_dir: Path | None = None,
         latency_words: int = 600, presage_only: bool = False, latency_only: bool = False,
-        presage_db: Path | None = None) -> None:
+        presage_db: Path | None = None, latency_pause: float = 0.005) -> None:
     predictor = Predictor.load(model, quantize=True)  # as the session runs it
     chosen = texts(words)
     if quick or not all(t.path.exists() for t in chosen):
@@ -200,9 +228,14 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
         text = chosen[0]
         path = slice_text(text, folder)
         for name, config in (("learning off", None), ("learning on", LearnConfig())):
-            times = keystroke_latency(predictor, path, config, latency_words)
-            report.add(f"{SECTION}: keystroke latency", f"{text.name}, {name}", command, keystrokes=len(times),
-                       p50_ms=percentile(times, 50) * 1e3, p99_ms=percentile(times, 99) * 1e3)
+            typing = keystroke_latency(predictor, path, config, latency_words, latency_pause)
+            lags = typing.lags or [float("nan")]
+            report.add(f"{SECTION}: keystroke latency", f"{text.name}, {name}", command,
+                       keystrokes=len(typing.times), p50_ms=percentile(typing.times, 50) * 1e3,
+                       p99_ms=percentile(typing.times, 99) * 1e3, own_p50_ms=percentile(typing.own, 50) * 1e3,
+                       own_p99_ms=percentile(typing.own, 99) * 1e3, lines=typing.lines,
+                       learned_lag_p50_ms=percentile(lags, 50) * 1e3 if config else "",
+                       learned_lag_max_ms=max(lags) * 1e3 if config else "")
 
 
 def tune(model: Path, command: str) -> None:
@@ -242,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="print the grid that chose the defaults instead")
     parser.add_argument("--presage-only", action="store_true", help="only the model alone and presage's rows")
     parser.add_argument("--latency-only", action="store_true", help="only the keystroke latency rows")
+    parser.add_argument("--pause-ms", type=float, default=5.0,
+                        help="pause between keystrokes in the latency pass (default 5; 0: back to back)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the session runs)")
     args = parser.parse_args(argv)
@@ -253,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = Report()
     run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
-        args.latency_only, args.presage_db)
+        args.latency_only, args.presage_db, args.pause_ms / 1e3)
     if args.markdown:
         from benchmarks.run import markdown
 
