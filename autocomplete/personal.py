@@ -5,7 +5,10 @@ Three techniques, each measured alone and together in BENCHMARKS.md ("Learning i
 * **Continuous cache** (Grave et al. 2017): the model's output features at the last ``window`` positions of the text
   the user committed, each paired with the word that actually followed, as it was typed. The next-word distribution
   becomes ``(1 − λ)·p_model + λ·p_cache`` with ``p_cache(w) ∝ Σ_{i: w_i = w} exp(θ·h·h_i)``. Entries keep the surface
-  word, so a name outside the vocabulary typed once can be the next suggestion where its context repeats.
+  word, so a name outside the vocabulary typed once can be the next suggestion where its context repeats. The share λ
+  starts at ``cache_weight`` and is learned from the user's text by online EM (each token's posterior responsibility
+  of the cache, averaged in at ``cache_rate`` per token): text that repeats itself (commands, code) earns the cache a
+  larger share than prose does.
 * **Personal lexicon**: every word the user typed, with counts. Words outside the vocabulary share the model's
   probability of an unknown word in proportion to their counts, so ``Ku`` offers ``Kubernetes`` ranked on the same
   probability scale as the vocabulary's words.
@@ -73,7 +76,8 @@ from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 FORMAT = "autocomplete-personal"
-FORMAT_VERSION = 2  # 2: the adapted top LSTM layer ("top"); files of version 1 load without it
+FORMAT_VERSION = 2  # 2: the adapted top LSTM layer ("top") and the learned cache share; version 1 files load without
+_LAMBDA_RANGE = (0.01, 0.9)  # where the learned cache share stays (a cache that once helped never vanishes)
 _RMS_BETA = 0.99  # how fast the top layer's mean squared gradient follows new steps (RMSprop's decay)
 
 
@@ -82,7 +86,8 @@ class LearnConfig:
     """How strongly and how fast the model adapts; defaults chosen on held-out text (BENCHMARKS.md)."""
 
     window: int = 2000  # positions of recent committed text the cache points at
-    cache_weight: float = 0.1  # λ: the cache's share of the next-word distribution (0 switches the cache off)
+    cache_weight: float = 0.1  # λ: the cache's share of the next-word distribution at first (0 switches the cache off)
+    cache_rate: float = 0.003  # how fast λ follows the user's text (online EM, per token; 0: λ stays as set)
     flatness: float = 1.0  # θ: how sharply the cache prefers positions whose features resemble the current ones
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
@@ -98,6 +103,7 @@ class LearnConfig:
     def __post_init__(self) -> None:
         checks = {
             "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
+            "cache rate": 0.0 <= self.cache_rate <= 1.0,
             "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0, "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
             "lexicon size": self.lexicon_size >= 0, "unseen": self.unseen > 0, "segment": self.segment >= 1,
         }
@@ -304,6 +310,7 @@ class Personal:
         self._top: AdaptedTop | None = None
         self._top_ms: dict[str, Tensor] = {}  # the top layer's running mean squared gradient, per weight matrix
         self._top_steps = 0
+        self.cache_weight = self.config.cache_weight  # λ as learned so far (online EM)
         self._index = _LexiconIndex((), (), (), (), self.config.unseen)
         self._changed: set[str] = set()  # words whose counts changed since the index was last brought up to date
         self._state: State | None = None  # the learner's LSTM state after the text learned so far
@@ -358,8 +365,8 @@ class Personal:
         if line is not None:
             keys, ids, words = line
             extra = (keys.float(), ids, torch.ones(1, keys.size(0), dtype=torch.bool))
-        logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache, extra)
-        lam = self.config.cache_weight
+        lam = self.cache_weight
+        logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache, extra, lam)
         cached: dict[str, float] = {}
         if weights is not None:
             rows, words = cache.unknown_rows, cache.unknown_words
@@ -386,34 +393,73 @@ class Personal:
         adapter: Adapter | None,
         cache: _CacheSnapshot,
         line: tuple[Tensor, Tensor, Tensor] | None = None,
+        lam: float | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """(mixed log-probabilities (T, V), the model's own p(<unk>) (T,), cache weights (T, N + R) or None).
 
-        ``line`` = (keys (R, D), ids (R,), visible (T or 1, R)): entries of the current line on top of the cache."""
+        ``line`` = (keys (R, D), ids (R,), visible (T or 1, R)): entries of the current line on top of the cache;
+        ``lam``: the cache's share (default: the one learned so far)."""
+        lam = self.cache_weight if lam is None else lam
         with torch.inference_mode():
-            h = h.float()
-            if adapter is not None:
-                logits = model.logits(adapter.features(h)).float() + adapter.b
-            else:
-                logits = model.logits(h).float()
-            logp = torch.log_softmax(logits, -1)  # (T, V)
+            logp = self._model_log_probs(model, h, adapter)  # (T, V)
             unknown = logp[:, UNK_ID].exp()
-            lam = self.config.cache_weight
-            if not lam or not self.config.window or cache.ids.numel() == 0 and line is None:
+            pointed = self._pointers(h, cache, line) if lam else None
+            if pointed is None:
                 return logp, unknown, None
-            scores = self.config.flatness * (h @ cache.keys.T)  # (T, N)
-            ids = cache.ids
-            if line is not None:
-                keys, line_ids, visible = line
-                line_scores = (self.config.flatness * (h @ keys.T)).masked_fill(~visible, float("-inf"))
-                scores = torch.cat([scores, line_scores], 1)
-                ids = torch.cat([ids, line_ids])
-            seen = torch.isfinite(scores.max(1).values) if scores.size(1) else torch.zeros(h.size(0), dtype=torch.bool)
-            weights = torch.softmax(scores.masked_fill(~seen.unsqueeze(1), 0.0), 1) * seen.unsqueeze(1)  # (T, N + R)
+            weights, ids, seen = pointed
             share = lam * seen.float().unsqueeze(1)  # positions with nothing to point at keep the model's distribution
             probs = logp.exp() * (1 - share)
             probs.scatter_add_(1, ids.expand(h.size(0), -1), weights * lam)
             return probs.clamp_min(1e-30).log(), unknown, weights
+
+    @staticmethod
+    def _model_log_probs(model: LSTMLanguageModel, h: Tensor, adapter: Adapter | None) -> Tensor:
+        """The (adapted) model's log-probabilities (T, V) after the features ``h`` (T, D)."""
+        h = h.float()
+        if adapter is not None:
+            return torch.log_softmax(model.logits(adapter.features(h)).float() + adapter.b, -1)
+        return torch.log_softmax(model.logits(h).float(), -1)
+
+    def _pointers(
+        self, h: Tensor, cache: _CacheSnapshot, line: tuple[Tensor, Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The cache's (weights (T, N + R), the ids they point at (N + R,), positions with anything to point at (T,)),
+        or None when it is off or empty."""
+        if not self.config.window or cache.ids.numel() == 0 and line is None:
+            return None
+        h = h.float()
+        scores = self.config.flatness * (h @ cache.keys.T)  # (T, N)
+        ids = cache.ids
+        if line is not None:
+            keys, line_ids, visible = line
+            line_scores = (self.config.flatness * (h @ keys.T)).masked_fill(~visible, float("-inf"))
+            scores = torch.cat([scores, line_scores], 1)
+            ids = torch.cat([ids, line_ids])
+        seen = torch.isfinite(scores.max(1).values) if scores.size(1) else torch.zeros(h.size(0), dtype=torch.bool)
+        weights = torch.softmax(scores.masked_fill(~seen.unsqueeze(1), 0.0), 1) * seen.unsqueeze(1)  # (T, N + R)
+        return weights, ids, seen
+
+    def _learn_cache_weight(self, h: Tensor, targets: Tensor) -> None:
+        """Online EM for the cache's share λ: each token of the segment (features ``h`` (T, D), ``targets`` (T,))
+        has a responsibility ``r = λ·p_cache / ((1 − λ)·p_model + λ·p_cache)`` of the cache for it, and λ moves toward
+        it at rate ``cache_rate`` per token: the cache gets the share the user's own text shows it earns (more for
+        terminal commands and code, which repeat themselves, than for prose)."""
+        rate, lam = self.config.cache_rate, self.cache_weight
+        if not rate or not lam:
+            return
+        t = h.size(0)
+        causal = torch.ones(t, t, dtype=torch.bool).tril(-1)
+        with torch.no_grad():
+            pointed = self._pointers(h, self._cache, (h.float(), targets, causal))
+            if pointed is None:
+                return
+            weights, ids, seen = pointed
+            p_model = self._model_log_probs(self.model, h, self._adapter).gather(1, targets.unsqueeze(1)).squeeze(1).exp()
+            p_cache = (weights * (ids.unsqueeze(0) == targets.unsqueeze(1))).sum(1)
+            r = lam * p_cache / ((1 - lam) * p_model + lam * p_cache).clamp_min(1e-30)
+        for responsibility in r[seen].tolist():
+            lam += rate * (responsibility - lam)
+        self.cache_weight = min(max(lam, _LAMBDA_RANGE[0]), _LAMBDA_RANGE[1])
 
     def unknown_words(self, mixture: Mixture, partial: str, limit: int) -> list[tuple[str, float]]:
         """Up to ``limit`` of the user's words outside the vocabulary that start with ``partial`` (any case), with
@@ -554,6 +600,7 @@ class Personal:
         h = features[0].float()
         self._last_id = ids[-1]
         self.stats.tokens += len(ids)
+        self._learn_cache_weight(h, targets)
         if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
             pause()
             self._step(h, targets, *below[0])
@@ -724,6 +771,7 @@ class Personal:
                 "state": None if self._state is None else [[h.clone(), c.clone()] for h, c in self._state],
                 "last_id": self._last_id,
                 "at_start": self._at_start,
+                "cache_weight": self.cache_weight,
             },
         }
 
@@ -766,6 +814,11 @@ class Personal:
             last_id, at_start = int(learner["last_id"]), bool(learner["at_start"])
             if not 0 <= last_id < v:
                 raise ValueError("learner position")
+            lam = float(learner.get("cache_weight", self.config.cache_weight))  # absent from version 1 files
+            if not 0.0 <= lam < 1.0:  # NaN fails too
+                raise ValueError("cache weight")
+            if not self.config.cache_weight or not self.config.cache_rate:  # switched off or fixed by the settings
+                lam = self.config.cache_weight
             stats = Stats(**{f.name: payload["stats"].get(f.name, Stats.__dataclass_fields__[f.name].default)
                              for f in fields(Stats)})
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
@@ -776,6 +829,7 @@ class Personal:
             self._cache = _CacheSnapshot.empty(d).extended(keys, ids, surface, self.config.window)
             self._adapter = adapter
             self._top, self._top_ms, self._top_steps = top, mean_square, top_steps
+            self.cache_weight = lam
             self._state, self._last_id, self._at_start = state, last_id, at_start
             self.stats = stats
             self._reindex(full=True)

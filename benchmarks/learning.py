@@ -6,7 +6,8 @@
 
 Every text is replayed as its user would type it (``autocomplete.evaluate``: each line typed as the edited text,
 then committed and learned before the next one) with nothing learned at the start: the shipped model alone, the
-continuous cache alone, the personal lexicon alone, dynamic evaluation alone, and all three (the defaults). Columns:
+continuous cache alone (its share learned online), the personal lexicon alone, dynamic evaluation alone (of the
+output layer, of the top LSTM layer, of both), and all three (the defaults). Columns:
 perplexity and top-1 accuracy over every token, keystroke savings with 6 suggestions (presage's default) over the
 text's first words. Keystroke latency is timed in a separate pass in which the learner runs in the background while
 the next line is typed, as in a session (learning off against on; ``--latency-only`` runs only this pass). Keystrokes
@@ -199,7 +200,7 @@ def presage_rows(report: Report, command: str, db: Path, text: Text, path: Path,
 
 def run(report: Report, model: Path, quick: bool, command: str, words: int = 3000, presage_dir: Path | None = None,
         latency_words: int = 600, presage_only: bool = False, latency_only: bool = False,
-        presage_db: Path | None = None, latency_pause: float = 0.005) -> None:
+        presage_db: Path | None = None, latency_pause: float = 0.005, no_presage: bool = False) -> None:
     predictor = Predictor.load(model, quantize=True)  # as the session runs it
     chosen = texts(words)
     if quick or not all(t.path.exists() for t in chosen):
@@ -207,7 +208,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
         latency_words = 60
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        db = None if quick or latency_only else presage_database(presage_dir or folder, presage_db)
+        db = None if quick or latency_only or no_presage else presage_database(presage_dir or folder, presage_db)
         for text in [] if latency_only else chosen:
             path = slice_text(text, folder)
             base: dict[str, float] | None = None
@@ -244,14 +245,19 @@ def tune(model: Path, command: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = slice_text(TUNING, Path(tmp))
         ids, surface = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
-        grid: list[dict[str, object]] = [{"window": 0, "lr": 0.0, "lr_bias": 0.0, "lexicon": False}]  # nothing learned
-        for weight in (0.05, 0.1, 0.15):
+        nothing = {"window": 0, "lr": 0.0, "lr_bias": 0.0, "lr_top": 0.0, "lexicon": False}
+        grid: list[dict[str, object]] = [nothing]
+        for weight in (0.05, 0.1, 0.15):  # the cache alone, its share fixed
             for flatness in (0.5, 1.0, 2.0):
-                grid.append({"cache_weight": weight, "flatness": flatness, "lr": 0.0, "lr_bias": 0.0, "lexicon": False})
-        for lr in (0.003, 0.01, 0.03):
+                grid.append({**nothing, "window": 2000, "cache_weight": weight, "flatness": flatness, "cache_rate": 0.0})
+        for rate in (0.001, 0.003, 0.01):  # ... its share learned online
+            grid.append({**nothing, "window": 2000, "cache_rate": rate})
+        for lr in (0.003, 0.01, 0.03):  # dynamic evaluation of the output layer alone
             for lr_bias in (0.03, 0.1, 0.3):
-                grid.append({"window": 0, "lexicon": False, "lr": lr, "lr_bias": lr_bias})
-        for decay in (0.0, 0.005, 0.02):
+                grid.append({**nothing, "lr": lr, "lr_bias": lr_bias})
+        for lr_top in (0.0001, 0.0003, 0.001):  # ... of the top LSTM layer alone
+            grid.append({**nothing, "lr_top": lr_top})
+        for decay in (0.0, 0.005, 0.02):  # everything on
             grid.append({"decay": decay})
         from autocomplete.evaluate import evaluate_learning
 
@@ -273,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presage-db", type=Path, default=None,
                         help="use this presage database as it is (e.g. one built lower-cased) instead of building one")
     parser.add_argument("--tune", action="store_true", help="print the grid that chose the defaults instead")
+    parser.add_argument("--no-presage", action="store_true", help="leave presage's rows out (our own rows only)")
     parser.add_argument("--presage-only", action="store_true", help="only the model alone and presage's rows")
     parser.add_argument("--latency-only", action="store_true", help="only the keystroke latency rows")
     parser.add_argument("--pause-ms", type=float, default=5.0,
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = Report()
     run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
-        args.latency_only, args.presage_db, args.pause_ms / 1e3)
+        args.latency_only, args.presage_db, args.pause_ms / 1e3, args.no_presage)
     if args.markdown:
         from benchmarks.run import markdown
 

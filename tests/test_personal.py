@@ -95,6 +95,23 @@ def test_dynamic_evaluation_of_the_top_lstm_layer_moves_predictions_toward_a_rep
     assert torch.equal(predictor.distribution("the king wears the "), base)
 
 
+def test_the_cache_earns_a_larger_share_on_text_that_repeats_itself(trained_lm):
+    personal = Personal(trained_lm, LearnConfig(cache_rate=0.05, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False))
+    assert personal.cache_weight == 0.1
+    for _ in range(6):
+        personal.learn("we deploy the build to the cluster tonight\n")
+    personal.wait()
+    assert personal.cache_weight > 0.3
+    personal.forget()
+    assert personal.cache_weight == 0.1
+
+
+def test_a_fixed_cache_share_stays_as_set(trained_lm):
+    personal = Personal(trained_lm, LearnConfig(cache_rate=0.0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False))
+    personal.learn("we deploy the build to the cluster tonight\n" * 3, wait=True)
+    assert personal.cache_weight == 0.1
+
+
 def test_a_line_that_starts_with_a_space_is_never_learned(trained_lm):
     predictor = learning_predictor(trained_lm)
     predictor.commit(" my password is Zorblax\n")
@@ -254,6 +271,7 @@ def test_the_personal_state_survives_a_restart(trained_model_path):
     restored, warning = open_personal(again)
     assert warning is None
     assert restored.counts == personal.counts and restored.stats.lines == 2
+    assert restored.cache_weight == personal.cache_weight != LearnConfig().cache_weight  # the share it learned
     after = Predictor(again, personal=restored)
     assert torch.allclose(after.distribution("the king wears the "), before, atol=1e-5)  # the cache keys are float16
     assert "Kubernetes" in words(after.suggest("then Ku", 3))
