@@ -45,6 +45,7 @@ import asyncio
 import re
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +144,7 @@ class _BufferState:
     text: str | None = None  # the model's text ``alternatives`` and ``index`` describe
     key: tuple[int, int, int] = (0, -1, 0)  # (predictor, committed-context version, k) they were computed under
     alternatives: list[WordSuggestion] = field(default_factory=list)
+    insertions: list[str] = field(default_factory=list)  # what each alternative appends to ``text``
     end: float = 0.0  # probability that the line ends here (the end-of-utterance token), for the toolbar
     index: int = 0  # which alternative the grey text shows
     sample_for: str | None = None  # the text ``sample`` continues
@@ -152,6 +154,54 @@ class _BufferState:
     auto_space: str | None = None  # the text right after an acceptance added a space (punctuation replaces it)
     pending: tuple[str, tuple[int, int, int]] | None = None  # (text, key) being computed for the toolbar
     watched: bool = False  # a text-change handler is attached to the buffer
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The predictor's answer for one text. On each key the grey text, the menu and the toolbar all ask about the
+    same text: it is computed once (:func:`_answer`) and shared."""
+
+    partial: str  # the word being typed at the end of the text ("" between words)
+    words: tuple[WordSuggestion, ...]  # the k most likely words
+    insertions: tuple[str, ...]  # what each of them appends to the text (Predictor.insertions)
+
+
+class _Answers:
+    """The last few answers of one predictor, by text, k and :attr:`Predictor.answers_version` (any thread)."""
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: OrderedDict[tuple[str, int, tuple[int, int, int]], _Answer] = OrderedDict()
+
+    def get(self, predictor: Predictor, text: str, k: int) -> _Answer:
+        key = (text, k, predictor.answers_version)  # taken first: an answer computed as the context changes is
+        with self._lock:  # filed under the older version, which is never asked for again
+            answer = self._last.get(key)
+            if answer is not None:
+                return answer
+        words = predictor.suggest(text, k)
+        answer = _Answer(predictor.tokenizer.split_partial(text)[1], tuple(words), tuple(predictor.insertions(text, words)))
+        with self._lock:
+            self._last[key] = answer
+            if len(self._last) > self.SIZE:
+                self._last.popitem(last=False)
+        return answer
+
+
+_ANSWERS: weakref.WeakKeyDictionary[Predictor, _Answers] = weakref.WeakKeyDictionary()
+_ANSWERS_LOCK = threading.Lock()
+
+
+def _answer(predictor: Predictor, text: str, k: int) -> _Answer:
+    """The ``k`` words for ``text`` and what each appends to it, computed once per text however many adapters (of
+    however many buffers) share ``predictor``."""
+    with _ANSWERS_LOCK:
+        answers = _ANSWERS.get(predictor)
+        if answers is None:
+            answers = _ANSWERS[predictor] = _Answers()
+    return answers.get(predictor, text, k)
 
 
 def _schedule(make: Callable[[Application[Any]], Coroutine[Any, Any, None]]) -> None:
@@ -231,12 +281,13 @@ class LanguageModelAutoSuggest(AutoSuggest):
         state = self.state(buffer)
         if not self._fresh(state, text):
             key = self._key()
-            alternatives = self.predictor.suggest(text, self.settings.suggestions)
+            answer = _answer(self.predictor, text, self.settings.suggestions)
             end = 0.0
-            if not self.predictor.tokenizer.split_partial(text)[1]:
+            if not answer.partial:
                 end = float(self.predictor.distribution(text)[EOS_ID])
             with self._lock:
-                state.text, state.key, state.alternatives, state.end, state.index = text, key, alternatives, end, 0
+                state.text, state.key, state.end, state.index = text, key, end, 0
+                state.alternatives, state.insertions = list(answer.words), list(answer.insertions)
         return state
 
     def _shown_key(self, state: _BufferState, text: str) -> object:
@@ -270,8 +321,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
             return Suggestion(state.sample)
         if not state.alternatives:
             return None
-        word = state.alternatives[min(state.index, len(state.alternatives) - 1)]
-        insert = self.predictor.insertion(text, word)
+        insert = state.insertions[min(state.index, len(state.alternatives) - 1)]
         extra = ""
         if self.settings.ghost_words > 1 or not insert:
             # a word typed out in full (``I will``) shows the words after it rather than nothing
@@ -456,12 +506,11 @@ class LanguageModelCompleter(Completer):
         yield from self._words(text)
 
     def _words(self, text: str) -> Iterable[Completion]:
-        _, partial = self.predictor.tokenizer.split_partial(text)
-        for s in self.predictor.suggest(text, self.settings.suggestions):
-            insert = self.predictor.insertion(text, s)
+        answer = _answer(self.predictor, text, self.settings.suggestions)
+        for s, insert in zip(answer.words, answer.insertions):
             yield Completion(
-                (s.word if partial else insert) + " ",
-                start_position=-len(partial),
+                (s.word if answer.partial else insert) + " ",
+                start_position=-len(answer.partial),
                 display=s.word,
                 display_meta=self._meta(s),
             )

@@ -46,7 +46,7 @@ import functools
 import itertools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,15 +371,29 @@ class Predictor:
         Completes the partial word, or starts a new word with the space the detokenizer would put there
         (``"Hello,"`` → ``" how"``, ``"Hello, "`` → ``"how"``, ``"("`` → ``"how"``).
         """
-        complete, partial = self.tokenizer.split_partial(text)
+        return self.insertions(text, [suggestion])[0]
+
+    def insertions(self, text: str, suggestions: Sequence[Suggestion]) -> list[str]:
+        """:meth:`insertion` for each of ``suggestions`` (a menu's words), splitting and locating ``text`` once."""
+        _, partial = self.tokenizer.split_partial(text)
         if partial:
-            return suggestion.completion_for(partial)
+            return [s.completion_for(partial) for s in suggestions]
         if not text or text[-1].isspace():
-            return suggestion.word
+            return [s.word for s in suggestions]
         with self._query():
             line = self._context.line(self._context.locate(text)[0])
-        piece = Detokenizer(line, sentence_case=False).feed(self.vocab.itos[suggestion.token_id])
-        return (" " if piece.startswith(" ") else "") + suggestion.word
+        spaced = []
+        for s in suggestions:
+            piece = Detokenizer(line, sentence_case=False).feed(self.vocab.itos[s.token_id])
+            spaced.append((" " if piece.startswith(" ") else "") + s.word)
+        return spaced
+
+    @property
+    def answers_version(self) -> tuple[int, int, int]:
+        """Changes whenever the answers for a given text may: with the committed context (:attr:`context_version`)
+        and with what the :attr:`personal` state learned (a key for callers' caches of suggestions)."""
+        personal = self.personal
+        return self.context_version, id(personal), personal.version if personal is not None else 0
 
     def candidates(self, partial: str) -> Tensor:
         """Ids of the vocabulary words that start with ``partial`` (case-insensitive); all words if it is empty."""

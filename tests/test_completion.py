@@ -303,6 +303,40 @@ def test_candidates_are_recomputed_when_the_committed_context_changes(predictor)
     assert after == [s.word for s in predictor.suggest("")]
 
 
+def test_one_keystroke_asks_the_model_for_its_words_once_for_the_grey_text_and_the_menu(predictor, monkeypatch):
+    suggest = LanguageModelAutoSuggest(predictor)
+    completer = LanguageModelCompleter(predictor, suggest.settings)  # not linked to the suggester: one predictor
+    fresh = {text: [c.text for c in LanguageModelCompleter(Predictor(predictor.lm)).get_completions(Document(text), CompleteEvent())]
+             for text in ("hear me s", "hear me ", "hear me,")}
+    asked = []
+    for name in ("suggest", "insertions"):
+        original = getattr(predictor, name)
+        monkeypatch.setattr(predictor, name, lambda *a, _f=original, _n=name, **k: asked.append(_n) or _f(*a, **k))
+    for text, expected in fresh.items():
+        asked.clear()
+        suggest.compute(Buffer(), Document(text))
+        assert [c.text for c in completer.get_completions(Document(text), CompleteEvent())] == expected
+        assert asked == ["suggest", "insertions"], text  # the menu reused the grey text's answer
+
+
+def test_the_menu_follows_the_committed_context_and_what_was_learned_since_the_same_text_was_asked(trained_lm):
+    from autocomplete.personal import LearnConfig, Personal
+
+    predictor = Predictor(trained_lm, personal=Personal(trained_lm, LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)))
+    completer = LanguageModelCompleter(predictor)
+
+    def menu(text):
+        return [c.display_text for c in completer.get_completions(Document(text), CompleteEvent())]
+
+    before = menu("")
+    predictor.commit("First Citizen:\n", learn=False)
+    assert menu("") == [s.word for s in predictor.suggest("")] != before
+    assert menu("and then Ku") == []
+    predictor.personal.learn("we run Kubernetes at work\n")  # learned, the context unchanged
+    predictor.personal.wait()
+    assert menu("and then Ku") == ["Kubernetes"]
+
+
 # ---- good guests: context, fallback, no tasks without an application, the UI thread never runs the model ---------
 
 
@@ -351,7 +385,7 @@ def test_a_synchronous_get_suggestion_answers_from_the_cache_and_never_runs_the_
     assert suggest.get_suggestion(buffer, document).text == "out"  # not computed yet: the host's answer meanwhile
     computed = suggest.compute(buffer, document)
     calls = []
-    for name in ("suggest", "continuation", "distribution", "insertion"):
+    for name in ("suggest", "continuation", "distribution", "insertion", "insertions"):
         monkeypatch.setattr(predictor, name, lambda *a, _name=name, **k: calls.append(_name))
     assert suggest.get_suggestion(buffer, document) == computed
     assert suggest.get_suggestion(buffer, Document("hear me o")).text == "ut" and calls == []
