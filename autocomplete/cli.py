@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ from typing import Any, NoReturn
 
 from autocomplete.errors import AutocompleteError, ConfigError
 from autocomplete.settings import SamplingConfig
+from autocomplete.signals import handling, named
 from autocomplete.tokenizer import printable
 
 EXIT_ERROR = 1
@@ -1152,17 +1152,8 @@ def _exit_on_termination() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    signals = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in signals}
-    except ValueError:  # not the main thread (an embedding program): signals stay as they are
+    with handling(named("SIGTERM", "SIGHUP"), handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _silence_stdout() -> None:

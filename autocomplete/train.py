@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -48,6 +47,7 @@ from autocomplete.distributed import (
 from autocomplete.errors import CheckpointError, ConfigError, DistributedError, TrainingError
 from autocomplete.evaluate import evaluate_loss, perplexity
 from autocomplete.model import LSTMLanguageModel, State, detach_state
+from autocomplete.signals import handling, named
 from autocomplete.resume import check_optimizer, check_state, check_training, restore_rng, resume_path
 from autocomplete.progress import Mode, Progress
 
@@ -164,16 +164,8 @@ def _stop_at_step_boundary(trainer: Trainer) -> Iterator[None]:
             raise KeyboardInterrupt
         trainer.stop_signal = signum
 
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
+    with handling(named("SIGINT", "SIGTERM"), handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 class Trainer:
