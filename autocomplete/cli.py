@@ -152,8 +152,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                         help="line mode without the full-screen prompt: each line typed gets its next words (a last "
                              "word without a space after it is completed)")
     parser.add_argument("--no-history", action="store_true",
-                        help="save nothing typed in this session (the history file is in the user data folder; a "
-                             "line that starts with a space is never saved)")
+                        help="write nothing of this session to disk: neither the lines typed (the history file) nor "
+                             "what was learned from them (kept in memory until the session ends; what was learned "
+                             "before still helps). A line that starts with a space is never saved nor learned")
     _add_learn_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -280,6 +280,7 @@ class Personal:
         self.model: LSTMLanguageModel = lm.model
         self.vocab: Vocab = lm.vocab
         self.path = path
+        self.saving = True  # False: never written (a session run with --no-history); :meth:`forget` still erases it
         self.model_hash = model_hash
         self.enabled = True  # False: nothing new is learned (what was learned still counts)
         self._dim = self.model.config.output_dim
@@ -725,7 +726,7 @@ class Personal:
 
     def save(self) -> bool:
         """Write the state atomically to :attr:`path` if it changed since the last save; True if written."""
-        if self.path is None:
+        if self.path is None or not self.saving:
             return False
         with self._lock:
             if not self._dirty:
@@ -898,16 +899,21 @@ def read_state(path: Path) -> dict[str, Any]:
     return checkpoint.read_payload(path, kind="personal state", fmt=FORMAT, version=FORMAT_VERSION)
 
 
-def open_personal(lm: LanguageModel, config: LearnConfig | None = None) -> tuple[Personal, str | None]:
+def open_personal(
+    lm: LanguageModel, config: LearnConfig | None = None, save: bool = True
+) -> tuple[Personal, str | None]:
     """The personal state of ``lm`` from the user data folder (empty if none is saved), and a warning if the saved
     file could not be used (it is then moved aside as ``*.corrupt`` and learning starts afresh).
 
-    A model held only in memory (no file) gets a state that is never saved."""
+    A model held only in memory (no file) gets a state that is never saved; so does any with ``save=False`` (what was
+    saved before is used, what is learned now is kept in memory only, and nothing in the folder is written or moved).
+    """
     if lm.path is None:
         return Personal(lm, config), None
     digest = model_hash(lm.path)
     path = state_path(lm, digest)
     personal = Personal(lm, config, path, digest)
+    personal.saving = save
     warning = None
     if path.exists():
         try:
@@ -915,8 +921,11 @@ def open_personal(lm: LanguageModel, config: LearnConfig | None = None) -> tuple
         except CheckpointError as e:
             aside = path.with_name(path.name + ".corrupt")
             try:
-                path.replace(aside)
-                warning = f"{e}; moved to {aside.name}, starting afresh"
+                if not save:  # the folder is not touched: the damaged file stays, unused
+                    personal, warning = Personal(lm, config, None, digest), f"{e}; not used"
+                else:
+                    path.replace(aside)
+                    warning = f"{e}; moved to {aside.name}, starting afresh"
             except OSError:
                 personal = Personal(lm, config, None, digest)
                 warning = f"{e}; what is learned now is not saved"

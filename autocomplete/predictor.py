@@ -569,6 +569,7 @@ def load(
     device: torch.device | str = "cpu",
     threads: int | None = 1,
     learn: bool = True,
+    save: bool = True,
 ) -> Predictor:
     """A :class:`Predictor` for the model at ``path``, or for the shipped default model.
 
@@ -579,7 +580,8 @@ def load(
 
     ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
     earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
-    user data folder. Pass False for the model exactly as shipped.
+    user data folder. Pass False for the model exactly as shipped. ``save=False`` writes nothing there: what was
+    learned before is used, what is learned now is kept in memory only (the session's ``--no-history``).
     """
     from autocomplete.paths import default_model_path
 
@@ -591,5 +593,5 @@ def load(
     if learn:
         from autocomplete.personal import open_personal
 
-        predictor.personal, _ = open_personal(predictor.lm)  # a saved state that cannot be used: personal.warning
+        predictor.personal, _ = open_personal(predictor.lm, save=save)  # a saved state that cannot be used: personal.warning
     return predictor

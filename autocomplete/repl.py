@@ -153,10 +153,12 @@ class Session:
         quantize: bool = True,
         style: str | None = None,
         learn: bool = True,
+        save: bool = True,
     ) -> None:
         self.settings = settings or SamplingSettings()
         self.quantize = quantize  # how models switched to with :model are run
         self.learn = learn  # models switched to with :model get the user's personal state (False: --no-learn)
+        self.save = save  # ... saved in the user data folder (False: --no-history, kept in memory only)
         self.mode = mode
         self.style_asked: str | None = style  # --style / :style; None follows the mode (chat → dialogue, type → prose)
         self.model_name = model_name
@@ -301,7 +303,9 @@ def _cmd_reset(session: Session, arg: str) -> CommandResult:
 def _cmd_model(session: Session, arg: str) -> CommandResult:
     if not arg:
         return CommandResult("usage: :model PATH")
-    predictor = load(Path(arg).expanduser(), quantize=session.quantize, threads=None, learn=session.learn)
+    predictor = load(
+        Path(arg).expanduser(), quantize=session.quantize, threads=None, learn=session.learn, save=session.save
+    )
     session.set_predictor(predictor, predictor.lm.name)
     warning = predictor.personal.warning if predictor.personal is not None else None
     return CommandResult(f"model = {predictor.lm.name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
@@ -317,7 +321,12 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         return CommandResult("usage: :learn on|off")
     personal.wait()
     state = "on" if personal.enabled else "off (what was learned still helps)"
-    where = f"; saved in {personal.path}" if personal.path is not None else ""
+    if personal.path is None:
+        where = ""
+    elif personal.saving:
+        where = f"; saved in {personal.path}"
+    else:
+        where = "; kept in memory only (--no-history)"
     error = f"\n{personal.error}" if personal.error else ""
     return CommandResult(
         f"learning {state}: {personal.words:,} words ({personal.new_words:,} new to the model) from "
@@ -525,14 +534,16 @@ def run_session(
     style: str | None = None,
 ) -> int:
     """Entry point of ``autocomplete`` without a subcommand; ``on_ready`` runs once the model is loaded;
-    ``save_history``: keep the lines typed in ``history`` in the user data folder (else in memory only); ``style``
-    overrides the mode's style (see :mod:`autocomplete.styles`); ``learn``: the user's personal state (False: the
-    model as shipped)."""
-    predictor = load(model, quantize=quantize, threads=threads, learn=learn)
+    ``save_history``: keep the lines typed in ``history`` and what was learned from them in the user data folder
+    (False: nothing of the session is written there; both are kept in memory only); ``style`` overrides the mode's
+    style (see :mod:`autocomplete.styles`); ``learn``: the user's personal state (False: the model as shipped)."""
+    predictor = load(model, quantize=quantize, threads=threads, learn=learn, save=save_history)
     settings = SamplingSettings(SamplingConfig(temperature=temperature))
     if style is not None:
         pick_style(style, mode, predictor.styles)  # an unknown style is an error before the session starts
-    session = Session(predictor, predictor.lm.name, mode, settings, quantize=quantize, style=style, learn=learn)
+    session = Session(
+        predictor, predictor.lm.name, mode, settings, quantize=quantize, style=style, learn=learn, save=save_history
+    )
     on_ready()
     if predictor.personal is not None and predictor.personal.warning:
         _print(f"autocomplete: warning: {predictor.personal.warning}\n")

@@ -523,6 +523,27 @@ def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_pat
         finally:
             term.close()
         assert (data / "history").exists() == saved
+        assert (data / "personal").exists() == saved  # nor what was learned from the line
+
+
+def test_no_history_uses_what_was_learned_before_and_writes_nothing_of_its_own(trained_model_path, tmp_path):
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+
+    def session(*flags, lines):
+        proc = subprocess.run([sys.executable, "-m", "autocomplete", *flags, "--model", str(trained_model_path)],
+                              input="".join(f"{line}\n" for line in lines), capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    session(lines=["I met my lord Zorblax today"] * 2)
+    [saved] = (tmp_path / "personal").iterdir()
+    before = (saved.read_bytes(), saved.stat().st_mtime_ns)
+    out = session("--no-history", lines=["Zo", "we run Kubernetes daily", ":learn"])
+    assert out[0].startswith("Zorblax ")  # learned in the earlier session: still used
+    assert out[-1].endswith("; kept in memory only (--no-history)")
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "personal", saved]
+    assert (saved.read_bytes(), saved.stat().st_mtime_ns) == before
 
 
 def test_between_prompts_the_terminal_does_not_echo_typed_keys_and_gets_its_settings_back():
