@@ -20,9 +20,10 @@ Three techniques, each measured alone and together in BENCHMARKS.md ("Learning i
     a norm limit per step;
   - the *top LSTM layer*: an adapted float copy of its weights (base + delta, 8 MB with the shipped model) updated
     with RMS-normalised steps (each weight matrix's gradient divided by the root of its recent mean square: Krause et
-    al. normalise by RMS too, with statistics from the training data, which a user's machine does not have), re-quantised to int8 after each step for the keystroke path, so reading a
-    new word costs the same one LSTM step as without it. States already computed keep the weights of their time (as
-    in dynamic evaluation, nothing is read again).
+    al. normalise by RMS too, with statistics from the training data, which a user's machine does not have),
+    re-quantised to int8 after each step for the keystroke path, so reading a new word costs the same one LSTM step
+    as without it. States already computed keep the weights of their time (as in dynamic evaluation, nothing is read
+    again).
 
   Each step also decays the deltas toward the base weights. Both are exactly removable: with no adaptation the
   predictor runs the base network untouched, and after :meth:`Personal.forget` a session whose context was read with
@@ -46,7 +47,6 @@ The state is saved per model file (keyed by the file's SHA-256) in the user data
 from __future__ import annotations
 
 import atexit
-import warnings
 import bisect
 import functools
 import hashlib
@@ -55,6 +55,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,7 +105,8 @@ class LearnConfig:
         checks = {
             "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
             "cache rate": 0.0 <= self.cache_rate <= 1.0,
-            "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0, "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
+            "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0,
+            "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
             "lexicon size": self.lexicon_size >= 0, "unseen": self.unseen > 0, "segment": self.segment >= 1,
         }
         for name, ok in checks.items():
@@ -337,7 +339,9 @@ class Personal:
             return top.quantized
         return functools.partial(self._run_top, top.weights)
 
-    def _run_top(self, weights: dict[str, Tensor] | None, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def _run_top(
+        self, weights: dict[str, Tensor] | None, x: Tensor, state: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The float top layer with ``weights`` (None: the base ones)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -442,9 +446,9 @@ class Personal:
 
     def _learn_cache_weight(self, h: Tensor, targets: Tensor) -> None:
         """Online EM for the cache's share λ: each token of the segment (features ``h`` (T, D), ``targets`` (T,))
-        has a responsibility ``r = λ·p_cache / ((1 − λ)·p_model + λ·p_cache)`` of the cache for it, and λ moves toward
-        it at rate ``cache_rate`` per token: the cache gets the share the user's own text shows it earns (more for
-        terminal commands and code, which repeat themselves, than for prose)."""
+        has a responsibility ``r = λ·p_cache / ((1 − λ)·p_model + λ·p_cache)`` of the cache for it, and λ moves
+        toward it at rate ``cache_rate`` per token: the cache gets the share the user's own text shows it earns (more
+        for terminal commands and code, which repeat themselves, than for prose)."""
         rate, lam = self.config.cache_rate, self.cache_weight
         if not rate or not lam:
             return
@@ -455,7 +459,8 @@ class Personal:
             if pointed is None:
                 return
             weights, ids, seen = pointed
-            p_model = self._model_log_probs(self.model, h, self._adapter).gather(1, targets.unsqueeze(1)).squeeze(1).exp()
+            logp = self._model_log_probs(self.model, h, self._adapter)
+            p_model = logp.gather(1, targets.unsqueeze(1)).squeeze(1).exp()
             p_cache = (weights * (ids.unsqueeze(0) == targets.unsqueeze(1))).sum(1)
             r = lam * p_cache / ((1 - lam) * p_model + lam * p_cache).clamp_min(1e-30)
         for responsibility in r[seen].tolist():
