@@ -10,8 +10,10 @@ Three techniques, each measured alone and together in BENCHMARKS.md ("Learning i
   of the cache, averaged in at ``cache_rate`` per token): text that repeats itself (commands, code) earns the cache a
   larger share than prose does.
 * **Personal lexicon**: every word the user typed, with counts. Words outside the vocabulary share the model's
-  probability of an unknown word in proportion to their counts, so ``Ku`` offers ``Kubernetes`` ranked on the same
-  probability scale as the vocabulary's words.
+  probability of an unknown word, so ``Ku`` offers ``Kubernetes`` ranked on the same probability scale as the
+  vocabulary's words: half of that probability (``unknown_context``) goes to the ones the cache points at here, by
+  how much the contexts they were typed in resemble this one (the name typed after ``I met`` rather than the command
+  typed after ``we run``), the rest to all of them in proportion to their counts.
 * **Dynamic evaluation** (Krause et al. 2018): after each committed line, one gradient step on that line's loss, in
   a background thread, on two sets of float parameters kept beside the (int8-quantised) network:
 
@@ -99,6 +101,9 @@ class LearnConfig:
     lexicon: bool = True  # offer the user's own words outside the vocabulary
     lexicon_size: int = 50_000  # distinct words kept; the rarest are dropped beyond it
     unseen: float = 1.0  # pseudo-count kept for unknown words the user has not typed yet
+    # the part of the model's probability of a word outside the vocabulary that goes to such words the cache points at
+    # here (by how much their contexts resemble this one) rather than to the lexicon's by count
+    unknown_context: float = 0.5
     segment: int = 128  # longest piece of text one learning step reads (longer lines are cut)
 
     def __post_init__(self) -> None:
@@ -107,7 +112,8 @@ class LearnConfig:
             "cache rate": 0.0 <= self.cache_rate <= 1.0,
             "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0,
             "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
-            "lexicon size": self.lexicon_size >= 0, "unseen": self.unseen > 0, "segment": self.segment >= 1,
+            "lexicon size": self.lexicon_size >= 0, "unseen": self.unseen > 0,
+            "unknown context": 0.0 <= self.unknown_context <= 1.0, "segment": self.segment >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -200,8 +206,9 @@ class Mixture:
     """The next-word distribution with everything learned, at one position."""
 
     logp: Tensor  # (V,) log-probabilities of the vocabulary's tokens (<unk> holds all words outside it)
-    unknown: float  # the model's share for words outside the vocabulary, spread over the lexicon by count
-    cached: dict[str, float]  # the cache's probability of each word outside the vocabulary it holds
+    unknown: float  # the model's share for words outside the vocabulary that is spread over the lexicon by count
+    cached: dict[str, float]  # the cache's probability of each word outside the vocabulary it holds, with its part
+    # of the model's share for such words (``unknown_context``)
     cached_keys: tuple[tuple[str, str], ...]  # (lower-cased, as typed) of the words in ``cached``, sorted
 
 
@@ -373,15 +380,20 @@ class Personal:
         lam = self.cache_weight
         logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache, extra, lam)
         cached: dict[str, float] = {}
+        unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
         if weights is not None:
             rows, words = cache.unknown_rows, cache.unknown_words
             if line is not None:
                 own = (line[1] == UNK_ID).nonzero().squeeze(1)
                 rows = torch.cat([rows, own + cache.ids.size(0)])
                 words = words + tuple(line[2][i] for i in own.tolist())
-            for word, weight in zip(words, weights[0, rows].tolist()):
-                cached[word] = cached.get(word, 0.0) + weight * lam
-        unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
+            pointed = weights[0, rows]
+            total = float(pointed.sum())
+            context = self.config.unknown_context * unknown / total if total > 0 else 0.0
+            for word, weight in zip(words, pointed.tolist()):
+                cached[word] = cached.get(word, 0.0) + weight * (lam + context)
+            if context:
+                unknown *= 1 - self.config.unknown_context
         return Mixture(logp[0], unknown, cached, tuple(sorted((w.lower(), w) for w in cached)))
 
     def batch_log_probs(self, model: LSTMLanguageModel, features: Tensor, ids: Tensor) -> Tensor:

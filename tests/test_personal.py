@@ -39,6 +39,23 @@ def test_the_cache_offers_a_word_outside_the_vocabulary_as_the_next_word_where_i
     assert "Zorblax" in words(predictor.suggest("I met my lord ", 5))
 
 
+def test_an_unknown_words_share_goes_to_the_words_outside_the_vocabulary_typed_in_a_context_like_this_one(trained_lm):
+    def probabilities(context):
+        config = LearnConfig(cache_weight=0.01, cache_rate=0.0, lr=0.0, lr_bias=0.0, lr_top=0.0, unknown_context=context)
+        predictor = learning_predictor(trained_lm, config)
+        for _ in range(3):
+            predictor.commit("I met my lord Zorblax today .\n")
+            predictor.commit("we ate the Quuxly and the Quuxly again\n")
+        predictor.personal.wait()
+        found = predictor.suggest("I met my lord Zo", 5) + predictor.suggest("I met my lord Qu", 5)
+        return {s.word: s.probability for s in found}  # each P(word | "I met my lord")
+
+    by_count, by_context = probabilities(0.0), probabilities(1.0)
+    assert by_count["Quuxly"] > by_count["Zorblax"]  # typed twice as often
+    assert by_context["Zorblax"] > by_context["Quuxly"]  # but this is where Zorblax was typed
+    assert by_context["Zorblax"] > 2 * by_count["Zorblax"]
+
+
 def test_the_lexicon_completes_a_word_outside_the_vocabulary_from_its_first_two_letters(trained_lm):
     assert not any(w.lower().startswith("ku") for w in trained_lm.vocab.itos)
     predictor = learning_predictor(trained_lm, LEXICON_ONLY)
