@@ -193,7 +193,9 @@ class AdaptedTop:
     def of(layer: nn.Module, weights: dict[str, Tensor]) -> AdaptedTop:
         quantized = None
         if not getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: such a layer stays float
-            holder = nn.Sequential(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True))
+            # made without initial weights (they are loaded next; drawing random ones was half of this function's time)
+            lstm = nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta").to_empty(device="cpu")
+            holder = nn.Sequential(lstm)
             holder[0].load_state_dict(weights)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
@@ -620,19 +622,22 @@ class Personal:
         self.stats.tokens += len(ids)
         self._learn_cache_weight(h, targets)
         if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
-            pause()
-            self._step(h, targets, *below[0])
+            self._step(h, targets, *below[0], pause=pause)
         if self.config.window:
             pause()
             self._cache = self._cache.extended(h, targets, tokens, self.config.window)
 
-    def _step(self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor]) -> None:
+    def _step(
+        self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor], pause: Callable[[], None] = _go_on
+    ) -> None:
         """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), computed by the top layer from
         ``below`` (1, T, H) and ``top_state``; then decay toward the base.
 
         The loss is summed over the segment's tokens, so each word the user typed moves the weights as much however
         long its line; the bias and the feature map have their own learning rates and norm limits (their gradients
-        differ in scale by orders of magnitude); the top layer's steps are normalised per weight (RMSprop)."""
+        differ in scale by orders of magnitude); the top layer's steps are normalised per weight (RMSprop). ``pause``
+        comes before each of its slices: the gradients, the top layer's update, its int8 copy."""
+        pause()
         current = self._adapter or Adapter.zeros(self._dim, len(self.vocab))
         a, c, b = (t.clone().requires_grad_() for t in (current.a, current.c, current.b))
         config = self.config
@@ -649,7 +654,8 @@ class Personal:
         keep = 1.0 - self.config.decay
         self.stats.steps += 1
         if gw:
-            self._step_top(weights, dict(zip(weights, gw)))
+            pause()
+            self._step_top(weights, dict(zip(weights, gw)), pause)
         if config.lr == 0 and config.lr_bias == 0:
             return
         with torch.no_grad():
@@ -660,7 +666,7 @@ class Personal:
             new = Adapter((a - map_scale * ga) * keep, (c - map_scale * gc) * keep, (b - bias_scale * gb) * keep)
         self._adapter = Adapter(*(t.detach() for t in (new.a, new.c, new.b)))
 
-    def _step_top(self, weights: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
+    def _step_top(self, weights: dict[str, Tensor], grads: dict[str, Tensor], pause: Callable[[], None] = _go_on) -> None:
         """An RMS-normalised step of the top layer, decayed toward its base weights; then the int8 copy.
 
         Each weight matrix's step is its gradient divided by the root of that matrix's running mean squared gradient:
@@ -680,6 +686,7 @@ class Personal:
                 self._top_ms[name] = ms
                 w = w.detach() - lr * g / ((ms / correction).sqrt() + 1e-8)
                 new[name] = w - decay * (w - self._base_top[name])
+        pause()
         self._top = AdaptedTop.of(self._top_layer, new)
 
     def _fold(self, token: str, sentence_start: bool) -> str:

@@ -220,10 +220,10 @@ def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next
     inside, release = threading.Event(), threading.Event()
     step = personal._step
 
-    def held_step(*args):
+    def held_step(*args, **kwargs):
         inside.set()
         assert release.wait(60)
-        step(*args)
+        step(*args, **kwargs)
 
     personal._step = held_step
     predictor.commit("I met my lord Zorblax today .\n")
