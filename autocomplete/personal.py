@@ -215,18 +215,24 @@ class Mixture:
 
 
 class KeystrokeGate:
-    """Keystrokes first: queries mark themselves in flight; the learner starts no slice of work while one is.
+    """Keystrokes first: queries mark themselves in flight; the learner starts a slice of work only in a gap.
 
     The predictor wraps every query in :meth:`serving` (any thread, nested calls too); the learner calls :meth:`pause`
-    between slices. The gate's lock is held only to count, never while anyone works, so a query never waits for the
-    learner. A query that never ends would hold learning back for ever: ``patience`` bounds how long the learner
-    defers one slice (a program that queries without a pause for longer still gets its text learned)."""
+    before each slice, which returns once no query is in flight and none has been for ``quiet`` seconds: a typist
+    leaves 50 ms or more between keys, so a slice starts early in such a gap and is usually done before the next key,
+    while a burst of queries (a paste, key repeat, a program asking many at once) is not interrupted at all. While
+    someone waits for the learning to finish (:meth:`Personal.wait`) there is no quiet period to wait for. The gate's
+    lock is held only to count, never while anyone works, so a query never waits for the learner. ``patience`` bounds
+    how long one slice is deferred, so a program that queries without ever pausing still gets its text learned."""
 
-    def __init__(self, patience: float = 1.0) -> None:
+    def __init__(self, quiet: float = 0.02, patience: float = 2.0) -> None:
+        self.quiet = quiet  # seconds without a query before the learner starts a slice
         self.patience = patience  # seconds the learner defers one slice at most
         self._idle = threading.Condition(threading.Lock())
         self._in_flight = 0
-        self.waiting = False  # the learner is waiting for the queries in flight to end (tests, benchmarks)
+        self._last_end = -math.inf  # when the last query ended (time.monotonic)
+        self._hurry = 0  # callers waiting for the learning to finish
+        self.waiting = False  # the learner is deferring a slice now (tests, benchmarks)
         self.deferrals = 0  # slices the learner deferred so far
 
     @property
@@ -242,17 +248,36 @@ class KeystrokeGate:
         finally:
             with self._idle:
                 self._in_flight -= 1
+                self._last_end = time.monotonic()
                 if not self._in_flight:
                     self._idle.notify_all()
 
-    def pause(self) -> None:
-        """Return once no query is in flight (or after ``patience`` seconds of queries without a gap)."""
+    @contextmanager
+    def hurrying(self) -> Iterator[None]:
+        """Someone waits for the learning to finish: the learner skips the quiet period (not the queries in flight)."""
         with self._idle:
-            if self._in_flight:
-                self.deferrals += 1
-                self.waiting = True
-                self._idle.wait_for(lambda: not self._in_flight, self.patience)
-                self.waiting = False
+            self._hurry += 1
+            self._idle.notify_all()
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._hurry -= 1
+
+    def pause(self) -> None:
+        """Return when a slice of learning may start (see the class); at the latest after ``patience`` seconds."""
+        deadline = time.monotonic() + self.patience
+        with self._idle:
+            while True:
+                now = time.monotonic()
+                calm = 0.0 if self._hurry else self._last_end + self.quiet - now
+                if now >= deadline or not self._in_flight and calm <= 0:
+                    break
+                if not self.waiting:
+                    self.deferrals += 1
+                    self.waiting = True
+                self._idle.wait(deadline - now if self._in_flight else min(calm, deadline - now))
+            self.waiting = False
 
 
 def _go_on() -> None:
@@ -551,7 +576,8 @@ class Personal:
         with self._pending_lock:
             self._flush()
         if self._thread is not None:
-            self._queue.join()
+            with self.gate.hurrying():
+                self._queue.join()
 
     def _start(self) -> None:
         with self._lock:

@@ -237,6 +237,17 @@ def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next
     assert "Zorblax" in personal._cache.surface
 
 
+def test_the_learner_waits_for_a_gap_in_the_typing_unless_someone_waits_for_the_learning(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    personal = predictor.personal
+    personal.gate.quiet = 3600.0  # a typist who never leaves a gap
+    predictor.commit("we run Kubernetes at work\n")
+    _until(lambda: personal.gate.waiting)
+    assert personal.gate.in_flight == 0 and personal.words == 0
+    personal.wait()  # someone waits for the learning: it needs no gap
+    assert "Kubernetes" in personal.counts
+
+
 def test_every_query_tells_the_learner_that_it_is_in_flight(trained_lm):
     predictor = learning_predictor(trained_lm)
     seen = []
