@@ -627,6 +627,7 @@ def _personal_info(lm, path: Path) -> dict[str, object] | None:  # type: ignore[
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from autocomplete import checkpoint, data
@@ -634,6 +635,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autocomplete.personal import open_personal
     from autocomplete.tokenizer import EOS
 
+    # one segment of batch 1 at a time: fastest on one thread, and several spin-wait on cores other programs use
+    # (6x slower on a busy 2-core machine)
+    torch.set_num_threads(1)
     path = args.model if args.model is not None else default_model_path()
     lm = checkpoint.load(path)
     personal, warning = open_personal(lm)
