@@ -211,6 +211,7 @@ class Predictor:
         read again, one LSTM step); lines committed before keep the style they were read in. An unknown style is a
         :class:`~autocomplete.errors.ConfigError`; a model without styles ignores any style."""
         with self._query():
+            self._follow_personal()
             start = self.vocab.start_ids(style)
             self._style = style if self.vocab.styles else None
             if start != self._start:
