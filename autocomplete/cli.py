@@ -804,11 +804,14 @@ def cmd_session(args: argparse.Namespace) -> int:
     try:
         from autocomplete.repl import run_session
 
-        return run_session(
-            model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
-            quantize=not args.no_quantize, learn=not args.no_learn, on_ready=lambda: say(ERASE_LINE),
-            threads=args.threads, save_history=not args.no_history, style=args.style,
-        )
+        # A closed terminal window (SIGHUP) or a `kill` (SIGTERM) ends the session like Ctrl-D: what was learned is
+        # saved and the terminal restored, instead of the process dying with the last minute of learning.
+        with _exit_on_termination():
+            return run_session(
+                model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
+                quantize=not args.no_quantize, learn=not args.no_learn, on_ready=lambda: say(ERASE_LINE),
+                threads=args.threads, save_history=not args.no_history, style=args.style,
+            )
     except BaseException:
         say(ERASE_LINE)
         raise

@@ -2,6 +2,7 @@
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -524,6 +525,28 @@ def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_pat
             term.close()
         assert (data / "history").exists() == saved
         assert (data / "personal").exists() == saved  # nor what was learned from the line
+
+
+@needs_tmux
+@pytest.mark.parametrize("how", ["HUP", "TERM"])
+def test_a_closed_terminal_or_a_kill_saves_what_was_learned_and_exits_cleanly(toy_model_path, tmp_path, how):
+    command = [sys.executable, "-m", "autocomplete", "--model", str(toy_model_path), ";", "echo", "ENDED=$?",
+               ";", "sleep", "30"]
+    term = Tmux(command, {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
+        term.send("-l", "hello how")
+        term.send("Enter")
+        term.wait(lambda s: "› hello how" in s and s.count("›") >= 2)
+        shell = term._run("display", "-p", "-t", "main", "#{pane_pid}").strip()
+        [pid] = subprocess.run(["ps", "-o", "pid=", "--ppid", shell], capture_output=True, text=True).stdout.split()
+        os.kill(int(pid), getattr(signal, f"SIG{how}"))
+        screen = term.wait(lambda s: "ENDED=" in s)
+    finally:
+        term.close()
+    assert f"ENDED={128 + getattr(signal, f'SIG{how}')}" in screen and "Traceback" not in screen
+    [saved] = (tmp_path / "personal").iterdir()  # the line's learning is kept, not lost with the process
+    assert saved.stat().st_size > 0
 
 
 def test_no_history_uses_what_was_learned_before_and_writes_nothing_of_its_own(trained_model_path, tmp_path):
