@@ -180,22 +180,29 @@ class Offered:
 class PresageTypist:
     """presage behind the three calls :func:`~autocomplete.evaluate.keystroke_savings` makes of a predictor:
     ``reset``, ``suggest(text, k)`` (``text``: the line typed so far) and ``commit(line)``; with ``learn``, each
-    committed line is learned (``presage_learn``) before the next one is typed, as the model's learner does."""
+    committed line is learned (``presage_learn``) before the next one is typed, as the model's learner does.
+    ``lowercase``: the database is lower-cased, so is what it learns (presage lower-cases its context in that mode
+    but not the text given to ``presage_learn``: learned as typed, its counts disagree with the context's and its
+    3-gram predictor aborts on ``numerator <= denominator``)."""
 
     personal = None  # keystroke_savings waits for a model's learner; presage learns synchronously
 
-    def __init__(self, presage: Presage, learn: bool = False) -> None:
+    def __init__(self, presage: Presage, learn: bool = False, lowercase: bool = False) -> None:
         self.presage = presage
         self.learn = learn
+        self.lowercase = lowercase
         self.committed = ""
 
     def reset(self, context: str = "") -> None:
         self.committed = context[-_PAST_KEPT:]
 
     def commit(self, text: str, learn: bool = True) -> None:
-        if self.learn and learn and text.strip():
-            self.presage.learn(text)
         self.committed = (self.committed + text)[-_PAST_KEPT:]
+        if self.learn and learn and text.strip():
+            # presage completes the first n-grams of what it learns from the end of its past stream, which must
+            # therefore end with the text learned (a stale one makes n-grams that its counts contradict)
+            self.presage.past = self.committed
+            self.presage.learn(text.lower() if self.lowercase else text)
 
     def suggest(self, text: str = "", k: int = SUGGESTIONS) -> list[Offered]:
         self.presage.past = self.committed + text
@@ -318,10 +325,11 @@ def keystrokes(db: Path, tokens: Sequence[str], learn: bool, words: int | None, 
         folder = Path(tmp)
         if learn:
             db = Path(shutil.copyfile(db, folder / "learning.db"))
+        lowercase = is_lowercase(db)
         config = folder / "presage.xml"
-        config.write_text(configuration(db, learn, is_lowercase(db), k))
+        config.write_text(configuration(db, learn, lowercase, k))
         with Presage(config) as presage:
-            return keystroke_savings(PresageTypist(presage, learn), tokens, k, words)  # type: ignore[arg-type]
+            return keystroke_savings(PresageTypist(presage, learn, lowercase), tokens, k, words)  # type: ignore[arg-type]
 
 
 def keystrokes_isolated(db: Path, tokens: Sequence[str], learn: bool, words: int | None,

@@ -87,3 +87,20 @@ def test_keystroke_savings_counts_presage_like_the_model_every_token_a_word_with
     assert result.words == 4
     assert result.keys_without == 4 + 4 + 4 + 2
     assert result.keys_with == 1 + 1 + 1 + 2
+
+
+def test_a_learned_line_is_counted_after_the_words_committed_before_it(tmp_path):
+    db = learned_database(tmp_path, TEXT)
+    config = tmp_path / "learning.xml"
+    config.write_text(presage.configuration(db, learn=True, lowercase=False))
+    with presage.Presage(config) as p:
+        typist = presage.PresageTypist(p, learn=True)
+        typist.suggest("The old man walked to the harbour every mor", 6)  # presage's past: a line not yet finished
+        typist.commit("The old man walked to the harbour every morning.\n")
+        typist.suggest("Zyz", 6)
+        typist.commit("Zyzzyva sang.\n")
+    with sqlite3.connect(db) as connection:
+        bigram = connection.execute("SELECT count FROM _2_gram WHERE word_1 = 'morning' AND word = 'Zyzzyva'").fetchone()
+        trigram = connection.execute(
+            "SELECT count FROM _3_gram WHERE word_2 = 'every' AND word_1 = 'morning' AND word = 'Zyzzyva'").fetchone()
+    assert bigram == (1,) and trigram == (1,)
