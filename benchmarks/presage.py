@@ -54,6 +54,7 @@ from pathlib import Path
 from types import TracebackType
 
 from autocomplete import data
+from autocomplete.errors import AutocompleteError
 from autocomplete.evaluate import KeystrokeResult, keystroke_savings
 from autocomplete.tokenizer import EOS, Tokenizer
 
@@ -226,7 +227,11 @@ def training_files(inputs: Sequence[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
+        if not path.exists():
+            raise PresageError(f"{path}: no such file or folder")
         files.extend(sorted(path.rglob("*.txt")) if path.is_dir() else [path])
+    if not files:
+        raise PresageError(f"no training text in {', '.join(map(str, inputs))}")
     return files
 
 
@@ -253,6 +258,9 @@ def build_database(db: Path, files: Sequence[Path], lowercase: bool = False) -> 
             joined.flush()
             for n in (1, 2, 3):
                 _text2ngram(["-n", str(n), *flag, "-f", "sqlite", "-o", str(building), joined.name])
+    if not all(_rows(building, n) for n in (1, 2, 3)):
+        building.unlink(missing_ok=True)
+        raise PresageError("text2ngram counted no words in the training files")
     building.rename(db)
     return db
 
@@ -407,13 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"presage: error: {why} (benchmarks only)", file=sys.stderr)
         return 1
     try:
+        texts = {text: surface_tokens(text, args.breaks) for text in args.eval}  # bad paths fail before the build
         db = build_database(args.db, training_files(args.train), args.lowercase)
-    except (PresageError, subprocess.CalledProcessError, OSError) as error:
+    except (AutocompleteError, PresageError, subprocess.CalledProcessError, OSError) as error:
         print(f"presage: error: {error}", file=sys.stderr)
         return 1
     case = "lower-cased database" if is_lowercase(db) else "case-kept database"
-    for text in args.eval:
-        tokens = surface_tokens(text, args.breaks)
+    for text, tokens in texts.items():
         for learn in (False, True) if args.learn == "both" else (args.learn == "on",):
             result = keystrokes_isolated(db, tokens, learn, args.words)
             mode = f"learning {'on' if learn else 'off'}"

@@ -104,3 +104,12 @@ def test_a_learned_line_is_counted_after_the_words_committed_before_it(tmp_path)
         trigram = connection.execute(
             "SELECT count FROM _3_gram WHERE word_2 = 'every' AND word_1 = 'morning' AND word = 'Zyzzyva'").fetchone()
     assert bigram == (1,) and trigram == (1,)
+
+
+def test_the_command_refuses_missing_training_text_in_one_line_and_builds_nothing(tmp_path, capsys):
+    text = tmp_path / "heldout.txt"
+    text.write_text(TEXT)
+    db = tmp_path / "presage.db"
+    assert presage.main(["--db", str(db), "--train", str(tmp_path / "nowhere"), "--eval", str(text)]) == 1
+    assert capsys.readouterr().err.strip() == f"presage: error: {tmp_path / 'nowhere'}: no such file or folder"
+    assert not db.exists()
