@@ -225,7 +225,7 @@ class KeystrokeGate:
     lock is held only to count, never while anyone works, so a query never waits for the learner. ``patience`` bounds
     how long one slice is deferred, so a program that queries without ever pausing still gets its text learned."""
 
-    def __init__(self, quiet: float = 0.02, patience: float = 2.0) -> None:
+    def __init__(self, quiet: float = 0.02, patience: float = 10.0) -> None:
         self.quiet = quiet  # seconds without a query before the learner starts a slice
         self.patience = patience  # seconds the learner defers one slice at most
         self._idle = threading.Condition(threading.Lock())
