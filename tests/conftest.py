@@ -133,5 +133,9 @@ class Tmux:
 
 
 def prompt_line(screen: str, prefix: str = "› ") -> str:
-    line = next(line for line in screen.splitlines() if line.startswith(prefix.rstrip()))
+    """The screen's first prompt line, or "" while there is none (a capture taken mid-redraw, e.g. after a resize,
+    can show a cleared screen: waits retry instead of failing on it)."""
+    line = next((line for line in screen.splitlines() if line.startswith(prefix.rstrip())), None)
+    if line is None:
+        return ""
     return line if len(line) >= len(prefix) else prefix
