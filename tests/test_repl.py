@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from prompt_toolkit.buffer import Buffer
@@ -507,18 +508,28 @@ def test_text_typed_right_after_ctrl_c_or_enter_lands_after_the_next_prompt(trai
         term.close()
 
 
+def session_with_a_line_entered(model: Path, data: Path, *flags: str) -> Tmux:
+    """A session in tmux (its shell then prints ``ENDED=<exit status>``) in which "hello how" has been entered."""
+    command = [sys.executable, "-m", "autocomplete", *flags, "--model", str(model), ";", "echo", "ENDED=$?",
+               ";", "sleep", "30"]
+    term = Tmux(command, {"AUTOCOMPLETE_DATA_DIR": str(data), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
+        term.send("-l", "hello how")
+        term.send("Enter")
+        term.wait(lambda s: "› hello how" in s and s.count("›") >= 2)  # entered: a fresh prompt below it
+    except BaseException:
+        term.close()
+        raise
+    return term
+
+
 @needs_tmux
 def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_path):
     for flags, saved in ((["--no-history"], False), ([], True)):
         data = tmp_path / ("off" if flags else "on")
-        command = [sys.executable, "-m", "autocomplete", *flags, "--model", str(toy_model_path), ";", "echo", "ENDED",
-                   ";", "sleep", "30"]
-        term = Tmux(command, {"AUTOCOMPLETE_DATA_DIR": str(data), "TERM": "xterm-256color"})
+        term = session_with_a_line_entered(toy_model_path, data, *flags)
         try:
-            term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
-            term.send("-l", "hello how")
-            term.send("Enter")
-            term.wait(lambda s: "› hello how" in s and s.count("›") >= 2)  # entered: a fresh prompt below it
             term.send("C-d")
             term.wait(lambda s: "ENDED" in s)
         finally:
@@ -530,14 +541,8 @@ def test_no_history_keeps_nothing_of_the_session_on_disk(toy_model_path, tmp_pat
 @needs_tmux
 @pytest.mark.parametrize("how", ["HUP", "TERM"])
 def test_a_closed_terminal_or_a_kill_saves_what_was_learned_and_exits_cleanly(toy_model_path, tmp_path, how):
-    command = [sys.executable, "-m", "autocomplete", "--model", str(toy_model_path), ";", "echo", "ENDED=$?",
-               ";", "sleep", "30"]
-    term = Tmux(command, {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    term = session_with_a_line_entered(toy_model_path, tmp_path)
     try:
-        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
-        term.send("-l", "hello how")
-        term.send("Enter")
-        term.wait(lambda s: "› hello how" in s and s.count("›") >= 2)
         shell = term._run("display", "-p", "-t", "main", "#{pane_pid}").strip()
         [pid] = subprocess.run(["ps", "-o", "pid=", "--ppid", shell], capture_output=True, text=True).stdout.split()
         os.kill(int(pid), getattr(signal, f"SIG{how}"))
