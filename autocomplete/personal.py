@@ -73,7 +73,7 @@ from torch.func import functional_call
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.errors import CheckpointError, ConfigError
-from autocomplete.model import LSTMLanguageModel, State, TopLayer
+from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer
 from autocomplete.paths import data_dir
 from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
@@ -183,16 +183,17 @@ class Adapter:
 
 @dataclass(frozen=True)
 class AdaptedTop:
-    """The dynamically evaluated top LSTM layer: its adapted float weights and, where the layer can be quantised,
-    an int8 copy of them for the keystroke path."""
+    """The dynamically evaluated top LSTM layer: its adapted float weights and an int8 copy of them for the
+    keystroke path."""
 
     weights: dict[str, Tensor]  # the base layer's parameters plus their deltas, by name
-    quantized: nn.Module | None
+    quantized: nn.Module
 
     @staticmethod
     def of(layer: nn.Module, weights: dict[str, Tensor]) -> AdaptedTop:
-        quantized = None
-        if not getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: such a layer stays float
+        if getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: ours
+            quantized: nn.Module = Int8ProjectedLSTM(weights)
+        else:
             # made without initial weights (they are loaded next; drawing random ones was half of this function's time)
             lstm = nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta").to_empty(device="cpu")
             holder = nn.Sequential(lstm)
@@ -369,7 +370,7 @@ class Personal:
         top = self._top
         if top is None:
             return None
-        if top.quantized is not None and not isinstance(model.layers[-1], nn.LSTM):
+        if not isinstance(model.layers[-1], nn.LSTM):
             return top.quantized
         return functools.partial(self._run_top, top.weights)
 
@@ -452,9 +453,13 @@ class Personal:
                 return logp, unknown, None
             weights, ids, seen = pointed
             share = lam * seen.float().unsqueeze(1)  # positions with nothing to point at keep the model's distribution
-            probs = logp.exp() * (1 - share)
-            probs.scatter_add_(1, ids.expand(h.size(0), -1), weights * lam)
-            return probs.clamp_min(1e-30).log(), unknown, weights
+            # log((1 − share)·p_model + λ·p_cache), in log space: the words the cache points at (≤ its window) are
+            # mixed one by one, every other word is only scaled (no exp and log over the whole vocabulary)
+            at = ids.expand(h.size(0), -1)
+            cached = torch.zeros_like(logp).scatter_add_(1, at, weights * lam)
+            mixed = logp + torch.log1p(-share)
+            mixed.scatter_(1, at, torch.logaddexp(mixed.gather(1, at), cached.gather(1, at).log()))
+            return mixed, unknown, weights
 
     @staticmethod
     def _model_log_probs(model: LSTMLanguageModel, h: Tensor, adapter: Adapter | None) -> Tensor:

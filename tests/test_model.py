@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from autocomplete.errors import ConfigError
-from autocomplete.model import LSTMLanguageModel, ModelConfig, detach_state
+from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, ModelConfig, detach_state, quantize_dynamic
 
 
 def model(**kwargs: object) -> LSTMLanguageModel:
@@ -57,6 +57,40 @@ def test_the_tied_adaptive_softmax_shares_the_embedding_and_adds_only_cluster_ve
     tied, full = model(adaptive_cutoffs=(10, 30)), model()
     assert tied.decoder.weight is tied.embedding.weight
     assert tied.num_parameters() == full.num_parameters() + 2 * (8 + 1)  # two cluster vectors with biases
+
+
+def peaked(m: LSTMLanguageModel) -> LSTMLanguageModel:
+    """Weights scaled up so that distributions are far from uniform, as in a trained model (much more and the random
+    network turns chaotic: any rounding, int8's included, grows step by step)."""
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(4)
+    return m
+
+
+def test_the_int8_copy_of_a_projected_tied_two_level_model_gives_the_float_distribution():
+    m = peaked(model(vocab_size=300, embedding_dim=32, hidden_dim=96, adaptive_cutoffs=(40, 120)))
+    q = quantize_dynamic(m)
+    assert isinstance(q.layers[-1], Int8ProjectedLSTM) and q.decoder._int8  # nothing of the step left in float
+    tokens = torch.randint(0, 300, (2, 12))
+    with torch.inference_mode():
+        exact, (h, c) = m(tokens)[0].exp(), m(tokens)[1][-1]
+        fast, (qh, qc) = q(tokens)[0].exp(), q(tokens)[1][-1]
+    assert exact.max() > 0.05  # 15 times the uniform 1/300: a wrong gate, bias or cluster would show
+    assert torch.allclose(fast.sum(-1), torch.ones(2, 12), atol=1e-4)
+    assert (fast - exact).abs().max() < 0.01 and (qh - h).abs().max() < 0.05 and (qc - c).abs().max() < 0.1
+
+
+def test_the_int8_projected_lstm_continues_from_a_given_state_like_the_float_one():
+    lstm = peaked(model(embedding_dim=16, hidden_dim=48)).layers[-1]
+    int8 = Int8ProjectedLSTM(dict(lstm.named_parameters()))
+    x = torch.randn(3, 5, 48)
+    state = (torch.randn(1, 3, 16), torch.randn(1, 3, 48))
+    with torch.inference_mode():
+        (out, (h, c)), (qout, (qh, qc)) = lstm(x, state), int8(x, state)
+    assert qout.shape == out.shape == (3, 5, 16) and qh.shape == h.shape and qc.shape == c.shape
+    assert (qout - out).abs().max() < 0.1 * out.abs().max()  # int8 rounding; a wrong gate or bias is of the order 1
+    assert torch.equal(qout[:, -1], qh[0]) and (qc - c).abs().max() < 0.1 * c.abs().max()
 
 
 def test_loss_equals_the_negative_log_probability_of_the_targets():
