@@ -26,6 +26,7 @@ own rules, is printed beside it (``--presage-db`` runs it over another database,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import shlex
 import shutil
@@ -34,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -43,7 +45,7 @@ from autocomplete.paths import default_model_path
 from autocomplete.personal import LearnConfig, Personal
 from autocomplete.predictor import Predictor
 from benchmarks import presage
-from benchmarks.common import DATA, FIXTURE, Report, percentile, run_queue_seconds
+from benchmarks.common import DATA, FIXTURE, ROOT, Report, percentile, run_queue_seconds
 
 SECTION = "learning its user"
 
@@ -56,14 +58,31 @@ class Text:
     words: int  # words in the slice
 
 
-def texts(words: int) -> list[Text]:
-    """The held-out slices: both novels left out of the default model's training, and modern text it never saw."""
-    return [
+def prepare_modern_data() -> ModuleType:
+    """``models/prepare-modern-data.py`` (a script beside the model it made): the default model's training mix and
+    the texts it holds out of it."""
+    spec = importlib.util.spec_from_file_location("prepare_modern_data", ROOT / "models" / "prepare-modern-data.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def texts(words: int, folder: Path) -> list[Text]:
+    """The held-out slices: both novels left out of the default model's training, and the modern technical text and
+    tldr pages it holds out (written to ``folder``)."""
+    chosen = [
         Text("Ethan Frome (held-out novel)", DATA / "books" / "ethan_frome_4517.txt", 0, words),
         Text("The Man Who Was Thursday (held-out novel)", DATA / "books" / "man_who_was_thursday_1695.txt", 0, words),
-        Text("Rust book (modern technical prose)", DATA / "modern" / "rust_book.txt", 0, words),
-        Text("tldr pages (terminal commands)", DATA / "modern" / "tldr.txt", 0, words),
     ]
+    if (DATA / "modern").is_dir() and (DATA / "books").is_dir():
+        prepare = prepare_modern_data()
+        held = prepare.mix(DATA)[1]
+        for name, key in (("Rust book, then PEPs (held-out modern technical prose)", "tech"),
+                          ("tldr pages (held-out terminal commands)", "tldr")):
+            prepare.write(folder / f"heldout-{key}.txt", held[key])
+            chosen.append(Text(name, folder / f"heldout-{key}.txt", 0, words))
+    return chosen
 
 
 TUNING = Text("The Man Who Was Thursday, words 20,000 on (tuning)", DATA / "books" / "man_who_was_thursday_1695.txt", 20_000, 3000)
@@ -164,21 +183,21 @@ def keystroke_latency(predictor: Predictor, path: Path, config: LearnConfig | No
 # ---- presage ------------------------------------------------------------------------------------------------------
 
 
-def training_files() -> list[Path]:
-    """The default model's training files, as ``models/train-default.sh`` lists them."""
-    books = [
-        p for p in sorted((DATA / "books").glob("*_[0-9]*.txt"))
-        if p.name not in ("man_who_was_thursday_1695.txt", "ethan_frome_4517.txt")
-    ]
-    return [*books, DATA / "dialogues" / "sgd_train.txt", DATA / "dialogues" / "tm4_coffee_dialogs.txt"]
+def training_files(folder: Path) -> list[Path]:
+    """The default model's training files, laid out in ``folder`` as ``models/train-default.sh`` does."""
+    prepare_modern_data().main(DATA, folder / "mix")
+    return sorted((folder / "mix" / "train").glob("*/*.txt"))
 
 
 def presage_database(folder: Path, db: Path | None = None) -> Path | None:
-    """``db`` if given, else presage's 1-, 2- and 3-gram counts of the training files, case kept, built once (tens of
-    minutes on a busy machine) and kept in ``folder``; None where presage is not installed."""
+    """``db`` if given, else presage's 1-, 2- and 3-gram counts of the default model's training files, case kept,
+    built once (tens of minutes on a busy machine) and kept in ``folder``; None where presage is not installed."""
     if presage.missing() is not None or (db is None and shutil.which("text2ngram") is None):
         return None
-    return db or presage.build_database(folder / "train-default.db", training_files())
+    if db is not None:
+        return db
+    built = folder / "default-mix.db"
+    return built if built.exists() else presage.build_database(built, training_files(folder))
 
 
 def presage_rows(report: Report, command: str, db: Path, text: Text, path: Path, tokens: list[str],
@@ -202,12 +221,12 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
         latency_words: int = 600, presage_only: bool = False, latency_only: bool = False,
         presage_db: Path | None = None, latency_pause: float = 0.005, no_presage: bool = False) -> None:
     predictor = Predictor.load(model, quantize=True)  # as the session runs it
-    chosen = texts(words)
-    if quick or not all(t.path.exists() for t in chosen):
-        chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
-        latency_words = 60
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        chosen = [] if quick else texts(words, folder)
+        if quick or not all(t.path.exists() for t in chosen):
+            chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
+            latency_words = 60
         db = None if quick or latency_only or no_presage else presage_database(presage_dir or folder, presage_db)
         for text in [] if latency_only else chosen:
             path = slice_text(text, folder)

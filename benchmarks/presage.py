@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--words", type=int, default=2000, help="tokens typed from each text (default 2000)")
     parser.add_argument("--breaks", choices=("auto", "line", "paragraph"), default="line",
                         help="where the texts' lines end, as for autocomplete eval (default line, as "
-                             "models/evaluate-modern.sh reads the held-out texts)")
+                             "models/evaluate-default.sh reads the held-out texts)")
     parser.add_argument("--learn", choices=("off", "on", "both"), default="off",
                         help="presage's learning (default off: adaptation off, as in autocomplete eval)")
     parser.add_argument("--lowercase", action="store_true", help="build the database lower-cased (text2ngram -l)")

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# The model card's quality numbers: run from the repository root with ../shared/data next to it.
+# The model card's per-domain numbers (models/README.md): run from the repository root, after
+# models/prepare-modern-data.py has laid out RUN_FOLDER/data (models/train-default.sh does it):
+#
+#   python3 models/prepare-modern-data.py ../shared/data RUN_FOLDER/data
+#   models/evaluate-default.sh models/default.pt RUN_FOLDER/data [extra autocomplete-eval flags, e.g. --json]
+#
+# Each held-out text (~20,000 words; which lines: models/prepare-modern-data.py) is read in its domain's style
+# (a model without styles ignores it and says so): perplexity and top-1/3/5 accuracy over the whole text, keystroke
+# savings with 6 suggestions over its first 2,000 tokens; float weights (--no-quantize).
 set -euo pipefail
-data=${DATA:-../shared/data}
-model=${1:-models/default.pt}
-echo "== held-out books (not trained on): Ethan Frome, The Man Who Was Thursday"
-autocomplete eval --model "$model" "$data/books/ethan_frome_4517.txt" "$data/books/man_who_was_thursday_1695.txt" \
-  -k 3 -k 5 --ksr-words 2000 --no-quantize "${@:2}"
-echo "== dialogues/sgd_dev.txt (the SGD dev split; training used sgd_train.txt)"
-autocomplete eval --model "$model" "$data/dialogues/sgd_dev.txt" -k 3 -k 5 --ksr-words 2000 --no-quantize "${@:2}"
+model=${1:?usage: models/evaluate-default.sh MODEL RUN_FOLDER/data [extra eval flags]}
+mix=${2:?usage: models/evaluate-default.sh MODEL RUN_FOLDER/data [extra eval flags]}
+for pair in novels:prose dialogues:dialogue tech:tech tldr:tech; do
+  name=${pair%%:*}
+  echo "== held-out $name ($mix/heldout/$name.txt), style ${pair#*:}"
+  autocomplete eval --model "$model" "$mix/heldout/$name.txt" --breaks line -k 6 --ksr-words 2000 --no-quantize \
+    --style "${pair#*:}" --quiet "${@:3}" 2>&1
+done

@@ -84,7 +84,8 @@ def write(path: Path, groups: list[list[str]]) -> None:
     path.write_text("\n\n".join("\n".join(group) for group in groups) + "\n", encoding="utf-8")
 
 
-def main(data: Path, out: Path) -> None:
+def mix(data: Path) -> tuple[dict[str, list[list[list[str]]]], dict[str, list[list[str]]]]:
+    """(the training sources of each style, the held-out texts by name) from the shared data folder."""
     books = sorted(p for p in (data / "books").glob("*_[0-9]*.txt") if p.name not in NOVELS_HELDOUT)
     if not books:
         sys.exit(f"{data}/books: no novels there (give the shared data folder)")
@@ -92,7 +93,6 @@ def main(data: Path, out: Path) -> None:
 
     sgd = blocks(data / "dialogues" / "sgd_train.txt")
     tm4 = blocks(data / "dialogues" / "tm4_coffee_dialogs.txt")
-    dialogue_sources = [sgd[::2], tm4]
 
     peps = blocks(data / "modern" / "peps.txt")
     rust = blocks(data / "modern" / "rust_book.txt")
@@ -102,15 +102,11 @@ def main(data: Path, out: Path) -> None:
     tldr_kept = [page for i, page in enumerate(tldr, 1) if i % TLDR_EVERY]
     tldr_held = [page for i, page in enumerate(tldr, 1) if not i % TLDR_EVERY]
     half = len(tldr_kept) // 2
-    tech_sources = [peps[:peps_cut], rust[:rust_cut], tldr_kept, tldr_kept[half:] + tldr_kept[:half]]
-
-    counts = {}
-    for style, sources in (("prose", [prose]), ("dialogue", dialogue_sources), ("tech", tech_sources)):
-        parts = [split(source, CHUNKS) for source in sources]  # every source spread evenly over the chunks
-        for i in range(CHUNKS):
-            write(out / "train" / style / f"{i:04d}.txt", [g for p in parts for g in p[i]])
-        counts[style] = sum(words(source) for source in sources)
-
+    training = {
+        "prose": [prose],
+        "dialogue": [sgd[::2], tm4],
+        "tech": [peps[:peps_cut], rust[:rust_cut], tldr_kept, tldr_kept[half:] + tldr_kept[:half]],
+    }
     held = {
         "novels": [par for name in NOVELS_HELDOUT for par in first_words(paragraphs(data / "books" / name),
                                                                           HELDOUT_WORDS // 2)],
@@ -118,6 +114,17 @@ def main(data: Path, out: Path) -> None:
         "tech": rust[rust_cut:] + first_words(peps[peps_cut:], HELDOUT_WORDS - words(rust[rust_cut:])),
         "tldr": first_words(tldr_held, HELDOUT_WORDS),
     }
+    return training, held
+
+
+def main(data: Path, out: Path) -> None:
+    training, held = mix(data)
+    counts = {}
+    for style, sources in training.items():
+        parts = [split(source, CHUNKS) for source in sources]  # every source spread evenly over the chunks
+        for i in range(CHUNKS):
+            write(out / "train" / style / f"{i:04d}.txt", [g for p in parts for g in p[i]])
+        counts[style] = sum(words(source) for source in sources)
     for name, groups in held.items():
         write(out / "heldout" / f"{name}.txt", groups)
     for style, n in counts.items():
