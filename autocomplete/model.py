@@ -362,9 +362,16 @@ class _BlockLinear(torch.autograd.Function):
         return (grad_weight, grad_bias, None, *grad_xs)
 
 
+def unfilled(module: nn.Module) -> nn.Module:
+    """``module``, made on the meta device, given uninitialised CPU storage, to be loaded next (drawing the random
+    initial weights of a layer about to be overwritten can take most of the time of making it). ``to_empty`` does the
+    same but first imports PyTorch's symbolic-shape machinery: a second of start-up."""
+    return module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))
+
+
 def int8_linear(weight: Tensor, bias: Tensor | None) -> nn.Module:
     """``x @ weight.T + bias`` with int8 weights (one scale per output row) and dynamically quantised inputs."""
-    linear = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None, device="meta").to_empty(device="cpu")
+    linear = unfilled(nn.Linear(weight.size(1), weight.size(0), bias=bias is not None, device="meta"))
     with torch.no_grad():
         linear.weight.copy_(weight)
         if bias is not None:

@@ -73,7 +73,7 @@ from torch.func import functional_call
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.errors import CheckpointError, ConfigError
-from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer
+from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
 from autocomplete.paths import data_dir
 from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
@@ -194,8 +194,7 @@ class AdaptedTop:
         if getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: ours
             quantized: nn.Module = Int8ProjectedLSTM(weights)
         else:
-            # made without initial weights (they are loaded next; drawing random ones was half of this function's time)
-            lstm = nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta").to_empty(device="cpu")
+            lstm = unfilled(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta"))
             holder = nn.Sequential(lstm)
             holder[0].load_state_dict(weights)
             with warnings.catch_warnings():
