@@ -379,7 +379,7 @@ def int8_linear(weight: Tensor, bias: Tensor | None) -> nn.Module:
     spec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
-        return torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), spec, dtype=torch.qint8)[0]
+        return torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), spec, dtype=torch.qint8, inplace=True)[0]
 
 
 class Int8ProjectedLSTM(nn.Module):
@@ -410,7 +410,8 @@ class Int8ProjectedLSTM(nn.Module):
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = self.hr(torch.sigmoid(o) * torch.tanh(c))
             out.append(h)
-        return torch.stack(out, 1), (h.unsqueeze(0), c.unsqueeze(0))
+        output = torch.stack(out, 1) if out else x.new_zeros(x.size(0), 0, self.proj_size)
+        return output, (h.unsqueeze(0), c.unsqueeze(0))
 
 
 def quantize_dynamic(model: LSTMLanguageModel) -> LSTMLanguageModel:
@@ -425,9 +426,12 @@ def quantize_dynamic(model: LSTMLanguageModel) -> LSTMLanguageModel:
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear) or isinstance(module, nn.LSTM) and not module.proj_size
     }
+    # the embedding table (41 MB at 40,000 × 256) is only read: the copy shares it
+    weight = model.embedding.weight
+    copied = copy.deepcopy(model, {id(weight): weight}).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
-        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), names, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(copied, names, dtype=torch.qint8, inplace=True)
     for i, layer in enumerate(quantized.layers):
         if isinstance(layer, nn.LSTM) and layer.proj_size:
             quantized.layers[i] = Int8ProjectedLSTM(dict(layer.named_parameters()))

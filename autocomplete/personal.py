@@ -199,7 +199,8 @@ class AdaptedTop:
             holder[0].load_state_dict(weights)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
-                quantized = torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8)[0]
+                quantized = torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8,
+                                                                   inplace=True)[0]
         return AdaptedTop(weights, quantized)
 
 
