@@ -193,11 +193,13 @@ def test_help_describes_every_option_and_its_default(capsys, command, phrases):
 
 def test_info_describes_the_shipped_model_in_readable_units(capsys):
     code, text, _ = run(capsys, "info")
-    assert code == 0 and "2-layer LSTM" in text and "adaptive softmax" in text
+    assert code == 0 and "2-layer LSTM" in text and "adaptive softmax" in text and "tied" in text
     rows = {line[:20].strip(): line[20:] for line in text.splitlines()[1:]}
-    assert rows["tokens seen"] == "18,648,000"
-    assert rows["wall time"] == "2 h 7 min (7,628 s)"
-    assert rows["valid perplexity"] == "32.64"
+    assert rows["tokens seen"] == "25,475,520"
+    assert rows["wall time"] == "3 h 54 min (14,075 s)"
+    assert rows["valid perplexity"] == "75.52"
+    assert rows["styles"] == "prose, dialogue, tech"
+    assert rows["storage"] == "int8 matrices (per-row scales), float16 rest"
 
 
 @pytest.mark.parametrize(
