@@ -142,7 +142,7 @@ class _BufferState:
     """What the suggester knows about one buffer. Each piece says which text it belongs to."""
 
     text: str | None = None  # the model's text ``alternatives`` and ``index`` describe
-    key: tuple[int, int, int] = (0, -1, 0)  # (predictor, committed-context version, k) they were computed under
+    key: tuple[int, object, int] = (0, None, 0)  # (predictor, answers' version, k) they were computed under
     alternatives: list[WordSuggestion] = field(default_factory=list)
     insertions: list[str] = field(default_factory=list)  # what each alternative appends to ``text``
     end: float = 0.0  # probability that the line ends here (the end-of-utterance token), for the toolbar
@@ -169,24 +169,36 @@ class _Answer:
 class _Answers:
     """The last few answers of one predictor, by text, k and :attr:`Predictor.answers_version` (any thread)."""
 
-    SIZE = 8
+    SIZE = 64  # a burst of keys files an answer per text typed, and late askers must still find theirs
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last: OrderedDict[tuple[str, int, tuple[int, int, int]], _Answer] = OrderedDict()
+        self._lock = threading.Lock()  # guards the table, held only to read or file an answer
+        # one computation at a time (the predictor runs one query at a time anyway): the grey text, the menu and the
+        # toolbar ask about a new text at once from three threads, and the two that wait get the first one's answer
+        # rather than computing it again, possibly from LSTM states computed since with other adapted weights
+        self._computing = threading.Lock()
+        self._last: OrderedDict[tuple[str, int, object], _Answer] = OrderedDict()
+
+    def _filed(self, key: tuple[str, int, object]) -> _Answer | None:
+        with self._lock:
+            return self._last.get(key)
 
     def get(self, predictor: Predictor, text: str, k: int) -> _Answer:
         key = (text, k, predictor.answers_version)  # taken first: an answer computed as the context changes is
-        with self._lock:  # filed under the older version, which is never asked for again
-            answer = self._last.get(key)
+        answer = self._filed(key)  # filed under the older version, which is never asked for again
+        if answer is not None:
+            return answer
+        with self._computing:
+            answer = self._filed(key)
             if answer is not None:
                 return answer
-        words = predictor.suggest(text, k)
-        answer = _Answer(predictor.tokenizer.split_partial(text)[1], tuple(words), tuple(predictor.insertions(text, words)))
-        with self._lock:
-            self._last[key] = answer
-            if len(self._last) > self.SIZE:
-                self._last.popitem(last=False)
+            words = predictor.suggest(text, k)
+            partial = predictor.tokenizer.split_partial(text)[1]
+            answer = _Answer(partial, tuple(words), tuple(predictor.insertions(text, words)))
+            with self._lock:
+                self._last[key] = answer
+                if len(self._last) > self.SIZE:
+                    self._last.popitem(last=False)
         return answer
 
 
@@ -269,10 +281,10 @@ class LanguageModelAutoSuggest(AutoSuggest):
 
     # ---- the computation (worker thread) ------------------------------------------------------------------------
 
-    def _key(self) -> tuple[int, int, int]:
-        """What else the candidates depend on: the predictor, its committed context (a new line in the session) and
-        how many are asked for."""
-        return id(self.predictor), self.predictor.context_version, self.settings.suggestions
+    def _key(self) -> tuple[int, object, int]:
+        """What else the candidates depend on: the predictor, its answers' version (a new line in the session, or
+        something learned from one) and how many are asked for."""
+        return id(self.predictor), self.predictor.answers_version, self.settings.suggestions
 
     def _fresh(self, state: _BufferState, text: str) -> bool:
         return state.text == text and state.key == self._key()
@@ -333,7 +345,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
         """The greedy words after ``text`` (whose last word is complete), cached: while a word is being typed,
         every keystroke completes it to the same text."""
         p = self.predictor
-        key = (id(p), p.context_version, text, words)
+        key = (id(p), p.answers_version, text, words)
         extra = self._ghost_cache.get(key)
         if extra is None:
             extra = p.continuation(text, max_words=words, temperature=0, stop_at="sentence", finished=True).text

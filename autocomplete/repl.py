@@ -12,6 +12,7 @@ or ``--plain``) gets a line mode: each line typed gets its next-word predictions
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -472,10 +473,44 @@ def _history_before_typeahead(prompt: PromptSession[str]) -> None:
     app.create_background_task(feed())
 
 
+def _follow_learning(session: Session, prompt: PromptSession[str], every: float = 0.1) -> None:
+    """What is learned shows as soon as it is learned. A line is learned in the background after its Enter, often
+    while the next one is being typed: when the predictor's answers change while the prompt waits for a key, the
+    toolbar, an open menu that has no selection and the grey text (unless cycled or sampled) are recomputed, so that
+    the three always show the same numbers (before, the menu could keep its numbers from before the learning and the
+    toolbar show the ones after it)."""
+    app = prompt.app
+
+    async def follow() -> None:
+        seen = session.predictor.answers_version
+        while True:
+            await asyncio.sleep(every)
+            now = session.predictor.answers_version
+            if now == seen:
+                continue
+            seen = now
+            buffer = prompt.default_buffer
+            completing = buffer.complete_state
+            if completing is not None and completing.complete_index is None:
+                buffer.cancel_completion()  # an open menu is never recomputed (prompt_toolkit): a new one
+                buffer.start_completion(select_first=False)
+            suggest = session.suggest
+            if suggest.state(buffer).index == 0 and not suggest.sampling(buffer):
+                suggest.refresh(buffer)
+            app.invalidate()
+
+    app.create_background_task(follow())
+
+
+def _before_prompt(session: Session, prompt: PromptSession[str]) -> None:
+    _history_before_typeahead(prompt)
+    _follow_learning(session, prompt)
+
+
 def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[str], None]) -> int:
     while True:
         try:
-            line = prompt.prompt(pre_run=lambda: _history_before_typeahead(prompt))
+            line = prompt.prompt(pre_run=lambda: _before_prompt(session, prompt))
         except KeyboardInterrupt:
             continue  # Ctrl-C clears the line
         except EOFError:

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
 from prompt_toolkit import PromptSession
@@ -24,6 +25,7 @@ from autocomplete.completion import (
     LanguageModelAutoSuggest,
     LanguageModelCompleter,
     SamplingSettings,
+    _answer,
     key_bindings,
     load_predictor,
     python_prose,
@@ -336,6 +338,40 @@ def test_the_menu_follows_the_committed_context_and_what_was_learned_since_the_s
     predictor.personal.wait()
     assert menu("and then Ku") == ["Kubernetes"]
 
+
+
+def test_the_toolbar_candidates_follow_what_was_learned_since_the_same_text_was_asked(trained_lm):
+    from autocomplete.personal import LearnConfig, Personal
+
+    predictor = Predictor(trained_lm, personal=Personal(trained_lm, LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)))
+    suggest, buffer = LanguageModelAutoSuggest(predictor), Buffer()
+    suggest.compute(buffer, Document("and then Ku"))
+    assert "Kubernetes" not in [s.word for s in suggest.state(buffer).alternatives]
+    predictor.personal.learn("we run Kubernetes at work\n")  # learned, the context and the text unchanged
+    predictor.personal.wait()
+    suggest.compute(buffer, Document("and then Ku"))
+    assert [s.word for s in suggest.state(buffer).alternatives] == ["Kubernetes"]  # as the menu shows it
+
+
+def test_the_grey_text_the_menu_and_the_toolbar_asking_at_once_share_one_answer(predictor, monkeypatch):
+    calls, original = [], predictor.suggest
+
+    def slow(*args, **kwargs):
+        calls.append(args[0])
+        time.sleep(0.2)  # long enough for the other askers to arrive while it computes
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "suggest", slow)
+    answers = []
+    askers = [threading.Thread(target=lambda: answers.append(_answer(predictor, "hear me ", 5))) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert calls == ["hear me "] and answers[0] is answers[1] is answers[2]
+    for i in range(40):  # a burst of keys files an answer per text; the first is still there for a late asker
+        _answer(predictor, "hear me " + "x" * i, 5)
+    assert _answer(predictor, "hear me ", 5) is answers[0] and calls.count("hear me ") == 1
 
 # ---- good guests: context, fallback, no tasks without an application, the UI thread never runs the model ---------
 
