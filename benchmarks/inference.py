@@ -9,6 +9,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,7 +96,11 @@ def keystroke_latency(report: Report, predictor: Predictor, text_path: Path, qui
 
 
 def cold_start(report: Report, model: Path, command: str) -> None:
-    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": "/tmp/autocomplete-bench"}
+    with tempfile.TemporaryDirectory() as data:  # a first start: nothing learned by earlier runs
+        _cold_start(report, model, command, {**os.environ, "AUTOCOMPLETE_DATA_DIR": data})
+
+
+def _cold_start(report: Report, model: Path, command: str, env: dict[str, str]) -> None:
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "autocomplete", "--plain", "--model", str(model)],
