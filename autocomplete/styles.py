@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from autocomplete.errors import ConfigError
 
-MODE_STYLES = {"type": "prose", "chat": "dialogue"}  # the style each session mode asks for by default
+# the style each use asks for by default: the session's modes, and code (comments, docstrings and commands in the
+# shells the plugins join: IPython, ptpython, readline programs)
+MODE_STYLES = {"type": "prose", "chat": "dialogue", "code": "tech"}
 
 
 def pick_style(requested: str | None, mode: str, available: Sequence[str]) -> str | None:

@@ -56,6 +56,7 @@ class Text:
     path: Path
     start: int  # words skipped from the start of the file
     words: int  # words in the slice
+    style: str = "prose"  # how a model trained with styles reads it (as the session would: --style tech for docs)
 
 
 def prepare_modern_data() -> ModuleType:
@@ -81,7 +82,7 @@ def texts(words: int, folder: Path) -> list[Text]:
         for name, key in (("Rust book, then PEPs (held-out modern technical prose)", "tech"),
                           ("tldr pages (held-out terminal commands)", "tldr")):
             prepare.write(folder / f"heldout-{key}.txt", held[key])
-            chosen.append(Text(name, folder / f"heldout-{key}.txt", 0, words))
+            chosen.append(Text(name, folder / f"heldout-{key}.txt", 0, words, "tech"))
     return chosen
 
 
@@ -229,6 +230,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
             latency_words = 60
         db = None if quick or latency_only or no_presage else presage_database(presage_dir or folder, presage_db)
         for text in [] if latency_only else chosen:
+            predictor.set_style(text.style if text.style in predictor.styles else None)
             path = slice_text(text, folder)
             base: dict[str, float] | None = None
             for name, config in VARIANTS[:1] if presage_only else VARIANTS:
@@ -246,6 +248,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
         if presage_only:
             return
         text = chosen[0]
+        predictor.set_style(text.style if text.style in predictor.styles else None)
         path = slice_text(text, folder)
         for name, config in (("learning off", None), ("learning on", LearnConfig())):
             typing = keystroke_latency(predictor, path, config, latency_words, latency_pause)

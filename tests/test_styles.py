@@ -200,3 +200,18 @@ def test_the_token_cache_keeps_a_styled_corpus_apart_from_the_same_files_unstyle
     assert plain_vocab.decode(plain) == ["one", "line", EOS, "another", "line", EOS]
     assert styled_vocab.decode(styled) == ["<tech>", "one", "line", EOS, "<tech>", "another", "line", EOS]
     cache.release()
+
+
+def test_the_front_door_reads_a_styled_model_in_prose_unless_told_and_the_shells_in_tech(styled_model_path, monkeypatch):
+    import autocomplete
+    from autocomplete import python_shell
+
+    plain = autocomplete.load(styled_model_path, learn=False)
+    assert plain.style == "prose"  # as the session's type mode: never without a style token, unlike its training
+    assert torch.equal(plain.distribution(PROSE_LINE), Predictor.load(styled_model_path, quantize=True, style="prose").distribution(PROSE_LINE))
+    assert autocomplete.load(styled_model_path, learn=False, style="tech").style == "tech"
+    with pytest.raises(ConfigError, match="unknown style 'verse'"):
+        autocomplete.load(styled_model_path, learn=False, style="verse")
+    monkeypatch.setattr(python_shell, "_loaded", {})
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(styled_model_path.parent / "data"))
+    assert python_shell.shell_session(styled_model_path).style == "tech"  # comments and docstrings in IPython, ptpython
