@@ -643,6 +643,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
     personal, warning = open_personal(lm)
     if warning:
         _err(f"autocomplete: warning: {warning}")
+    from autocomplete.styles import pick_style
+
+    style = pick_style(None, "type", lm.vocab.styles)  # read as the session's type mode reads what you write
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
     stats = data.CorpusStats()
     batch: list[str] = []
@@ -652,11 +655,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
             batch += tokens + ([EOS] if ends else [])
             if len(batch) >= 4096:
-                personal.learn_tokens(batch)
+                personal.learn_tokens(batch, style=style)
                 bar.update(len(batch))
                 batch = []
         if batch:
-            personal.learn_tokens(batch)
+            personal.learn_tokens(batch, style=style)
             bar.update(len(batch))
     if personal.stats.tokens == before_tokens:
         raise ConfigError("the text holds no words to learn")

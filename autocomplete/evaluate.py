@@ -127,13 +127,15 @@ def evaluate_stream(
 
 def evaluate_learning(
     model: LSTMLanguageModel, personal: Personal, ids: Tensor, surface: Sequence[str], ks: Sequence[int] = (1, 3, 5),
-    advance: Advance = _nothing,
+    advance: Advance = _nothing, style: str | None = None,
 ) -> tuple[float, dict[int, float], int]:
     """Like :func:`evaluate_stream`, replaying the text as its user would type it: every token is predicted with
     what ``personal`` has learned so far, and each line is learned once it is finished (``surface`` is aligned with
-    ``ids``, :data:`EOS` where they hold an end of line)."""
+    ``ids``, :data:`EOS` where they hold an end of line). ``style``: each utterance is read (and learned) opened by
+    that style's token, for a model trained with styles; the style tokens are read, never scored."""
     model.eval()
     total, count, state, prev, start = 0.0, 0, None, EOS_ID, 0
+    style_id = personal.vocab.style_id(style) if style in personal.vocab.styles else None
     hits = dict.fromkeys(ks, 0)
     kmax = max(ks)
     ids = ids.long().cpu()
@@ -143,21 +145,28 @@ def evaluate_learning(
             end += 1
         end = min(end + 1, len(surface))  # the line's end-of-line token with it
         y = ids[start:end]
-        x = torch.cat([torch.tensor([prev]), y[:-1]])
+        read, rows = ([style_id] if style_id is not None and prev == EOS_ID else []), []
+        for token in y.tolist():
+            rows.append(len(read))
+            read.append(token)
+            if token == EOS_ID and style_id is not None:
+                read.append(style_id)
+        x = torch.tensor([prev, *read[:-1]])
         with torch.inference_mode():
             features, state = model.features(x.unsqueeze(0), state, top=personal.top_layer(model))
+        h = features[0] if len(rows) == len(read) else features[0][torch.tensor(rows)]  # the outputs that predict y
         if personal.active:
-            logp = personal.batch_log_probs(model, features[0], y)  # (T, V)
+            logp = personal.batch_log_probs(model, h, y)  # (T, V)
         else:  # nothing learned yet: the predictor does not consult the personal layer either
             with torch.inference_mode():
-                logp = torch.log_softmax(model.logits(features[0]).float(), dim=-1)
+                logp = torch.log_softmax(model.logits(h).float(), dim=-1)
         total -= float(logp.gather(1, y.unsqueeze(1)).sum())
         count += y.numel()
         match = torch.topk(logp, kmax, dim=-1).indices == y.unsqueeze(1)
         for k in ks:
             hits[k] += int(match[:, :k].any(dim=1).sum())
-        personal.learn_tokens(surface[start:end])
-        prev, start = int(y[-1]), end
+        personal.learn_tokens(surface[start:end], style=style)
+        prev, start = read[-1], end
         advance(y.numel())
     accuracy = {k: hits[k] / count if count else 0.0 for k in ks}
     return (total / count if count else float("nan")), accuracy, count
@@ -267,7 +276,7 @@ def evaluate(
     scoring = start("scoring", ids.numel())
     if personal is not None:
         personal.forget()
-        loss, accuracy, count = evaluate_learning(predictor.model, personal, ids, surface, ks, scoring)
+        loss, accuracy, count = evaluate_learning(predictor.model, personal, ids, surface, ks, scoring, predictor.style)
         personal.forget()
     else:
         loss, accuracy, count = evaluate_stream(

@@ -333,6 +333,7 @@ class Personal:
         self._saved_at = time.monotonic()
         self._pending_lock = threading.Lock()
         self._pending: list[str] = []  # tokens of the line being committed, learned once it ends
+        self._pending_style: str | None = None  # the style they were written in
         self.gate = KeystrokeGate()  # the predictor's queries in flight, which the learner defers to
         self._line_start = True
         self._private_line = False
@@ -538,14 +539,19 @@ class Personal:
 
     # ---- learning ------------------------------------------------------------------------------------------------
 
-    def learn(self, text: str, wait: bool = False) -> None:
+    def learn(self, text: str, wait: bool = False, style: str | None = None) -> None:
         """Learn from ``text`` the user wrote, in the background, a line at a time (a line is learned once its
         newline is committed; a line that starts with a space never is). ``wait`` returns once it is learned.
+        ``style``: the style it was written in, for a model trained with styles (read as the predictor read it: each
+        utterance opened with its style's token).
 
         Does nothing while :attr:`enabled` is False."""
         if not self.enabled:
             return
         with self._pending_lock:
+            if style != self._pending_style:
+                self._flush()
+                self._pending_style = style
             for i, piece in enumerate(text.split("\n")):
                 if i:  # the previous piece ended its line
                     if not self._private_line:
@@ -567,13 +573,14 @@ class Personal:
     def _flush(self) -> None:
         if self._pending:
             self._start()
-            self._queue.put((self._pending, False))
+            self._queue.put((self._pending, self._pending_style))
             self._pending = []
 
-    def learn_tokens(self, tokens: Sequence[str]) -> None:
-        """Learn surface tokens (:data:`EOS` at line ends) at once, in the calling thread (``autocomplete learn``)."""
+    def learn_tokens(self, tokens: Sequence[str], style: str | None = None) -> None:
+        """Learn surface tokens (:data:`EOS` at line ends) at once, in the calling thread (``autocomplete learn``),
+        read in ``style`` (see :meth:`learn`)."""
         with self._lock:
-            self._learn(list(tokens))
+            self._learn(list(tokens), style=style)
             self._reindex()
 
     def wait(self) -> None:
@@ -601,7 +608,7 @@ class Personal:
                 if item is None:
                     return
                 with self._lock:
-                    self._learn(item[0], self.gate.pause)
+                    self._learn(item[0], self.gate.pause, item[1])
                     self.gate.pause()
                     self._reindex()
                 if self.path is not None and time.monotonic() - self._saved_at > self.save_every:
@@ -615,30 +622,42 @@ class Personal:
             finally:
                 self._queue.task_done()
 
-    def _learn(self, tokens: list[str], pause: Callable[[], None] = _go_on) -> None:
+    def _learn(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:
         """Learn ``tokens`` in segments: lexicon counts, then per segment the cache entries and one SGD step.
 
         ``pause`` is called before each slice of the work (the learner thread's defers to keystrokes in flight)."""
         step = self.config.segment
         for start in range(0, len(tokens), step):
-            self._learn_segment(tokens[start : start + step], pause)
+            self._learn_segment(tokens[start : start + step], pause, style)
         self.stats.updated = time.strftime("%Y-%m-%d %H:%M:%S")
         self.stats.lines += sum(t == EOS for t in tokens) or 1
         self._dirty = True
         self.version += 1
 
-    def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on) -> None:
+    def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:
         pause()
         starts = sentence_starts(tokens, self._at_start)
         ids = self.vocab.encode(tokens, self._at_start)
+        # what the LSTM reads: with a style, its token opens every utterance (after each EOS), as the predictor reads
+        # the text; the model's output before a style token predicts nothing the user typed and is dropped
+        style_id = self.vocab.style_id(style) if style in self.vocab.styles else None
+        read, kept = [], []
+        if style_id is not None and self._last_id == EOS_ID:
+            read.append(style_id)
+        for i in ids:
+            kept.append(len(read))
+            read.append(i)
+            if i == EOS_ID and style_id is not None:
+                read.append(style_id)
         for token, start in zip(tokens, starts):
             if is_word(token):
                 word = self._fold(token, start)
                 self.counts[word] = self.counts.get(word, 0) + 1
                 self._changed.add(word)
         self._at_start = sentence_starts([*tokens[-1:], "x"], starts[-1])[1] if tokens else self._at_start
-        inputs = torch.tensor([[self._last_id, *ids[:-1]]])
+        inputs = torch.tensor([[self._last_id, *read[:-1]]])
         targets = torch.tensor(ids)
+        rows = torch.tensor(kept) if len(kept) != len(read) else None  # the positions that predict ``ids``
         below: list[tuple[Tensor, tuple[Tensor, Tensor]]] = []  # the top layer's input and state, for its gradient
 
         def top(x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -648,18 +667,19 @@ class Personal:
         pause()
         with torch.no_grad():
             features, self._state = self.model.features(inputs, self._state, top=top)  # (1, T, D)
-        h = features[0].float()
-        self._last_id = ids[-1]
+        h = features[0].float() if rows is None else features[0].float()[rows]
+        self._last_id = read[-1]
         self.stats.tokens += len(ids)
         self._learn_cache_weight(h, targets)
         if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
-            self._step(h, targets, *below[0], pause=pause)
+            self._step(h, targets, *below[0], pause=pause, rows=rows)
         if self.config.window:
             pause()
             self._cache = self._cache.extended(h, targets, tokens, self.config.window)
 
     def _step(
-        self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor], pause: Callable[[], None] = _go_on
+        self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor], pause: Callable[[], None] = _go_on,
+        rows: Tensor | None = None,
     ) -> None:
         """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), computed by the top layer from
         ``below`` (1, T, H) and ``top_state``; then decay toward the base.
@@ -678,6 +698,7 @@ class Personal:
         with torch.enable_grad():
             if config.lr_top > 0:
                 h = self._run_top(weights, below, top_state)[0][0].float()
+                h = h if rows is None else h[rows]  # ``below`` has the style tokens' positions too
             logits = self.model.logits(h + h @ a.T + c).float() + b
             loss = F.cross_entropy(logits, targets, reduction="sum")
             inputs = (a, c, b, *weights.values()) if config.lr_top > 0 else (a, c, b)

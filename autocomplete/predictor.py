@@ -240,7 +240,7 @@ class Predictor:
         user did not write, such as the model's own replies; a line that starts with a space never is).
         """
         if learn and self.personal is not None:
-            self.personal.learn(text)
+            self.personal.learn(text, style=self._style)
         with self._query():
             self._follow_personal()
             if text:

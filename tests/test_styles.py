@@ -215,3 +215,25 @@ def test_the_front_door_reads_a_styled_model_in_prose_unless_told_and_the_shells
     monkeypatch.setattr(python_shell, "_loaded", {})
     monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(styled_model_path.parent / "data"))
     assert python_shell.shell_session(styled_model_path).style == "tech"  # comments and docstrings in IPython, ptpython
+
+
+def test_the_learner_reads_a_styled_line_as_the_predictor_does(styled_lm):
+    from autocomplete.personal import LearnConfig, Personal
+
+    cache_only = LearnConfig(lr=0.0, lr_bias=0.0, lr_top=0.0)
+    predictor = Predictor(styled_lm, style="prose", personal=Personal(styled_lm, cache_only))
+    lines = [PROSE_LINE.strip(), "She said nothing."]
+    predictor.commit("\n".join(lines) + "\n")
+    predictor.personal.wait()
+    vocab, tokenizer = styled_lm.vocab, styled_lm.tokenizer
+    read, rows = list(vocab.start_ids("prose")), []  # <eos> <prose> line <eos> <prose> line <eos> <prose>
+    for line in lines:
+        for i in vocab.encode([*tokenizer.tokenize_line(line), EOS], True):
+            rows.append(len(read) - 1)  # the output after the token before predicts this one
+            read.append(i)
+        read.append(vocab.style_id("prose"))
+    with torch.inference_mode():
+        features, _ = styled_lm.model.features(torch.tensor([read[:-1]]))
+    keys = predictor.personal._cache.keys
+    assert keys.shape[0] == len(rows), (predictor.personal._cache.surface, [vocab.itos[i] for i in read])
+    assert torch.allclose(keys, features[0, rows].float(), atol=1e-3)  # (stored in float16)
