@@ -5,7 +5,7 @@ The front door for scripts, the CLI, the prompt_toolkit adapters and the plugins
     import autocomplete
 
     predictor = autocomplete.load()                  # the shipped model; autocomplete.load("mine.pt") for yours
-    predictor.suggest("I would like to ", k=5)       # [Suggestion(word='find', probability=0.137, ...), ...]
+    predictor.suggest("I would like to ", k=5)       # [Suggestion(word='know', probability=0.176, ...), ...]
     predictor.commit("A finished line.\\n")          # what was written conditions the next suggestions
     other = predictor.session()                      # an independent context over the same weights
 
