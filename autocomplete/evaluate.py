@@ -135,7 +135,6 @@ def evaluate_learning(
     that style's token, for a model trained with styles; the style tokens are read, never scored."""
     model.eval()
     total, count, state, prev, start = 0.0, 0, None, EOS_ID, 0
-    style_id = personal.vocab.style_id(style) if style in personal.vocab.styles else None
     hits = dict.fromkeys(ks, 0)
     kmax = max(ks)
     ids = ids.long().cpu()
@@ -145,12 +144,7 @@ def evaluate_learning(
             end += 1
         end = min(end + 1, len(surface))  # the line's end-of-line token with it
         y = ids[start:end]
-        read, rows = ([style_id] if style_id is not None and prev == EOS_ID else []), []
-        for token in y.tolist():
-            rows.append(len(read))
-            read.append(token)
-            if token == EOS_ID and style_id is not None:
-                read.append(style_id)
+        read, rows = personal.vocab.read_in_style(y.tolist(), style, prev == EOS_ID)
         x = torch.tensor([prev, *read[:-1]])
         with torch.inference_mode():
             features, state = model.features(x.unsqueeze(0), state, top=personal.top_layer(model))

@@ -638,17 +638,7 @@ class Personal:
         pause()
         starts = sentence_starts(tokens, self._at_start)
         ids = self.vocab.encode(tokens, self._at_start)
-        # what the LSTM reads: with a style, its token opens every utterance (after each EOS), as the predictor reads
-        # the text; the model's output before a style token predicts nothing the user typed and is dropped
-        style_id = self.vocab.style_id(style) if style in self.vocab.styles else None
-        read, kept = [], []
-        if style_id is not None and self._last_id == EOS_ID:
-            read.append(style_id)
-        for i in ids:
-            kept.append(len(read))
-            read.append(i)
-            if i == EOS_ID and style_id is not None:
-                read.append(style_id)
+        read, kept = self.vocab.read_in_style(ids, style, self._last_id == EOS_ID)  # as the predictor reads it
         for token, start in zip(tokens, starts):
             if is_word(token):
                 word = self._fold(token, start)

@@ -141,7 +141,6 @@ def install(
     global _saved
     if predictor is None:
         from autocomplete.predictor import load
-
         from autocomplete.styles import pick_style
 
         predictor = load()

@@ -105,6 +105,20 @@ class Vocab:
         style_id = self.style_id(style)
         return [EOS_ID] if style_id is None else [EOS_ID, style_id]
 
+    def read_in_style(self, ids: Sequence[int], style: str | None, opening: bool) -> tuple[list[int], list[int]]:
+        """(what the LSTM reads for ``ids`` in ``style``, where each of ``ids`` is in it): the style's token after
+        every :data:`EOS`, and first when ``opening`` (the text before ended an utterance), as :meth:`encode` and
+        :meth:`start_ids` put it. The output before a style token predicts nothing of the text. Without a style (or
+        one this vocabulary lacks): ``ids`` as they are."""
+        style_id = self.style_id(style) if style in self.styles else None
+        read, rows = ([style_id] if style_id is not None and opening else []), []
+        for i in ids:
+            rows.append(len(read))
+            read.append(i)
+            if i == EOS_ID and style_id is not None:
+                read.append(style_id)
+        return read, rows
+
     @property
     def style_ids(self) -> list[int]:
         return list(range(len(SPECIALS), len(SPECIALS) + len(self.styles)))
