@@ -94,8 +94,8 @@ class LearnConfig:
     flatness: float = 1.0  # θ: how sharply the cache prefers positions whose features resemble the current ones
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
-    lr_top: float = 0.0003  # ... RMS-normalised step of the top LSTM layer's weights (0: off)
-    decay: float = 0.005  # after each step the deltas shrink by this fraction (back toward the base weights)
+    lr_top: float = 0.0001  # ... RMS-normalised step of the top LSTM layer's weights (0: off)
+    decay: float = 0.001  # after each step the deltas shrink by this fraction (back toward the base weights)
     clip: float = 1.0  # gradient norm limit of one step, feature map
     clip_bias: float = 10.0  # ... and bias
     lexicon: bool = True  # offer the user's own words outside the vocabulary

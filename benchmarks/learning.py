@@ -69,14 +69,20 @@ def prepare_modern_data() -> ModuleType:
     return module
 
 
-def texts(words: int, folder: Path) -> list[Text]:
-    """The held-out slices: both novels left out of the default model's training, and the modern technical text and
-    tldr pages it holds out (written to ``folder``)."""
+TUNING = Text("The Man Who Was Thursday, words 20,000 on (tuning; the rest of the book)",
+              DATA / "books" / "man_who_was_thursday_1695.txt", 20_000, 40_000)
+
+
+def texts(words: int, folder: Path, which: str = "all") -> list[Text]:
+    """The held-out slices: both novels left out of the default model's training (*Thursday* never beyond word
+    20,000, where the tuning slice starts), and the modern technical text and tldr pages it holds out (written to
+    ``folder``); ``which``: all, novels or modern."""
     chosen = [
         Text("Ethan Frome (held-out novel)", DATA / "books" / "ethan_frome_4517.txt", 0, words),
-        Text("The Man Who Was Thursday (held-out novel)", DATA / "books" / "man_who_was_thursday_1695.txt", 0, words),
-    ]
-    if (DATA / "modern").is_dir() and (DATA / "books").is_dir():
+        Text("The Man Who Was Thursday (held-out novel)", DATA / "books" / "man_who_was_thursday_1695.txt", 0,
+             min(words, TUNING.start)),
+    ] if which != "modern" else []
+    if which != "novels" and (DATA / "modern").is_dir() and (DATA / "books").is_dir():
         prepare = prepare_modern_data()
         held = prepare.mix(DATA)[1]
         for name, key in (("Rust book, then PEPs (held-out modern technical prose)", "tech"),
@@ -86,7 +92,6 @@ def texts(words: int, folder: Path) -> list[Text]:
     return chosen
 
 
-TUNING = Text("The Man Who Was Thursday, words 20,000 on (tuning)", DATA / "books" / "man_who_was_thursday_1695.txt", 20_000, 3000)
 
 OFF = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
 VARIANTS: list[tuple[str, LearnConfig | None]] = [
@@ -220,11 +225,13 @@ def presage_rows(report: Report, command: str, db: Path, text: Text, path: Path,
 
 def run(report: Report, model: Path, quick: bool, command: str, words: int = 3000, presage_dir: Path | None = None,
         latency_words: int = 600, presage_only: bool = False, latency_only: bool = False,
-        presage_db: Path | None = None, latency_pause: float = 0.005, no_presage: bool = False) -> None:
+        presage_db: Path | None = None, latency_pause: float = 0.005, no_presage: bool = False,
+        which: str = "all", brief: bool = False, no_latency: bool = False) -> None:
     predictor = Predictor.load(model, quantize=True)  # as the session runs it
+    variants = [VARIANTS[0], VARIANTS[-1]] if brief else VARIANTS
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        chosen = [] if quick else texts(words, folder)
+        chosen = [] if quick else texts(words, folder, which)
         if quick or not all(t.path.exists() for t in chosen):
             chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
             latency_words = 60
@@ -233,7 +240,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
             predictor.set_style(text.style if text.style in predictor.styles else None)
             path = slice_text(text, folder)
             base: dict[str, float] | None = None
-            for name, config in VARIANTS[:1] if presage_only else VARIANTS:
+            for name, config in variants[:1] if presage_only else variants:
                 m = measure(predictor, path, config, text.words)
                 base = base or m
                 report.add(
@@ -245,7 +252,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
             if db is not None and base is not None:
                 tokens = presage.surface_tokens(path, "auto", predictor.tokenizer)  # what measure() typed
                 presage_rows(report, command, db, text, path, tokens, base)
-        if presage_only:
+        if presage_only or no_latency:
             return
         text = chosen[0]
         predictor.set_style(text.style if text.style in predictor.styles else None)
@@ -279,7 +286,7 @@ def tune(model: Path, command: str) -> None:
                 grid.append({**nothing, "lr": lr, "lr_bias": lr_bias})
         for lr_top in (0.0001, 0.0003, 0.001):  # ... of the top LSTM layer alone
             grid.append({**nothing, "lr_top": lr_top})
-        for decay in (0.0, 0.005, 0.02):  # everything on
+        for decay in (0.0, 0.001, 0.005):  # everything on
             grid.append({"decay": decay})
         from autocomplete.evaluate import evaluate_learning
 
@@ -304,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-presage", action="store_true", help="leave presage's rows out (our own rows only)")
     parser.add_argument("--presage-only", action="store_true", help="only the model alone and presage's rows")
     parser.add_argument("--latency-only", action="store_true", help="only the keystroke latency rows")
+    parser.add_argument("--no-latency", action="store_true", help="leave the keystroke latency rows out")
+    parser.add_argument("--texts", choices=("all", "novels", "modern"), default="all",
+                        help="which held-out texts (default all)")
+    parser.add_argument("--brief", action="store_true",
+                        help="only the model alone and all three (not each technique alone): for whole books")
     parser.add_argument("--pause-ms", type=float, default=5.0,
                         help="pause between keystrokes in the latency pass (default 5; 0: back to back)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results here")
@@ -317,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = Report()
     run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
-        args.latency_only, args.presage_db, args.pause_ms / 1e3, args.no_presage)
+        args.latency_only, args.presage_db, args.pause_ms / 1e3, args.no_presage, args.texts, args.brief,
+        args.no_latency)
     if args.markdown:
         from benchmarks.run import markdown
 
