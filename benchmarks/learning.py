@@ -1,7 +1,8 @@
 """Learning its user: what each adaptation technique buys on held-out text, and the peer, presage.
 
     python -m benchmarks.learning --markdown out.md        # the BENCHMARKS.md table (tens of minutes on 2 busy cores)
-    python -m benchmarks.learning --tune                    # the grid that chose LearnConfig's defaults
+    python -m benchmarks.learning --tune                    # the grid that chose LearnConfig's defaults (hours)
+    python -m benchmarks.learning --texts novels --brief --words 40000 --no-latency   # whole books (half an hour)
     python -m benchmarks.learning --quick                   # seconds: keeps the code path working (tests run it)
 
 Every text is replayed as its user would type it (``autocomplete.evaluate``: each line typed as the edited text,
