@@ -93,7 +93,6 @@ def texts(words: int, folder: Path, which: str = "all") -> list[Text]:
     return chosen
 
 
-
 OFF = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
 VARIANTS: list[tuple[str, LearnConfig | None]] = [
     ("model alone", None),

@@ -72,3 +72,20 @@ def test_shared_words_scores_every_token_like_eval_and_averages_where_all_models
     shared_words.main()
     out = capsys.readouterr().out
     assert f"{len(ids):,} tokens, {len(ids) - 2:,} known to every model" in out  # both "Watson"s are left out
+
+
+def test_the_learning_benchmark_never_reports_on_the_slice_its_defaults_were_tuned_on(tmp_path):
+    from benchmarks.learning import TUNING, texts
+
+    novels = texts(1_000_000, tmp_path, "novels")
+    [thursday] = [t for t in novels if t.path == TUNING.path]
+    assert thursday.start + thursday.words <= TUNING.start  # however many words are asked for
+    assert len(novels) == 2 and all(t.style == "prose" for t in novels)
+
+
+def test_the_brief_learning_benchmark_types_only_the_model_alone_and_everything_on(trained_model_path, capsys):
+    from benchmarks.learning import main as learning
+
+    assert learning(["--quick", "--brief", "--no-latency", "--model", str(trained_model_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[learning its user")]
+    assert [row.split(": ")[1] for row in rows] == ["model alone", "all three (defaults)"]
