@@ -324,7 +324,7 @@ class Personal:
         self._top_layer: nn.Module = self.model.layers[-1]  # the base (float) top LSTM layer
         self._base_top = {name: w.detach() for name, w in self._top_layer.named_parameters()}
         self._lock = threading.RLock()  # serialises learning, forgetting and saving (never taken by queries)
-        self._queue: queue.Queue[tuple[list[str], bool] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[list[str], str | None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._dirty = False
         self.error: str | None = None  # the last background failure, for the session to report

@@ -62,7 +62,7 @@ from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample
 from autocomplete.settings import SamplingConfig
-from autocomplete.styles import pick_style
+from autocomplete.styles import MODE_STYLES, pick_style
 from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
@@ -573,12 +573,14 @@ def load(
     learn: bool = True,
     save: bool = True,
     style: str | None = None,
+    mode: str = "type",
 ) -> Predictor:
     """A :class:`Predictor` for the model at ``path``, or for the shipped default model.
 
     ``style``: the style to read and write text in, for a model trained with styles (the shipped one: ``prose``,
-    ``dialogue``, ``tech``); by default ``prose``, as the session's type mode (a model without ``prose``: its first
-    style). Every utterance such a model was trained on opened with its style's token, so reading one without it is
+    ``dialogue``, ``tech``); by default the one ``mode`` asks for (:data:`~autocomplete.styles.MODE_STYLES`):
+    ``prose`` for ``"type"``, as the session's type mode, ``tech`` for ``"code"``, as the shell plugins (a model
+    without it: its first style). Every utterance such a model was trained on opened with its style's token, so reading one without it is
     reading text unlike any it saw. A model without styles ignores it; one it lacks is a ConfigError.
 
     ``quantize`` runs it with int8 weights on the CPU: several times faster per keystroke at no measurable cost in
@@ -593,12 +595,14 @@ def load(
     """
     from autocomplete.paths import default_model_path
 
+    if mode not in MODE_STYLES:
+        raise ValueError(f"mode must be one of {', '.join(MODE_STYLES)}, got {mode!r}")
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     predictor = Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize, device=device)
-    predictor.set_style(pick_style(style, "type", predictor.styles))
+    predictor.set_style(pick_style(style, mode, predictor.styles))
     if learn:
         from autocomplete.personal import open_personal
 

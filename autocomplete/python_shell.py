@@ -25,7 +25,6 @@ from autocomplete.completion import (
 from autocomplete.errors import AutocompleteError
 from autocomplete.paths import MODEL_ENV
 from autocomplete.predictor import Predictor, load
-from autocomplete.styles import pick_style
 from autocomplete.settings import SamplingConfig
 
 USAGE = "usage: %autocomplete on|off|temp T|status"
@@ -41,8 +40,8 @@ def shell_session(model: str | Path | None = None) -> Predictor:
     with _loading:
         base = _loaded.get(key)
         if base is None:
-            base = _loaded[key] = load(Path(key) if key else None, threads=None)
-            base.set_style(pick_style(None, "code", base.styles))  # comments and docstrings: technical writing
+            # comments and docstrings: technical writing
+            base = _loaded[key] = load(Path(key) if key else None, threads=None, mode="code")
     return base.session()
 
 

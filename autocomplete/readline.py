@@ -141,10 +141,8 @@ def install(
     global _saved
     if predictor is None:
         from autocomplete.predictor import load
-        from autocomplete.styles import pick_style
 
-        predictor = load()
-        predictor.set_style(pick_style(None, "code", predictor.styles))  # a readline program reads commands
+        predictor = load(mode="code")  # a readline program reads commands
     completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
     if _saved is None:
         sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None

@@ -210,6 +210,9 @@ def test_the_front_door_reads_a_styled_model_in_prose_unless_told_and_the_shells
     assert plain.style == "prose"  # as the session's type mode: never without a style token, unlike its training
     assert torch.equal(plain.distribution(PROSE_LINE), Predictor.load(styled_model_path, quantize=True, style="prose").distribution(PROSE_LINE))
     assert autocomplete.load(styled_model_path, learn=False, style="tech").style == "tech"
+    assert autocomplete.load(styled_model_path, learn=False, mode="code").style == "tech"
+    with pytest.raises(ValueError, match="mode must be one of type, chat, code"):
+        autocomplete.load(styled_model_path, learn=False, mode="poetry")
     with pytest.raises(ConfigError, match="unknown style 'verse'"):
         autocomplete.load(styled_model_path, learn=False, style="verse")
     monkeypatch.setattr(python_shell, "_loaded", {})
