@@ -834,10 +834,17 @@ def _rank_prefix() -> str:
 
 @contextmanager
 def _exit_on_termination() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the program through ``finally`` blocks (temporary copies removed, locks released)
-    instead of killing it on the spot. The trainer installs its own, gentler handler while it runs."""
+    """SIGTERM and SIGHUP end the program through ``finally`` blocks (temporary copies removed, locks released,
+    what was learned saved) instead of killing it on the spot. Only the first one does: a closed terminal window
+    often sends both, and a second signal must not cut short the clean-up the first one started (SIGKILL still
+    ends it). The trainer installs its own, gentler handler while it runs."""
+    ending = False
+
     def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        nonlocal ending
+        if not ending:
+            ending = True
+            raise SystemExit(128 + signum)
 
     with handling(named("SIGTERM", "SIGHUP"), handler):
         yield

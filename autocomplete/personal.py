@@ -800,15 +800,16 @@ class Personal:
             payload = self.to_payload()
             self._dirty = False
         self._saved_at = time.monotonic()
+        written = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.save_payload(payload, self.path)
+            written = True
         except OSError as e:
-            self._dirty = True
             raise CheckpointError(f"{self.path}: could not save ({e.strerror or e})") from None
-        except CheckpointError:
-            self._dirty = True
-            raise
+        finally:  # a full disk, or a signal that ends the program mid-save: the next save writes it all again
+            if not written:
+                self._dirty = True
         return True
 
     def close(self) -> None:

@@ -1,11 +1,14 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from autocomplete import checkpoint
-from autocomplete.cli import main
+from autocomplete.cli import _exit_on_termination, main
 
 from .conftest import SHAKESPEARE
 
@@ -345,3 +348,19 @@ def test_a_corrupt_personal_state_is_a_warning_not_a_failure(capsys, trained_mod
     assert code == 0 and "unreadable" in out
     code, out, err = run(capsys, "predict", "hear me", "--next", "--model", str(trained_model_path))
     assert code == 0 and err.startswith("autocomplete: warning:") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_the_first_termination_signal_ends_the_program_and_a_second_does_not_cut_its_clean_up_short():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    cleaned_up = False
+    with pytest.raises(SystemExit) as ended, _exit_on_termination():
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)  # a closed terminal window...
+            time.sleep(5)  # (the handler runs here)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # ...often followed by a SIGTERM, during the clean-up
+            time.sleep(0.05)
+            cleaned_up = True
+    assert ended.value.code == 128 + signal.SIGHUP and cleaned_up
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before  # the handlers are back

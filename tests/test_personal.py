@@ -334,6 +334,23 @@ def test_a_failed_save_leaves_the_previous_state_intact(trained_model_path, monk
     assert list(personal.path.parent.iterdir()) == [personal.path]  # no temporary file left behind
 
 
+def test_a_save_cut_short_by_a_signal_is_written_in_full_by_the_next_one(trained_model_path, monkeypatch):
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("I met Zorblax at the station\n", wait=True)
+    written = torch.save
+
+    def terminated(*args, **kwargs):
+        raise SystemExit(143)  # what the session's SIGTERM handler raises, here in the middle of the write
+
+    monkeypatch.setattr(torch, "save", terminated)
+    with pytest.raises(SystemExit):
+        personal.save()
+    assert not personal.path.exists()
+    monkeypatch.setattr(torch, "save", written)
+    assert personal.save()  # the line is still to be saved, not taken as saved by the write that never happened
+    assert "Zorblax" in read_state(personal.path)["lexicon"]["words"]
+
+
 def test_a_kill_during_a_save_leaves_a_loadable_state(trained_model_path, tmp_path):
     script = textwrap.dedent(
         f"""
