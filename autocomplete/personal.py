@@ -337,6 +337,7 @@ class Personal:
         self.gate = KeystrokeGate()  # the predictor's queries in flight, which the learner defers to
         self._line_start = True
         self._private_line = False
+        self._watchers: list[Callable[[], None]] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -582,6 +583,7 @@ class Personal:
         with self._lock:
             self._learn(list(tokens), style=style)
             self._reindex()
+        self._announce()
 
     def wait(self) -> None:
         """Block until everything committed so far is learned (an unfinished line included)."""
@@ -611,6 +613,7 @@ class Personal:
                     self._learn(item[0], self.gate.pause, item[1])
                     self.gate.pause()
                     self._reindex()
+                self._announce()
                 if self.path is not None and time.monotonic() - self._saved_at > self.save_every:
                     self.gate.pause()
                     self.save()
@@ -731,6 +734,28 @@ class Personal:
         pause()
         self._top = AdaptedTop.of(self._top_layer, new)
 
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever what was learned changes the answers (after each line is learned, from the
+        learner's thread, and after :meth:`forget`); returns the function that stops it. ``callback`` must return at
+        once (``loop.call_soon_threadsafe(event.set)``); an exception from it is ignored, never stops learning."""
+        self._watchers.append(callback)
+
+        def stop() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return stop
+
+    def _announce(self) -> None:
+        """A new :attr:`version` once a line is learned in full (the lexicon index included: an answer computed
+        between the two swaps is filed under the older version), told to the watchers."""
+        self.version += 1
+        for callback in list(self._watchers):
+            try:
+                callback()
+            except Exception:  # e.g. an event loop closed as its program ended
+                pass
+
     def _fold(self, token: str, sentence_start: bool) -> str:
         """The lexicon's spelling of ``token``: a capital that only comes from sentence position is folded away when
         the lower-case word is already known."""
@@ -789,6 +814,7 @@ class Personal:
                     self.path.unlink(missing_ok=True)
                 except OSError as e:
                     raise CheckpointError(f"{self.path}: could not remove ({e.strerror or e})") from None
+        self._announce()
 
     def save(self) -> bool:
         """Write the state atomically to :attr:`path` if it changed since the last save; True if written."""

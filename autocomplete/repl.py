@@ -473,31 +473,41 @@ def _history_before_typeahead(prompt: PromptSession[str]) -> None:
     app.create_background_task(feed())
 
 
-def _follow_learning(session: Session, prompt: PromptSession[str], every: float = 0.1) -> None:
+def _follow_learning(session: Session, prompt: PromptSession[str]) -> None:
     """What is learned shows as soon as it is learned. A line is learned in the background after its Enter, often
     while the next one is being typed: when the predictor's answers change while the prompt waits for a key, the
     toolbar, an open menu that has no selection and the grey text (unless cycled or sampled) are recomputed, so that
     the three always show the same numbers (before, the menu could keep its numbers from before the learning and the
-    toolbar show the ones after it)."""
+    toolbar show the ones after it). The learner says when (:meth:`Personal.watch`): an idle prompt never wakes."""
+    personal = session.predictor.personal
+    if personal is None:  # --no-learn: nothing changes while a prompt waits
+        return
     app = prompt.app
 
     async def follow() -> None:
+        loop = asyncio.get_running_loop()
+        learned = asyncio.Event()
+        stop = personal.watch(lambda: loop.call_soon_threadsafe(learned.set))
         seen = session.predictor.answers_version
-        while True:
-            await asyncio.sleep(every)
-            now = session.predictor.answers_version
-            if now == seen:
-                continue
-            seen = now
-            buffer = prompt.default_buffer
-            completing = buffer.complete_state
-            if completing is not None and completing.complete_index is None:
-                buffer.cancel_completion()  # an open menu is never recomputed (prompt_toolkit): a new one
-                buffer.start_completion(select_first=False)
-            suggest = session.suggest
-            if suggest.state(buffer).index == 0 and not suggest.sampling(buffer):
-                suggest.refresh(buffer)
-            app.invalidate()
+        try:
+            while True:
+                await learned.wait()
+                learned.clear()
+                now = session.predictor.answers_version
+                if now == seen:
+                    continue
+                seen = now
+                buffer = prompt.default_buffer
+                completing = buffer.complete_state
+                if completing is not None and completing.complete_index is None:
+                    buffer.cancel_completion()  # an open menu is never recomputed (prompt_toolkit): a new one
+                    buffer.start_completion(select_first=False)
+                suggest = session.suggest
+                if suggest.state(buffer).index == 0 and not suggest.sampling(buffer):
+                    suggest.refresh(buffer)
+                app.invalidate()
+        finally:  # the prompt ended: its task is cancelled
+            stop()
 
     app.create_background_task(follow())
 

@@ -166,6 +166,20 @@ def test_the_lexicon_and_the_cache_stay_within_their_bounds(trained_lm):
     assert payload["cache"]["surface"] == ["w34", "w35", "w36", "w37", "w38", "w39", EOS]
 
 
+def test_watchers_hear_of_each_line_once_it_is_learned_in_full_and_of_forget_until_they_stop(trained_lm):
+    personal = Personal(trained_lm)
+    heard = []
+    stop = personal.watch(lambda: heard.append((personal.version, "Zorblax" in personal._index.words)))
+    personal.learn("I met Zorblax today\n", wait=True)
+    assert heard == [(personal.version, True)]  # told after the lexicon index too, under the newest version
+    personal.forget()
+    assert len(heard) == 2 and heard[-1] == (personal.version, False)
+    stop()
+    personal.watch(lambda: 1 / 0)  # a watcher that fails never stops the learning
+    personal.learn("Zorblax again\n", wait=True)
+    assert len(heard) == 2 and personal.counts["Zorblax"] == 1 and personal.error is None
+
+
 def test_learning_settings_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="cache weight"):
         LearnConfig(cache_weight=1.0)

@@ -17,6 +17,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from autocomplete.completion import SamplingSettings
+from autocomplete.personal import Personal
 from autocomplete.predictor import Predictor
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import SafeFileHistory, Session, build_prompt, history_for, interactive, plain
@@ -149,6 +150,21 @@ def test_ctrl_c_clears_the_line_and_the_session_goes_on(session):
 
     code, _ = drive(session, InMemoryHistory(), script)
     assert code == 0 and session.predictor.context_length == 1
+
+
+def test_a_waiting_prompt_shows_in_its_grey_text_what_was_learned_meanwhile_without_a_key(trained_lm):
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny")
+
+    def script(pipe, buffer):
+        pipe.send_text("I met Zo")
+        wait_for(lambda: buffer.text == "I met Zo")
+        personal.learn("I met Zorblax today\n", wait=True)  # the line before, learned while this prompt waits
+        wait_for(lambda: buffer.suggestion is not None and buffer.suggestion.text.startswith("rblax"))
+        pipe.send_text("\x03:quit\r")
+
+    code, _ = drive(session, InMemoryHistory(), script)
+    assert code == 0
 
 
 def test_accepting_the_ghost_text_in_the_session_keeps_it_in_the_line(session):
