@@ -81,6 +81,19 @@ def _nothing(done: int) -> None:
     pass
 
 
+def styled_stream(ids: Tensor, start: Sequence[int] = (EOS_ID,)) -> tuple[Tensor, int | None]:
+    """(the stream a model reads for ``ids``: ``start`` first, and with a style its token after every end of
+    utterance, as the predictor reads text; the style's id or None). The style tokens are given, never scored."""
+    ids = ids.long().cpu()
+    style = start[1] if len(start) > 1 else None
+    if style is not None:  # each EOS is followed by the style token
+        after = torch.cumsum((ids == EOS_ID).long(), 0) - (ids == EOS_ID).long()  # EOS tokens before each id
+        styled = torch.full((ids.numel() + int((ids == EOS_ID).sum()),), style, dtype=torch.long)
+        styled[torch.arange(ids.numel()) + after] = ids
+        ids = styled
+    return torch.cat([torch.tensor(list(start), dtype=torch.long), ids]), style
+
+
 @torch.inference_mode()
 def evaluate_stream(
     model: LSTMLanguageModel,
@@ -96,15 +109,8 @@ def evaluate_stream(
     ``start`` opens the text (:meth:`~autocomplete.vocab.Vocab.start_ids`); with a style, its token is put after
     every end of utterance too, as the predictor does, and is given rather than predicted: it is never scored."""
     model.eval()
-    device = next(model.parameters()).device
-    ids = ids.long().cpu()
-    style = start[1] if len(start) > 1 else None
-    if style is not None:  # each EOS is followed by the style token
-        after = torch.cumsum((ids == EOS_ID).long(), 0) - (ids == EOS_ID).long()  # EOS tokens before each id
-        styled = torch.full((ids.numel() + int((ids == EOS_ID).sum()),), style, dtype=torch.long)
-        styled[torch.arange(ids.numel()) + after] = ids
-        ids = styled
-    stream = torch.cat([torch.tensor(list(start), dtype=torch.long), ids]).to(device)
+    stream, style = styled_stream(ids, start)
+    stream = stream.to(next(model.parameters()).device)
     total, count, state = 0.0, 0, None
     hits = dict.fromkeys(ks, 0)
     kmax = max(ks)

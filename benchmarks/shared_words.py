@@ -7,7 +7,8 @@ taken over the positions whose next token is a word of *every* model's vocabular
 
     python -m benchmarks.shared_words TEXT MODEL [MODEL ...]
 
-(the models must share a tokenizer; the text is read as ``autocomplete eval`` reads it).
+(the models must share a tokenizer; the text is read as ``autocomplete eval`` reads it: a model trained with styles
+reads each utterance opened by its prose style's token, which is given, never scored).
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from pathlib import Path
 import torch
 
 from autocomplete import checkpoint, data
-from autocomplete.evaluate import read_eval_text
+from autocomplete.evaluate import read_eval_text, styled_stream
 from autocomplete.model import LSTMLanguageModel
-from autocomplete.vocab import EOS_ID, UNK_ID
+from autocomplete.styles import pick_style
+from autocomplete.vocab import UNK_ID
 
 
 @torch.inference_mode()
-def token_nll(model: LSTMLanguageModel, ids: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Negative log-likelihood of every token of ``ids`` (N,), each predicted from all before it (after an EOS)."""
+def token_nll(model: LSTMLanguageModel, ids: torch.Tensor, start: list[int], chunk: int = 256) -> torch.Tensor:
+    """Negative log-likelihood of every token of ``ids`` (N,), each predicted from all before it, the stream opened
+    (and each utterance after an EOS) as ``start`` says (:meth:`~autocomplete.vocab.Vocab.start_ids`)."""
     model.eval()
-    stream = torch.cat([torch.tensor([EOS_ID]), ids.long()])
+    stream, style = styled_stream(ids, start)
     out, state = [], None
     for i in range(0, len(stream) - 1, chunk):
         x = stream[i : i + chunk].unsqueeze(0)  # (1, T)
@@ -36,7 +39,8 @@ def token_nll(model: LSTMLanguageModel, ids: torch.Tensor, chunk: int = 256) -> 
         x = x[:, : y.numel()]
         logits, state = model(x, state)  # (1, T, V)
         logp = torch.log_softmax(logits[0].float(), -1)  # already normalised for an adaptive softmax: unchanged
-        out.append(-logp.gather(1, y.unsqueeze(1)).squeeze(1))
+        nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1)
+        out.append(nll if style is None else nll[y != style])
     return torch.cat(out)
 
 
@@ -50,7 +54,8 @@ def main() -> None:
     for path in args.models:
         lm = checkpoint.load(path)
         ids, _ = read_eval_text(sources, lm.tokenizer, lm.vocab, "auto")
-        runs.append((path, ids, token_nll(lm.model, ids)))
+        start = lm.vocab.start_ids(pick_style(None, "type", lm.vocab.styles))  # as `autocomplete eval` reads it
+        runs.append((path, ids, token_nll(lm.model, ids, start)))
     if len({len(ids) for _, ids, _ in runs}) != 1:
         raise SystemExit("the models tokenise the text differently: compare models with the same tokenizer")
     known = torch.stack([ids != UNK_ID for _, ids, _ in runs]).all(0)  # (N,)

@@ -65,7 +65,7 @@ def test_shared_words_scores_every_token_like_eval_and_averages_where_all_models
     text.write_text("Watson said the noble Romans are not here .\nWatson , speak .\n")
     ids, _ = read_eval_text(data.resolve_sources([text]), lm.tokenizer, lm.vocab, "auto")
     loss, _, _ = evaluate_stream(lm.model, ids)
-    assert math.isclose(float(shared_words.token_nll(lm.model, ids).mean()), loss, rel_tol=1e-4)
+    assert math.isclose(float(shared_words.token_nll(lm.model, ids, lm.vocab.start_ids()).mean()), loss, rel_tol=1e-4)
 
     checkpoint.save(grow(lm, [("Watson", 2)]), tmp_path / "grown.pt")
     monkeypatch.setattr(sys, "argv", ["shared_words", str(text), str(trained_model_path), str(tmp_path / "grown.pt")])

@@ -3,6 +3,7 @@ the predictor reads the context in the style asked for."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from autocomplete.completion import SamplingSettings
 from autocomplete.repl import Session
 from autocomplete.settings import SamplingConfig
 from autocomplete.errors import ConfigError, CorpusError
-from autocomplete.evaluate import evaluate_stream
+from autocomplete.evaluate import evaluate_stream, read_eval_text
 from autocomplete.model import LSTMLanguageModel, ModelConfig
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS, Tokenizer
@@ -240,3 +241,19 @@ def test_the_learner_reads_a_styled_line_as_the_predictor_does(styled_lm):
     keys = predictor.personal._cache.keys
     assert keys.shape[0] == len(rows), (predictor.personal._cache.surface, [vocab.itos[i] for i in read])
     assert torch.allclose(keys, features[0, rows].float(), atol=1e-3)  # (stored in float16)
+
+
+def test_the_shared_words_benchmark_reads_a_styled_model_in_its_prose_style_as_eval_does(styled_lm, tmp_path):
+    from benchmarks import shared_words
+
+    vocab = styled_lm.vocab
+    text = tmp_path / "t.txt"
+    text.write_text("the king is here .\nspeak , my lord .\n")
+    ids, _ = read_eval_text(data.resolve_sources([text]), styled_lm.tokenizer, vocab, "auto")
+    start = vocab.start_ids("prose")
+    loss, _, count = evaluate_stream(styled_lm.model, ids, ks=(1,), start=start)
+    nll = shared_words.token_nll(styled_lm.model, ids, start)
+    assert nll.numel() == count == ids.numel()  # one score per token of the text; the style tokens are given
+    assert math.isclose(float(nll.mean()), loss, rel_tol=1e-4)
+    unstyled = float(shared_words.token_nll(styled_lm.model, ids, vocab.start_ids()).mean())
+    assert not math.isclose(unstyled, loss, rel_tol=1e-3)  # read without its style, the model scores otherwise
