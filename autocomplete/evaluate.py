@@ -191,10 +191,11 @@ def _same_word(suggested: str, wanted: str) -> bool:
 
 def keystroke_savings(
     predictor: Predictor, tokens: Sequence[str], k: int = 5, max_words: int | None = None,
-    advance: Advance = _nothing,
+    advance: Advance = _nothing, each: Callable[[str, int], None] | None = None,
 ) -> KeystrokeResult:
     """Simulate typing ``tokens`` (surface tokens, :data:`EOS` at line ends) with ``k`` suggestions; ``advance`` is
-    told each word typed. Each line is typed as the edited text and committed when it ends, as in the session."""
+    told each word typed, ``each`` each word and the keys it took. Each line is typed as the edited text and committed
+    when it ends, as in the session."""
     predictor.reset()
     words = keys_without = keys_with = 0
     line = ""
@@ -215,6 +216,8 @@ def keystroke_savings(
                 cost = typed + 1
                 break
         keys_with += cost
+        if each is not None:
+            each(token, cost)
         line += token + " "
         advance(1)
     return KeystrokeResult(k, words, keys_without, keys_with)

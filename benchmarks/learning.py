@@ -4,6 +4,7 @@
     python -m benchmarks.learning --tune                    # the grid that chose LearnConfig's defaults (hours)
     python -m benchmarks.learning --texts novels --brief --words 40000 --no-latency   # whole books (half an hour)
     python -m benchmarks.learning --quick                   # seconds: keeps the code path working (tests run it)
+    python -m benchmarks.learning --ceiling --texts novels --words 40000   # how far learning could go (an hour)
 
 Every text is replayed as its user would type it (``autocomplete.evaluate``: each line typed as the edited text,
 then committed and learned before the next one) with nothing learned at the start: the shipped model alone, the
@@ -22,6 +23,12 @@ from exactly the default model's training files (``models/train-default.sh``) an
 same tokens (``benchmarks.presage``), with its learning off (its 3-gram predictor alone) and on (each committed line
 learned into a fresh copy of its database, its recency predictor added); ``presage_simulator``'s own figure, by its
 own rules, is printed beside it (``--presage-db`` runs it over another database, e.g. a lower-cased one).
+
+``--ceiling`` asks how far any learning from the text typed so far could take the keystroke savings: the text is
+typed with learning off and on, and each word's keystrokes are kept. What learning can help with is, above all, the
+words typed before (their share of the keystrokes is printed); the ceilings price each of those at most 3, 2 or 1
+keystrokes (found after at most 2, 1 or 0 of its letters, then taken with one key), every other word as learning on
+typed it. No predictor with 6 suggestions reaches even the first for every word: it bounds what such learning gains.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from types import ModuleType
 import torch
 
 from autocomplete import data
-from autocomplete.evaluate import evaluate, read_eval_text
+from autocomplete.evaluate import evaluate, keystroke_savings, read_eval_text
 from autocomplete.paths import default_model_path
 from autocomplete.personal import LearnConfig, Personal
 from autocomplete.predictor import Predictor
@@ -268,6 +275,52 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
                        learned_lag_max_ms=max(lags) * 1e3 if config else "")
 
 
+def typed_costs(predictor: Predictor, tokens: list[str], config: LearnConfig | None, words: int) -> list[tuple[str, int]]:
+    """Each word of ``tokens`` (up to ``words``) and the keystrokes it took with 6 suggestions, learning as set."""
+    costs: list[tuple[str, int]] = []
+    predictor.personal = Personal(predictor.lm, config) if config is not None else None
+    keystroke_savings(predictor, tokens, 6, words, each=lambda token, cost: costs.append((token, cost)))
+    predictor.personal = None
+    return costs
+
+
+def ceilings(off: list[tuple[str, int]], on: list[tuple[str, int]]) -> dict[str, float]:
+    """Keystroke savings off and on, the share of the keystrokes spent on words typed before (in any case), and the
+    savings if each of those cost at most 3, 2 or 1 keys, everything else as ``on`` typed it."""
+    full = sum(len(token) + 1 for token, _ in off)
+    seen: set[str] = set()
+    before: list[bool] = []
+    for token, _ in off:
+        before.append(token.lower() in seen)
+        seen.add(token.lower())
+    result = {
+        "off": 1 - sum(c for _, c in off) / full, "on": 1 - sum(c for _, c in on) / full,
+        "typed_before": sum(len(t) + 1 for (t, _), b in zip(off, before) if b) / full,
+    }
+    for cap in (3, 2, 1):
+        result[f"cap{cap}"] = 1 - sum(min(c, cap) if b else c for (_, c), b in zip(on, before)) / full
+    return result
+
+
+def ceiling(report: Report, model: Path, command: str, words: int, which: str, quick: bool = False) -> None:
+    predictor = Predictor.load(model, quantize=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        chosen = [] if quick else texts(words, Path(tmp), which)
+        if quick or not all(t.path.exists() for t in chosen):
+            chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
+        for text in chosen:
+            predictor.set_style(text.style if text.style in predictor.styles else None)
+            path = slice_text(text, Path(tmp))
+            _, tokens = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
+            off = typed_costs(predictor, tokens, None, text.words)
+            c = ceilings(off, typed_costs(predictor, tokens, LearnConfig(), text.words))
+            report.add(f"{SECTION}: ceiling", text.name, command, words=len(off), off=f"{c['off']:.1%}",
+                       on=f"{c['on']:.1%} ({(c['on'] - c['off']) * 100:+.1f})",
+                       typed_before=f"{c['typed_before']:.1%} of the keys",
+                       **{f"each_typed_before_at_most_{cap}_keys": f"{c[f'cap{cap}']:.1%} ({(c[f'cap{cap}'] - c['off']) * 100:+.1f})"
+                          for cap in (3, 2, 1)})
+
+
 def tune(model: Path, command: str) -> None:
     """The grid that chose the defaults: perplexity on the tuning slice (never one of the reported ones)."""
     predictor = Predictor.load(model, quantize=True)
@@ -308,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presage-db", type=Path, default=None,
                         help="use this presage database as it is (e.g. one built lower-cased) instead of building one")
     parser.add_argument("--tune", action="store_true", help="print the grid that chose the defaults instead")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="how far learning from the text typed so far could take the keystroke savings, instead")
     parser.add_argument("--no-presage", action="store_true", help="leave presage's rows out (our own rows only)")
     parser.add_argument("--presage-only", action="store_true", help="only the model alone and presage's rows")
     parser.add_argument("--latency-only", action="store_true", help="only the keystroke latency rows")
@@ -328,9 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         tune(model, command)
         return 0
     report = Report()
-    run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
-        args.latency_only, args.presage_db, args.pause_ms / 1e3, args.no_presage, args.texts, args.brief,
-        args.no_latency)
+    if args.ceiling:
+        ceiling(report, model, command, args.words, args.texts, args.quick)
+    else:
+        run(report, model, args.quick, command, args.words, args.presage_dir, args.latency_words, args.presage_only,
+            args.latency_only, args.presage_db, args.pause_ms / 1e3, args.no_presage, args.texts, args.brief,
+            args.no_latency)
     if args.markdown:
         from benchmarks.run import markdown
 

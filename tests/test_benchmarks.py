@@ -89,3 +89,22 @@ def test_the_brief_learning_benchmark_types_only_the_model_alone_and_everything_
     assert learning(["--quick", "--brief", "--no-latency", "--model", str(trained_model_path)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[learning its user")]
     assert [row.split(": ")[1] for row in rows] == ["model alone", "all three (defaults)"]
+
+
+def test_the_learning_ceiling_prices_only_words_typed_before_and_never_raises_a_cost():
+    from benchmarks.learning import ceilings
+
+    off = [("The", 4), ("cat", 4), ("sat", 2), ("the", 4), ("cat", 3)]  # 20 keys in full; "the", "cat" typed before
+    on = [("The", 4), ("cat", 4), ("sat", 2), ("the", 2), ("cat", 4)]
+    c = ceilings(off, on)
+    assert (c["off"], c["on"], c["typed_before"]) == (1 - 17 / 20, 1 - 16 / 20, 8 / 20)
+    assert c["cap3"] == 1 - (4 + 4 + 2 + 2 + 3) / 20  # "cat" the second time: 4 keys priced 3; "the" stays 2
+    assert c["cap2"] == 1 - (4 + 4 + 2 + 2 + 2) / 20 and c["cap1"] == 1 - (4 + 4 + 2 + 1 + 1) / 20
+
+
+def test_the_learning_ceiling_runs_from_the_command_line(trained_model_path, capsys):
+    from benchmarks.learning import main as learning
+
+    assert learning(["--ceiling", "--quick", "--model", str(trained_model_path)]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[learning its user: ceiling")]
+    assert "Shakespeare fixture" in row and "each_typed_before_at_most_3_keys" in row
