@@ -4,7 +4,7 @@
     python -m benchmarks.learning --tune                    # the grid that chose LearnConfig's defaults (hours)
     python -m benchmarks.learning --texts novels --brief --words 40000 --no-latency   # whole books (half an hour)
     python -m benchmarks.learning --quick                   # seconds: keeps the code path working (tests run it)
-    python -m benchmarks.learning --ceiling --texts novels --words 40000   # how far learning could go (an hour)
+    python -m benchmarks.learning --ceiling --texts novels --words 40000   # how far learning could go (15 minutes)
 
 Every text is replayed as its user would type it (``autocomplete.evaluate``: each line typed as the edited text,
 then committed and learned before the next one) with nothing learned at the start: the shipped model alone, the
@@ -24,11 +24,13 @@ same tokens (``benchmarks.presage``), with its learning off (its 3-gram predicto
 learned into a fresh copy of its database, its recency predictor added); ``presage_simulator``'s own figure, by its
 own rules, is printed beside it (``--presage-db`` runs it over another database, e.g. a lower-cased one).
 
-``--ceiling`` asks how far any learning from the text typed so far could take the keystroke savings: the text is
-typed with learning off and on, and each word's keystrokes are kept. What learning can help with is, above all, the
-words typed before (their share of the keystrokes is printed); the ceilings price each of those at most 3, 2 or 1
-keystrokes (found after at most 2, 1 or 0 of its letters, then taken with one key), every other word as learning on
-typed it. No predictor with 6 suggestions reaches even the first for every word: it bounds what such learning gains.
+``--ceiling`` asks how far learning from the text typed so far could take the keystroke savings: the text is typed
+with learning off and on, and each word's keystrokes are kept. What learning helps with is, above all, the words
+typed before (their share of the keystrokes is printed; learning made the others no cheaper in our runs). The
+columns price each of those at most 3, 2 or 1 keystrokes (found after at most 2, 1 or 0 of its letters, then taken
+with one key), every other word as learning on typed it. The last is a true ceiling for learning that helps only
+words typed before; the first two say what a gain takes: e.g. that +4 points is about what every word typed before,
+found within its first two letters, would give.
 """
 
 from __future__ import annotations
