@@ -655,11 +655,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
             batch += tokens + ([EOS] if ends else [])
             if len(batch) >= 4096:
-                personal.learn_tokens(batch, style=style)
+                personal.learn_tokens(batch, style=style, bulk=True)
                 bar.update(len(batch))
                 batch = []
         if batch:
-            personal.learn_tokens(batch, style=style)
+            personal.learn_tokens(batch, style=style, bulk=True)
             bar.update(len(batch))
     if personal.stats.tokens == before_tokens:
         raise ConfigError("the text holds no words to learn")

@@ -187,21 +187,28 @@ class AdaptedTop:
     keystroke path."""
 
     weights: dict[str, Tensor]  # the base layer's parameters plus their deltas, by name
-    quantized: nn.Module
+    layer: nn.Module = field(compare=False, repr=False)  # the base layer (what it is and its sizes)
 
     @staticmethod
-    def of(layer: nn.Module, weights: dict[str, Tensor]) -> AdaptedTop:
+    def of(layer: nn.Module, weights: dict[str, Tensor], eager: bool = True) -> AdaptedTop:
+        """The adapted layer; its int8 copy made now (``eager``: the learner's, off the keystroke path) or when first
+        used (``autocomplete learn``'s steps, of which only the last one's is ever used)."""
+        top = AdaptedTop(weights, layer)
+        if eager:
+            top.quantized  # noqa: B018 - made now, cached
+        return top
+
+    @functools.cached_property
+    def quantized(self) -> nn.Module:
+        layer, weights = self.layer, self.weights
         if getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: ours
-            quantized: nn.Module = Int8ProjectedLSTM(weights)
-        else:
-            lstm = unfilled(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta"))
-            holder = nn.Sequential(lstm)
-            holder[0].load_state_dict(weights)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
-                quantized = torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8,
-                                                                   inplace=True)[0]
-        return AdaptedTop(weights, quantized)
+            return Int8ProjectedLSTM(weights)
+        lstm = unfilled(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta"))
+        holder = nn.Sequential(lstm)
+        holder[0].load_state_dict(weights)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
+            return torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8, inplace=True)[0]
 
 
 @dataclass(frozen=True)
@@ -338,6 +345,7 @@ class Personal:
         self._line_start = True
         self._private_line = False
         self._watchers: list[Callable[[], None]] = []
+        self._bulk = False  # learning text at once (:meth:`learn_tokens`), not line by line as it is typed
         self._reset()
 
     def _reset(self) -> None:
@@ -490,11 +498,12 @@ class Personal:
         weights = torch.softmax(scores.masked_fill(~seen.unsqueeze(1), 0.0), 1) * seen.unsqueeze(1)  # (T, N + R)
         return weights, ids, seen
 
-    def _learn_cache_weight(self, h: Tensor, targets: Tensor) -> None:
+    def _learn_cache_weight(self, h: Tensor, targets: Tensor, logp: Tensor | None = None) -> None:
         """Online EM for the cache's share λ: each token of the segment (features ``h`` (T, D), ``targets`` (T,))
         has a responsibility ``r = λ·p_cache / ((1 − λ)·p_model + λ·p_cache)`` of the cache for it, and λ moves
         toward it at rate ``cache_rate`` per token: the cache gets the share the user's own text shows it earns (more
-        for terminal commands and code, which repeat themselves, than for prose)."""
+        for terminal commands and code, which repeat themselves, than for prose). ``logp``: the model's
+        log-probabilities (T, V) after ``h`` when already computed (by the dynamic-evaluation step, before it)."""
         rate, lam = self.config.cache_rate, self.cache_weight
         if not rate or not lam:
             return
@@ -505,7 +514,8 @@ class Personal:
             if pointed is None:
                 return
             weights, ids, seen = pointed
-            logp = self._model_log_probs(self.model, h, self._adapter)
+            if logp is None:
+                logp = self._model_log_probs(self.model, h, self._adapter)
             p_model = logp.gather(1, targets.unsqueeze(1)).squeeze(1).exp()
             p_cache = (weights * (ids.unsqueeze(0) == targets.unsqueeze(1))).sum(1)
             r = lam * p_cache / ((1 - lam) * p_model + lam * p_cache).clamp_min(1e-30)
@@ -577,11 +587,18 @@ class Personal:
             self._queue.put((self._pending, self._pending_style))
             self._pending = []
 
-    def learn_tokens(self, tokens: Sequence[str], style: str | None = None) -> None:
+    def learn_tokens(self, tokens: Sequence[str], style: str | None = None, bulk: bool = False) -> None:
         """Learn surface tokens (:data:`EOS` at line ends) at once, in the calling thread (``autocomplete learn``),
-        read in ``style`` (see :meth:`learn`)."""
+        read in ``style`` (see :meth:`learn`). ``bulk``: no keystroke reads the state until all is learned, so the
+        adapted top layer's int8 copy is made once at the end instead of after every step (its result is the same)."""
         with self._lock:
-            self._learn(list(tokens), style=style)
+            self._bulk = bulk
+            try:
+                self._learn(list(tokens), style=style)
+            finally:
+                self._bulk = False
+            if self._top is not None:
+                self._top.quantized  # noqa: B018 - made here, not at the next keystroke
             self._reindex()
         self._announce()
 
@@ -663,9 +680,10 @@ class Personal:
         h = features[0].float() if rows is None else features[0].float()[rows]
         self._last_id = read[-1]
         self.stats.tokens += len(ids)
-        self._learn_cache_weight(h, targets)
+        before: Tensor | None = None  # the log-probabilities before the step, which the cache's share is learned from
         if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
-            self._step(h, targets, *below[0], pause=pause, rows=rows)
+            before = self._step(h, targets, *below[0], pause=pause, rows=rows)
+        self._learn_cache_weight(h, targets, before)
         if self.config.window:
             pause()
             self._cache = self._cache.extended(h, targets, tokens, self.config.window)
@@ -673,9 +691,10 @@ class Personal:
     def _step(
         self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor], pause: Callable[[], None] = _go_on,
         rows: Tensor | None = None,
-    ) -> None:
+    ) -> Tensor:
         """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), computed by the top layer from
-        ``below`` (1, T, H) and ``top_state``; then decay toward the base.
+        ``below`` (1, T, H) and ``top_state``; then decay toward the base. Returns the log-probabilities (T, V) the
+        step started from.
 
         The loss is summed over the segment's tokens, so each word the user typed moves the weights as much however
         long its line; the bias and the feature map have their own learning rates and norm limits (their gradients
@@ -696,13 +715,14 @@ class Personal:
             loss = F.cross_entropy(logits, targets, reduction="sum")
             inputs = (a, c, b, *weights.values()) if config.lr_top > 0 else (a, c, b)
             ga, gc, gb, *gw = torch.autograd.grad(loss, inputs)
+        before = torch.log_softmax(logits.detach(), -1)
         keep = 1.0 - self.config.decay
         self.stats.steps += 1
         if gw:
             pause()
             self._step_top(weights, dict(zip(weights, gw)), pause)
         if config.lr == 0 and config.lr_bias == 0:
-            return
+            return before
         with torch.no_grad():
             map_norm = float(torch.sqrt((ga * ga).sum() + (gc * gc).sum()))
             map_scale = self.config.lr * min(1.0, self.config.clip / (map_norm + 1e-12))
@@ -710,6 +730,7 @@ class Personal:
             bias_scale = self.config.lr_bias * min(1.0, self.config.clip_bias / (bias_norm + 1e-12))
             new = Adapter((a - map_scale * ga) * keep, (c - map_scale * gc) * keep, (b - bias_scale * gb) * keep)
         self._adapter = Adapter(*(t.detach() for t in (new.a, new.c, new.b)))
+        return before
 
     def _step_top(self, weights: dict[str, Tensor], grads: dict[str, Tensor], pause: Callable[[], None] = _go_on) -> None:
         """An RMS-normalised step of the top layer, decayed toward its base weights; then the int8 copy.
@@ -732,7 +753,7 @@ class Personal:
                 w = w.detach() - lr * g / ((ms / correction).sqrt() + 1e-8)
                 new[name] = w - decay * (w - self._base_top[name])
         pause()
-        self._top = AdaptedTop.of(self._top_layer, new)
+        self._top = AdaptedTop.of(self._top_layer, new, eager=not self._bulk)
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever what was learned changes the answers (after each line is learned, from the

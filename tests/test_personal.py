@@ -180,6 +180,17 @@ def test_watchers_hear_of_each_line_once_it_is_learned_in_full_and_of_forget_unt
     assert len(heard) == 2 and personal.counts["Zorblax"] == 1 and personal.error is None
 
 
+def test_learning_a_text_at_once_ends_in_the_same_state_as_learning_it_step_by_step(trained_lm):
+    tokens = [*"the king is dead , long live the king".split(), EOS, *"Zorblax rules the land now".split(), EOS] * 20
+    stepwise, bulk = Personal(trained_lm), Personal(trained_lm)
+    stepwise.learn_tokens(tokens)
+    bulk.learn_tokens(tokens, bulk=True)  # `autocomplete learn`: the int8 top layer is made once, at the end
+    assert bulk.stats.steps == stepwise.stats.steps > 1 and bulk.cache_weight == stepwise.cache_weight
+    for name, weight in stepwise._top.weights.items():
+        assert torch.equal(bulk._top.weights[name], weight)
+    assert torch.equal(bulk._adapter.b, stepwise._adapter.b) and "quantized" in vars(bulk._top)  # ready for keys
+
+
 def test_learning_settings_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="cache weight"):
         LearnConfig(cache_weight=1.0)
