@@ -649,18 +649,24 @@ def cmd_learn(args: argparse.Namespace) -> int:
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
     stats = data.CorpusStats()
     batch: list[str] = []
-    with data.opened_sources(args.text) as sources, tqdm(
-        unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
-    ) as bar:
-        for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
-            batch += tokens + ([EOS] if ends else [])
-            if len(batch) >= 4096:
+    try:
+        with _exit_on_termination(), data.opened_sources(args.text) as sources, tqdm(
+            unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
+        ) as bar:
+            for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
+                batch += tokens + ([EOS] if ends else [])
+                if len(batch) >= 4096:
+                    personal.learn_tokens(batch, style=style, bulk=True)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
                 personal.learn_tokens(batch, style=style, bulk=True)
                 bar.update(len(batch))
-                batch = []
-        if batch:
-            personal.learn_tokens(batch, style=style, bulk=True)
-            bar.update(len(batch))
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C or a kill: what was learned until then is kept, not thrown away
+        learned = personal.stats.tokens - before_tokens
+        if learned and personal.save():
+            _err(f"autocomplete: stopped; the {learned:,} tokens learned until then are saved in {personal.path}")
+        raise
     if personal.stats.tokens == before_tokens:
         raise ConfigError("the text holds no words to learn")
     personal.save()

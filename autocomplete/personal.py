@@ -647,11 +647,15 @@ class Personal:
 
         ``pause`` is called before each slice of the work (the learner thread's defers to keystrokes in flight)."""
         step = self.config.segment
-        for start in range(0, len(tokens), step):
-            self._learn_segment(tokens[start : start + step], pause, style)
-        self.stats.updated = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.stats.lines += sum(t == EOS for t in tokens) or 1
+        # counted as it goes: a save after an interruption (Ctrl-C in `autocomplete learn`) keeps what was learned
         self._dirty = True
+        self.stats.updated = time.strftime("%Y-%m-%d %H:%M:%S")
+        for start in range(0, len(tokens), step):
+            segment = tokens[start : start + step]
+            self._learn_segment(segment, pause, style)
+            self.stats.lines += segment.count(EOS)
+        if EOS not in tokens:  # an unfinished line
+            self.stats.lines += 1
         self.version += 1
 
     def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -294,6 +295,34 @@ def test_learn_teaches_the_model_your_words_and_info_and_forget_show_and_erase_t
     assert code == 0 and "forgot" in out
     code, out, _ = run(capsys, "info", str(trained_model_path))
     assert "nothing yet" in out
+
+
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (SystemExit(143), 143)], ids=["ctrl-c", "kill"])
+def test_an_interrupted_learn_keeps_and_saves_what_it_learned_until_then(capsys, monkeypatch, trained_model_path, stop,
+                                                                         code):
+    from autocomplete.personal import Personal, read_state
+
+    learn = Personal.learn_tokens
+    calls = []
+
+    def learn_then_stop(self, tokens, *args, **kwargs):
+        calls.append(len(tokens))
+        if len(calls) == 2:  # Ctrl-C (or SIGTERM's SystemExit) in the middle of the second batch
+            raise stop
+        learn(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(Personal, "learn_tokens", learn_then_stop)
+    argv = ["learn", str(SHAKESPEARE), "--model", str(trained_model_path)]
+    if isinstance(stop, SystemExit):
+        with pytest.raises(SystemExit) as ended:
+            main(argv)
+        assert ended.value.code == code
+    else:
+        assert main(argv) == code
+    err = capsys.readouterr().err
+    assert f"the {calls[0]:,} tokens learned until then are saved" in err
+    [saved] = (Path(os.environ["AUTOCOMPLETE_DATA_DIR"]) / "personal").iterdir()
+    assert read_state(saved)["stats"]["tokens"] == calls[0] >= 4096
 
 
 def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
