@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         atomic.check_replaceable(resume_path(args.output))
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
-    with _exit_on_termination(), ExitStack() as run:
+    with ExitStack() as run:
         sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave))  # copies of pipes are removed however it ends
         valid_sources = run.enter_context(data.opened_sources(args.valid)) if args.valid else []
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
@@ -424,7 +424,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete.progress import Progress, choose_mode
 
     predictor = _load_predictor(args, args.model, learn=False)  # measurements never use the user's own state
-    with _exit_on_termination(), data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
+    with data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
@@ -650,7 +650,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     stats = data.CorpusStats()
     batch: list[str] = []
     try:
-        with _exit_on_termination(), data.opened_sources(args.text) as sources, tqdm(
+        with data.opened_sources(args.text) as sources, tqdm(
             unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
         ) as bar:
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
@@ -813,14 +813,14 @@ def cmd_session(args: argparse.Namespace) -> int:
     try:
         from autocomplete.repl import run_session
 
-        # A closed terminal window (SIGHUP) or a `kill` (SIGTERM) ends the session like Ctrl-D: what was learned is
-        # saved and the terminal restored, instead of the process dying with the last minute of learning.
-        with _exit_on_termination():
-            return run_session(
-                model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
-                quantize=not args.no_quantize, learn=not args.no_learn, on_ready=lambda: say(ERASE_LINE),
-                threads=args.threads, save_history=not args.no_history, style=args.style,
-            )
+        # A closed terminal window (SIGHUP) or a `kill` (SIGTERM) ends the session like Ctrl-D (main's
+        # _exit_on_termination): what was learned is saved and the terminal restored, instead of the process dying
+        # with the last minute of learning.
+        return run_session(
+            model=args.model, mode=args.mode, temperature=args.temperature, plain_mode=args.plain,
+            quantize=not args.no_quantize, learn=not args.no_learn, on_ready=lambda: say(ERASE_LINE),
+            threads=args.threads, save_history=not args.no_history, style=args.style,
+        )
     except BaseException:
         say(ERASE_LINE)
         raise
@@ -877,7 +877,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     handler = COMMANDS.get(args.command, cmd_session) if args.command else cmd_session
     try:
-        code = handler(args)
+        with _exit_on_termination():  # every command: temporary files removed, what was learned saved, locks freed
+            code = handler(args)
         if sys.stdout is not None:
             sys.stdout.flush()  # a full disk shows here, inside the try, not in the interpreter's exit
         return code
