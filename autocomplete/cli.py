@@ -655,10 +655,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
         ) as bar:
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
                 batch += tokens + ([EOS] if ends else [])
-                if len(batch) >= 4096:
-                    personal.learn_tokens(batch, style=style, bulk=True)
-                    bar.update(len(batch))
-                    batch = []
+                while len(batch) >= 4096:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
+                    personal.learn_tokens(batch[:4096], style=style, bulk=True)
+                    bar.update(4096)
+                    batch = batch[4096:]
             if batch:
                 personal.learn_tokens(batch, style=style, bulk=True)
                 bar.update(len(batch))

@@ -364,6 +364,7 @@ class Personal:
         self._state: State | None = None  # the learner's LSTM state after the text learned so far
         self._last_id = EOS_ID
         self._at_start = True
+        self._in_line = False  # the text learned so far ends inside a line (for counting lines)
 
     # ---- queries (any thread, never blocking) ---------------------------------------------------------------------
 
@@ -653,9 +654,12 @@ class Personal:
         for start in range(0, len(tokens), step):
             segment = tokens[start : start + step]
             self._learn_segment(segment, pause, style)
-            self.stats.lines += segment.count(EOS)
-        if EOS not in tokens:  # an unfinished line
-            self.stats.lines += 1
+            for token in segment:  # lines are counted as they start: a long one learned in pieces counts once
+                if token == EOS:
+                    self._in_line = False
+                elif not self._in_line:
+                    self._in_line = True
+                    self.stats.lines += 1
         self.version += 1
 
     def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:

@@ -191,6 +191,13 @@ def test_learning_a_text_at_once_ends_in_the_same_state_as_learning_it_step_by_s
     assert torch.equal(bulk._adapter.b, stepwise._adapter.b) and "quantized" in vars(bulk._top)  # ready for keys
 
 
+def test_a_line_learned_in_pieces_counts_as_one_line(trained_lm):
+    personal = Personal(trained_lm)
+    personal.learn_tokens(["the", "king"] * 100)  # `autocomplete learn` of a line too long for one batch
+    personal.learn_tokens(["is", "dead", EOS, EOS, "long", "live", "the", "king", EOS])  # an empty line between
+    assert personal.stats.lines == 2 and personal.stats.tokens == 209
+
+
 def test_learning_settings_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="cache weight"):
         LearnConfig(cache_weight=1.0)
