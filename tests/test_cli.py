@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -381,6 +382,8 @@ def test_a_corrupt_personal_state_is_a_warning_not_a_failure(capsys, trained_mod
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
 def test_the_first_termination_signal_ends_the_program_and_a_second_does_not_cut_its_clean_up_short():
+    if threading.current_thread() is not threading.main_thread():  # the handler could not be installed: the signal
+        pytest.skip("signal handlers can only be installed on the main thread")  # would end the test run itself
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     cleaned_up = False
     with pytest.raises(SystemExit) as ended, _exit_on_termination():
