@@ -289,7 +289,14 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         "run; the session and every program using the model pick it up at their next start.",
     )
     p.add_argument("text", nargs="+", help="text files, folders of .txt files, or - for standard input")
-    _add_model_option(p)
+    p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+    p.add_argument("--style", default=None, metavar="STYLE",
+                   help="the style to read the text in, for a model trained with styles (e.g. prose, dialogue, tech; "
+                        "default prose, as the session's type mode reads what you write); ignored by models without "
+                        "styles")
+    p.add_argument("--threads", type=threads, default=1,
+                   help="PyTorch threads (default 1: the fastest while other programs keep the other cores busy; "
+                        "more help on an idle machine)")
     p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
                    help="where lines end: each line, or blank-line paragraphs of wrapped prose (default auto)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -635,17 +635,17 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autocomplete.personal import open_personal
     from autocomplete.tokenizer import EOS
 
-    # one segment of batch 1 at a time: fastest on one thread, and several spin-wait on cores other programs use
+    # one segment of batch 1 at a time: by default one thread, as several spin-wait on cores other programs use
     # (6x slower on a busy 2-core machine)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     path = args.model if args.model is not None else default_model_path()
     lm = checkpoint.load(path)
+    from autocomplete.styles import pick_style
+
+    style = pick_style(args.style, "type", lm.vocab.styles)  # by default as the session's type mode reads what you write
     personal, warning = open_personal(lm)
     if warning:
         _err(f"autocomplete: warning: {warning}")
-    from autocomplete.styles import pick_style
-
-    style = pick_style(None, "type", lm.vocab.styles)  # read as the session's type mode reads what you write
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
     stats = data.CorpusStats()
     batch: list[str] = []

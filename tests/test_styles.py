@@ -257,3 +257,20 @@ def test_the_shared_words_benchmark_reads_a_styled_model_in_its_prose_style_as_e
     assert math.isclose(float(nll.mean()), loss, rel_tol=1e-4)
     unstyled = float(shared_words.token_nll(styled_lm.model, ids, vocab.start_ids()).mean())
     assert not math.isclose(unstyled, loss, rel_tol=1e-3)  # read without its style, the model scores otherwise
+
+
+def test_learn_reads_in_the_style_asked_for_and_refuses_one_the_model_lacks_before_touching_the_state(
+    styled_model_path, tmp_path, capsys, isolated_user_dirs
+):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("run git push\n")
+    assert main(["learn", str(notes), "--model", str(styled_model_path), "--style", "verse"]) == 1
+    assert capsys.readouterr().err.strip() == "autocomplete: error: unknown style 'verse'; this model knows prose, tech"
+    assert not (isolated_user_dirs / "personal").exists()
+    states = []
+    for style in ("prose", "tech"):
+        assert main(["learn", str(notes), "--model", str(styled_model_path), "--style", style, "--threads", "2"]) == 0
+        [saved] = (isolated_user_dirs / "personal").iterdir()
+        states.append(torch.load(saved, weights_only=True)["cache"]["keys"])
+        assert main(["forget", "--model", str(styled_model_path)]) == 0
+    assert states[0].shape == states[1].shape and not torch.equal(*states)  # read after another style token
