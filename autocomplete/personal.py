@@ -660,7 +660,6 @@ class Personal:
                 elif not self._in_line:
                     self._in_line = True
                     self.stats.lines += 1
-        self.version += 1
 
     def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:
         pause()
@@ -776,8 +775,9 @@ class Personal:
         return stop
 
     def _announce(self) -> None:
-        """A new :attr:`version` once a line is learned in full (the lexicon index included: an answer computed
-        between the two swaps is filed under the older version), told to the watchers."""
+        """A new :attr:`version` once a line is learned in full, the lexicon index included (one per line: each new
+        version costs the next keystroke a fresh distribution; an answer computed between the swaps is filed under
+        the older version, never asked for again), told to the watchers."""
         self.version += 1
         for callback in list(self._watchers):
             try:
