@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from autocomplete.arguments import build_parser, typed_options
-from autocomplete.errors import AutocompleteError, ConfigError
+from autocomplete.errors import AutocompleteError, ConfigError, OutputError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import handling, named
 from autocomplete.tokenizer import printable
@@ -644,6 +644,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     style = pick_style(args.style, "type", lm.vocab.styles)  # by default as the session's type mode reads what you write
     personal, warning = open_personal(lm)
+    if personal.path is None or not personal.saving:  # learning what would be lost at exit: refused before it starts
+        raise OutputError(warning or "this model has no file to keep what is learned for")
     if warning:
         _err(f"autocomplete: warning: {warning}")
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()

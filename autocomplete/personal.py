@@ -1051,6 +1051,17 @@ def open_personal(
             except OSError:
                 personal = Personal(lm, config, None, digest)
                 warning = f"{e}; what is learned now is not saved"
+    elif save:  # say now, not when the program ends, that nothing learned can be kept (a read-only home, a file there)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writable = os.access(path.parent, os.W_OK)
+        except OSError as e:
+            writable, why = False, e.strerror or str(e)
+        else:
+            why = "not writable"
+        if not writable:
+            personal.saving = False
+            warning = f"{path.parent}: {why}: what is learned is not saved"
     personal.warning = warning
     _open.add(personal)
     return personal, warning

@@ -326,8 +326,9 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         where = ""
     elif personal.saving:
         where = f"; saved in {personal.path}"
-    else:
-        where = "; kept in memory only (--no-history)"
+    else:  # --no-history, or a data folder that cannot be written (said at the start)
+        why = "--no-history" if not session.save else f"{personal.path.parent} cannot be written"
+        where = f"; kept in memory only ({why})"
     error = f"\n{personal.error}" if personal.error else ""
     return CommandResult(
         f"learning {state}: {personal.words:,} words ({personal.new_words:,} new to the model) from "

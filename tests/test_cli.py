@@ -326,6 +326,26 @@ def test_an_interrupted_learn_keeps_and_saves_what_it_learned_until_then(capsys,
     assert read_state(saved)["stats"]["tokens"] == calls[0] >= 4096
 
 
+def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_refuses_to_run(
+    capsys, monkeypatch, trained_model_path, tmp_path
+):
+    import io
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the data folder should be\n")
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(blocked))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hear me\n:learn\n"))
+    code, out, _ = run(capsys, "--model", str(trained_model_path))
+    lines = out.splitlines()
+    assert code == 0 and "what is learned is not saved" in lines[0] and out.count("not saved") == 1  # at the start
+    assert "kept in memory only" in lines[-1] and "cannot be written" in lines[-1]  # :learn, and no error at the end
+    notes = tmp_path / "notes.txt"
+    notes.write_text("We deploy Kubernetes on Fridays.\n")
+    code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    assert code == 1 and out == "" and err.startswith("autocomplete: error: ") and err.count("\n") == 1
+    assert blocked.read_text() == "a file where the data folder should be\n"
+
+
 def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
     import io
 

@@ -409,7 +409,7 @@ def test_a_kill_during_a_save_leaves_a_loadable_state(trained_model_path, tmp_pa
 def test_a_corrupt_state_file_is_set_aside_with_one_line(trained_model_path):
     lm = checkpoint.load(trained_model_path)
     personal, _ = open_personal(lm)
-    personal.path.parent.mkdir(parents=True)
+    personal.path.parent.mkdir(parents=True, exist_ok=True)  # made when it was opened
     personal.path.write_bytes(b"not a state file at all")
     again, warning = open_personal(lm)
     assert "not a valid personal state file" in warning and "\n" not in warning
