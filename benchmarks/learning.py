@@ -132,6 +132,21 @@ def slice_text(text: Text, folder: Path) -> Path:
     return out
 
 
+FIXTURE_TEXT = Text("Shakespeare fixture", FIXTURE, 0, 150)
+
+
+def chosen_texts(words: int, folder: Path, which: str, quick: bool) -> list[Text]:
+    """The held-out slices to type, or the test fixture for ``--quick`` and where the shared data is missing."""
+    chosen = [] if quick else texts(words, folder, which)
+    return [FIXTURE_TEXT] if quick or not all(t.path.exists() for t in chosen) else chosen
+
+
+def read_as(predictor: Predictor, text: Text, folder: Path) -> Path:
+    """Set the style ``text`` is read in (where the model has it) and write its slice to ``folder``."""
+    predictor.set_style(text.style if text.style in predictor.styles else None)
+    return slice_text(text, folder)
+
+
 def measure(predictor: Predictor, path: Path, config: LearnConfig | None, ksr_words: int) -> dict[str, float]:
     ids, surface = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
     predictor.personal = Personal(predictor.lm, config) if config is not None else None
@@ -240,14 +255,12 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
     variants = [VARIANTS[0], VARIANTS[-1]] if brief else VARIANTS
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        chosen = [] if quick else texts(words, folder, which)
-        if quick or not all(t.path.exists() for t in chosen):
-            chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
+        chosen = chosen_texts(words, folder, which, quick)
+        if chosen == [FIXTURE_TEXT]:
             latency_words = 60
         db = None if quick or latency_only or no_presage else presage_database(presage_dir or folder, presage_db)
         for text in [] if latency_only else chosen:
-            predictor.set_style(text.style if text.style in predictor.styles else None)
-            path = slice_text(text, folder)
+            path = read_as(predictor, text, folder)
             base: dict[str, float] | None = None
             for name, config in variants[:1] if presage_only else variants:
                 m = measure(predictor, path, config, text.words)
@@ -264,8 +277,7 @@ def run(report: Report, model: Path, quick: bool, command: str, words: int = 300
         if presage_only or no_latency:
             return
         text = chosen[0]
-        predictor.set_style(text.style if text.style in predictor.styles else None)
-        path = slice_text(text, folder)
+        path = read_as(predictor, text, folder)
         for name, config in (("learning off", None), ("learning on", LearnConfig())):
             typing = keystroke_latency(predictor, path, config, latency_words, latency_pause)
             lags = typing.lags or [float("nan")]
@@ -307,12 +319,8 @@ def ceilings(off: list[tuple[str, int]], on: list[tuple[str, int]]) -> dict[str,
 def ceiling(report: Report, model: Path, command: str, words: int, which: str, quick: bool = False) -> None:
     predictor = Predictor.load(model, quantize=True)
     with tempfile.TemporaryDirectory() as tmp:
-        chosen = [] if quick else texts(words, Path(tmp), which)
-        if quick or not all(t.path.exists() for t in chosen):
-            chosen = [Text("Shakespeare fixture", FIXTURE, 0, 150)]
-        for text in chosen:
-            predictor.set_style(text.style if text.style in predictor.styles else None)
-            path = slice_text(text, Path(tmp))
+        for text in chosen_texts(words, Path(tmp), which, quick):
+            path = read_as(predictor, text, Path(tmp))
             _, tokens = read_eval_text(data.resolve_sources([path]), predictor.tokenizer, predictor.vocab)
             off = typed_costs(predictor, tokens, None, text.words)
             c = ceilings(off, typed_costs(predictor, tokens, LearnConfig(), text.words))
