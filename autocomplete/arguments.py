@@ -87,7 +87,7 @@ def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
         p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
     p.add_argument("--no-quantize", action="store_true",
                    help="run the model with its float weights instead of int8 (slower, the same quality)")
-    p.add_argument("--threads", type=threads, default=1,
+    p.add_argument("--threads", type=threads, default=None,
                    help="PyTorch threads (default 1: one word at a time is fastest on one thread, and does not slow "
                         "down when other programs keep the other cores busy)")
     p.add_argument("--style", default=None, metavar="STYLE",
@@ -294,7 +294,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                    help="the style to read the text in, for a model trained with styles (e.g. prose, dialogue, tech; "
                         "default prose, as the session's type mode reads what you write); ignored by models without "
                         "styles")
-    p.add_argument("--threads", type=threads, default=1,
+    p.add_argument("--threads", type=threads, default=None,
                    help="PyTorch threads (default 1: the fastest while other programs keep the other cores busy; "
                         "more help on an idle machine)")
     p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
@@ -313,8 +313,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         description="What a model file holds: its network and vocabulary, the text it was trained on, how long, and "
                     "its validation curve (to see whether training converged), and what it learned from you.",
     )
-    p.add_argument("model", nargs="?", type=Path, default=None, help="model file (default: the shipped model)")
-    p.add_argument("--model", "-m", type=Path, default=None, dest="model_option", metavar="MODEL",
+    p.add_argument("model_file", nargs="?", type=Path, default=None, metavar="MODEL",
+                   help="model file (default: the shipped model)")
+    p.add_argument("--model", "-m", type=Path, default=None, metavar="MODEL",
                    help="the same, as predict, generate and eval take it")
     p.add_argument("--json", action="store_true",
                    help="everything the file records (settings, vocabulary size, training metadata) as JSON")
@@ -324,7 +325,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         description="Rewrite a model file with its weights stored another way. int8 keeps each weight matrix as int8 "
         "rows with one scale per row (about a quarter of float32; loaded back as float32) and the rest as float16.",
     )
-    p.add_argument("model", type=Path)
+    p.add_argument("source", type=Path, metavar="MODEL")
     p.add_argument("-o", "--output", type=Path, required=True, help="file to write (may be MODEL itself)")
     p.add_argument("--to", choices=["int8", "float16", "float32"], default="int8", help="storage (default int8)")
 
@@ -336,7 +337,32 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="remove the entries (those a running training reads are kept)")
     p.add_argument("--older-than", type=_number(float, 0, None, "days"), default=None, metavar="DAYS",
                    help="with --clear: only entries not used for this many days")
+    _share_global_options(parser, sub)
+    if not train_defaults:  # what was typed before the command counts too (--threads)
+        for action in parser._actions:
+            if action.option_strings:
+                action.default = argparse.SUPPRESS
     return parser
+
+
+def _share_global_options(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """An option that both ``autocomplete`` and a command take (``--model``, ``--threads``, ``--style``, …) counts
+    wherever it is typed: ``autocomplete --model mine.pt predict …`` is ``autocomplete predict --model mine.pt …``.
+    argparse lets a command's defaults overwrite what was typed before the command, so the commands get no default
+    for them; the defaults are the top level's (``--threads``: none, each command picks its own, see
+    :func:`resolve`)."""
+    shared = {action.dest for action in parser._actions if action.option_strings and action.dest != "help"}
+    for command in sub.choices.values():
+        for action in command._actions:
+            if action.option_strings and action.dest in shared:
+                action.default = argparse.SUPPRESS
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Defaults that depend on the command: one PyTorch thread for everything but ``train``, which picks its own."""
+    if args.threads is None and args.command != "train":
+        args.threads = 1
+    return args
 
 
 def typed_options(argv: Sequence[str] | None) -> set[str]:

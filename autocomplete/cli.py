@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from autocomplete.arguments import build_parser, typed_options
+from autocomplete.arguments import build_parser, resolve, typed_options
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import handling, named
@@ -536,9 +536,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from autocomplete import checkpoint
     from autocomplete.paths import default_model_path
 
-    if args.model is not None and args.model_option is not None:
+    if args.model is not None and args.model_file is not None:
         raise ConfigError("give the model once: as MODEL or with --model")
-    chosen = args.model if args.model is not None else args.model_option
+    chosen = args.model_file if args.model_file is not None else args.model
     path = chosen if chosen is not None else default_model_path()
     payload = checkpoint.read_payload(path)
     lm = checkpoint.from_payload(payload, path)
@@ -745,13 +745,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     from autocomplete import atomic, checkpoint
 
-    lm = checkpoint.load(args.model)
+    if args.model is not None:
+        raise ConfigError("give the model once: convert takes it as MODEL, not with --model")
+    lm = checkpoint.load(args.source)
     atomic.check_writable(args.output)
-    before = args.model.stat().st_size
+    before = args.source.stat().st_size
     dtype = {"float32": None, "float16": torch.float16, "int8": torch.float16}[args.to]
     checkpoint.save(lm, args.output, dtype, int8=args.to == "int8")
     after = args.output.stat().st_size
-    _out(f"{args.output}: {_bytes(after)} ({args.to}; {args.model} was {_bytes(before)})")
+    _out(f"{args.output}: {_bytes(after)} ({args.to}; {args.source} was {_bytes(before)})")
     return 0
 
 
@@ -871,7 +873,7 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = resolve(parser.parse_args(argv))
     if args.command == "train":
         args.typed = typed_options(argv)
     if sys.stdout is None and args.command != "train":  # started with standard output closed (`>&-`)

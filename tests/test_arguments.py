@@ -2,7 +2,7 @@
 
 import pytest
 
-from autocomplete.arguments import EXIT_USAGE, build_parser, typed_options
+from autocomplete.arguments import EXIT_USAGE, build_parser, resolve, typed_options
 
 
 def test_typed_options_name_the_train_options_given_and_none_left_at_their_defaults():
@@ -32,3 +32,32 @@ def test_a_bad_value_is_one_usage_line_with_the_valid_range(capsys, argv, prog, 
     err = capsys.readouterr().err
     assert exit.value.code == EXIT_USAGE and err.count("\n") == 1
     assert err.startswith(f"{prog}: error: {message}") and err.rstrip().endswith(f"(see {prog} --help)")
+
+
+@pytest.mark.parametrize("before, after", [
+    (["--model", "mine.pt"], ["predict", "how are"]),
+    (["--model", "mine.pt"], ["generate", "once"]),
+    (["--model", "mine.pt"], ["eval", "notes.txt"]),
+    (["--model", "mine.pt"], ["learn", "notes.txt"]),
+    (["--model", "mine.pt"], ["forget"]),
+    (["-m", "mine.pt"], ["info"]),
+])
+def test_a_model_named_before_the_command_is_the_one_the_command_uses(before, after):
+    assert build_parser().parse_args(before + after).model.name == "mine.pt"
+    assert build_parser().parse_args(after).model is None
+
+
+def test_every_option_the_top_level_shares_with_a_command_counts_before_or_after_it():
+    typed = ["--style", "tech", "--threads", "1", "--no-quantize", "-t", "0.3", "--no-learn"]
+    before = build_parser().parse_args(typed + ["generate", "x"])
+    after = build_parser().parse_args(["generate", "x"] + typed)
+    for args in (before, after):
+        assert (args.style, args.threads, args.no_quantize, args.temperature, args.no_learn) == ("tech", 1, True, 0.3, True)
+
+
+def test_train_picks_its_own_threads_unless_told_and_everything_else_runs_on_one():
+    assert resolve(build_parser().parse_args(["train", "a.txt", "-o", "m.pt"])).threads is None
+    assert resolve(build_parser().parse_args(["--threads", "1", "train", "a.txt", "-o", "m.pt"])).threads == 1
+    assert resolve(build_parser().parse_args(["predict", "x"])).threads == 1
+    assert resolve(build_parser().parse_args([])).threads == 1
+    assert "--threads" in typed_options(["--threads", "1", "train", "a.txt", "-o", "m.pt", "--resume"])

@@ -416,3 +416,14 @@ def test_the_first_termination_signal_ends_the_program_and_a_second_does_not_cut
             cleaned_up = True
     assert ended.value.code == 128 + signal.SIGHUP and cleaned_up
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before  # the handlers are back
+
+
+def test_a_model_named_before_the_command_is_used_not_the_shipped_one(capsys, trained_model_path):
+    code, text, _ = run(capsys, "--model", str(trained_model_path), "predict", "to be or not to", "--json")
+    assert code == 0 and text == run(capsys, "predict", "to be or not to", "--json", "-m", str(trained_model_path))[1]
+    assert text != run(capsys, "predict", "to be or not to", "--json")[1]
+
+
+def test_convert_takes_its_model_once(capsys, trained_model_path, tmp_path):
+    code, _, err = run(capsys, "-m", str(trained_model_path), "convert", str(trained_model_path), "-o", str(tmp_path / "x.pt"))
+    assert code == 1 and "give the model once" in err and not (tmp_path / "x.pt").exists()
