@@ -511,8 +511,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_prompt() -> str:
+    """The prompt from standard input: text in any encoding close to UTF-8 (bad bytes become U+FFFD), not binary."""
+    if sys.stdin is None:
+        return ""
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    if "\x00" in text:
+        raise ConfigError("standard input looks like binary data, not text (a NUL byte in it)")
+    return text
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _read_prompt() if args.prompt == "-" else args.prompt
     prompt = prompt.rstrip("\n")
     predictor = _load_predictor(args)
     from autocomplete.sampling import make_generator

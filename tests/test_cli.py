@@ -68,9 +68,18 @@ def test_generate_prints_several_samples(capsys, trained_model_path):
 def test_generate_reads_the_prompt_from_stdin(capsys, monkeypatch, trained_model_path):
     import io
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("Speak, speak.\n"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("Speak, speak. \xff\n".encode("latin-1"))))
     code, out, _ = run(capsys, "generate", "-", "--words", "3", "--model", str(trained_model_path))
-    assert code == 0 and out.startswith("Speak, speak.")
+    assert code == 0 and out.startswith("Speak, speak. \ufffd")  # a byte that is not UTF-8 is replaced, not fatal
+
+
+def test_generate_refuses_binary_data_on_stdin_in_one_line(capsys, monkeypatch, trained_model_path):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\x7fELF\x02\x01\x00\x00garbage")))
+    code, out, err = run(capsys, "generate", "-", "--model", str(trained_model_path))
+    assert code == 1 and out == "" and err.strip() == (
+        "autocomplete: error: standard input looks like binary data, not text (a NUL byte in it)")
 
 
 def test_eval_reports_perplexity_accuracy_and_keystroke_savings(capsys, trained_model_path):
