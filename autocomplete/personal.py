@@ -181,6 +181,10 @@ class Adapter:
         return h + h @ self.a.T + self.c
 
 
+def _go_on() -> None:
+    """The pause of learning in the caller's own thread (``autocomplete learn``, evaluation): none."""
+
+
 @dataclass(frozen=True)
 class AdaptedTop:
     """The dynamically evaluated top LSTM layer: its adapted float weights and an int8 copy of them for the
@@ -190,19 +194,23 @@ class AdaptedTop:
     layer: nn.Module = field(compare=False, repr=False)  # the base layer (what it is and its sizes)
 
     @staticmethod
-    def of(layer: nn.Module, weights: dict[str, Tensor], eager: bool = True) -> AdaptedTop:
-        """The adapted layer; its int8 copy made now (``eager``: the learner's, off the keystroke path) or when first
-        used (``autocomplete learn``'s steps, of which only the last one's is ever used)."""
+    def of(layer: nn.Module, weights: dict[str, Tensor], eager: bool = True, pause: Callable[[], None] = _go_on) -> AdaptedTop:
+        """The adapted layer; its int8 copy made now (``eager``: the learner's, off the keystroke path, with ``pause``
+        before each matrix) or when first used (``autocomplete learn``'s steps, of which only the last one's is ever
+        used)."""
         top = AdaptedTop(weights, layer)
         if eager:
-            top.quantized  # noqa: B018 - made now, cached
+            top.__dict__["quantized"] = top._quantize(pause)  # what the cached property would compute
         return top
 
     @functools.cached_property
     def quantized(self) -> nn.Module:
+        return self._quantize()
+
+    def _quantize(self, pause: Callable[[], None] = _go_on) -> nn.Module:
         layer, weights = self.layer, self.weights
         if getattr(layer, "proj_size", 0):  # PyTorch's int8 LSTM has no projection: ours
-            return Int8ProjectedLSTM(weights)
+            return Int8ProjectedLSTM(weights, pause)
         lstm = unfilled(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta"))
         holder = nn.Sequential(lstm)
         holder[0].load_state_dict(weights)
@@ -287,9 +295,6 @@ class KeystrokeGate:
                 self._idle.wait(deadline - now if self._in_flight else min(calm, deadline - now))
             self.waiting = False
 
-
-def _go_on() -> None:
-    """The pause of learning in the caller's own thread (``autocomplete learn``, evaluation): none."""
 
 
 @dataclass
@@ -706,7 +711,7 @@ class Personal:
         The loss is summed over the segment's tokens, so each word the user typed moves the weights as much however
         long its line; the bias and the feature map have their own learning rates and norm limits (their gradients
         differ in scale by orders of magnitude); the top layer's steps are normalised per weight (RMSprop). ``pause``
-        comes before each of its slices: the gradients, the top layer's update, its int8 copy."""
+        comes before each of its slices: the loss, its gradients, each weight matrix's update, each one's int8 copy."""
         pause()
         current = self._adapter or Adapter.zeros(self._dim, len(self.vocab))
         a, c, b = (t.clone().requires_grad_() for t in (current.a, current.c, current.b))
@@ -721,6 +726,7 @@ class Personal:
             logits = self.model.logits(h + h @ a.T + c).float() + b
             loss = F.cross_entropy(logits, targets, reduction="sum")
             inputs = (a, c, b, *weights.values()) if config.lr_top > 0 else (a, c, b)
+            pause()
             ga, gc, gb, *gw = torch.autograd.grad(loss, inputs)
         before = torch.log_softmax(logits.detach(), -1)
         keep = 1.0 - self.config.decay
@@ -752,15 +758,15 @@ class Personal:
         new: dict[str, Tensor] = {}
         with torch.no_grad():
             for name, w in weights.items():
+                pause()
                 g = grads[name]
                 ms = self._top_ms.get(name)
-                square = (g * g).mean()
+                square = torch.dot(g.flatten(), g.flatten()) / g.numel()  # one pass over the matrix, no copy
                 ms = square * (1 - _RMS_BETA) if ms is None else ms * _RMS_BETA + square * (1 - _RMS_BETA)
                 self._top_ms[name] = ms
-                w = w.detach() - lr * g / ((ms / correction).sqrt() + 1e-8)
-                new[name] = w - decay * (w - self._base_top[name])
-        pause()
-        self._top = AdaptedTop.of(self._top_layer, new, eager=not self._bulk)
+                w = torch.add(w.detach(), g, alpha=-lr / (math.sqrt(float(ms) / correction) + 1e-8))
+                new[name] = w.lerp_(self._base_top[name], decay)  # w − decay·(w − base)
+        self._top = AdaptedTop.of(self._top_layer, new, eager=not self._bulk, pause=pause)
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever what was learned changes the answers (after each line is learned, from the

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from autocomplete.errors import ConfigError
-from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, ModelConfig, detach_state, quantize_dynamic
+from autocomplete.model import (
+    Int8ProjectedLSTM, LSTMLanguageModel, ModelConfig, detach_state, int8_linear, quantize_dynamic,
+)
 
 
 def model(**kwargs: object) -> LSTMLanguageModel:
@@ -91,6 +93,24 @@ def test_the_int8_projected_lstm_continues_from_a_given_state_like_the_float_one
     assert qout.shape == out.shape == (3, 5, 16) and qh.shape == h.shape and qc.shape == c.shape
     assert (qout - out).abs().max() < 0.1 * out.abs().max()  # int8 rounding; a wrong gate or bias is of the order 1
     assert torch.equal(qout[:, -1], qh[0]) and (qc - c).abs().max() < 0.1 * c.abs().max()
+
+
+@pytest.mark.parametrize("rows, columns, bias", [(96, 40, True), (7, 300, False), (3, 5, True)])
+def test_the_int8_linear_layer_is_pytorchs_dynamically_quantised_linear_bit_for_bit(rows, columns, bias):
+    import warnings
+
+    generator = torch.Generator().manual_seed(rows)
+    linear = torch.nn.Linear(columns, rows, bias=bias)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(rows, columns, generator=generator) * 3)
+        linear.weight[0].zero_()  # a row of zeros gets the smallest scale, not a division by zero
+    spec = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(linear), spec, dtype=torch.qint8)[0]
+    ours = int8_linear(linear.weight, linear.bias)
+    x = torch.randn(4, columns, generator=generator)
+    assert torch.equal(ours(x), reference(x))
 
 
 def test_loss_equals_the_negative_log_probability_of_the_targets():
