@@ -590,9 +590,10 @@ def test_a_closed_terminal_or_a_kill_saves_what_was_learned_and_exits_cleanly(to
         screen = term.wait(lambda s: "ENDED=" in s)
     finally:
         term.close()
-    assert f"ENDED={128 + getattr(signal, f'SIG{how}')}" in screen and "Traceback" not in screen
-    [saved] = (tmp_path / "personal").iterdir()  # the line's learning is kept, not lost with the process
-    assert saved.stat().st_size > 0
+    assert f"ENDED={128 + getattr(signal, f'SIG{how}')}" in screen and "Traceback" not in screen, screen
+    kept = sorted((tmp_path / "personal").iterdir())
+    assert len(kept) == 1, (kept, screen)  # the line's learning is kept, not lost with the process
+    assert kept[0].stat().st_size > 0
 
 
 def test_no_history_uses_what_was_learned_before_and_writes_nothing_of_its_own(trained_model_path, tmp_path):
