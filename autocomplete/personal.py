@@ -194,7 +194,9 @@ class AdaptedTop:
     layer: nn.Module = field(compare=False, repr=False)  # the base layer (what it is and its sizes)
 
     @staticmethod
-    def of(layer: nn.Module, weights: dict[str, Tensor], eager: bool = True, pause: Callable[[], None] = _go_on) -> AdaptedTop:
+    def of(
+        layer: nn.Module, weights: dict[str, Tensor], eager: bool = True, pause: Callable[[], None] = _go_on
+    ) -> AdaptedTop:
         """The adapted layer; its int8 copy made now (``eager``: the learner's, off the keystroke path, with ``pause``
         before each matrix) or when first used (``autocomplete learn``'s steps, of which only the last one's is ever
         used)."""

@@ -52,7 +52,8 @@ def test_every_option_the_top_level_shares_with_a_command_counts_before_or_after
     before = build_parser().parse_args(typed + ["generate", "x"])
     after = build_parser().parse_args(["generate", "x"] + typed)
     for args in (before, after):
-        assert (args.style, args.threads, args.no_quantize, args.temperature, args.no_learn) == ("tech", 1, True, 0.3, True)
+        chosen = (args.style, args.threads, args.no_quantize, args.temperature, args.no_learn)
+        assert chosen == ("tech", 1, True, 0.3, True)
 
 
 def test_train_picks_its_own_threads_unless_told_and_everything_else_runs_on_one():

@@ -434,5 +434,6 @@ def test_a_model_named_before_the_command_is_used_not_the_shipped_one(capsys, tr
 
 
 def test_convert_takes_its_model_once(capsys, trained_model_path, tmp_path):
-    code, _, err = run(capsys, "-m", str(trained_model_path), "convert", str(trained_model_path), "-o", str(tmp_path / "x.pt"))
+    model = str(trained_model_path)
+    code, _, err = run(capsys, "-m", model, "convert", model, "-o", str(tmp_path / "x.pt"))
     assert code == 1 and "give the model once" in err and not (tmp_path / "x.pt").exists()
