@@ -352,7 +352,6 @@ class Personal:
         self._line_start = True
         self._private_line = False
         self._watchers: list[Callable[[], None]] = []
-        self._bulk = False  # learning text at once (:meth:`learn_tokens`), not line by line as it is typed
         self._reset()
 
     def _reset(self) -> None:
@@ -600,11 +599,7 @@ class Personal:
         read in ``style`` (see :meth:`learn`). ``bulk``: no keystroke reads the state until all is learned, so the
         adapted top layer's int8 copy is made once at the end instead of after every step (its result is the same)."""
         with self._lock:
-            self._bulk = bulk
-            try:
-                self._learn(list(tokens), style=style)
-            finally:
-                self._bulk = False
+            self._learn(list(tokens), style=style, eager=not bulk)
             if self._top is not None:
                 self._top.quantized  # noqa: B018 - made here, not at the next keystroke
             self._reindex()
@@ -650,17 +645,21 @@ class Personal:
             finally:
                 self._queue.task_done()
 
-    def _learn(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:
+    def _learn(
+        self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None, eager: bool = True
+    ) -> None:
         """Learn ``tokens`` in segments: lexicon counts, then per segment the cache entries and one SGD step.
 
-        ``pause`` is called before each slice of the work (the learner thread's defers to keystrokes in flight)."""
+        ``pause`` is called before each slice of the work (the learner thread's defers to keystrokes in flight).
+        ``eager``: each step's int8 copy of the top layer is made at once, off the keystroke path (False: when first
+        used, for text learned at once that no keystroke reads before the end)."""
         step = self.config.segment
         # counted as it goes: a save after an interruption (Ctrl-C in `autocomplete learn`) keeps what was learned
         self._dirty = True
         self.stats.updated = time.strftime("%Y-%m-%d %H:%M:%S")
         for start in range(0, len(tokens), step):
             segment = tokens[start : start + step]
-            self._learn_segment(segment, pause, style)
+            self._learn_segment(segment, pause, style, eager)
             for token in segment:  # lines are counted as they start: a long one learned in pieces counts once
                 if token == EOS:
                     self._in_line = False
@@ -668,7 +667,9 @@ class Personal:
                     self._in_line = True
                     self.stats.lines += 1
 
-    def _learn_segment(self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None) -> None:
+    def _learn_segment(
+        self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None, eager: bool = True
+    ) -> None:
         pause()
         starts = sentence_starts(tokens, self._at_start)
         ids = self.vocab.encode(tokens, self._at_start)
@@ -696,7 +697,7 @@ class Personal:
         self.stats.tokens += len(ids)
         before: Tensor | None = None  # the log-probabilities before the step, which the cache's share is learned from
         if self.config.lr > 0 or self.config.lr_bias > 0 or self.config.lr_top > 0:
-            before = self._step(h, targets, *below[0], pause=pause, rows=rows)
+            before = self._step(h, targets, *below[0], pause=pause, rows=rows, eager=eager)
         self._learn_cache_weight(h, targets, before)
         if self.config.window:
             pause()
@@ -704,7 +705,7 @@ class Personal:
 
     def _step(
         self, h: Tensor, targets: Tensor, below: Tensor, top_state: tuple[Tensor, Tensor], pause: Callable[[], None] = _go_on,
-        rows: Tensor | None = None,
+        rows: Tensor | None = None, eager: bool = True,
     ) -> Tensor:
         """One dynamic-evaluation step on the segment whose features are ``h`` (T, D), computed by the top layer from
         ``below`` (1, T, H) and ``top_state``; then decay toward the base. Returns the log-probabilities (T, V) the
@@ -735,7 +736,7 @@ class Personal:
         self.stats.steps += 1
         if gw:
             pause()
-            self._step_top(weights, dict(zip(weights, gw)), pause)
+            self._step_top(weights, dict(zip(weights, gw)), pause, eager)
         if config.lr == 0 and config.lr_bias == 0:
             return before
         with torch.no_grad():
@@ -747,7 +748,9 @@ class Personal:
         self._adapter = Adapter(*(t.detach() for t in (new.a, new.c, new.b)))
         return before
 
-    def _step_top(self, weights: dict[str, Tensor], grads: dict[str, Tensor], pause: Callable[[], None] = _go_on) -> None:
+    def _step_top(
+        self, weights: dict[str, Tensor], grads: dict[str, Tensor], pause: Callable[[], None] = _go_on, eager: bool = True
+    ) -> None:
         """An RMS-normalised step of the top layer, decayed toward its base weights; then the int8 copy.
 
         Each weight matrix's step is its gradient divided by the root of that matrix's running mean squared gradient:
@@ -768,7 +771,7 @@ class Personal:
                 self._top_ms[name] = ms
                 w = torch.add(w.detach(), g, alpha=-lr / (math.sqrt(float(ms) / correction) + 1e-8))
                 new[name] = w.lerp_(self._base_top[name], decay)  # w − decay·(w − base)
-        self._top = AdaptedTop.of(self._top_layer, new, eager=not self._bulk, pause=pause)
+        self._top = AdaptedTop.of(self._top_layer, new, eager=eager, pause=pause)
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever what was learned changes the answers (after each line is learned, from the
