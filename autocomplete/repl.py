@@ -427,7 +427,10 @@ def build_prompt(
 def no_echo(stream: TextIO) -> Iterator[None]:
     """The terminal does not echo keys typed between two prompts (while a line is handled, a reply streamed, the
     next prompt started): echoed there, they would land where the next prompt draws itself (``I I would like``).
-    They stay in the input queue and the next prompt reads them. Signals keep working (Ctrl-C stops a reply)."""
+    They stay in the input queue, as typed, and the next prompt reads them: the terminal's own line editing is off
+    too, or it would take a Ctrl-D typed there as an end of file and drop it (Ctrl-C then Ctrl-D, typed quickly,
+    did not quit), and Backspace or Ctrl-U would edit text the prompt never sees. Signals keep working (Ctrl-C stops
+    a reply)."""
     try:
         import termios  # POSIX only
     except ImportError:
@@ -440,7 +443,7 @@ def no_echo(stream: TextIO) -> Iterator[None]:
         yield
         return
     quiet = list(saved)
-    quiet[3] &= ~termios.ECHO
+    quiet[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
     termios.tcsetattr(fd, termios.TCSANOW, quiet)
     try:
         yield

@@ -629,6 +629,8 @@ def test_between_prompts_the_terminal_does_not_echo_typed_keys_and_gets_its_sett
             with no_echo(terminal):
                 during = termios.tcgetattr(slave)
                 assert not during[3] & termios.ECHO and during[3] & termios.ISIG  # Ctrl-C still interrupts
+                os.write(master, b"\x04x\x7f\x15")  # Ctrl-D, a letter, Backspace, Ctrl-U: kept for the next prompt
+                assert os.read(slave, 16) == b"\x04x\x7f\x15"
             assert termios.tcgetattr(slave) == before
         with no_echo(io.StringIO()):  # not a terminal: nothing to do
             pass
