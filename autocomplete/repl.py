@@ -221,6 +221,8 @@ class Session:
         handler = _COMMANDS.get(name.lower())
         if handler is None:
             return CommandResult(f"unknown command :{name} (try :help)")
+        if arg and handler in _NO_ARGUMENT:  # `:reset now` must not look as if `now` meant something
+            return CommandResult(f":{name.lower()} takes no argument")
         try:
             return handler(self, arg)
         except AutocompleteError as e:
@@ -369,6 +371,7 @@ _COMMANDS: dict[str, Callable[[Session, str], CommandResult]] = {
     "q": _cmd_quit,
     "exit": _cmd_quit,
 }
+_NO_ARGUMENT = frozenset({_cmd_reset, _cmd_forget, _cmd_help, _cmd_quit})
 
 
 def _print(text: str) -> None:

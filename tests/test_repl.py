@@ -55,6 +55,8 @@ def test_commands_change_the_settings(session):
         (":mode fast", "usage: :mode chat|type"),
         (":model", "usage: :model PATH"),
         (":frobnicate", "unknown command :frobnicate (try :help)"),
+        (":quit now", ":quit takes no argument"),
+        (":HELP me", ":help takes no argument"),
     ],
 )
 def test_bad_commands_get_one_line_and_change_nothing(session, line, message):
@@ -62,6 +64,16 @@ def test_bad_commands_get_one_line_and_change_nothing(session, line, message):
     result = session.command(line)
     assert result.message == message and not result.quit
     assert session.settings == before
+
+
+def test_a_command_without_arguments_refuses_one_and_does_nothing(session):
+    fresh = session.predictor.context_length  # the utterance start alone
+    session.predictor.commit("the old text ")
+    length = session.predictor.context_length
+    assert length > fresh
+    assert session.command(":reset all").message == ":reset takes no argument"
+    assert session.predictor.context_length == length
+    assert session.command(":reset").message == "context cleared" and session.predictor.context_length == fresh
 
 
 def test_switching_to_a_missing_model_says_so_and_keeps_the_current_one(session, tmp_path):
