@@ -358,8 +358,21 @@ def _share_global_options(parser: argparse.ArgumentParser, sub: argparse._SubPar
                 action.default = argparse.SUPPRESS
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Defaults that depend on the command: one PyTorch thread for everything but ``train``, which picks its own."""
+def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Defaults that depend on the command: one PyTorch thread for everything but ``train``, which picks its own.
+
+    With ``parser``, an option typed before a command that the command does not take (``autocomplete --plain
+    predict …``, ``--mode chat generate …``) is a usage error instead of being silently ignored."""
+    if parser is not None and args.command:
+        subcommands = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+        takes = {a.dest for a in subcommands.choices[args.command]._actions}  # type: ignore[index]
+        for action in parser._actions:
+            if action.option_strings and action.dest not in takes | {"help"}:
+                if getattr(args, action.dest) != action.default:
+                    option = max(action.option_strings, key=len)
+                    if option in ("--mode", "--plain", "--no-history"):
+                        parser.error(f"{option} is for the interactive session (no COMMAND), not `{args.command}`")
+                    parser.error(f"`{args.command}` takes no {option}")
     if args.threads is None and args.command != "train":
         args.threads = 1
     return args

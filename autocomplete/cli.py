@@ -756,8 +756,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     from autocomplete import atomic, checkpoint
 
-    if args.model is not None:
-        raise ConfigError("give the model once: convert takes it as MODEL, not with --model")
     lm = checkpoint.load(args.source)
     atomic.check_writable(args.output)
     before = args.source.stat().st_size
@@ -884,7 +882,7 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = resolve(parser.parse_args(argv))
+    args = resolve(parser.parse_args(argv), parser)
     if args.command == "train":
         args.typed = typed_options(argv)
     if sys.stdout is None and args.command != "train":  # started with standard output closed (`>&-`)

@@ -62,3 +62,28 @@ def test_train_picks_its_own_threads_unless_told_and_everything_else_runs_on_one
     assert resolve(build_parser().parse_args(["predict", "x"])).threads == 1
     assert resolve(build_parser().parse_args([])).threads == 1
     assert "--threads" in typed_options(["--threads", "1", "train", "a.txt", "-o", "m.pt", "--resume"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--plain", "predict", "x"], "--plain is for the interactive session (no COMMAND), not `predict`"),
+    (["--mode", "chat", "generate", "x"], "--mode is for the interactive session (no COMMAND), not `generate`"),
+    (["--no-history", "learn", "notes.txt"], "--no-history is for the interactive session (no COMMAND), not `learn`"),
+    (["-t", "0.5", "predict", "x"], "`predict` takes no --temperature"),
+    (["--threads", "2", "cache"], "`cache` takes no --threads"),
+])
+def test_an_option_typed_before_a_command_that_does_not_take_it_is_a_usage_error(capsys, argv, message):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit:
+        resolve(parser.parse_args(argv), parser)
+    err = capsys.readouterr().err
+    assert exit.value.code == EXIT_USAGE and err.count("\n") == 1
+    assert err.startswith(f"autocomplete: error: {message} (see autocomplete --help)")
+
+
+def test_the_session_options_still_open_the_session_and_a_command_takes_what_it_shares():
+    parser = build_parser()
+    session = resolve(parser.parse_args(["--plain", "--mode", "chat", "--no-history", "-t", "0.4"]), parser)
+    assert (session.command, session.plain, session.mode, session.no_history, session.temperature) == (
+        None, True, "chat", True, 0.4)
+    generate = resolve(parser.parse_args(["-t", "0.4", "--threads", "2", "generate", "x"]), parser)
+    assert (generate.temperature, generate.threads) == (0.4, 2)

@@ -435,5 +435,7 @@ def test_a_model_named_before_the_command_is_used_not_the_shipped_one(capsys, tr
 
 def test_convert_takes_its_model_once(capsys, trained_model_path, tmp_path):
     model = str(trained_model_path)
-    code, _, err = run(capsys, "-m", model, "convert", model, "-o", str(tmp_path / "x.pt"))
-    assert code == 1 and "give the model once" in err and not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit) as exit:
+        main(["-m", model, "convert", model, "-o", str(tmp_path / "x.pt")])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "`convert` takes no --model" in err and not (tmp_path / "x.pt").exists()
