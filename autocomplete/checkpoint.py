@@ -112,7 +112,7 @@ def storage_of(payload: dict[str, Any]) -> str:
                    and isinstance(t, Tensor) and t.is_floating_point()})
     if not scaled:
         return "/".join(rest) or "none"
-    return f"int8 matrices (per-row scales)" + (f", {'/'.join(rest)} rest" if rest else "")
+    return "int8 matrices (per-row scales)" + (f", {'/'.join(rest)} rest" if rest else "")
 
 
 def save_payload(payload: dict[str, Any], path: Path) -> None:

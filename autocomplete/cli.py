@@ -155,7 +155,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         tokens, model_config = sum(vocab.counts), None
     sized = model_config is not None  # resumed or fine-tuned: the model's sizes are fixed
     fit = fit_to_corpus(
-        tokens, epochs=args.epochs, optimizer=args.optimizer, 
+        tokens, epochs=args.epochs, optimizer=args.optimizer,
         min_count=_given(args.min_count, tuned.min_count if tuned else 1) if sized else args.min_count,
         embedding_dim=model_config.embedding_dim if sized else args.embedding_dim,
         hidden_dim=model_config.hidden_dim if sized else args.hidden_dim,
@@ -472,9 +472,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _out(f"{'perplexity':<28}{report.perplexity:>18.2f}{learned.perplexity:>17.2f} ({change:+.1%})")
     for k, v in report.accuracy.items():
         _out(f"{f'top-{k} accuracy':<28}{v:>18.1%}{learned.accuracy[k]:>24.1%}")
-    for r, l in zip(report.keystrokes, learned.keystrokes):
-        gain = (l.savings - r.savings) * 100
-        _out(f"{f'keystrokes saved, {r.k} shown':<28}{r.savings:>18.1%}{l.savings:>17.1%} ({gain:+.1f})")
+    for r, on in zip(report.keystrokes, learned.keystrokes):
+        gain = (on.savings - r.savings) * 100
+        _out(f"{f'keystrokes saved, {r.k} shown':<28}{r.savings:>18.1%}{on.savings:>17.1%} ({gain:+.1f})")
     if report.keystrokes:
         _out(f"(keystrokes over the first {report.keystrokes[0].words:,} words)")
     return 0

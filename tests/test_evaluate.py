@@ -16,7 +16,7 @@ def test_perplexity_is_the_mean_log_likelihood_the_predictor_assigns(trained_lm)
     text = "Before we proceed any further, hear me speak."
     ids = torch.tensor(trained_lm.vocab.encode(trained_lm.tokenizer.tokenize(text)))
     loss, accuracy, count = evaluate_stream(trained_lm.model, ids, chunk=4)
-    manual, typed = 0.0, ""
+    manual = 0.0
     tokens = trained_lm.tokenizer.tokenize(text)
     for i, token_id in enumerate(ids.tolist()):
         manual -= math.log(float(predictor.distribution(" ".join(tokens[:i]) + " " if i else "")[token_id]))
@@ -52,7 +52,7 @@ def test_one_suggestion_saves_less_than_many(toy_model_path):
 
 def test_the_max_words_limit_counts_typed_words(toy_model_path):
     result = keystroke_savings(Predictor.load(toy_model_path), TOY.split(), k=3, max_words=2)
-    assert result.words == 2 and result.keys_without == len("hello how ") 
+    assert result.words == 2 and result.keys_without == len("hello how ")
 
 
 def test_a_report_holds_all_metrics_and_serialises(trained_lm):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from autocomplete import checkpoint
 from autocomplete.errors import CheckpointError, ConfigError
-from autocomplete.evaluate import evaluate_learning, evaluate_stream, read_eval_text
+from autocomplete.evaluate import evaluate_learning, evaluate_stream
 from autocomplete.personal import LearnConfig, Personal, open_personal, private, read_state, state_path
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
