@@ -77,6 +77,7 @@ __all__ = [
 ]
 
 Context = Callable[[Document], "str | None"]
+_Key = tuple[int, tuple[int, int, int], int]  # (id of the predictor, its answers_version, how many words)
 _FIRST_WORD = re.compile(r"\s*\S+")
 _MISSING = object()
 
@@ -142,7 +143,7 @@ class _BufferState:
     """What the suggester knows about one buffer. Each piece says which text it belongs to."""
 
     text: str | None = None  # the model's text ``alternatives`` and ``index`` describe
-    key: tuple[int, object, int] = (0, None, 0)  # (predictor, answers' version, k) they were computed under
+    key: _Key = (0, (0, 0, 0), 0)  # (predictor, answers' version, k) they were computed under
     alternatives: list[WordSuggestion] = field(default_factory=list)
     insertions: list[str] = field(default_factory=list)  # what each alternative appends to ``text``
     end: float = 0.0  # probability that the line ends here (the end-of-utterance token), for the toolbar
@@ -152,7 +153,7 @@ class _BufferState:
     shown: tuple[object, Suggestion | None] | None = None  # (what it depends on, the grey text computed for it)
     accepted: tuple[Document, str, str, bool] | None = None  # last acceptance: (before, text after, suggestion, sampled)
     auto_space: str | None = None  # the text right after an acceptance added a space (punctuation replaces it)
-    pending: tuple[str, tuple[int, int, int]] | None = None  # (text, key) being computed for the toolbar
+    pending: tuple[str, _Key] | None = None  # (text, key) being computed for the toolbar
     watched: bool = False  # a text-change handler is attached to the buffer
 
 
@@ -262,7 +263,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
         self.fallback = fallback
         self.any_line = any_line
         self._states: weakref.WeakKeyDictionary[Buffer, _BufferState] = weakref.WeakKeyDictionary()
-        self._ghost_cache: dict[tuple[int, int, str, int], str] = {}
+        self._ghost_cache: dict[tuple[int, tuple[int, int, int], str, int], str] = {}
         self._lock = threading.Lock()
 
     def state(self, buffer: Buffer) -> _BufferState:
@@ -281,7 +282,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
 
     # ---- the computation (worker thread) ------------------------------------------------------------------------
 
-    def _key(self) -> tuple[int, object, int]:
+    def _key(self) -> _Key:
         """What else the candidates depend on: the predictor, its answers' version (a new line in the session, or
         something learned from one) and how many are asked for."""
         return id(self.predictor), self.predictor.answers_version, self.settings.suggestions

@@ -55,8 +55,8 @@ def batch_one() -> Iterator[None]:
     global _onednn_users, _onednn_saved
     with _onednn_lock:
         if _onednn_users == 0:
-            _onednn_saved = torch.backends.mkldnn.enabled
-            torch.backends.mkldnn.enabled = False
+            _onednn_saved = torch.backends.mkldnn.enabled  # type: ignore[assignment]  # a bool (stubs: ContextProp)
+            torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
         _onednn_users += 1
     try:
         yield
@@ -64,7 +64,7 @@ def batch_one() -> Iterator[None]:
         with _onednn_lock:
             _onednn_users -= 1
             if _onednn_users == 0:
-                torch.backends.mkldnn.enabled = _onednn_saved
+                torch.backends.mkldnn.enabled = _onednn_saved  # type: ignore[assignment]
 
 
 def _common_prefix(a: str, b: str, end: int) -> int:

@@ -432,7 +432,7 @@ class TokenFile:
         return torch.frombuffer(buffer, dtype=torch.int32).view(len(starts), width)
 
 
-def _read_exactly(f: BinaryIO, out: memoryview, path: Path) -> None:
+def _read_exactly(f: io.RawIOBase, out: memoryview, path: Path) -> None:
     done = 0
     while done < len(out):
         n = f.readinto(out[done:])

@@ -10,6 +10,7 @@ import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -184,9 +185,10 @@ class LSTMLanguageModel(nn.Module):
         dtype = self.embedding.weight.dtype
         state: State = []
         for layer in self.layers:
-            out = getattr(layer, "proj_size", 0) or layer.hidden_size  # quantised LSTMs have no proj_size
+            hidden = cast(int, layer.hidden_size)  # an int on every LSTM, quantised or not
+            out = getattr(layer, "proj_size", 0) or hidden  # quantised LSTMs have no proj_size
             h = torch.zeros(1, batch_size, out, device=device, dtype=dtype)
-            c = torch.zeros(1, batch_size, layer.hidden_size, device=device, dtype=dtype)
+            c = torch.zeros(1, batch_size, hidden, device=device, dtype=dtype)
             state.append((h, c))
         return state
 
@@ -210,7 +212,7 @@ class LSTMLanguageModel(nn.Module):
             if top is not None and i == last:
                 x, layer_state = top(x, layer_state)
             elif self.training and c.weight_dropout:
-                w = F.dropout(layer.weight_hh_l0, c.weight_dropout, training=True)
+                w = F.dropout(cast(Tensor, layer.weight_hh_l0), c.weight_dropout, training=True)
                 x, layer_state = functional_call(layer, {"weight_hh_l0": w}, (x, layer_state), strict=False)
             else:
                 x, layer_state = _run_layer(layer, x, layer_state)  # (B, T, H or E)

@@ -351,7 +351,7 @@ class Personal:
         self.gate = KeystrokeGate()  # the predictor's queries in flight, which the learner defers to
         self._line_start = True
         self._private_line = False
-        self._watchers: list[Callable[[], None]] = []
+        self._watchers: list[Callable[[], object]] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -773,7 +773,7 @@ class Personal:
                 new[name] = w.lerp_(self._base_top[name], decay)  # w − decay·(w − base)
         self._top = AdaptedTop.of(self._top_layer, new, eager=eager, pause=pause)
 
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def watch(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Call ``callback`` whenever what was learned changes the answers (after each line is learned, from the
         learner's thread, and after :meth:`forget`); returns the function that stops it. ``callback`` must return at
         once (``loop.call_soon_threadsafe(event.set)``); an exception from it is ignored, never stops learning."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ctypes
 import readline
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autocomplete.display import percent
@@ -105,7 +105,7 @@ class ReadlineCompleter:
             self.predictor.commit("".join(item + "\n" for item in items if item))
         self._history = length
 
-    def display(self, substitution: str, matches: list[str], longest: int) -> None:
+    def display(self, substitution: str, matches: Sequence[str], longest: int) -> None:
         """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
         shown = set(matches)
         words = [f"{s.word} {percent(s.probability)}" for s in self._ranked if s.word + " " in shown]

@@ -84,6 +84,7 @@ class SafeFileHistory(FileHistory):
 
     def __init__(self, filename: Path, warn: Callable[[str], None]) -> None:
         super().__init__(str(filename))
+        self._file = Path(filename)
         self._warn = warn
         self._broken = False
 
@@ -92,18 +93,18 @@ class SafeFileHistory(FileHistory):
             return list(super().load_history_strings())
         except (OSError, ValueError) as e:
             self._broken = True
-            self._warn(f"history {self.filename} could not be read ({getattr(e, 'strerror', None) or e}); not saving")
+            self._warn(f"history {self._file} could not be read ({getattr(e, 'strerror', None) or e}); not saving")
             return []
 
     def store_string(self, string: str) -> None:
         if self._broken:
             return
         try:
-            Path(str(self.filename)).parent.mkdir(parents=True, exist_ok=True)
+            self._file.parent.mkdir(parents=True, exist_ok=True)
             super().store_string(string)
         except OSError as e:
             self._broken = True
-            self._warn(f"history {self.filename} could not be written ({e.strerror or e}); not saving")
+            self._warn(f"history {self._file} could not be written ({e.strerror or e}); not saving")
 
 
 class IgnoreSpaceHistory(History):

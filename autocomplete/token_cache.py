@@ -37,7 +37,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -326,6 +326,7 @@ class TokenCache:
         counts = [header.get(k) for k in ("train_tokens", "valid_tokens")]
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
             return None, "bad token counts in its header"
+        total = sum(cast(list[int], counts))  # ints, as just checked
         try:
             CorpusStats(**header["stats"])
         except (KeyError, TypeError):
@@ -334,12 +335,12 @@ class TokenCache:
             size = tokens.stat().st_size
         except OSError:
             return None, "its ids file is missing"
-        if size != sum(counts) * TokenFile.ITEMSIZE:
+        if size != total * TokenFile.ITEMSIZE:
             return None, "its ids file does not have the size its header says"
         checksum, low, high = _scan(tokens)
         if checksum != header.get("crc32"):
             return None, "its ids do not match their checksum"
-        if sum(counts) and (low < 0 or high >= vocab_size):
+        if total and (low < 0 or high >= vocab_size):
             return None, f"ids outside the vocabulary of {vocab_size:,} words"
         return header, None
 

@@ -81,13 +81,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in DEFAULT_LR:
             raise ConfigError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
-        if self.lr is None:
-            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+        object.__setattr__(self, "lr", lr)
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.bptt >= 1, f"bptt must be at least 1, got {self.bptt}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}"),
+            (lr > 0 and math.isfinite(lr), f"learning rate must be a positive number, got {lr}"),
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
             (self.clip >= 0, f"clip must be ≥ 0 (0 disables), got {self.clip}"),
             (self.warmup_steps >= 0, f"warm-up steps must be ≥ 0, got {self.warmup_steps}"),
@@ -246,6 +246,7 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
+        assert c.lr is not None  # TrainConfig puts in the optimizer's usual rate for None
         params = list(self.model.parameters())
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay)
@@ -269,6 +270,7 @@ class Trainer:
 
     def lr_at(self, step: int) -> float:
         c = self.config
+        assert c.lr is not None  # TrainConfig puts in the optimizer's usual rate for None
         warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps and c.schedule != "plateau" else 1.0
         if c.schedule == "cosine":  # over the steps, or over the time budget when that ends training first
             progress = step / max(1, self.total_steps)
