@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, final
 
 from autocomplete.arguments import build_parser, resolve, typed_options
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError
@@ -157,9 +157,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     fit = fit_to_corpus(
         tokens, epochs=args.epochs, optimizer=args.optimizer,
         min_count=_given(args.min_count, tuned.min_count if tuned else 1) if sized else args.min_count,
-        embedding_dim=model_config.embedding_dim if sized else args.embedding_dim,
-        hidden_dim=model_config.hidden_dim if sized else args.hidden_dim,
-        num_layers=model_config.num_layers if sized else args.layers,
+        embedding_dim=model_config.embedding_dim if model_config is not None else args.embedding_dim,
+        hidden_dim=model_config.hidden_dim if model_config is not None else args.hidden_dim,
+        num_layers=model_config.num_layers if model_config is not None else args.layers,
         batch_size=_given(args.batch_size, tuned.batch_size if tuned else None),
         bptt=_given(args.bptt, tuned.bptt if tuned else None),
         warmup_steps=_given(args.warmup, tuned.warmup_steps if tuned else None),
@@ -240,9 +240,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks
     elapsed = f"{time.time() - started:.0f} s"
     if not result.written and result.kept_loss is not None:
-        best = result.best_valid_loss if result.best_valid_loss is not None else math.inf
-        log(f"{args.output} kept: this run's best validation loss, {best:.3f}, does not beat its {result.kept_loss:.3f}"
-            f" ({elapsed})")
+        loss = result.best_valid_loss if result.best_valid_loss is not None else math.inf
+        log(f"{args.output} kept: this run's best validation loss, {loss:.3f}, does not beat its"
+            f" {result.kept_loss:.3f} ({elapsed})")
         return 0
     best = f"best validation perplexity {perplexity(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
     if best and tuned is not None and first is not None and first["valid_loss"] is not None:
@@ -555,6 +555,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     lm = checkpoint.from_payload(payload, path)
     storage = checkpoint.storage_of(payload)
     size = path.stat().st_size
+    personal = _personal_info(lm, path)
     info = {
         "path": str(path),
         "size_bytes": size,
@@ -565,7 +566,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "model_config": lm.model.config.to_dict(),
         "tokenizer": lm.tokenizer.config.to_dict(),
         "metadata": lm.metadata,
-        "personal": _personal_info(lm, path),
+        "personal": personal,
     }
     if args.json:
         print(_json(info))
@@ -601,7 +602,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
         _out(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
               f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
-    p = info["personal"]
+    p = personal
     if p is None:
         print(f"  {'learned from you':<18}nothing yet")
     elif "error" in p:
@@ -613,7 +614,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _personal_info(lm, path: Path) -> dict[str, object] | None:  # type: ignore[no-untyped-def]
+@final
+class _PersonalInfo(TypedDict):
+    """What ``info`` says of a readable personal state."""
+
+    path: str
+    size_bytes: int
+    words: int  # in the learned lexicon
+    new_words: int  # of them, those the model's vocabulary lacks
+    tokens: int
+    lines: int
+    updated: str  # when it last learned ("" never)
+    cached_positions: int
+    adapted: bool
+    adapted_top_layer: bool
+
+
+@final
+class _UnreadablePersonal(TypedDict):
+    path: str
+    error: str  # why it could not be read
+
+
+def _personal_info(  # type: ignore[no-untyped-def]
+    lm, path: Path
+) -> _PersonalInfo | _UnreadablePersonal | None:
     """What the saved personal state of the model at ``path`` holds, or None if there is none."""
     from autocomplete.errors import CheckpointError
     from autocomplete.personal import model_hash, read_state, state_path

@@ -297,6 +297,8 @@ def test_learn_teaches_the_model_your_words_and_info_and_forget_show_and_erase_t
     code, out, _ = run(capsys, "info", str(trained_model_path), "--json")
     personal = json.loads(out)["personal"]
     assert personal["new_words"] >= 1 and personal["lines"] == 2 and personal["size_bytes"] > 0
+    code, out, _ = run(capsys, "info", str(trained_model_path))
+    assert code == 0 and f"{personal['words']:,} words ({personal['new_words']:,} new to the model)" in out
     code, out, _ = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path))
     assert code == 0 and out.split()[0] == "Kubernetes"
     code, out, err = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path), "--no-learn")
