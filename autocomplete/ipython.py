@@ -37,6 +37,7 @@ class _Plugin:
         self.guest = guest
         self.keys: KeyBindingsBase | None = None  # the merged bindings we installed
         self.originals: tuple[Any, Any, Any] | None = None  # IPython's suggester, completer and bindings
+        self.hidden_magic: tuple[Any, Any] = (None, None)  # a line magic named autocomplete that ours hides
 
     def install(self, *_: object) -> None:
         """Put the guest in front of whatever IPython has installed now (idempotent)."""
@@ -60,12 +61,37 @@ class _Plugin:
             app.key_bindings = self.keys
 
     def uninstall(self) -> None:
+        """Take back everything :func:`load_ipython_extension` put in: the wrappers, the watchers and the magic, so
+        nothing can switch this guest on again and a later ``%load_ext`` starts afresh."""
         app = self.shell.pt_app
         self.guest.enabled = False  # its handler on the buffer stays attached: it now finds nothing to do
         self.shell.unobserve(self.install, names=_WATCHED)
         self.shell.events.unregister("post_run_cell", self.install)
+        self.remove_magic()
         if app is not None and self.originals is not None:
             app.auto_suggest, app.completer, app.key_bindings = self.originals
+
+    def add_magic(self) -> None:
+        manager = self.shell.magics_manager
+        line_magics, user_magics = manager.magics["line"], manager.user_magics
+        self.hidden_magic = (line_magics.get("autocomplete"), getattr(user_magics, "autocomplete", None))
+        self.shell.register_magic_function(self.magic, magic_kind="line", magic_name="autocomplete")
+
+    def remove_magic(self) -> None:
+        """IPython has no call that unregisters a magic: undo what ``register_magic_function`` recorded (the line
+        magics' table and an attribute of the user's magics object)."""
+        manager = self.shell.magics_manager
+        if manager.magics["line"].get("autocomplete") != self.magic:
+            return  # someone registered another since: theirs stays
+        table, attribute = self.hidden_magic
+        if table is None:
+            del manager.magics["line"]["autocomplete"]
+        else:
+            manager.magics["line"]["autocomplete"] = table
+        if attribute is not None:
+            setattr(manager.user_magics, "autocomplete", attribute)
+        elif getattr(manager.user_magics, "autocomplete", None) == self.magic:
+            delattr(manager.user_magics, "autocomplete")
 
     def magic(self, line: str) -> None:
         print(self.guest.command(line))
@@ -88,11 +114,12 @@ def load_ipython_extension(shell: Any) -> None:
     plugin.install()
     shell.observe(plugin.install, names=_WATCHED)
     shell.events.register("post_run_cell", plugin.install)
-    shell.register_magic_function(plugin.magic, magic_kind="line", magic_name="autocomplete")
+    plugin.add_magic()
 
 
 def unload_ipython_extension(shell: Any) -> None:
-    """``%unload_ext autocomplete.ipython``: IPython's own suggester, completer and keys back."""
+    """``%unload_ext autocomplete.ipython``: IPython's own suggester, completer and keys back, no ``%autocomplete``;
+    ``%load_ext`` may load it again."""
     plugin = _plugins.pop(shell, None)
     if plugin is not None:
         plugin.uninstall()

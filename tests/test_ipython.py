@@ -107,3 +107,32 @@ def test_under_simple_prompt_the_plugin_says_it_is_off_in_one_line(tmp_path, tra
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].startswith("autocomplete: this IPython has no prompt_toolkit prompt")
     assert proc.stdout.splitlines()[-1] == "ran"
+
+
+@needs_tmux
+def test_unloading_the_ipython_plugin_removes_its_magic_and_loading_it_again_works(tmp_path, trained_model_path):
+    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
+    try:
+        term.send("-l", "%unload_ext autocomplete.ipython")
+        term.send("Enter")
+        term.wait(lambda s: "In [2]:" in s)
+        term.send("-l", "%autocomplete on")  # the magic went with the extension: nothing can switch the model back on
+        term.send("Enter")
+        screen = term.wait(lambda s: "In [3]:" in s)
+        assert "UsageError: Line magic function `%autocomplete` not found" in screen
+        assert "autocomplete: on" not in screen
+        term.send("-l", "# hear me ")
+        term.wait(lambda s: line_of(s, "In [3]:").rstrip().endswith("# hear me"))
+        time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
+        assert line_of(term.screen(), "In [3]:").rstrip().endswith("# hear me")
+        term.send("C-c")
+        term.send("-l", "%load_ext autocomplete.ipython")  # and it loads again, magic and grey text included
+        term.send("Enter")
+        screen = term.wait(lambda s: "In [4]:" in s)
+        assert "already loaded" not in screen
+        assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
+        term.send("C-c")
+        term.send("-l", "x = 1  # hear me ")
+        term.wait(lambda s: len(line_of(s, "In [").rstrip()) > len("In [5]: x = 1  # hear me"))
+    finally:
+        term.close()
