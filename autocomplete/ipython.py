@@ -89,7 +89,7 @@ class _Plugin:
         else:
             manager.magics["line"]["autocomplete"] = table
         if attribute is not None:
-            setattr(manager.user_magics, "autocomplete", attribute)
+            manager.user_magics.autocomplete = attribute
         elif getattr(manager.user_magics, "autocomplete", None) == self.magic:
             delattr(manager.user_magics, "autocomplete")
 
