@@ -23,8 +23,7 @@ from typing import Any
 
 from prompt_toolkit.key_binding import KeyBindingsBase, merge_key_bindings
 
-from autocomplete.errors import AutocompleteError
-from autocomplete.python_shell import PythonGuest, shell_session
+from autocomplete.python_shell import PythonGuest, start_guest
 
 # the shell settings after whose change IPython installs a new suggester or new key bindings
 _WATCHED = ["autosuggestions_provider", "llm_provider_class", "llm_prefix_from_history", "shortcuts"]
@@ -105,10 +104,8 @@ def load_ipython_extension(shell: Any) -> None:
         print("autocomplete: this IPython has no prompt_toolkit prompt (--simple-prompt or not a terminal): "
               "suggestions are off")
         return
-    try:
-        guest = PythonGuest(shell_session())
-    except AutocompleteError as e:
-        print(f"autocomplete: error: {e}")
+    guest = start_guest()
+    if guest is None:
         return
     plugin = _plugins[shell] = _Plugin(shell, guest)
     plugin.install()

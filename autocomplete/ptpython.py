@@ -10,7 +10,8 @@ In ptpython's ``config.py`` (``~/.config/ptpython/config.py``, or ``ptpython --c
 In comments, strings and docstrings: grey text from the language model (Right accepts it, Alt-F one word, Alt-N/Alt-P
 the alternatives, Ctrl-T a sampled continuation) and the word menu on Tab. Everywhere else ptpython stays ptpython:
 its own completion, its history suggestions if you turned them on (``repl.enable_auto_suggest``), and Tab that
-indents in leading whitespace. The model is ``model=``, ``$AUTOCOMPLETE_MODEL`` or the shipped one.
+indents in leading whitespace. The model is ``model=``, ``$AUTOCOMPLETE_MODEL`` or the shipped one; one that
+cannot be loaded is reported in one line and ptpython starts without the plugin.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autocomplete.python_shell import PythonGuest, shell_session
+from autocomplete.python_shell import PythonGuest, start_guest
 
 
-def configure(repl: Any, model: str | Path | None = None) -> PythonGuest:
+def configure(repl: Any, model: str | Path | None = None) -> PythonGuest | None:
     """Add the model's suggestions to ptpython's ``repl`` (a ``PythonRepl``); returns the guest (``.enabled``,
-    ``.settings``, ``.command("temp 0.5")``) for further tuning."""
-    guest = PythonGuest(shell_session(model))
+    ``.settings``, ``.command("temp 0.5")``) for further tuning. A model that cannot be loaded gets one line and
+    None, ``repl`` untouched: raising would make ptpython print a traceback and wait for Enter."""
+    guest = start_guest(model)
+    if guest is None:
+        return None
     buffer = repl.default_buffer
     guest.host(buffer.auto_suggest, repl.completer)
     buffer.auto_suggest = guest.suggest

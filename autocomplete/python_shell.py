@@ -91,3 +91,14 @@ class PythonGuest:
             state = "on" if self.enabled else "off"
             return f"autocomplete: {state}, model {self.predictor.lm.name}, temperature {self.settings.temperature:g}"
         return USAGE
+
+
+def start_guest(model: str | Path | None = None) -> PythonGuest | None:
+    """The guest for a new shell over :func:`shell_session` (``model`` as there), or None after one line that says
+    why not (a missing or unreadable model): a plugin that cannot start leaves its shell working as it was, without
+    a traceback. The line goes to standard output, where the shell prints its own messages."""
+    try:
+        return PythonGuest(shell_session(model))
+    except AutocompleteError as e:
+        print(f"autocomplete: error: {e}")
+        return None

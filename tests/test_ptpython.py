@@ -44,3 +44,23 @@ def test_ptpython_shows_the_model_in_a_comment_and_ctrl_c_prints_no_traceback(tm
         assert "Traceback" not in screen and "RuntimeError" not in screen
     finally:
         term.close()
+
+
+@needs_tmux
+def test_ptpython_with_a_missing_model_says_so_in_one_line_and_starts_without_the_plugin(tmp_path):
+    config = tmp_path / "config.py"
+    config.write_text(CONFIG)
+    missing = tmp_path / "missing.pt"
+    command = [sys.executable, "-m", "ptpython", "--config-file", str(config), "--history-file", str(tmp_path / "h")]
+    env = {"AUTOCOMPLETE_MODEL": str(missing), "TERM": "xterm-256color"}
+    term = Tmux(command, env, width=250)  # wide enough for the error line not to wrap
+    try:
+        screen = term.wait(lambda s: ">>>" in s and "[F2] Menu" in s)
+        assert screen.splitlines()[0] == f"autocomplete: error: {missing}: no such model file"
+        assert "Traceback" not in screen and "Press ENTER" not in screen
+        term.send("-l", "print(6 * 7)")
+        term.send("Enter")
+        screen = term.wait(lambda s: "42" in s)
+        assert "Traceback" not in screen
+    finally:
+        term.close()
