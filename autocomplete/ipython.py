@@ -103,15 +103,30 @@ def load_ipython_extension(shell: Any) -> None:
     if getattr(shell, "pt_app", None) is None:
         print("autocomplete: this IPython has no prompt_toolkit prompt (--simple-prompt or not a terminal): "
               "suggestions are off")
+        _not_loaded(shell)
         return
     guest = start_guest()
-    if guest is None:
+    if guest is None:  # it said why in one line
+        _not_loaded(shell)
         return
     plugin = _plugins[shell] = _Plugin(shell, guest)
     plugin.install()
     shell.observe(plugin.install, names=_WATCHED)
     shell.events.register("post_run_cell", plugin.install)
     plugin.add_magic()
+
+
+def _not_loaded(shell: Any) -> None:
+    """Have IPython forget this extension, which installed nothing, so that ``%load_ext`` tries again (once the model
+    is fixed) instead of answering "already loaded". IPython counts an extension as loaded when its load function
+    returns and only a raised exception stops that, which it shows with a traceback; so the name comes off
+    ``extension_manager.loaded`` just before the next cell runs, before any ``%load_ext`` in it."""
+
+    def forget() -> None:
+        shell.extension_manager.loaded.discard(__name__)
+        shell.events.unregister("pre_execute", forget)
+
+    shell.events.register("pre_execute", forget)
 
 
 def unload_ipython_extension(shell: Any) -> None:

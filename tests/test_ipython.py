@@ -136,3 +136,23 @@ def test_unloading_the_ipython_plugin_removes_its_magic_and_loading_it_again_wor
         term.wait(lambda s: len(line_of(s, "In [").rstrip()) > len("In [5]: x = 1  # hear me"))
     finally:
         term.close()
+
+
+@needs_tmux
+def test_a_failed_ipython_load_says_why_in_one_line_and_load_ext_then_tries_again(tmp_path, trained_model_path):
+    missing = tmp_path / "missing.pt"
+    term = start_ipython(tmp_path, missing, "--ext", "autocomplete.ipython")
+    try:
+        screen = term.screen()
+        assert f"autocomplete: error: {missing}: no such model file" in screen.replace("\n", "")
+        assert "Traceback" not in screen
+        term.send("-l", f"%env AUTOCOMPLETE_MODEL={trained_model_path}")
+        term.send("Enter")
+        term.wait(lambda s: "In [2]:" in s)
+        term.send("-l", "%load_ext autocomplete.ipython")  # no need for %reload_ext: the failed load did not count
+        term.send("Enter")
+        screen = term.wait(lambda s: "In [3]:" in s)
+        assert "already loaded" not in screen
+        assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
+    finally:
+        term.close()
