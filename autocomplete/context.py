@@ -380,15 +380,16 @@ class Context:
                 break
             self._bytes -= self._states.pop(victim).nbytes
 
-    def line_entries(self) -> tuple[Tensor, Tensor, list[str]] | None:
+    def line_entries(self, skip: int = 0) -> tuple[Tensor, Tensor, list[str]] | None:
         """(outputs (R, D), ids (R,), words) of the edited text's tokens on the current line before the current
-        position: each with the LSTM output that predicted it (committed lines are in the personal cache already)."""
+        position, less the last ``skip``: each with the LSTM output that predicted it (committed lines are in the
+        personal cache already)."""
         n = self.position
         first = max(0, n - LINE_TOKENS)
         tail = self._tokens[first:n]
         if EOS in tail:
             first += len(tail) - tail[::-1].index(EOS)
-        rows = [j for j in range(first, n) if j in self._features]
+        rows = [j for j in range(first, n - skip) if j in self._features]
         if not rows:
             return None
         keys = torch.stack([self._features[j] for j in rows])

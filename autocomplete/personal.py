@@ -92,6 +92,9 @@ class LearnConfig:
     cache_weight: float = 0.1  # λ: the cache's share of the next-word distribution at first (0 switches the cache off)
     cache_rate: float = 0.003  # how fast λ follows the user's text (online EM, per token; 0: λ stays as set)
     flatness: float = 1.0  # θ: how sharply the cache prefers positions whose features resemble the current ones
+    # the latest positions the cache never points at: adjacent LSTM outputs resemble each other most, so the entry of
+    # the word just typed would have the cache repeat it ("He was very very")
+    skip_recent: int = 1
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
     lr_top: float = 0.0001  # ... RMS-normalised step of the top LSTM layer's weights (0: off)
@@ -109,6 +112,7 @@ class LearnConfig:
     def __post_init__(self) -> None:
         checks = {
             "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
+            "skip recent": self.skip_recent >= 0,
             "cache rate": 0.0 <= self.cache_rate <= 1.0,
             "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0,
             "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
@@ -445,7 +449,7 @@ class Personal:
         """Log-probabilities (T, V) after each of ``features`` (T, D) of one line whose tokens are ``ids`` (T,), each
         position pointing at the cache as it is now and at the line's tokens before it (evaluation)."""
         t = features.size(0)
-        causal = torch.ones(t, t, dtype=torch.bool).tril(-1)  # position i sees the line's tokens j < i
+        causal = self._causal(t)
         return self._mix(model, features, self._adapter, self._cache, (features.float(), ids, causal))[0]
 
     def _mix(
@@ -486,6 +490,10 @@ class Personal:
             return torch.log_softmax(model.logits(adapter.features(h)).float() + adapter.b, -1)
         return torch.log_softmax(model.logits(h).float(), -1)
 
+    def _causal(self, t: int) -> Tensor:
+        """(T, T): position i of a line points at the line's tokens j < i − skip_recent."""
+        return torch.ones(t, t, dtype=torch.bool).tril(-1 - self.config.skip_recent)
+
     def _pointers(
         self, h: Tensor, cache: _CacheSnapshot, line: tuple[Tensor, Tensor, Tensor] | None
     ) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -515,7 +523,7 @@ class Personal:
         if not rate or not lam:
             return
         t = h.size(0)
-        causal = torch.ones(t, t, dtype=torch.bool).tril(-1)
+        causal = self._causal(t)
         with torch.no_grad():
             pointed = self._pointers(h, self._cache, (h.float(), targets, causal))
             if pointed is None:

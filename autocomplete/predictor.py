@@ -292,7 +292,10 @@ class Predictor:
             outputs.move_to_end(pos)
             return cached[1], cached[2]
         features = self._context.current()[1]
-        mixture = personal.log_probs(self.model, features, self._context.line_entries()) if personal is not None else None
+        mixture = None
+        if personal is not None:
+            line = self._context.line_entries(skip=personal.config.skip_recent)
+            mixture = personal.log_probs(self.model, features, line)
         logp = mixture.logp if mixture is not None else self.next_log_probs(features)
         outputs[pos] = (version, logp, mixture)
         outputs.move_to_end(pos)
