@@ -75,12 +75,31 @@ _VERSIONS = itertools.count(1)  # context versions are unique across contexts, s
 @dataclass(frozen=True)
 class Suggestion:
     word: str  # how the word should appear here (capitalised at a sentence start)
-    probability: float  # P(word | text before it) under the model; not renormalised over the partial-word matches
+    probability: float  # P(word | text before it) under the model, its case variants added (you, You, YOU for yo);
+    # not renormalised over the partial-word matches
     token_id: int
 
     def completion_for(self, partial: str) -> str:
         """The characters to append after the typed ``partial`` word to complete it to this suggestion."""
         return self.word[len(partial) :]
+
+
+def in_typed_case(partial: str, word: str) -> str:
+    """``word`` (a word the typed ``partial`` matched regardless of case) as the completion of ``partial``: what was
+    typed, then the rest of the word in a case consistent with it, never a hybrid such as ``yoU`` or ``xxxVIII``.
+
+    A word spelled with the typed letters as they are keeps its spelling (``Ok`` → ``Okonkwo``, ``S`` → ``SPQR``).
+    Otherwise the rest follows the typing: in capitals after two or more capitals and no lower case (``YO`` →
+    ``YOU``), else in lower case: ``yo`` → ``you`` (from ``YOU`` or ``You``), ``xxx`` → ``xxxviii`` (from
+    ``XXXVIII``), ``Yo`` → ``You``, ``ok`` → ``okonkwo``. Case variants of one word thus meet as one string, which
+    callers merge (the word is shown once, with their probabilities added). The menu, the grey text, ``predict``,
+    readline and sampled continuations all complete a typed word through this function."""
+    if word.startswith(partial):
+        return word
+    rest = word[len(partial) :]
+    cased = [c for c in partial if c.isupper() or c.islower()]
+    shouting = len(cased) >= 2 and all(c.isupper() for c in cased)
+    return partial + (rest.upper() if shouting else rest.lower())
 
 
 @dataclass(frozen=True)
@@ -349,10 +368,10 @@ class Predictor:
                 line, _ = self._prepare(text, finished=True)
             logp, mixture = self._mixture()
             at_start = ends_sentence(line)
-            ranked = self._rank(logp, partial, k, at_start, words_only)
+            merged = self._rank(logp, partial, k, at_start, words_only)
             if mixture is not None and self.personal is not None:
-                ranked = self._with_own_words(ranked, mixture, partial, k, at_start)
-            return ranked
+                self._add_own_words(merged, mixture, partial, k, at_start)
+            return self._best(merged, partial, k, at_start)
 
     def complete_or_next(self, text: str, k: int = SamplingConfig.suggestions) -> list[Suggestion]:
         """What a one-shot question about ``text`` wants (``autocomplete predict``, the line mode): the completions of
@@ -407,46 +426,36 @@ class Predictor:
     def _display(self, token: str, at_start: bool) -> str:
         return capitalize(token) if at_start and self._sentence_case else token
 
-    def _rank(self, logp: Tensor, partial: str, k: int, at_start: bool, words_only: bool) -> list[Suggestion]:
+    def _rank(self, logp: Tensor, partial: str, k: int, at_start: bool, words_only: bool) -> dict[str, _Match]:
+        """The vocabulary's likeliest words completing ``partial``, each as :func:`in_typed_case` shows it; entries
+        that show as the same word are one match with their probabilities added."""
         ids = self.candidates(partial)
         if words_only and not partial:
             ids = ids[self.index.word_mask[ids]]
         if ids.numel() == 0:
-            return []
+            return {}
         scores = logp[ids]
         top = torch.topk(scores, min(ids.numel(), 2 * k + 8))
-        merged: dict[str, list[float | int]] = {}
+        merged: dict[str, _Match] = {}
         for score, index in zip(top.values.tolist(), ids[top.indices].tolist()):
-            word = self._display(self.vocab.itos[index], at_start)
-            if partial and not word.startswith(partial):
-                word = partial + word[len(partial) :]  # keep what the user typed; complete the rest
-            entry = merged.setdefault(word, [0.0, index])
-            entry[0] += math.exp(score)
-        ranked = sorted(merged.items(), key=lambda kv: -kv[1][0])
-        if partial[:1].isupper() and not at_start:  # a capital mid-sentence: prefer names spelled that way
-            exact = [kv for kv in ranked if self.vocab.itos[int(kv[1][1])].startswith(partial)]
-            ranked = exact + [kv for kv in ranked if kv not in exact]
-        return [Suggestion(word, float(p), int(i)) for word, (p, i) in ranked[:k]]
+            token = self.vocab.itos[index]
+            shown = in_typed_case(partial, self._display(token, at_start))
+            _merge(merged, shown, math.exp(score), index, token.startswith(partial))
+        return merged
 
-    def _with_own_words(
-        self, ranked: list[Suggestion], mixture: Mixture, partial: str, k: int, at_start: bool
-    ) -> list[Suggestion]:
-        """Merge the user's own words outside the vocabulary into ``ranked`` by probability."""
+    def _add_own_words(self, merged: dict[str, _Match], mixture: Mixture, partial: str, k: int, at_start: bool) -> None:
+        """Merge the user's own words outside the vocabulary into ``merged``, shown as the vocabulary's are."""
         assert self.personal is not None
-        extra = []
         for word, p in self.personal.unknown_words(mixture, partial, k):
-            word = self._display(word, at_start)
-            if partial and not word.startswith(partial):
-                word = partial + word[len(partial) :]
-            if all(s.word != word for s in ranked):
-                extra.append(Suggestion(word, p, UNK_ID))
-        if not extra:
-            return ranked
-        merged = sorted([*ranked, *extra], key=lambda s: -s.probability)
+            shown = in_typed_case(partial, self._display(word, at_start))
+            _merge(merged, shown, p, UNK_ID, True)  # a capital mid-sentence prefers them too (names, mostly)
+
+    @staticmethod
+    def _best(merged: dict[str, _Match], partial: str, k: int, at_start: bool) -> list[Suggestion]:
+        ranked = sorted(merged.items(), key=lambda kv: -kv[1].probability)
         if partial[:1].isupper() and not at_start:  # a capital mid-sentence: prefer names spelled that way
-            exact = [s for s in merged if s.word.startswith(partial) and (s.token_id == UNK_ID or self.vocab.itos[s.token_id].startswith(partial))]
-            merged = exact + [s for s in merged if s not in exact]
-        return merged[:k]
+            ranked = [kv for kv in ranked if kv[1].spelled] + [kv for kv in ranked if not kv[1].spelled]
+        return [Suggestion(word, m.probability, m.token_id) for word, m in ranked[:k]]
 
     # ---- sampling --------------------------------------------------------------------------------------------
 
@@ -521,7 +530,7 @@ class Predictor:
             if index == EOS_ID and stop_at != "never":
                 return
             if allowed is not None:
-                piece = self._display(token, at_start)[len(partial) :]
+                piece = in_typed_case(partial, self._display(token, at_start))[len(partial) :]
                 detok = Detokenizer([*line, token], sentence_case=self._sentence_case)
                 allowed = None
             else:
@@ -551,6 +560,26 @@ class Predictor:
             pieces.append(piece)
         words = sum(is_word(t) for t in tokens)
         return Continuation("".join(pieces), tuple(tokens), words, ended=words < config.max_words)
+
+
+@dataclass
+class _Match:
+    """One suggested word while the candidates are merged: the vocabulary entries and own words shown as it."""
+
+    probability: float  # their probabilities added
+    token_id: int  # the first one's id: the likeliest vocabulary entry, else UNK_ID (own words come after them)
+    spelled: bool  # the first one starts with the typed letters as they are (Ok → Okonkwo), or is an own word
+
+
+def _merge(merged: dict[str, _Match], word: str, probability: float, token_id: int, spelled: bool) -> None:
+    """Add a candidate shown as ``word`` to ``merged``. Candidates come likeliest first, so the first one merged into
+    a word gives it its id and says whether it is spelled as typed: with ``Ok`` typed, ``Okay`` from the likelier
+    ``okay`` is not, even where the vocabulary also holds ``Okay`` (as before case variants were merged)."""
+    match = merged.get(word)
+    if match is None:
+        merged[word] = _Match(probability, token_id, spelled)
+    else:
+        match.probability += probability
 
 
 def _configure(sampling: SamplingConfig | None, **overrides: float | int | None) -> SamplingConfig:

@@ -15,8 +15,9 @@ import torch
 from autocomplete import checkpoint, data
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.model import LSTMLanguageModel, ModelConfig
-from autocomplete.tokenizer import Tokenizer
+from autocomplete.tokenizer import EOS, UNK, Tokenizer
 from autocomplete.train import TrainConfig, Trainer
+from autocomplete.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,6 +49,16 @@ def make_lm(text_path: Path = SHAKESPEARE, seed: int = 0, **config: object) -> L
 def tiny_lm() -> LanguageModel:
     """An untrained two-layer model over the Shakespeare fixture's vocabulary."""
     return make_lm()
+
+
+@pytest.fixture
+def cased_lm() -> LanguageModel:
+    """An untrained model over a vocabulary holding one word in three cases, all-capital numerals and a name."""
+    itos = [UNK, EOS, "how", "are", "you", "You", "YOU", "young", "XXXVIII", "xxi", "Okonkwo", "okay", "."]
+    vocab = Vocab(itos, [1] * len(itos))
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(len(vocab), embedding_dim=8, hidden_dim=8, num_layers=1, dropout=0.0))
+    return LanguageModel(model.eval(), vocab, Tokenizer(), {"name": "cased"})
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,15 @@ def test_predict_completes_an_unfinished_last_word_by_default(capsys, toy_model_
     assert code == 0 and [s["word"] for s in json.loads(out)] == ["you"]  # the one word that starts with "yo"
 
 
+def test_predict_completes_a_word_in_the_case_it_is_typed_in(capsys, cased_lm, tmp_path):
+    model = tmp_path / "cased.pt"
+    checkpoint.save(cased_lm, model)
+    code, out, _ = run(capsys, "predict", "how are yo", "--model", str(model), "--json")
+    assert code == 0 and sorted(s["word"] for s in json.loads(out)) == ["you", "young"]  # not yoU, not twice
+    code, out, _ = run(capsys, "predict", "how are xxx", "--model", str(model), "--json")
+    assert code == 0 and [s["word"] for s in json.loads(out)] == ["xxxviii"]
+
+
 def test_predict_takes_a_whole_last_word_as_finished_unless_told_to_complete_it(capsys, toy_model_path):
     model = str(toy_model_path)
     assert run(capsys, "predict", "how are", "--model", model)[1].split()[0] == "you"

@@ -91,6 +91,18 @@ def test_the_completer_offers_the_likeliest_words_with_probabilities(predictor):
     assert [c.display_meta_text for c in completions] == [percent(s.probability) for s in predictor.suggest("hear me s")]
 
 
+def test_the_menu_and_the_grey_text_complete_a_word_in_the_case_it_is_typed_in(cased_lm):
+    predictor = Predictor(cased_lm)
+    completer = LanguageModelCompleter(predictor)
+
+    def menu(text):
+        return [c.display_text for c in completer.get_completions(Document(text), CompleteEvent())]
+
+    assert sorted(menu("how are yo")) == ["you", "young"]  # you, You and YOU are one word
+    assert menu("how are xxx") == ["xxxviii"]
+    assert LanguageModelAutoSuggest(predictor).compute(Buffer(), Document("how are xxx")).text.startswith("viii")
+
+
 def test_the_completer_composes_with_merge_completers(predictor):
     merged = merge_completers([WordCompleter(["sparrow"]), LanguageModelCompleter(predictor)])
     texts = [c.text for c in merged.get_completions(Document("hear me sp"), CompleteEvent())]

@@ -66,6 +66,15 @@ def test_the_lexicon_completes_a_word_outside_the_vocabulary_from_its_first_two_
     assert words(predictor.suggest("and then ku", 5)) == ["kubernetes"]  # what was typed is kept, the rest completed
 
 
+def test_own_words_that_differ_only_in_case_are_offered_once_in_the_typed_case(trained_lm):
+    assert not any(w.lower().startswith("nas") for w in trained_lm.vocab.itos)
+    predictor = learning_predictor(trained_lm, LEXICON_ONLY)
+    predictor.commit("we met NASA and then Nasa again\n")
+    predictor.personal.wait()
+    assert words(predictor.suggest("and then nas", 5)) == ["nasa"]  # never nasA beside it
+    assert words(predictor.suggest("and then NAS", 5)) == ["NASA"]
+
+
 def test_dynamic_evaluation_moves_predictions_toward_a_repeated_phrase_and_forget_restores_the_base_exactly(trained_lm):
     predictor = learning_predictor(trained_lm, DYNAMIC_ONLY)
     target = trained_lm.vocab.stoi["crown"]

@@ -4,8 +4,10 @@ import threading
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from autocomplete.predictor import Predictor
+from autocomplete.predictor import Predictor, in_typed_case
 from autocomplete.tokenizer import EOS, UNK
 from autocomplete.vocab import EOS_ID
 
@@ -106,6 +108,64 @@ def test_the_typed_prefix_is_kept_and_completed(trained_lm):
 
 def test_an_unknown_prefix_has_no_suggestions(trained_lm):
     assert Predictor(trained_lm).suggest("hear me zqxw") == []
+
+
+def words(suggestions):
+    return [s.word for s in suggestions]
+
+
+def test_case_variants_of_a_word_are_offered_once_in_the_typed_case_with_their_probabilities_added(cased_lm):
+    predictor = Predictor(cased_lm)
+    variants = [cased_lm.vocab.stoi[w] for w in ("you", "You", "YOU")]
+    suggestions = predictor.suggest("how are yo", k=5)
+    assert sorted(words(suggestions)) == ["you", "young"]
+    added = float(predictor.distribution("how are ")[variants].sum())
+    assert suggestions[words(suggestions).index("you")].probability == pytest.approx(added, rel=1e-5)
+
+
+def test_a_lower_case_prefix_completes_an_all_capitals_word_in_lower_case(cased_lm):
+    predictor = Predictor(cased_lm)
+    suggestions = predictor.suggest("how are xxx", k=5)
+    assert words(suggestions) == ["xxxviii"]  # never xxxVIII
+    assert predictor.insertions("how are xxx", suggestions) == ["viii"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("how are yo", {"you", "young"}),
+        ("how are Yo", {"You", "Young"}),
+        ("how are YO", {"YOU", "YOUNG"}),
+        ("how are Xx", {"Xxxviii", "Xxi"}),
+        ("how are XX", {"XXXVIII", "XXI"}),
+        ("Yo", {"You", "Young"}),  # a sentence start: capitalised as before
+        ("yo", {"you", "young"}),  # typed in lower case anyway: kept so
+    ],
+)
+def test_the_rest_of_a_word_follows_the_case_it_is_typed_in(cased_lm, text, expected):
+    suggestions = Predictor(cased_lm).suggest(text, k=5)
+    assert set(words(suggestions)) == expected and len(suggestions) == len(expected)
+
+
+def test_a_name_typed_with_its_capital_keeps_its_spelling_and_comes_first(cased_lm):
+    predictor = Predictor(cased_lm)
+    assert words(predictor.suggest("how are Ok", k=5)) == ["Okonkwo", "Okay"]
+    assert set(words(predictor.suggest("how are ok", k=5))) == {"okonkwo", "okay"}  # typed in lower case: kept so
+
+
+def test_a_continuation_completes_the_partial_word_in_the_case_it_is_typed_in(cased_lm):
+    continuation = Predictor(cased_lm).continuation("how are xxx", max_words=1, temperature=0)
+    assert continuation.tokens == ("XXXVIII",) and continuation.text == "viii"
+
+
+@given(st.text(alphabet="abcXYZ'-", min_size=1, max_size=8), st.data())
+def test_a_completion_starts_with_what_was_typed_and_spells_the_rest_in_one_case(word, data):
+    n = data.draw(st.integers(1, len(word)))
+    typed = "".join(c.swapcase() if data.draw(st.booleans()) else c for c in word[:n])
+    shown = in_typed_case(typed, word)
+    assert shown.startswith(typed) and shown.lower() == word.lower()
+    rest = shown[n:]
+    assert shown == word or rest in (rest.lower(), rest.upper())
 
 
 def test_committed_context_conditions_the_prediction(trained_lm):

@@ -132,6 +132,15 @@ def test_plain_input_gets_the_same_completion(trained_model_path):
         terminal.close()
 
 
+def test_the_completer_offers_a_word_in_the_case_it_is_typed_in(cased_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    completer = ReadlineCompleter(Predictor(cased_lm))
+    assert sorted(completer.matches("yo", "how are yo", 8, 10)) == ["you ", "young "]
+    assert completer.matches("xxx", "how are xxx", 8, 11) == ["xxxviii "]
+
+
 def test_uninstall_puts_back_what_install_replaced(trained_lm):
     import autocomplete.readline as rl
     from autocomplete.predictor import Predictor
