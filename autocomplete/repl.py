@@ -204,12 +204,16 @@ class Session:
         return CommandResult()
 
     def reply(self, write: Callable[[str], None]) -> str:
-        """Sample the model's answer to the conversation so far, writing it piece by piece; returns it."""
+        """Sample the model's answer to the conversation so far, writing it piece by piece; returns it. Ctrl-C stops
+        it: what was written so far stays the model's turn, and the session goes on."""
         s = self.settings
         pieces: list[str] = []
-        for _, piece in self.predictor.stream("", s.config, stop_at="utterance", nonempty=True):
-            pieces.append(piece)
-            write(piece)
+        try:
+            for _, piece in self.predictor.stream("", s.config, stop_at="utterance", nonempty=True):
+                pieces.append(piece)
+                write(piece)
+        except KeyboardInterrupt:
+            write(" (stopped)")
         text = "".join(pieces).strip()
         self.predictor.commit(text + "\n", learn=False)  # the model's own words are not the user's
         return text
@@ -307,9 +311,11 @@ def _cmd_reset(session: Session, arg: str) -> CommandResult:
 def _cmd_model(session: Session, arg: str) -> CommandResult:
     if not arg:
         return CommandResult("usage: :model PATH")
-    predictor = load(
-        Path(arg).expanduser(), quantize=session.quantize, threads=None, learn=session.learn, save=session.save
-    )
+    try:
+        path = Path(arg).expanduser()
+    except RuntimeError:  # ~nosuchuser/x.pt
+        return CommandResult(f"{arg}: no such user's home folder")
+    predictor = load(path, quantize=session.quantize, threads=None, learn=session.learn, save=session.save)
     session.set_predictor(predictor, predictor.lm.name)
     warning = predictor.personal.warning if predictor.personal is not None else None
     return CommandResult(f"model = {predictor.lm.name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
@@ -535,7 +541,10 @@ def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[s
             return 0
         if session.mode == "chat" and not line.lstrip().startswith(":"):
             write("bot › ")
-        result = session.handle(line, write)
+        try:
+            result = session.handle(line, write)
+        except KeyboardInterrupt:  # Ctrl-C while a long line is taken in: the session goes on, as at the prompt
+            result = CommandResult()
         if session.mode == "chat" and not line.lstrip().startswith(":"):
             write("\n")
         if result.message:
@@ -544,11 +553,30 @@ def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[s
             return 0
 
 
+def _typed_lines(stream: TextIO, write: Callable[[str], None]) -> Iterator[str]:
+    """The lines of ``stream``; at a terminal, Ctrl-C drops the line being typed (as the session's prompt does)
+    instead of ending line mode."""
+    while True:
+        try:
+            raw = stream.readline()
+        except KeyboardInterrupt:
+            if not stream.isatty():
+                raise
+            write("\n")
+            continue
+        if not raw:
+            return
+        yield raw.rstrip("\n")
+
+
 def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _print) -> int:
-    """Line mode for pipes and dumb terminals: predictions (type) or replies (chat) after each line."""
+    """Line mode for pipes and dumb terminals: predictions (type) or replies (chat) after each line.
+
+    In type mode each line is a question (its next words, or the completions of its last word) and conditions the
+    next ones, but nothing is learned from it: ``how are yo`` asked ten times must not teach the model the word
+    ``yo``. A chat message is the user's own text and is learned as in the session."""
     try:
-        for raw in stream:
-            line = raw.rstrip("\n")
+        for line in _typed_lines(stream, write):
             if session.mode == "chat" and not line.lstrip().startswith(":"):
                 session.predictor.commit(line + "\n")
                 session.reply(write)
@@ -563,7 +591,7 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
                 continue
             words = session.predictor.complete_or_next(line, session.settings.suggestions)
             write("  ".join(f"{w.word} {percent(w.probability)}" for w in words) + "\n")
-            session.predictor.commit(line + "\n")
+            session.predictor.commit(line + "\n", learn=False)
         return 0
     finally:
         session.close()

@@ -20,7 +20,7 @@ from autocomplete.completion import SamplingSettings
 from autocomplete.personal import Personal
 from autocomplete.predictor import Predictor
 from autocomplete.settings import SamplingConfig
-from autocomplete.repl import SafeFileHistory, Session, build_prompt, history_for, interactive, plain
+from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
 from .conftest import RIGHT, Tmux, needs_tmux, prompt_line, wait_for
 
@@ -691,13 +691,56 @@ def test_learn_and_forget_commands_switch_learning_and_erase_it(trained_lm):
     from autocomplete.personal import Personal
 
     session = Session(Predictor(trained_lm, personal=Personal(trained_lm)), "tiny")
-    out = []
-    plain(session, io.StringIO("my friend Zorblax\n:learn off\nmy friend Quuxly\n:learn\n:learn on\n:forget\n:learn\n"), out.append)
-    lines = [line for line in "".join(out).splitlines() if line and "%" not in line]
+    typed = ["my friend Zorblax", ":learn off", "my friend Quuxly", ":learn", ":learn on", ":forget", ":learn"]
+    lines = [message for line in typed if (message := session.handle(line).message)]
     assert lines[0].startswith("learning off") and "3 words (1 new to the model)" in lines[0]
     assert lines[1] == lines[0]  # nothing was learned while it was off
     assert lines[2].startswith("learning on")
     assert lines[3].startswith("forgot") and lines[4].startswith("learning on: 0 words")
+
+
+def test_line_mode_answers_its_lines_without_learning_from_them(trained_lm):
+    from autocomplete.personal import Personal
+
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny")
+    out: list[str] = []
+    plain(session, io.StringIO("how are yo\nmy friend Zorblax\n"), out.append)
+    personal.wait()
+    assert len("".join(out).splitlines()) == 2 and personal.words == 0 and not personal.counts
+
+
+def test_a_chat_message_in_line_mode_is_learned_and_the_reply_is_not(trained_lm):
+    from autocomplete.personal import Personal
+
+    personal = Personal(trained_lm)
+    settings = SamplingSettings(SamplingConfig(max_words=8))
+    session = Session(Predictor(trained_lm, personal=personal), "tiny", mode="chat", settings=settings)
+    plain(session, io.StringIO("hello Zorblax\n"), lambda piece: None)
+    personal.wait()
+    assert set(personal.counts) == {"hello", "Zorblax"}
+
+
+def test_ctrl_c_during_a_chat_reply_stops_the_reply_and_keeps_the_session(trained_lm):
+    session = Session(Predictor(trained_lm), "tiny", mode="chat", settings=SamplingSettings(SamplingConfig(max_words=50)))
+    written: list[str] = []
+
+    def write(piece: str) -> None:
+        written.append(piece)
+        if len(written) == 3:
+            raise KeyboardInterrupt  # what a Ctrl-C does while the reply streams
+
+    before = session.predictor.context_length
+    assert session.handle("hello", write) == CommandResult()
+    assert written[-1] == " (stopped)" and len(written) == 4
+    assert session.predictor.context_length > before  # the user's line and the reply so far are the conversation
+
+
+def test_a_model_path_under_an_unknown_users_home_is_one_line(session):
+    predictor = session.predictor
+    result = session.command(":model ~nosuchuser-autocomplete/x.pt")
+    assert result.message == "~nosuchuser-autocomplete/x.pt: no such user's home folder"
+    assert session.predictor is predictor
 
 
 def test_the_models_replies_are_not_learned_in_chat(trained_lm):
