@@ -43,22 +43,39 @@ from autocomplete.predictor import Suggestion as WordSuggestion
 from autocomplete.tokenizer import printable
 from autocomplete.styles import pick_style
 
-HELP = f"""\
+KEYS = """\
 Keys
-  Right, Ctrl-E, Ctrl-F   accept the grey suggestion        Alt-F, Ctrl-Right   accept one word of it
-  Alt-N / Alt-P           next / previous alternative        (also Ctrl-Down / Ctrl-Up)
-  Tab / Shift-Tab         open and walk the candidate menu   Ctrl-T   sample a continuation (Esc dismisses)
-  Alt-+ / Alt--           raise / lower the temperature      Backspace after accepting: take it back
-  Ctrl-R                  search the history                 Ctrl-C clears the line, Ctrl-D quits
-Commands
-  :temp T      sampling temperature, 0 (greedy) to {LIMITS["temperature"].high:g}         :topk N   sample among the N best words (0 = all)
-  :len N       words in a sampled continuation or reply      :k N      candidates shown (1 to {LIMITS["suggestions"].high:g})
-  :mode chat   the model answers each line                   :mode type   Enter keeps the line
-  :reset       forget the text so far                        :model PATH  switch to another model file
-  :style NAME  read and write in a style (auto: by the mode) for models trained with styles
-  :learn on|off learn from your lines (not from one that       :forget   erase all it learned from you
-               starts with a space)
-  :help        this text                                     :quit     leave (or Ctrl-D)"""
+  Right, Ctrl-E, Ctrl-F  accept the grey suggestion
+  Alt-F, Ctrl-Right      accept one word of it
+  Alt-N / Alt-P          next / previous alternative (also Ctrl-Down / Ctrl-Up)
+  Tab / Shift-Tab        open and walk the candidate menu
+  Ctrl-T                 sample a continuation (Right accepts, Esc dismisses)
+  Alt-+ / Alt--          raise / lower the temperature
+  Backspace              right after accepting: take it back
+  Ctrl-R                 search the history
+  Ctrl-C, Ctrl-D         clear the line (or stop a reply), quit
+"""
+
+COMMANDS = f"""\
+Commands (alone, a setting shows its value)
+  :temp T        sampling temperature, 0 (greedy) to {LIMITS["temperature"].high:g}
+  :topk N        sample among the N likeliest words (0 = all)
+  :len N         words in a sampled continuation or reply
+  :k N           candidates shown (1 to {LIMITS["suggestions"].high:g})
+  :mode chat     the model answers each line (:mode type: Enter keeps it)
+  :style NAME    read and write in a style (auto: by the mode)
+  :reset         forget the text so far
+  :model PATH    switch to another model file
+  :learn on|off  learn from your lines (never one that starts with a space)
+  :forget        erase all it learned from you
+  :help, :quit   this text; leave (or Ctrl-D)"""
+
+HELP = KEYS + COMMANDS
+LINE_MODE_HELP = """\
+Line mode: each line gets its next words (a last word with no space after it
+is completed); in chat mode the model answers. Ctrl-C drops the line, Ctrl-D
+quits.
+""" + COMMANDS
 
 STYLE = Style.from_dict(
     {
@@ -162,6 +179,7 @@ class Session:
         self.learn = learn  # models switched to with :model get the user's personal state (False: --no-learn)
         self.save = save  # ... saved in the user data folder (False: --no-history, kept in memory only)
         self.mode = mode
+        self.line_mode = False  # answering lines one by one (plain), without the full-screen prompt and its keys
         self.style_asked: str | None = style  # --style / :style; None follows the mode (chat → dialogue, type → prose)
         self.model_name = model_name
         self.echo = echo or _print
@@ -234,13 +252,17 @@ class Session:
             return CommandResult(str(e))
 
     def _set_number(self, arg: str, usage: str, name: str) -> CommandResult:
-        """Set the sampling field ``name`` from ``arg``; its valid range comes from :data:`LIMITS` alone."""
+        """Set the sampling field ``name`` from ``arg`` (none: say its value); its valid range comes from
+        :data:`LIMITS` alone."""
+        label = _LABELS[name]
+        if not arg:
+            return CommandResult(f"{label} = {getattr(self.settings, name):g} ({usage} to change it)")
         try:
             value = SamplingConfig.parse(name, arg)
         except ConfigError:
             return CommandResult(f"usage: {usage}, {LIMITS[name].describe()}")
         self.settings.update(**{name: value})
-        return CommandResult(f"{name.replace('_', '-')} = {value:g}")
+        return CommandResult(f"{label} = {value:g}")
 
     def toolbar(self, alternatives: list[WordSuggestion], line_end: float | None = None) -> FormattedText:
         """Model, temperature, mode and the candidates; ``line_end``, the chance that the line ends here, is shown
@@ -260,6 +282,10 @@ class Session:
         if not alternatives:
             parts.append(("class:bottom-toolbar.prob", "…"))
         return FormattedText(parts)
+
+
+_LABELS = {"temperature": "temperature", "top_k": "top-k", "max_words": "words per continuation",
+           "suggestions": "candidates shown"}
 
 
 def _cmd_temp(session: Session, arg: str) -> CommandResult:
@@ -354,7 +380,7 @@ def _cmd_forget(session: Session, arg: str) -> CommandResult:
 
 
 def _cmd_help(session: Session, arg: str) -> CommandResult:
-    return CommandResult(HELP)
+    return CommandResult(LINE_MODE_HELP if session.line_mode else HELP)
 
 
 def _cmd_quit(session: Session, arg: str) -> CommandResult:
@@ -575,6 +601,7 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
     In type mode each line is a question (its next words, or the completions of its last word) and conditions the
     next ones, but nothing is learned from it: ``how are yo`` asked ten times must not teach the model the word
     ``yo``. A chat message is the user's own text and is learned as in the session."""
+    session.line_mode = True
     try:
         for line in _typed_lines(stream, write):
             if session.mode == "chat" and not line.lstrip().startswith(":"):

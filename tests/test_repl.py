@@ -34,13 +34,29 @@ def session(trained_lm):
 def test_commands_change_the_settings(session):
     assert session.command(":temp 0.3").message == "temperature = 0.3"
     assert session.command(":topk 7").message == "top-k = 7"
-    assert session.command(":len 20").message == "max-words = 20"
-    assert session.command(":k 3").message == "suggestions = 3"
+    assert session.command(":len 20").message == "words per continuation = 20"
+    assert session.command(":k 3").message == "candidates shown = 3"
     s = session.settings
     assert (s.temperature, s.top_k, s.max_words, s.suggestions) == (0.3, 7, 20, 3)
     assert session.command(":mode chat").message.startswith("mode = chat") and session.mode == "chat"
     assert session.command(":quit").quit and session.command(":q").quit
     assert "Ctrl-T" in session.command(":help").message
+
+
+def test_a_setting_alone_says_its_value_and_changes_nothing(session):
+    session.command(":temp 0.3")
+    assert session.command(":temp").message == "temperature = 0.3 (:temp T to change it)"
+    assert session.command(":k").message == f"candidates shown = {session.settings.suggestions} (:k N to change it)"
+    assert session.settings.temperature == 0.3
+
+
+def test_help_fits_an_80_column_terminal_and_line_mode_lists_no_keys_it_lacks(session):
+    full = session.command(":help").message
+    assert max(map(len, full.splitlines())) <= 80 and "Ctrl-T" in full and ":forget" in full
+    out: list[str] = []
+    plain(session, io.StringIO(":help\n"), out.append)
+    text = "".join(out)
+    assert max(map(len, text.splitlines())) <= 80 and ":forget" in text and "Ctrl-T" not in text
 
 
 @pytest.mark.parametrize(
@@ -304,7 +320,7 @@ def test_the_command_falls_back_to_line_mode_without_a_terminal(trained_model_pa
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].count("%") == 5 and lines[1] == "suggestions = 2" and lines[2].count("%") == 2
+    assert lines[0].count("%") == 5 and lines[1] == "candidates shown = 2" and lines[2].count("%") == 2
 
 
 # ---- the real program in a real terminal (tmux) ------------------------------------------------------------------
