@@ -95,6 +95,9 @@ class LearnConfig:
     # the latest positions the cache never points at: adjacent LSTM outputs resemble each other most, so the entry of
     # the word just typed would have the cache repeat it ("He was very very")
     skip_recent: int = 1
+    # positions the cache must point among before it takes its full share λ: with n of them its share is
+    # λ·n / (n + cache_prior), so a first line or two cannot put a tenth of every prediction on one of their words
+    cache_prior: float = 50.0
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
     lr_top: float = 0.0001  # ... RMS-normalised step of the top LSTM layer's weights (0: off)
@@ -112,7 +115,7 @@ class LearnConfig:
     def __post_init__(self) -> None:
         checks = {
             "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
-            "skip recent": self.skip_recent >= 0,
+            "skip recent": self.skip_recent >= 0, "cache prior": self.cache_prior >= 0,
             "cache rate": 0.0 <= self.cache_rate <= 1.0,
             "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0,
             "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
@@ -428,6 +431,7 @@ class Personal:
             extra = (keys.float(), ids, torch.ones(1, keys.size(0), dtype=torch.bool))
         lam = self.cache_weight
         logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache, extra, lam)
+        lam = float(self._share(lam, torch.tensor(float(cache.ids.numel() + (line[1].numel() if line else 0)))))
         cached: dict[str, float] = {}
         unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
         if weights is not None:
@@ -473,11 +477,12 @@ class Personal:
             if pointed is None:
                 return logp, unknown, None
             weights, ids, seen = pointed
-            share = lam * seen.float().unsqueeze(1)  # positions with nothing to point at keep the model's distribution
+            # positions with nothing to point at keep the model's distribution; with little, most of it
+            share = self._share(lam, seen.float()).unsqueeze(1)
             # log((1 − share)·p_model + λ·p_cache), in log space: the words the cache points at (≤ its window) are
             # mixed one by one, every other word is only scaled (no exp and log over the whole vocabulary)
             at = ids.expand(h.size(0), -1)
-            cached = torch.zeros_like(logp).scatter_add_(1, at, weights * lam)
+            cached = torch.zeros_like(logp).scatter_add_(1, at, weights * share)
             mixed = logp + torch.log1p(-share)
             mixed.scatter_(1, at, torch.logaddexp(mixed.gather(1, at), cached.gather(1, at).log()))
             return mixed, unknown, weights
@@ -509,9 +514,15 @@ class Personal:
             line_scores = (self.config.flatness * (h @ keys.T)).masked_fill(~visible, float("-inf"))
             scores = torch.cat([scores, line_scores], 1)
             ids = torch.cat([ids, line_ids])
-        seen = torch.isfinite(scores.max(1).values) if scores.size(1) else torch.zeros(h.size(0), dtype=torch.bool)
-        weights = torch.softmax(scores.masked_fill(~seen.unsqueeze(1), 0.0), 1) * seen.unsqueeze(1)  # (T, N + R)
+        seen = torch.isfinite(scores).sum(1)  # (T,) positions each can point at
+        some = (seen > 0).unsqueeze(1)
+        weights = torch.softmax(scores.masked_fill(~some, 0.0), 1) * some  # (T, N + R)
         return weights, ids, seen
+
+    def _share(self, lam: float, seen: Tensor) -> Tensor:
+        """The cache's share of each prediction that can point at ``seen`` (float) positions: λ·n / (n + prior)."""
+        prior = self.config.cache_prior
+        return lam * seen / (seen + prior) if prior else lam * (seen > 0).float()
 
     def _learn_cache_weight(self, h: Tensor, targets: Tensor, logp: Tensor | None = None) -> None:
         """Online EM for the cache's share λ: each token of the segment (features ``h`` (T, D), ``targets`` (T,))
@@ -534,7 +545,7 @@ class Personal:
             p_model = logp.gather(1, targets.unsqueeze(1)).squeeze(1).exp()
             p_cache = (weights * (ids.unsqueeze(0) == targets.unsqueeze(1))).sum(1)
             r = lam * p_cache / ((1 - lam) * p_model + lam * p_cache).clamp_min(1e-30)
-        for responsibility in r[seen].tolist():
+        for responsibility in r[seen > 0].tolist():
             lam += rate * (responsibility - lam)
         self.cache_weight = min(max(lam, _LAMBDA_RANGE[0]), _LAMBDA_RANGE[1])
 

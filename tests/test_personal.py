@@ -39,6 +39,45 @@ def test_the_cache_offers_a_word_outside_the_vocabulary_as_the_next_word_where_i
     assert "Zorblax" in words(predictor.suggest("I met my lord ", 5))
 
 
+def test_after_one_line_the_shipped_model_never_offers_again_a_word_just_typed():
+    # The LSTM output that predicted the word just typed resembles the current one most, and a first line gives the
+    # cache little else to point at: pointing there at full share, it put "He was very" -> "very" (then "was") first.
+    from autocomplete.paths import default_model_path
+
+    lm = checkpoint.load(default_model_path())
+    predictor = learning_predictor(lm)
+    predictor.commit("It rained all day.\n")
+    predictor.personal.wait()
+    for text in ("He was very ", "She said that ", "I think that the ", "The weather is "):
+        first = predictor.suggest(text, 1)[0].word
+        assert first.lower() not in text.lower().split(), (text, first)
+
+
+def test_the_cache_points_at_the_lines_words_before_the_one_just_typed(trained_lm):
+    predictor = learning_predictor(trained_lm, CACHE_ONLY)
+    predictor.suggest("good my lord ", 3)
+    context = predictor._context
+    assert context.line_entries(skip=0)[2] == ["good", "my", "lord"]
+    assert context.line_entries(skip=CACHE_ONLY.skip_recent)[2] == ["good", "my"]
+    assert predictor.personal._causal(3).tolist() == [[False] * 3, [False] * 3, [True, False, False]]
+
+
+def test_the_caches_share_grows_with_what_it_can_point_at(trained_lm):
+    # lambda * n / (n + prior): a first short line cannot take a large part of every prediction
+    def cache_share(prior, lines):
+        config = CACHE_ONLY.replace(cache_prior=prior, cache_rate=0.0)
+        learning, plain = learning_predictor(trained_lm, config), Predictor(trained_lm)
+        for _ in range(lines):
+            learning.commit("the lord is here .\n")
+        learning.personal.wait()
+        lord = trained_lm.vocab.stoi["lord"]
+        with_cache, alone = learning.distribution("the ")[lord], plain.distribution("the ")[lord]
+        return float(with_cache - alone)  # what the cache added to a word it points at
+
+    assert cache_share(50.0, 1) < cache_share(0.0, 1) / 4
+    assert cache_share(50.0, 30) > 2 * cache_share(50.0, 1)
+
+
 def test_an_unknown_words_share_goes_to_the_words_outside_the_vocabulary_typed_in_a_context_like_this_one(trained_lm):
     def probabilities(context):
         config = LearnConfig(cache_weight=0.01, cache_rate=0.0, lr=0.0, lr_bias=0.0, lr_top=0.0, unknown_context=context)
