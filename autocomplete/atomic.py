@@ -125,6 +125,14 @@ def same_file(a: Path | str, b: Path | str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+class LockedError(OutputError):
+    """Another process holds the lock; ``by`` names it (`` (process 123)``) when it could be read."""
+
+    def __init__(self, message: str, by: str = "") -> None:
+        super().__init__(message)
+        self.by = by
+
+
 def lock_path(path: Path | str) -> Path:
     """The lock file of an output: beside the file a write lands in, so two links to one model share it."""
     target = resolve_target(path)
@@ -151,8 +159,8 @@ def exclusive_lock(path: Path | str, what: str = "another training") -> Iterator
             holder = handle.read(32).decode("ascii", "replace").strip()
             handle.close()
             by = f" (process {holder})" if holder.isdigit() else ""
-            raise OutputError(
-                f"{path}: {what}{by} is writing this file; wait for it to end or choose another output"
+            raise LockedError(
+                f"{path}: {what}{by} is writing this file; wait for it to end or choose another output", by
             ) from None
         try:  # the file we locked may have been removed by the previous holder in the meantime: lock the new one
             if os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from autocomplete.atomic import atomic_write
-from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError
 from autocomplete.model import LSTMLanguageModel, ModelConfig, parameter_shapes
 from autocomplete.tokenizer import Tokenizer, TokenizerConfig
 from autocomplete.vocab import Vocab
@@ -160,7 +160,7 @@ def read_payload(
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(f"{path}: {kind} file has no valid format version ({version!r})")
     if version > newest:
-        raise CheckpointError(
+        raise NewerFormatError(
             f"{path}: written by a newer autocomplete (format {version}, this version reads up to {newest});"
             " upgrade autocomplete"
         )

@@ -680,6 +680,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     style = pick_style(args.style, "type", lm.vocab.styles)  # by default as the session's type mode reads what you write
     personal, warning = open_personal(lm)
+    if personal.path is not None and personal.held_by is not None:  # it would save over the other's learning
+        raise OutputError(f"another autocomplete session or program{personal.held_by} is learning into "
+                          f"{personal.path}: quit it first (it saves when it ends), then learn")
     if personal.path is None or not personal.saving:  # learning what would be lost at exit: refused before it starts
         raise OutputError(warning or "this model has no file to keep what is learned for")
     if warning:
@@ -704,10 +707,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
         learned = personal.stats.tokens - before_tokens
         if learned and personal.save():
             _err(f"autocomplete: stopped; the {learned:,} tokens learned until then are saved in {personal.path}")
+        personal.close()
         raise
     if personal.stats.tokens == before_tokens:
+        personal.close()
         raise ConfigError("the text holds no words to learn")
-    personal.save()
+    personal.close()  # saved, and the state free for a session to learn into
     print(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "
           f"{time.time() - started:.1f} s: {personal.words - before_words:,} new word(s), {personal.words:,} in all "
           f"({personal.new_words:,} outside the model's vocabulary)")
@@ -717,22 +722,17 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     from autocomplete import checkpoint
-    from autocomplete.errors import CheckpointError
     from autocomplete.paths import data_dir, default_model_path
-    from autocomplete.personal import model_hash, state_path
+    from autocomplete.personal import erase_state, model_hash, state_path
 
     folder = data_dir() / "personal"
-    if args.all:
-        files = sorted(folder.glob("*.pt*")) if folder.is_dir() else []
+    if args.all:  # every state, and the damaged copies of states no longer there
+        states = {f.with_name(f.name.split(".pt", 1)[0] + ".pt") for f in folder.glob("*.pt*") if f.suffix != ".lock"}
+        wheres = sorted(states)
     else:
         path = args.model if args.model is not None else default_model_path()
-        where = state_path(checkpoint.load(path), model_hash(path))
-        files = [f for f in (where, where.with_name(where.name + ".corrupt")) if f.exists()]
-    for f in files:
-        try:
-            f.unlink()
-        except OSError as e:
-            raise CheckpointError(f"{f}: could not remove ({e.strerror or e})") from None
+        wheres = [state_path(checkpoint.load(path), model_hash(path))]
+    files = [f for where in wheres for f in erase_state(where)]
     if not files:
         print("nothing to forget: no personal state saved" + ("" if args.all else " for this model"))
     else:

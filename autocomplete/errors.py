@@ -16,6 +16,10 @@ class CheckpointError(AutocompleteError):
     """A model file is missing, truncated, foreign, unsafe or from a newer format."""
 
 
+class NewerFormatError(CheckpointError):
+    """A file written by a newer version of autocomplete: not damaged, only not readable here."""
+
+
 class CorpusError(AutocompleteError):
     """A training or evaluation corpus cannot be read or holds no usable text."""
 

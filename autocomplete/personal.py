@@ -50,8 +50,10 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import glob
 import functools
 import hashlib
+import itertools
 import math
 import os
 import queue
@@ -60,6 +62,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+import contextlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -72,7 +75,7 @@ from torch.func import functional_call
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
-from autocomplete.errors import CheckpointError, ConfigError
+from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
 from autocomplete.paths import data_dir
 from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
@@ -339,6 +342,9 @@ class Personal:
         self.vocab: Vocab = lm.vocab
         self.path = path
         self.saving = True  # False: never written (a session run with --no-history); :meth:`forget` still erases it
+        # the state file's lock, held from opening to closing by the one process that saves into it
+        self._held = contextlib.ExitStack()
+        self.held_by: str | None = None  # another process holds it (" (process 123)", or ""): this one never saves
         self.model_hash = model_hash
         self.enabled = True  # False: nothing new is learned (what was learned still counts)
         self._dim = self.model.config.output_dim
@@ -865,14 +871,16 @@ class Personal:
         self.wait()
         with self._pending_lock:
             self._pending, self._line_start, self._private_line = [], True, False
+        if self.held_by is not None and self.path is not None:  # erasing it here would not outlive that process
+            raise CheckpointError(_learning_elsewhere(self.path, self.held_by) + ": use :forget there, or quit it first")
         with self._lock:
             self._reset()
             self._dirty = False
             if self.path is not None:
-                try:
-                    self.path.unlink(missing_ok=True)
-                except OSError as e:
-                    raise CheckpointError(f"{self.path}: could not remove ({e.strerror or e})") from None
+                if self.saving:  # the lock is ours
+                    _remove(self.path)
+                else:
+                    erase_state(self.path)
         self._announce()
 
     def save(self) -> bool:
@@ -903,7 +911,10 @@ class Personal:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        self.save()
+        try:
+            self.save()
+        finally:
+            self._held.close()  # another process may now save into the file
 
     def to_payload(self) -> dict[str, Any]:
         cache, adapter, top = self._cache, self._adapter, self._top
@@ -1054,8 +1065,14 @@ def read_state(path: Path) -> dict[str, Any]:
 def open_personal(
     lm: LanguageModel, config: LearnConfig | None = None, save: bool = True
 ) -> tuple[Personal, str | None]:
-    """The personal state of ``lm`` from the user data folder (empty if none is saved), and a warning if the saved
-    file could not be used (it is then moved aside as ``*.corrupt`` and learning starts afresh).
+    """The personal state of ``lm`` from the user data folder (empty if none is saved), and a warning if what is
+    learned cannot be saved or the saved file could not be used.
+
+    One process at a time saves into a state: it holds the file's lock from here to :meth:`Personal.close`. Another
+    process (a second session, a shell plugin, ``autocomplete learn``) reads what was saved and keeps what it learns
+    in memory, so neither undoes the other's learning nor a ``forget``. A damaged file is moved aside as
+    ``*.corrupt…`` and learning starts afresh; one that cannot be read, or that a newer version wrote, is left alone
+    (and nothing learned now is saved over it).
 
     A model held only in memory (no file) gets a state that is never saved; so does any with ``save=False`` (what was
     saved before is used, what is learned now is kept in memory only, and nothing in the folder is written or moved).
@@ -1066,35 +1083,99 @@ def open_personal(
     path = state_path(lm, digest)
     personal = Personal(lm, config, path, digest)
     personal.saving = save
-    warning = None
+    warning = _hold(personal, path) if save else None
     if path.exists():
         try:
             personal.load_payload(read_state(path), str(path))
+        except NewerFormatError as e:
+            personal = _unsaved(personal, lm, config, digest)
+            warning = f"{e}; left as it is: what is learned now is not saved"
         except CheckpointError as e:
-            aside = path.with_name(path.name + ".corrupt")
-            try:
-                if not save:  # the folder is not touched: the damaged file stays, unused
-                    personal, warning = Personal(lm, config, None, digest), f"{e}; not used"
-                else:
-                    path.replace(aside)
-                    warning = f"{e}; moved to {aside.name}, starting afresh"
-            except OSError:
-                personal = Personal(lm, config, None, digest)
-                warning = f"{e}; what is learned now is not saved"
-    elif save:  # say now, not when the program ends, that nothing learned can be kept (a read-only home, a file there)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writable = os.access(path.parent, os.W_OK)
-        except OSError as e:
-            writable, why = False, e.strerror or str(e)
-        else:
-            why = "not writable"
-        if not writable:
-            personal.saving = False
-            warning = f"{path.parent}: {why}: what is learned is not saved"
+            warning, moved = _set_aside(personal, path, e)  # load_payload takes nothing from a file it refuses
+            if not moved:
+                personal = _unsaved(personal, lm, config, digest)
     personal.warning = warning
     _open.add(personal)
     return personal, warning
+
+
+def _hold(personal: Personal, path: Path) -> str | None:
+    """Take the state file's lock for ``personal`` (until it is closed); why not, if it cannot be had."""
+    from autocomplete.atomic import LockedError, exclusive_lock
+    from autocomplete.errors import OutputError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise OutputError(f"{path.parent}: not writable")
+        personal._held.enter_context(exclusive_lock(path, "another autocomplete process"))
+    except LockedError as e:
+        personal.saving, personal.held_by = False, e.by
+        return _learning_elsewhere(path, e.by) + ": what is learned here is kept in memory only"
+    except (OSError, OutputError) as e:  # a read-only home, a file where the folder should be
+        personal.saving = False
+        why = e.strerror or str(e) if isinstance(e, OSError) else "not writable"
+        return f"{path.parent}: {why}: what is learned is not saved"
+    return None
+
+
+def _learning_elsewhere(path: Path, by: str) -> str:
+    return f"another autocomplete session or program{by} is learning into {path}"
+
+
+def _unsaved(personal: Personal, lm: LanguageModel, config: LearnConfig | None, digest: str) -> Personal:
+    """A fresh state that is never saved, in place of ``personal`` (whose lock is let go)."""
+    personal._held.close()
+    fresh = Personal(lm, config, None, digest)
+    fresh.saving = False
+    return fresh
+
+
+def _set_aside(personal: Personal, path: Path, error: CheckpointError) -> tuple[str, bool]:
+    """Move a damaged state file aside (under a name no earlier one has) if ``personal`` may write: (the warning,
+    whether it was moved and learning starts afresh in its place)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:  # unreadable, not damaged: never moved, never saved over
+        return f"{path}: cannot read ({e.strerror or e}); what is learned now is not saved", False
+    if not personal.saving:
+        return f"{error}; not used", False
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for n in itertools.count(2):
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        path.replace(aside)
+    except OSError:
+        return f"{error}; what is learned now is not saved", False
+    return f"{error}; moved to {aside.name}, starting afresh", True
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"{path}: could not remove ({e.strerror or e})") from None
+
+
+def erase_state(path: Path) -> list[Path]:
+    """Remove a saved state and the damaged copies set aside from it; the files removed. Refused (one line) while
+    another process learns into it: that process would save it all again when it ends."""
+    from autocomplete.atomic import LockedError, exclusive_lock
+
+    files = [f for f in (path, *sorted(path.parent.glob(glob.escape(path.name) + ".corrupt*"))) if f.exists()]
+    if not files:
+        return []
+    try:
+        with exclusive_lock(path, "another autocomplete process"):
+            for f in files:
+                _remove(f)
+    except LockedError as e:
+        raise CheckpointError(_learning_elsewhere(path, e.by) + ": quit it first, or use :forget there") from None
+    return files
 
 
 _open: weakref.WeakSet[Personal] = weakref.WeakSet()

@@ -361,8 +361,13 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         where = ""
     elif personal.saving:
         where = f"; saved in {personal.path}"
-    else:  # --no-history, or a data folder that cannot be written (said at the start)
-        why = "--no-history" if not session.save else f"{personal.path.parent} cannot be written"
+    else:  # --no-history, another process saving into it, or a data folder that cannot be written (said at the start)
+        if not session.save:
+            why = "--no-history"
+        elif personal.held_by is not None:
+            why = f"another autocomplete session or program{personal.held_by} saves into it"
+        else:
+            why = f"{personal.path.parent} cannot be written"
         where = f"; kept in memory only ({why})"
     error = f"\n{personal.error}" if personal.error else ""
     return CommandResult(

@@ -366,6 +366,29 @@ def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_ref
     assert blocked.read_text() == "a file where the data folder should be\n"
 
 
+def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(capsys, trained_model_path, tmp_path):
+    from autocomplete import checkpoint
+    from autocomplete.personal import open_personal
+
+    session, _ = open_personal(checkpoint.load(trained_model_path))  # a session or a shell plugin, still running
+    session.learn("my friend Zorblax\n", wait=True)
+    session.save()
+    saved = session.path.read_bytes()
+    code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "is learning into" in err and "quit it first, or use :forget there" in err
+    code, out, err = run(capsys, "forget", "--all")
+    assert code == 1 and "is learning into" in err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("We deploy Kubernetes on Fridays.\n")
+    code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    assert code == 1 and "is learning into" in err and err.count("\n") == 1
+    assert session.path.read_bytes() == saved  # neither undone nor overwritten
+    session.close()
+    code, out, _ = run(capsys, "forget", "--model", str(trained_model_path))
+    assert code == 0 and not session.path.exists() and "forgot" in out
+
+
 def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
     import io
 
@@ -392,7 +415,8 @@ def test_the_session_learns_by_default_but_not_with_no_learn_nor_a_line_that_sta
     for flags, folder in (([], tmp_path / "on"), (["--no-learn"], tmp_path / "off")):
         env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(folder)}
         proc = subprocess.run(
-            [sys.executable, "-m", "autocomplete", "--model", str(trained_model_path), "--plain", *flags],
+            [sys.executable, "-m", "autocomplete", "--model", str(trained_model_path), "--plain", "--mode", "chat",
+             *flags],  # line mode learns from chat messages (its type-mode lines are questions)
             input="my friend Zorblax\n my secret Quuxly\n", capture_output=True, text=True, env=env, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr

@@ -411,7 +411,7 @@ def test_a_failed_save_leaves_the_previous_state_intact(trained_model_path, monk
     with pytest.raises(CheckpointError, match="previous file is unchanged"):
         personal.save()
     assert personal.path.read_bytes() == good
-    assert list(personal.path.parent.iterdir()) == [personal.path]  # no temporary file left behind
+    assert sorted(personal.path.parent.iterdir()) == [personal.path, personal.path.with_name(personal.path.name + ".lock")]  # no temporary file left behind (the lock is held)
 
 
 def test_a_save_cut_short_by_a_signal_is_written_in_full_by_the_next_one(trained_model_path, monkeypatch):
@@ -457,12 +457,86 @@ def test_a_kill_during_a_save_leaves_a_loadable_state(trained_model_path, tmp_pa
 def test_a_corrupt_state_file_is_set_aside_with_one_line(trained_model_path):
     lm = checkpoint.load(trained_model_path)
     personal, _ = open_personal(lm)
-    personal.path.parent.mkdir(parents=True, exist_ok=True)  # made when it was opened
-    personal.path.write_bytes(b"not a state file at all")
+    personal.close()  # the program ends
+    for n in range(2):
+        personal.path.write_bytes(b"not a state file at all %d" % n)
+        again, warning = open_personal(lm)
+        again.close()
+        assert "not a valid personal state file" in warning and "\n" not in warning
+        assert again.words == 0 and not personal.path.exists()
+    aside = sorted(personal.path.parent.glob(personal.path.name + ".corrupt*"))
+    assert [f.read_bytes() for f in aside] == [b"not a state file at all 0", b"not a state file at all 1"]  # none lost
+
+
+def test_a_state_file_that_cannot_be_read_or_that_a_newer_version_wrote_is_left_alone(trained_model_path, monkeypatch):
+    import builtins
+
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    payload = read_state(personal.path)
+    payload["format_version"] = 99
+    checkpoint.save_payload(payload, personal.path)
+    newer = personal.path.read_bytes()
     again, warning = open_personal(lm)
-    assert "not a valid personal state file" in warning and "\n" not in warning
-    assert again.words == 0 and not personal.path.exists()
-    assert personal.path.with_name(personal.path.name + ".corrupt").exists()
+    again.learn("more words here\n", wait=True)
+    again.close()
+    assert "written by a newer autocomplete" in warning and "not saved" in warning
+    assert personal.path.read_bytes() == newer and not again.saving
+
+    real_open = builtins.open
+
+    def unreadable(file, *args, **kwargs):
+        if str(file) == str(personal.path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", unreadable)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    third, warning = open_personal(lm)
+    third.close()
+    assert warning == f"{personal.path}: cannot read (Permission denied); what is learned now is not saved"
+    monkeypatch.undo()
+    assert personal.path.read_bytes() == newer
+    assert not list(personal.path.parent.glob("*.corrupt*"))
+
+
+def test_while_one_program_learns_into_a_state_another_uses_it_but_keeps_its_own_learning_in_memory(trained_model_path):
+    import os
+
+    lm = checkpoint.load(trained_model_path)
+    first, warning = open_personal(lm)
+    assert warning is None and first.saving
+    first.learn("I met my lord Zorblax today .\n", wait=True)
+    first.save()
+    second, warning = open_personal(checkpoint.load(trained_model_path))
+    assert warning == (f"another autocomplete session or program (process {os.getpid()}) is learning into "
+                       f"{first.path}: what is learned here is kept in memory only")
+    assert "Zorblax" in second.counts and not second.saving  # what was saved is used
+    second.learn("we run Kubernetes daily\n", wait=True)
+    second.close()
+    with pytest.raises(CheckpointError, match="is learning into .*: use :forget there, or quit it first"):
+        second.forget()
+    assert "Kubernetes" not in read_state(first.path)["lexicon"]["words"]  # nothing saved over the first's file
+    first.learn("Zorblax again .\n", wait=True)
+    first.close()
+    third, warning = open_personal(checkpoint.load(trained_model_path))  # the first has ended: the lock is free
+    assert warning is None and third.saving and third.counts["Zorblax"] == 2
+    third.close()
+
+
+def test_a_state_that_exists_in_a_folder_that_cannot_be_written_is_said_at_the_start(trained_model_path, monkeypatch):
+    import os
+
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    again, warning = open_personal(lm)
+    assert warning == f"{personal.path.parent}: not writable: what is learned is not saved"
+    assert "Zorblax" in again.counts and not again.saving
 
 
 def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, tmp_path):
@@ -511,6 +585,7 @@ def test_a_state_whose_top_layer_does_not_fit_the_model_is_refused_in_one_line(t
         weights[name][0, 0] = float("nan")
     else:
         del weights[name]
+    personal.close()
     checkpoint.save_payload(payload, personal.path)
     again, warning = open_personal(checkpoint.load(trained_model_path), TOP_ONLY)
     assert "personal state is incomplete or inconsistent (top layer" in warning and "\n" not in warning
@@ -521,6 +596,7 @@ def test_a_state_saved_before_the_top_layer_was_adapted_still_loads(trained_mode
     lm, personal, payload = _saved_with_top(trained_model_path)
     del payload["top"]
     payload["format_version"] = 1
+    personal.close()
     checkpoint.save_payload(payload, personal.path)
     again, warning = open_personal(checkpoint.load(trained_model_path), TOP_ONLY)
     assert warning is None and again.counts == personal.counts and again.top_layer(again.model) is None

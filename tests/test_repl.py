@@ -634,10 +634,10 @@ def test_no_history_uses_what_was_learned_before_and_writes_nothing_of_its_own(t
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()
 
-    session(lines=["I met my lord Zorblax today"] * 2)
+    session("--mode", "chat", lines=["I met my lord Zorblax today"] * 2)  # line mode learns from chat messages
     [saved] = (tmp_path / "personal").iterdir()
     before = (saved.read_bytes(), saved.stat().st_mtime_ns)
-    out = session("--no-history", lines=["Zo", "we run Kubernetes daily", ":learn"])
+    out = session("--no-history", lines=["Zo", ":mode chat", "we run Kubernetes daily", ":mode type", ":learn"])
     assert out[0].startswith("Zorblax ")  # learned in the earlier session: still used
     assert out[-1].endswith("; kept in memory only (--no-history)")
     assert sorted(tmp_path.rglob("*")) == [tmp_path / "personal", saved]
