@@ -162,7 +162,9 @@ class _CacheSnapshot:
         keys = torch.cat([self.keys, keys.float()])[-window:] if window else self.keys[:0]
         ids = torch.cat([self.ids, ids])[-window:] if window else self.ids[:0]
         kept = (self.surface + tuple(surface))[len(self.surface) + len(surface) - keys.size(0) :]
-        rows = (ids == UNK_ID).nonzero().squeeze(1)
+        # offered as words: what is outside the vocabulary and a word (never a lone U+FFFD or zero-width space)
+        rows = torch.tensor([r for r in (ids == UNK_ID).nonzero().squeeze(1).tolist() if is_word(kept[r])],
+                            dtype=torch.long)
         return _CacheSnapshot(keys.contiguous(), ids, kept, rows, tuple(kept[r] for r in rows.tolist()))
 
 
@@ -443,7 +445,8 @@ class Personal:
         if weights is not None:
             rows, words = cache.unknown_rows, cache.unknown_words
             if line is not None:
-                own = (line[1] == UNK_ID).nonzero().squeeze(1)
+                unknown_here = (line[1] == UNK_ID).nonzero().squeeze(1).tolist()
+                own = torch.tensor([i for i in unknown_here if is_word(line[2][i])], dtype=torch.long)
                 rows = torch.cat([rows, own + cache.ids.size(0)])
                 words = words + tuple(line[2][i] for i in own.tolist())
             pointed = weights[0, rows]

@@ -78,6 +78,17 @@ def test_the_caches_share_grows_with_what_it_can_point_at(trained_lm):
     assert cache_share(50.0, 30) > 2 * cache_share(50.0, 1)
 
 
+def test_the_cache_never_offers_a_piece_of_text_that_is_not_a_word(trained_lm):
+    predictor = learning_predictor(trained_lm, CACHE_ONLY)
+    for _ in range(3):  # undecodable bytes (U+FFFD) and a zero-width space, typed or pasted
+        predictor.commit("I met my lord \ufffd\ufffd today and a\u200bb .\n")
+        predictor.commit("I met my lord \ufffd\u200b today\n")
+    predictor.personal.wait()
+    for text in ("I met my lord ", "today and a", "I met my lord \ufffd"):
+        offered = words(predictor.suggest(text, 10))
+        assert offered and not {"\ufffd", "\u200b"} & set(offered), (text, offered)
+
+
 def test_an_unknown_words_share_goes_to_the_words_outside_the_vocabulary_typed_in_a_context_like_this_one(trained_lm):
     def probabilities(context):
         config = LearnConfig(cache_weight=0.01, cache_rate=0.0, lr=0.0, lr_bias=0.0, lr_top=0.0, unknown_context=context)
