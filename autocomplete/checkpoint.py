@@ -151,7 +151,11 @@ def read_payload(
         raise CheckpointError(f"{path}: not a valid {kind} file (corrupt pickle data)") from None
     except RecursionError:
         raise CheckpointError(f"{path}: not a valid {kind} file (nested too deeply)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
+    except OSError as e:
+        if e.errno is None:  # raised by the reader for bytes it cannot parse, not by the system
+            raise CheckpointError(f"{path}: not a valid {kind} file (not a PyTorch checkpoint)") from None
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
         reason = "truncated or corrupt" if _looks_truncated(e) else "not a PyTorch checkpoint"
         raise CheckpointError(f"{path}: not a valid {kind} file ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:

@@ -1,3 +1,5 @@
+import errno
+import os
 import pickle
 from pathlib import Path
 
@@ -190,3 +192,17 @@ def test_row_quantisation_keeps_each_weight_within_half_a_step_of_its_row():
     error = (checkpoint.dequantize_rows(q, scales) - weight).abs()
     assert torch.all(error <= scales.unsqueeze(1) / 2 + 1e-7)
     assert torch.all(checkpoint.dequantize_rows(q, scales)[7] == 0)
+
+
+def test_an_unreadable_model_file_says_it_cannot_be_read_not_that_it_is_invalid(tiny_lm, tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    checkpoint.save(tiny_lm, path)
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads it anyway: let opening it fail as it does for everyone else
+        def denied(f, *args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(f))
+
+        monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == f"{path}: cannot read (Permission denied)"
