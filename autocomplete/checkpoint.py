@@ -13,9 +13,9 @@ dequantized to float32 at load. Such a file says ``format_version`` 2, so an old
 "upgrade" message instead of loading int8 numbers as weights; float files keep version 1.
 
 It is read with ``weights_only=True``, so a file that smuggles code is refused instead of run. Every way a file can
-be wrong (missing, truncated, foreign, newer, inconsistent) becomes a :class:`CheckpointError` naming the file.
-Saving writes a temporary file next to the target, fsyncs it and renames it over the target, so an interrupted save
-leaves the previous checkpoint intact.
+be wrong (missing, unreadable, truncated, foreign, newer, inconsistent, weights that are not dense floating-point
+or int8 numbers) becomes a :class:`CheckpointError` naming the file. Saving writes a temporary file next to the
+target, fsyncs it and renames it over the target, so an interrupted save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -197,8 +197,9 @@ def _looks_truncated(error: BaseException) -> bool:
 
 def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageModel:
     """Build the model a payload describes. Every value is checked before it is trusted: the settings' types and
-    ranges, the declared sizes against the stored tensors' shapes (before anything is allocated), finite weights,
-    and metadata of plain values; each problem is one :class:`CheckpointError` line."""
+    ranges, the declared sizes against the stored tensors' shapes (before anything is allocated), how each tensor is
+    stored (dense, in the file, floating-point or int8 with scales), finite weights and metadata of plain values;
+    each problem is one :class:`CheckpointError` line."""
     where = f"{path}: " if path else ""
     try:
         config = ModelConfig.from_dict(_table(payload.get("model_config"), "model settings"))
@@ -212,7 +213,11 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
         raise CheckpointError(
             f"{where}vocabulary has {len(vocab)} words but the weights expect {config.vocab_size}"
         )
-    check_weights(config, weights, where)
+    scales = payload.get("int8_scales")
+    check_weights(config, weights, where, int8=set(scales) if isinstance(scales, dict) else set())
+    if isinstance(scales, dict):
+        for name, scale in scales.items():
+            check_stored(f"the int8 scale tensor of {name!r}", scale, where)
     model = LSTMLanguageModel(config)
     try:
         weights = _dequantized(weights, payload.get("int8_scales"))
@@ -237,16 +242,40 @@ def _reason(error: BaseException) -> str:
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
-def check_weights(config: ModelConfig, weights: dict[str, Any], where: str = "") -> None:
-    """Refuse weights whose names or shapes differ from what ``config`` builds, or that hold NaN or infinity.
+_FLOAT_TYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})  # weights PyTorch computes with
+_FLOAT_NAMES = "float16, bfloat16, float32 or float64"
+
+
+def check_stored(what: str, tensor: Any, where: str = "", int8: bool = False) -> None:
+    """Refuse a stored tensor that is not what :func:`to_payload` writes: a dense tensor held in the file (not
+    sparse, not on the ``meta`` device, which holds no numbers) of a floating-point type PyTorch computes with (or
+    int8, for a matrix stored with per-row scales: ``int8``). Anything else (complex, integer, true/false, float8
+    values) is not a weight: it would be cast silently, warn, or fail deep inside PyTorch."""
+    if not isinstance(tensor, Tensor):
+        raise CheckpointError(f"{where}weights do not match the model settings ({what} is not a tensor)")
+    if tensor.layout != torch.strided:
+        layout = str(tensor.layout).removeprefix("torch.")
+        raise CheckpointError(f"{where}refused: {what} is stored as a {layout} tensor, not a dense one")
+    if tensor.device.type != "cpu":
+        raise CheckpointError(f"{where}refused: {what} is a {tensor.device.type} tensor, not numbers held in the file")
+    if not (tensor.dtype in _FLOAT_TYPES or int8 and tensor.dtype == torch.int8):
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        kinds = "float16, bfloat16, float32, float64 or int8 (with per-row scales)" if int8 else _FLOAT_NAMES
+        raise CheckpointError(f"{where}refused: {what} holds {dtype} values, not {kinds} numbers")
+
+
+def check_weights(
+    config: ModelConfig, weights: dict[str, Any], where: str = "", int8: set[str] | frozenset[str] = frozenset()
+) -> None:
+    """Refuse weights whose names or shapes differ from what ``config`` builds, that are not stored as weights are
+    (:func:`check_stored`; ``int8`` names the matrices stored as int8 rows), or that hold NaN or infinity.
 
     The expected shapes are computed (:func:`~autocomplete.model.parameter_shapes`), nothing is allocated: a file
     that declares twenty layers or a huge embedding but holds small tensors is refused here, not by running out of
     memory."""
     expected = parameter_shapes(config)
-    bad = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{where}weights do not match the model settings ({bad[0]!r} is not a tensor)")
+    for name, tensor in weights.items():
+        check_stored(repr(name), tensor, where, int8=name in int8)
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     if missing or unexpected:

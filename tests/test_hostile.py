@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,52 @@ def test_metadata_that_is_not_a_table_is_refused_and_odd_values_are_shown(tiny_l
     out = capsys.readouterr().out
     assert "Infinity" not in out and "NaN" not in out  # strict JSON
 
+
+
+def _stored_oddly(how, tensor):
+    if how == "sparse":
+        return tensor.to_sparse()
+    if how == "meta":
+        return torch.empty(tensor.shape, device="meta")
+    return tensor.to({"complex": torch.complex64, "int64": torch.int64, "bool": torch.bool, "int8": torch.int8,
+                      "float8": torch.float8_e4m3fn}[how])
+
+
+@pytest.mark.parametrize("how, message", [
+    ("sparse", "is stored as a sparse_coo tensor, not a dense one"),
+    ("meta", "is a meta tensor, not numbers held in the file"),
+    ("complex", "holds complex64 values, not float16, bfloat16, float32 or float64 numbers"),
+    ("int64", "holds int64 values"),
+    ("bool", "holds bool values"),
+    ("int8", "holds int8 values"),  # int8 without its per-row scales
+    ("float8", "holds float8_e4m3fn values"),
+])
+def test_a_weight_stored_as_anything_but_dense_floating_point_numbers_is_refused_in_one_line(
+    tiny_lm, tmp_path, capsys, how, message
+):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["weights"]["layers.0.weight_hh_l0"] = _stored_oddly(how, payload["weights"]["layers.0.weight_hh_l0"])
+    path = tmp_path / "odd.pt"
+    torch.save(payload, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complex weight used to load with PyTorch's warning about the cast
+        code = main(["predict", "hi", "--model", str(path), "--no-learn"])
+    err = capsys.readouterr().err
+    assert code == 1 and one_line_error(err)
+    assert f"{path}: refused: 'layers.0.weight_hh_l0' {message}" in err
+
+
+@pytest.mark.parametrize("how", ["sparse", "meta", "float8"])
+def test_int8_scales_stored_oddly_are_refused_and_int8_files_still_load(tiny_lm, tmp_path, how):
+    payload = checkpoint.to_payload(tiny_lm, int8=True)
+    path = tmp_path / "int8.pt"
+    torch.save(payload, path)
+    assert checkpoint.load(path).model.embedding.weight.dtype == torch.float32
+    scales = payload["int8_scales"]
+    scales["embedding.weight"] = _stored_oddly(how, scales["embedding.weight"])
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="refused: the int8 scale tensor of 'embedding.weight' "):
+        checkpoint.load(path)
 
 def test_a_bad_model_switched_to_in_the_session_is_a_message_not_the_end(tiny_lm, tmp_path):
     from autocomplete.predictor import Predictor
