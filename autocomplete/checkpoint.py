@@ -21,6 +21,7 @@ target, fsyncs it and renames it over the target, so an interrupted save leaves 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import pickletools
 import warnings
@@ -130,7 +131,7 @@ def read_payload(
     """Load a checkpoint-like file of format ``fmt`` safely (no code execution); errors name the file and the
     problem. ``version`` is the newest format version this program reads (default: the model files')."""
     newest = READABLE_VERSION if version is None else version
-    path = Path(path)
+    path = as_path(path, kind)
     if not path.exists():
         raise CheckpointError(f"{path}: no such {kind} file")
     if path.is_dir():
@@ -345,7 +346,17 @@ def _dequantized(weights: dict[str, Any], scales: Any) -> dict[str, Any]:
     return out
 
 
+def as_path(value: object, what: str = "model") -> Path:
+    """``value`` (text or a path-like object) as a :class:`~pathlib.Path`; anything else (bytes, a number) is a
+    :class:`TypeError` that says a path was expected."""
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, str):
+            return Path(text)
+    raise TypeError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}")
+
+
 def load(path: Path | str) -> LanguageModel:
     """Load a model file written by :func:`save`; raises :class:`CheckpointError` with one clear line."""
-    path = Path(path)
+    path = as_path(path)
     return from_payload(read_payload(path), path)

@@ -24,8 +24,9 @@ class CorpusError(AutocompleteError):
     """A training or evaluation corpus cannot be read or holds no usable text."""
 
 
-class ConfigError(AutocompleteError):
-    """An option has a value outside its valid range."""
+class ConfigError(AutocompleteError, ValueError):
+    """An option has a value outside its valid range (or of the wrong kind). Also a :class:`ValueError`, so that
+    library code that catches bad values the usual way catches these too."""
 
 
 class DistributedError(AutocompleteError):

@@ -45,12 +45,14 @@ import bisect
 import functools
 import itertools
 import math
+import operator
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, SupportsIndex, get_args
 
 import torch
 from torch import Tensor
@@ -58,6 +60,7 @@ from torch import Tensor
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.context import DEFAULT_CACHE_BYTES, Context, batch_one
+from autocomplete.errors import ConfigError
 from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample
@@ -67,6 +70,7 @@ from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_s
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 StopAt = Literal["sentence", "utterance", "never"]
+MAX_SEED = 2**64 - 1  # what torch.manual_seed takes, as the CLI's --seed
 
 _LOGP_CACHE = 3  # next-word distributions kept per context (the cursor, the word ahead, the word behind)
 _VERSIONS = itertools.count(1)  # context versions are unique across contexts, so they can key callers' caches
@@ -243,6 +247,7 @@ class Predictor:
 
     def reset(self, context: str = "") -> None:
         """Forget everything; optionally start from ``context`` (committed as if typed and finished)."""
+        _check_text(context, "context")
         with self._query():
             self._follow_personal()
             self.context_version = next(_VERSIONS)
@@ -258,6 +263,7 @@ class Predictor:
         :attr:`personal` state, what the user wrote is also learned once its line ends (``learn=False`` for text the
         user did not write, such as the model's own replies; a line that starts with a space never is).
         """
+        _check_text(text)
         if learn and self.personal is not None:
             self.personal.learn(text, style=self._style)
         with self._query():
@@ -347,6 +353,7 @@ class Predictor:
 
     def distribution(self, text: str = "") -> Tensor:
         """Probabilities (V,) of the next token after the complete words of ``text`` (the partial word ignored)."""
+        _check_text(text)
         with self._query():
             self._prepare(text)
             return self._log_probs().exp()
@@ -358,9 +365,12 @@ class Predictor:
 
         ``partial``: the word being typed, for callers that split words themselves (readline's delimiters); ``text``
         is then all context and ``partial`` is matched against the vocabulary as it is (``don'`` → ``don't``).
+        ``k`` is an integer ≥ 1 (a :class:`~autocomplete.errors.ConfigError` otherwise).
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        _check_text(text)
+        if partial is not None:
+            _check_text(partial, "partial")
+        k = _whole("k", k, 1)
         with self._query():
             if partial is None:
                 line, partial = self._prepare(text)
@@ -483,8 +493,23 @@ class Predictor:
         only at the word limit (``"never"``: ends of line come out as ``"\\n"``). ``finished`` treats the last word
         of ``text`` as complete (a prompt rather than typing in progress). ``nonempty`` forbids ending before the
         first token (a reply must say something). Sampling never produces the unknown-word token.
+
+        The arguments are checked when it is called, before anything is sampled: ``sampling`` must be a
+        :class:`SamplingConfig` (a :class:`TypeError` otherwise), ``seed`` an integer from 0 to 2**64 - 1 (as the CLI's
+        ``--seed``) and the overrides within their ranges (a :class:`~autocomplete.errors.ConfigError` otherwise).
         """
+        _check_text(text)
         config = _configure(sampling, max_words=max_words, temperature=temperature, top_k=top_k, top_p=top_p)
+        if seed is not None:
+            seed = _whole("seed", seed, 0, MAX_SEED)
+        if stop_at not in get_args(StopAt):
+            raise ConfigError(f"stop_at must be one of {', '.join(get_args(StopAt))}, got {stop_at!r}")
+        return self._stream(text, config, seed, generator, stop_at, finished, nonempty)
+
+    def _stream(
+        self, text: str, config: SamplingConfig, seed: int | None, generator: torch.Generator | None,
+        stop_at: StopAt, finished: bool, nonempty: bool,
+    ) -> Iterator[tuple[str, str]]:
         with self._query():
             line, partial = self._prepare(text, finished)
             state, _ = self._context.current()
@@ -583,6 +608,11 @@ def _merge(merged: dict[str, _Match], word: str, probability: float, token_id: i
 
 
 def _configure(sampling: SamplingConfig | None, **overrides: float | int | None) -> SamplingConfig:
+    if sampling is not None and not isinstance(sampling, SamplingConfig):
+        raise TypeError(
+            f"sampling must be a SamplingConfig (e.g. SamplingConfig(temperature=1.0)) or None, "
+            f"got {type(sampling).__name__}"
+        )
     changes = tuple((k, v) for k, v in overrides.items() if v is not None)
     return _replaced(sampling or _DEFAULT_SAMPLING, changes) if changes else sampling or _DEFAULT_SAMPLING
 
@@ -594,6 +624,23 @@ _DEFAULT_SAMPLING = SamplingConfig()
 def _replaced(config: SamplingConfig, changes: tuple[tuple[str, float | int], ...]) -> SamplingConfig:
     """``config.replace(**changes)``, remembered: the grey text asks for the same few configs on every keystroke."""
     return config.replace(**dict(changes))
+
+
+def _check_text(text: object, name: str = "text") -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be str, got {type(text).__name__}")
+
+
+def _whole(name: str, value: object, low: int, high: int | None = None, note: str = "") -> int:
+    """``value`` if it is an integer (not true/false) in [``low``, ``high``], else a
+    :class:`~autocomplete.errors.ConfigError` that says what it must be."""
+    bound = f"≥ {low}" if high is None else f"from {low} to {high}"
+    number = None
+    if isinstance(value, SupportsIndex) and not isinstance(value, bool):  # int, numpy integers; not 1.5 or "3"
+        number = operator.index(value)
+    if number is None or number < low or high is not None and number > high:
+        raise ConfigError(f"{name} must be an integer {bound}{note}, got {value!r}")
+    return number
 
 
 def load(
@@ -618,7 +665,9 @@ def load(
     ``quantize`` runs it with int8 weights on the CPU: several times faster per keystroke at no measurable cost in
     quality (BENCHMARKS.md); pass False for the exact float weights. ``threads`` sets PyTorch's intra-op threads for
     the whole process (``torch.set_num_threads``): 1 by default, because a batch-1 step is fastest on one thread and
-    several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is.
+    several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is. It is an
+    integer from 1 to the number of CPUs present, as the CLI's ``--threads`` (a ConfigError otherwise); ``path`` is
+    text or a path-like object (a TypeError otherwise).
 
     ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
     earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
@@ -627,13 +676,13 @@ def load(
     """
     from autocomplete.paths import default_model_path
 
+    model = checkpoint.as_path(path) if path is not None else default_model_path()
     if mode not in MODE_STYLES:
-        raise ValueError(f"mode must be one of {', '.join(MODE_STYLES)}, got {mode!r}")
+        raise ConfigError(f"mode must be one of {', '.join(MODE_STYLES)}, got {mode!r}")
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    predictor = Predictor.load(Path(path) if path is not None else default_model_path(), quantize=quantize, device=device)
+        # at most the CPUs present, as the CLI's --threads: more only slow it down, and far more crash PyTorch
+        torch.set_num_threads(_whole("threads", threads, 1, os.cpu_count() or 1, " (the CPUs present)"))
+    predictor = Predictor.load(model, quantize=quantize, device=device)
     predictor.set_style(pick_style(style, mode, predictor.styles))
     if learn:
         from autocomplete.personal import open_personal

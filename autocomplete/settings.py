@@ -97,7 +97,12 @@ class SamplingConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def with_temperature(self, value: float) -> SamplingConfig:
-        """A copy at ``value`` clamped into the valid range and rounded to 2 decimals (for keys that step it)."""
+        """A copy at ``value`` clamped into the valid range and rounded to 2 decimals (for keys that step it).
+
+        NaN (or anything that is not a number) is a :class:`ConfigError`: there is no end of the range to clamp it
+        to, and taking it as 0 would silently switch to greedy choices."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ConfigError(f"temperature must be {LIMITS['temperature'].describe()}, got {value!r}")
         return self.replace(temperature=round(LIMITS["temperature"].clamp(value), 2))
 
     @staticmethod

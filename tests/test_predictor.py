@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import threading
@@ -7,6 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from autocomplete.errors import ConfigError
 from autocomplete.predictor import Predictor, in_typed_case
 from autocomplete.tokenizer import EOS, UNK
 from autocomplete.vocab import EOS_ID
@@ -440,3 +442,67 @@ def test_the_front_door_predicts_without_importing_prompt_toolkit(trained_model_
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("%")
+
+
+@pytest.mark.parametrize("k", [1.5, 0, -3, True, "5", None])
+def test_suggest_refuses_a_k_that_is_not_a_whole_number_of_at_least_one(tiny_lm, k):
+    with pytest.raises(ConfigError, match=f"k must be an integer ≥ 1, got {k!r}"):
+        Predictor(tiny_lm).suggest("hear me ", k=k)
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**70, -1, 1.5, "x", True])
+def test_a_seed_outside_0_to_2_to_the_64_is_refused_before_sampling(tiny_lm, seed):
+    predictor = Predictor(tiny_lm)
+    with pytest.raises(ConfigError, match=f"seed must be an integer from 0 to {2**64 - 1}, got {seed!r}"):
+        predictor.continuation("hear", seed=seed)
+    with pytest.raises(ConfigError, match="seed must be"):
+        predictor.stream("hear", seed=seed)  # at the call, not at the first token
+    assert predictor.continuation("hear", seed=2**64 - 1) == predictor.continuation("hear", seed=2**64 - 1)
+
+
+def test_sampling_settings_must_be_a_sampling_config(tiny_lm):
+    with pytest.raises(TypeError, match="sampling must be a SamplingConfig .*got dict"):
+        Predictor(tiny_lm).continuation("hear", {"temperature": 1})
+
+
+def test_text_given_as_bytes_is_refused_as_not_str(tiny_lm):
+    predictor = Predictor(tiny_lm)
+    for call in (predictor.commit, predictor.suggest, predictor.distribution, predictor.reset):
+        with pytest.raises(TypeError, match="(text|context) must be str, got bytes"):
+            call(b"hi")
+
+
+@pytest.mark.parametrize("model", [5, b"m.pt", ["m.pt"]])
+def test_the_front_door_says_a_model_must_be_a_path(model):
+    import autocomplete
+
+    with pytest.raises(TypeError, match=f"model must be a path \\(str or pathlib.Path\\), got {type(model).__name__}"):
+        autocomplete.load(model)
+
+
+@pytest.mark.parametrize("threads", [1.5, 0, os.cpu_count() + 1, "2", True])
+def test_the_front_door_refuses_thread_counts_the_cli_refuses_and_leaves_the_setting_alone(tiny_lm, tmp_path, threads):
+    import autocomplete
+    from autocomplete import checkpoint
+
+    checkpoint.save(tiny_lm, tmp_path / "m.pt")
+    before = torch.get_num_threads()
+    with pytest.raises(ConfigError, match=f"threads must be an integer from 1 to {os.cpu_count()}"):
+        autocomplete.load(tmp_path / "m.pt", threads=threads, learn=False)
+    assert torch.get_num_threads() == before
+
+
+def test_a_huge_thread_count_is_an_error_not_a_crash(tiny_lm, tmp_path):
+    from autocomplete import checkpoint
+
+    checkpoint.save(tiny_lm, tmp_path / "m.pt")
+    code = (
+        "import autocomplete\n"
+        "try:\n"
+        f"    autocomplete.load({str(tmp_path / 'm.pt')!r}, threads=100000, learn=False)\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr  # it was killed by a segmentation fault (-11)
+    assert result.stdout.startswith("threads must be an integer from 1 to ")

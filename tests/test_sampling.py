@@ -99,3 +99,17 @@ def test_bad_user_text_names_the_setting_and_its_range(name, text, message):
     with pytest.raises(ConfigError, match=message) as error:
         SamplingConfig.parse(name, text)
     assert str(error.value).startswith(name.replace("_", "-") + " must be")
+
+
+def test_with_temperature_refuses_nan_instead_of_turning_greedy():
+    with pytest.raises(ConfigError, match="temperature must be a number in \\[0, 5\\].*got nan"):
+        SamplingConfig().with_temperature(math.nan)
+    assert SamplingConfig().with_temperature(math.inf).temperature == 5.0  # infinity is still clamped
+
+
+def test_a_config_error_is_also_a_value_error_and_still_an_autocomplete_error():
+    from autocomplete.errors import AutocompleteError
+
+    with pytest.raises(ValueError, match="top-k must be") as error:
+        SamplingConfig(top_k=-1)
+    assert isinstance(error.value, ConfigError) and isinstance(error.value, AutocompleteError)
