@@ -244,8 +244,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("text", nargs="+", help="text files or folders of .txt files")
     _add_model_option(p)
-    p.add_argument("-k", type=positive_int, action="append",
-                   help="suggestions shown while typing, for keystroke savings (repeatable; default 5)")
+    p.add_argument("-k", type=setting("suggestions"), action="append",
+                   help="suggestions shown while typing, for keystroke savings (repeatable; 1 to 100, as predict's; "
+                        "default 5)")
     p.add_argument("--ksr-words", type=non_negative_int, default=None,
                    help="simulate typing only the first N words (default all; 0 skips it)")
     p.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",

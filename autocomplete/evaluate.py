@@ -10,7 +10,8 @@
   selects it together with the following space; otherwise the user types the next character. A word typed to the end
   costs its length plus one for the space. A suggestion that differs from the word only in the case of its first
   letter counts as the word (the predictor capitalises sentence starts). ``KSR = 1 − keys_with / keys_without``, where ``keys_without`` counts every
-  character and space. Suggestions never include special tokens, so an unknown word is always typed in full.
+  character and space. Suggestions never include special tokens, so an unknown word is always typed in full. So is a
+  word longer than any suggestion could be (a base64 blob, a run of one letter): its prefixes are not looked at.
 """
 
 from __future__ import annotations
@@ -189,6 +190,35 @@ def _same_word(suggested: str, wanted: str) -> bool:
     return suggested == wanted or suggested[1:] == wanted[1:] and suggested[:1].lower() == wanted[:1].lower()
 
 
+# A suggestion is at most this many times as long as the word it comes from, plus this many characters: case mapping
+# can lengthen a letter threefold (ŉ → ʼN) and a typed prefix can be longer than its match (İ matched by i̇).
+_GROWTH = 6
+
+
+def _longest_word(vocab: Vocab) -> int:
+    """Characters in the vocabulary's longest suggestable entry."""
+    return max((len(t) for i, t in enumerate(vocab.itos) if not vocab.is_special(i)), default=0)
+
+
+def _may_become(source: str, word: str) -> bool:
+    """Whether a suggestion made from ``source`` could be ``word``: it is at least as long as its source, at most
+    :data:`_GROWTH` times longer, and starts with the letter typed first (in either case)."""
+    return len(source) <= len(word) <= _GROWTH * (len(source) + 1) and source[:1].lower() == word[:1].lower()
+
+
+def _may_be_suggested(predictor: Predictor, word: str, longest: int, typed: Sequence[str]) -> bool:
+    """Whether some suggestion could be ``word``, given ``longest``, the characters of the longest word in the
+    vocabulary, and, with a personal state, the long words ``typed`` so far and the user's lexicon (looked at only
+    for a word too long for the vocabulary). A word no suggestion can be is typed in full: looking at the
+    suggestions for each of its prefixes would cost time quadratic in its length, for nothing."""
+    if len(word) <= _GROWTH * (longest + 1):
+        return True
+    personal = predictor.personal
+    if personal is None:
+        return False
+    return any(_may_become(own, word) for own in (*typed, *tuple(personal.counts)))
+
+
 def keystroke_savings(
     predictor: Predictor, tokens: Sequence[str], k: int = 5, max_words: int | None = None,
     advance: Advance = _nothing, each: Callable[[str, int], None] | None = None,
@@ -199,6 +229,8 @@ def keystroke_savings(
     predictor.reset()
     words = keys_without = keys_with = 0
     line = ""
+    longest = _longest_word(predictor.vocab)
+    long_typed: list[str] = []  # words too long for the vocabulary, typed so far: a personal state may suggest them
     for token in tokens:
         if token == EOS:
             predictor.commit(line + "\n")
@@ -211,10 +243,12 @@ def keystroke_savings(
         words += 1
         cost = len(token) + 1
         keys_without += cost
-        for typed in range(len(token)):
+        for typed in range(len(token) if _may_be_suggested(predictor, token, longest, long_typed) else 0):
             if any(_same_word(s.word, token) for s in predictor.suggest(line + token[:typed], k)):
                 cost = typed + 1
                 break
+        if predictor.personal is not None and len(token) > longest:
+            long_typed.append(token)
         keys_with += cost
         if each is not None:
             each(token, cost)

@@ -87,3 +87,13 @@ def test_the_session_options_still_open_the_session_and_a_command_takes_what_it_
         None, True, "chat", True, 0.4)
     generate = resolve(parser.parse_args(["-t", "0.4", "--threads", "2", "generate", "x"]), parser)
     assert (generate.temperature, generate.threads) == (0.4, 2)
+
+
+@pytest.mark.parametrize("command", [["eval", "t.txt"], ["predict", "how are"]])
+def test_eval_and_predict_take_the_same_range_of_suggestions(capsys, command):
+    assert build_parser().parse_args([*command, "-k", "100"]).k in (100, [100])
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args([*command, "-k", "1000000000"])  # eval ran for ever, looking at a billion
+    err = capsys.readouterr().err
+    assert exit.value.code == EXIT_USAGE
+    assert "argument -k: suggestions must be an integer in [1, 100], got 1000000000 (out of range)" in err

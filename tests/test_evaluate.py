@@ -76,3 +76,44 @@ def test_evaluation_reports_the_progress_of_each_phase(trained_lm):
 
     evaluate(predictor, ids[:300], surface[:300], ksr_k=(1, 3), ksr_words=25, phases=phase)
     assert done == {"scoring": [300, 300], "typing with 1 suggestion": [25, 25], "typing with 3 suggestions": [25, 25]}
+
+
+def counting_suggestions(predictor):
+    """``predictor`` with every ``suggest`` call's text recorded in the returned list."""
+    calls = []
+    suggest = predictor.suggest
+
+    def counted(text, k=5, **kwargs):
+        calls.append(text)
+        return suggest(text, k, **kwargs)
+
+    predictor.suggest = counted
+    return calls
+
+
+def test_a_word_longer_than_any_suggestion_is_typed_in_full_without_looking_at_each_prefix(toy_model_path):
+    predictor = Predictor.load(toy_model_path)
+    calls = counting_suggestions(predictor)
+    blob = "x" * 5000
+    result = keystroke_savings(predictor, [blob, "hello", blob], k=50)
+    assert (result.keys_without, result.keys_with) == (5001 + 6 + 5001, 5001 + 1 + 5001)
+    assert calls == [blob + " "]  # only hello's first look: the toy shows it before its first letter
+
+
+def test_long_words_a_personal_state_could_suggest_are_still_simulated_and_count_the_same(toy_model_path, monkeypatch):
+    from autocomplete import evaluate as module
+    from autocomplete.personal import Personal
+
+    lm = Predictor.load(toy_model_path).lm
+    tokens = ["a" * 700, "hello", "a" * 700, "b" * 700, EOS, "a" * 700, "how", "b" * 700, EOS]
+    results = []
+    for growth in (module._GROWTH, 10**6):  # as it is, then looking at every prefix of every word
+        monkeypatch.setattr(module, "_GROWTH", growth)
+        predictor = Predictor(lm, personal=Personal(lm))
+        calls = counting_suggestions(predictor)
+        results.append((keystroke_savings(predictor, tokens, k=5), len(calls)))
+        predictor.personal.close()
+    (shortcut, looks), (full, every) = results
+    assert shortcut == full
+    assert every - looks == 2 * 700  # the first a… and b… words, which nothing could suggest, are not looked at
+
