@@ -726,9 +726,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from autocomplete.personal import erase_state, model_hash, state_path
 
     folder = data_dir() / "personal"
-    if args.all:  # every state, and the damaged copies of states no longer there
-        states = {f.with_name(f.name.split(".pt", 1)[0] + ".pt") for f in folder.glob("*.pt*") if f.suffix != ".lock"}
-        wheres = sorted(states)
+    if args.all:  # every state, the damaged copies of states no longer there, and those a running program holds
+        wheres = sorted({f.with_name(f.name.split(".pt", 1)[0] + ".pt") for f in folder.glob("*.pt*")})
     else:
         path = args.model if args.model is not None else default_model_path()
         wheres = [state_path(checkpoint.load(path), model_hash(path))]

@@ -1170,9 +1170,9 @@ def erase_state(path: Path) -> list[Path]:
     from autocomplete.atomic import LockedError, exclusive_lock
 
     files = [f for f in (path, *sorted(path.parent.glob(glob.escape(path.name) + ".corrupt*"))) if f.exists()]
-    if not files:
+    if not path.parent.is_dir():
         return []
-    try:
+    try:  # also with nothing saved yet: a running session saves what it learned when it ends
         with exclusive_lock(path, "another autocomplete process"):
             for f in files:
                 _remove(f)

@@ -372,6 +372,8 @@ def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(caps
 
     session, _ = open_personal(checkpoint.load(trained_model_path))  # a session or a shell plugin, still running
     session.learn("my friend Zorblax\n", wait=True)
+    code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
+    assert code == 1 and "is learning into" in err  # nothing saved yet, but it will be when the session ends
     session.save()
     saved = session.path.read_bytes()
     code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
