@@ -917,7 +917,9 @@ class Personal:
         try:
             self.save()
         finally:
-            self._held.close()  # another process may now save into the file
+            if self.path is not None and self.saving:  # another process (or a reopening here) may now save into it
+                self._held.close()
+                self.saving = False
 
     def to_payload(self) -> dict[str, Any]:
         cache, adapter, top = self._cache, self._adapter, self._top

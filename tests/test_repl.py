@@ -18,7 +18,7 @@ from prompt_toolkit.output import DummyOutput
 
 from autocomplete.completion import SamplingSettings
 from autocomplete.personal import Personal
-from autocomplete.predictor import Predictor
+from autocomplete.predictor import Predictor, load
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
@@ -102,6 +102,17 @@ def test_switching_models_swaps_the_predictor_everywhere(session, toy_model_path
     assert session.command(f":model {toy_model_path}").message.startswith("model = toy")
     assert session.suggest.predictor is session.completer.predictor is session.predictor
     assert session.predictor.suggest("how are ")[0].word == "you"
+
+
+def test_switching_to_the_model_already_in_use_keeps_saving_what_it_learns(trained_model_path):
+    first = load(trained_model_path)
+    session = Session(first, "tiny", learn=True)
+    result = session.command(f":model {trained_model_path}")
+    assert "warning" not in result.message and session.predictor is not first
+    personal = session.predictor.personal
+    assert personal is not None and personal.saving and personal.held_by is None
+    assert not first.personal.saving  # the previous one let go of the state
+    session.close()
 
 
 def test_type_mode_keeps_each_line_as_context(session):
