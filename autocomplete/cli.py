@@ -204,8 +204,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         + (f"; validation {len(corpus.valid):,} tokens" if corpus.valid is not None else "; no validation text")
     )
     if s.replaced_bytes:
-        log(f"warning: {s.replaced_bytes:,} undecodable byte sequence(s) replaced in "
-            + ", ".join(s.files_with_replacements[:3]) + (" …" if len(s.files_with_replacements) > 3 else ""))
+        log(f"warning: {_replaced(s)}")
     torch.manual_seed(args.seed)
     model = grown.model if grown is not None else LSTMLanguageModel(model_config)
     metadata = {
@@ -713,11 +712,20 @@ def cmd_learn(args: argparse.Namespace) -> int:
         personal.close()
         raise ConfigError("the text holds no words to learn")
     personal.close()  # saved, and the state free for a session to learn into
+    if stats.replaced_bytes:
+        _err(f"autocomplete: warning: {_replaced(stats)}")
     print(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "
           f"{time.time() - started:.1f} s: {personal.words - before_words:,} new word(s), {personal.words:,} in all "
           f"({personal.new_words:,} outside the model's vocabulary)")
     print(f"personal state: {personal.path} ({_bytes(personal.file_size())})" if personal.path else "personal state: not saved")
     return 0
+
+
+def _replaced(stats: Any) -> str:
+    """What was replaced while reading text that was not all UTF-8 (a data.CorpusStats)."""
+    files = stats.files_with_replacements
+    return (f"{stats.replaced_bytes:,} undecodable byte sequence(s) replaced in " + ", ".join(files[:3])
+            + (" …" if len(files) > 3 else ""))
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

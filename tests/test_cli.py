@@ -391,6 +391,14 @@ def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(caps
     assert code == 0 and not session.path.exists() and "forgot" in out
 
 
+def test_learn_says_when_it_replaced_bytes_that_are_not_utf8(capsys, trained_model_path, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"caf\xe9 au lait with Zorblax\n")  # Latin-1, not UTF-8
+    code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    assert code == 0 and "learned" in out
+    assert err == f"autocomplete: warning: 1 undecodable byte sequence(s) replaced in {notes}\n"
+
+
 def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
     import io
 
