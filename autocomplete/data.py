@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import stat
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from autocomplete.vocab import EOS_ID, UNK_ID, Vocab, check_style_name
 
 Breaks = Literal["auto", "line", "paragraph"]
 MAX_SEGMENT = 1 << 20  # characters; longer lines are cut at whitespace into pieces of about this size
+SPOOL_CHUNK = 1 << 20  # bytes of a stream copied (and checked for NUL) at a time
 _SNIFF_LINES = 2000
 MIN_VALID_TOKENS = 2  # a held-out tail shorter than this is trained on instead (one token predicts nothing)
 
@@ -146,10 +146,32 @@ def _expand(item: str | Path, stdin: BinaryIO | None) -> list[Source]:
 
 
 def _spool(stream: BinaryIO, name: str) -> Source:
-    tmp = tempfile.NamedTemporaryFile(prefix="autocomplete-stdin-", suffix=".txt", delete=False)
+    """Copy ``stream`` into a temporary file, a chunk at a time, refusing binary data at the first chunk that holds a
+    NUL byte: ``/dev/zero`` or a binary pipe must not fill the disk before :func:`_check_text` reads the copy. A text
+    stream that never ends (``yes |``) grows the copy until the disk is full, and then ends in a :class:`CorpusError`.
+    However the copy ends early, it is removed."""
+    try:
+        tmp = tempfile.NamedTemporaryFile(prefix="autocomplete-stdin-", suffix=".txt", delete=False)
+    except OSError as e:
+        raise CorpusError(f"{name}: cannot make a copy to read ({e.strerror or e})") from None
     try:
         with tmp:
-            shutil.copyfileobj(stream, tmp)
+            while True:
+                try:
+                    chunk = stream.read(SPOOL_CHUNK)
+                except OSError as e:
+                    raise CorpusError(f"{name}: cannot read ({e.strerror or e})") from None
+                if not chunk:
+                    break
+                if b"\x00" in chunk:
+                    raise CorpusError(f"{name}: looks like a binary file, not text")
+                try:
+                    tmp.write(chunk)
+                except OSError as e:
+                    raise CorpusError(f"{name}: cannot copy it to {tmp.name} ({e.strerror or e})") from None
+    except OSError as e:  # closing the copy flushes its last bytes: a full disk can show here too
+        Path(tmp.name).unlink(missing_ok=True)
+        raise CorpusError(f"{name}: cannot copy it to {tmp.name} ({e.strerror or e})") from None
     except BaseException:
         Path(tmp.name).unlink(missing_ok=True)
         raise

@@ -1,4 +1,8 @@
+import errno
 import io
+import os
+import tempfile
+import threading
 
 import pytest
 import torch
@@ -51,6 +55,84 @@ def test_standard_input_is_read_as_a_corpus(tmp_path):
     [source] = data.resolve_sources(["-"], stdin=io.BytesIO(b"one two\nthree\n"))
     assert source.name == "<stdin>"
     assert [t for t, _ in data.iter_utterances(source, "line", CorpusStats())] == ["one two", "three"]
+
+
+class EndlessStream(io.RawIOBase):
+    """``/dev/zero`` (``byte`` b"\\0") or ``yes`` (b"y\\n"), that fails the test once more than ``limit`` bytes are
+    read from it: a copy that reads it to the end would otherwise fill the disk."""
+
+    def __init__(self, pattern: bytes, limit: int = 8 << 20) -> None:
+        self.pattern, self.limit, self.given = pattern, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        assert self.given < self.limit, f"read {self.given:,} bytes of an endless stream"
+        n = len(buffer) - len(buffer) % len(self.pattern)
+        buffer[:n] = self.pattern * (n // len(self.pattern))
+        self.given += n
+        return n
+
+
+def test_an_endless_binary_stream_is_refused_at_its_first_chunk_and_its_copy_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    zeros = EndlessStream(b"\0")
+    with pytest.raises(CorpusError, match="^<stdin>: looks like a binary file, not text$"):
+        data.resolve_sources(["-"], stdin=io.BufferedReader(zeros))
+    assert zeros.given <= 4 << 20 and list(tmp_path.iterdir()) == []
+
+
+def test_a_binary_pipe_is_refused_before_it_is_copied_to_the_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spools"))
+    (tmp_path / "spools").mkdir()
+    fifo = tmp_path / "zeros"
+    os.mkfifo(fifo)
+
+    written = []
+
+    def writer():  # `train <(cat /dev/zero)`: ends when the reader closes the pipe
+        try:
+            with open(fifo, "wb") as f:
+                for _ in range(64):  # 64 MiB at most, if the reader never stopped
+                    f.write(bytes(1 << 20))
+                    written.append(1 << 20)
+        except BrokenPipeError:
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    with pytest.raises(CorpusError, match="zeros: looks like a binary file, not text$"):
+        data.resolve_sources([fifo])
+    thread.join(timeout=30)
+    assert not thread.is_alive() and list((tmp_path / "spools").iterdir()) == []
+    assert sum(written) <= 4 << 20  # not read to the end
+
+
+def test_an_endless_text_stream_ends_in_one_error_and_no_copy_when_the_disk_fills(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    make = tempfile.NamedTemporaryFile
+    written = []
+
+    def full_disk(*args, **kwargs):  # the copy takes 3 MiB, then the disk is full
+        tmp = make(*args, **kwargs)
+        real = tmp.write
+
+        def write(chunk):
+            if sum(written) >= 3 << 20:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written.append(len(chunk))
+            return real(chunk)
+
+        tmp.write = write
+        return tmp
+
+    monkeypatch.setattr(data.tempfile, "NamedTemporaryFile", full_disk)
+    with pytest.raises(CorpusError) as error:
+        data.resolve_sources(["-"], stdin=io.BufferedReader(EndlessStream(b"y\n")))
+    message = str(error.value)
+    assert message.startswith("<stdin>: cannot copy it to ") and message.endswith("(No space left on device)")
+    assert "\n" not in message and sum(written) >= 3 << 20 and list(tmp_path.iterdir()) == []
 
 
 def test_wrapped_prose_is_joined_into_paragraphs(tmp_path):
