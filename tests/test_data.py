@@ -51,10 +51,12 @@ def test_missing_paths_empty_folders_and_binary_files_are_named(tmp_path):
         data.resolve_sources([tmp_path / "image.txt"])
 
 
-def test_standard_input_is_read_as_a_corpus(tmp_path):
-    [source] = data.resolve_sources(["-"], stdin=io.BytesIO(b"one two\nthree\n"))
-    assert source.name == "<stdin>"
-    assert [t for t, _ in data.iter_utterances(source, "line", CorpusStats())] == ["one two", "three"]
+def test_standard_input_is_read_as_a_corpus_from_a_copy_that_is_removed_after_use(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the copy is made, to see it go
+    with data.opened_sources(["-"], stdin=io.BytesIO(b"one two\nthree\n")) as [source]:
+        assert source.name == "<stdin>" and source.temporary and source.path.parent == tmp_path
+        assert [t for t, _ in data.iter_utterances(source, "line", CorpusStats())] == ["one two", "three"]
+    assert not source.path.exists() and list(tmp_path.iterdir()) == []
 
 
 class EndlessStream(io.RawIOBase):
