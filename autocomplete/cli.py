@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypedDict, final
@@ -510,15 +510,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_prompt() -> str:
-    """The prompt from standard input: text in any encoding close to UTF-8 (bad bytes become U+FFFD), not binary."""
+MAX_PROMPT = 1 << 20  # bytes of a prompt read from standard input: the model conditions on it word by word
+
+
+def _read_prompt(limit: int = MAX_PROMPT) -> str:
+    """The prompt from standard input: text in any encoding close to UTF-8 (bad bytes become U+FFFD), not binary.
+
+    Read a chunk at a time, so that ``< /dev/zero`` is refused at its first chunk and an endless stream
+    (``yes | tr -d '\\n'``) once it passes ``limit`` bytes, instead of filling the memory."""
     if sys.stdin is None:
         return ""
-    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    if "\x00" in text:
-        raise ConfigError("standard input looks like binary data, not text (a NUL byte in it)")
-    return text
+    stdin = sys.stdin
+    read: Callable[[int], bytes] = (
+        stdin.buffer.read if hasattr(stdin, "buffer")
+        else lambda n: stdin.read(n).encode("utf-8", "surrogatepass")  # a text stream alone (a test's StringIO)
+    )
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := read(min(1 << 16, limit + 1 - size)):
+        if b"\x00" in chunk:
+            raise ConfigError("standard input looks like binary data, not text (a NUL byte in it)")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ConfigError(
+                f"standard input holds more than {limit / (1 << 20):g} MiB, the most a prompt can be; "
+                "give the end of the text only (tail -c 100000 FILE | autocomplete generate -)"
+            )
+    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -588,12 +588,17 @@ def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[s
             return 0
 
 
-def _typed_lines(stream: TextIO, write: Callable[[str], None]) -> Iterator[str]:
+def _typed_lines(stream: TextIO, write: Callable[[str], None], limit: int = 1 << 20) -> Iterator[str]:
     """The lines of ``stream``; at a terminal, Ctrl-C drops the line being typed (as the session's prompt does)
-    instead of ending line mode."""
+    instead of ending line mode.
+
+    Each line is read with a bound of ``limit`` characters, so that ``< /dev/zero`` or a stream without line breaks
+    cannot fill the memory: a line longer than that, or one with a NUL byte (binary data, which every other command
+    refuses too), raises :class:`ConfigError`."""
+    number = 0
     while True:
         try:
-            raw = stream.readline()
+            raw = stream.readline(limit + 1)
         except KeyboardInterrupt:
             if not stream.isatty():
                 raise
@@ -601,6 +606,13 @@ def _typed_lines(stream: TextIO, write: Callable[[str], None]) -> Iterator[str]:
             continue
         if not raw:
             return
+        number += 1
+        if "\x00" in raw:
+            raise ConfigError(f"standard input looks like binary data, not text (a NUL byte in line {number:,})")
+        if len(raw) > limit and not raw.endswith("\n"):
+            raise ConfigError(
+                f"line {number:,} of standard input is longer than {limit:,} characters, the most line mode takes"
+            )
         yield raw.rstrip("\n")
 
 

@@ -13,6 +13,7 @@ from autocomplete import checkpoint
 from autocomplete.cli import _exit_on_termination, main
 
 from .conftest import SHAKESPEARE
+from .test_data import EndlessStream
 
 
 def run(capsys, *argv):
@@ -89,6 +90,43 @@ def test_generate_refuses_binary_data_on_stdin_in_one_line(capsys, monkeypatch, 
     code, out, err = run(capsys, "generate", "-", "--model", str(trained_model_path))
     assert code == 1 and out == "" and err.strip() == (
         "autocomplete: error: standard input looks like binary data, not text (a NUL byte in it)")
+
+
+@pytest.mark.parametrize("pattern, error", [
+    (b"\0", "standard input looks like binary data, not text (a NUL byte in it)"),  # generate - < /dev/zero
+    (b"y", "standard input holds more than 1 MiB, the most a prompt can be;"),  # yes | tr -d '\\n' | generate -
+])
+def test_generate_reads_a_prompt_from_an_endless_stdin_only_up_to_a_bound(capsys, monkeypatch, pattern, error):
+    import io
+
+    endless = EndlessStream(pattern)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(endless)))
+    code, out, err = run(capsys, "generate", "-")
+    assert code == 1 and out == "" and err.startswith(f"autocomplete: error: {error}") and err.count("\n") == 1
+    assert endless.given <= 4 << 20
+
+
+def test_a_prompt_of_up_to_a_mebibyte_is_read_whole(capsys, monkeypatch, trained_model_path):
+    import io
+
+    prompt = ("speak " * (1 << 20))[: 1 << 20]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(prompt.encode())))
+    code, out, _ = run(capsys, "generate", "-", "--words", "1", "--model", str(trained_model_path))
+    assert code == 0 and out.startswith(prompt.rstrip("\n"))
+
+
+@pytest.mark.parametrize("pattern, error", [
+    (b"\0", "standard input looks like binary data, not text (a NUL byte in line 1)"),  # autocomplete < /dev/zero
+    (b"y", "line 1 of standard input is longer than 1,048,576 characters"),  # yes | tr -d '\\n' | autocomplete
+])
+def test_the_piped_session_refuses_an_endless_line_in_one_line(capsys, monkeypatch, trained_model_path, pattern, error):
+    import io
+
+    endless = EndlessStream(pattern)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(endless)))
+    code, out, err = run(capsys, "--model", str(trained_model_path))
+    assert code == 1 and out == "" and err.startswith(f"autocomplete: error: {error}") and err.count("\n") == 1
+    assert endless.given <= 4 << 20
 
 
 def test_eval_reports_perplexity_accuracy_and_keystroke_savings(capsys, trained_model_path):

@@ -17,12 +17,14 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from autocomplete.completion import SamplingSettings
+from autocomplete.errors import ConfigError
 from autocomplete.personal import Personal
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
 from .conftest import RIGHT, Tmux, needs_tmux, prompt_line, wait_for
+from .test_data import EndlessStream
 
 
 
@@ -313,6 +315,23 @@ def test_line_mode_prints_predictions_or_replies(session):
     assert "%" in lines[0]
     assert lines[1] == "temperature = 0.2" and lines[2].startswith("mode = chat")
     assert lines[3].strip()
+
+
+def test_line_mode_refuses_a_line_with_a_nul_byte_after_answering_the_lines_before_it(session):
+    out: list[str] = []
+    with pytest.raises(ConfigError, match=r"^standard input looks like binary data, not text \(a NUL byte in line 2\)$"):
+        plain(session, io.StringIO("hear me speak\nELF\x00\x00\x01\nhear me\n"), out.append)
+    assert len(out) == 1 and "%" in out[0]  # the first line was answered, the third never read
+
+
+def test_line_mode_refuses_an_over_long_line_without_reading_all_of_it(session):
+    endless = EndlessStream(b"y")  # `yes | tr -d '\\n' | autocomplete`: one line that never ends
+    with pytest.raises(ConfigError, match=r"^line 1 of standard input is longer than 1,048,576 characters"):
+        plain(session, io.TextIOWrapper(io.BufferedReader(endless)), [].append)
+    assert endless.given <= 4 << 20
+    out: list[str] = []
+    plain(session, io.StringIO("y" * (1 << 20) + "\nhear me\n"), out.append)  # the longest line taken is answered
+    assert len(out) == 2
 
 
 def test_line_mode_completes_an_unfinished_last_word_like_the_session(toy_model_path):
