@@ -931,7 +931,21 @@ def _silence_stdout() -> None:
         pass
 
 
+def _escape_what_cannot_be_encoded() -> None:
+    """Standard output and error write a character their encoding lacks as an escape (``\\u05e9``) instead of raising
+    UnicodeEncodeError: a Hebrew prompt under ``PYTHONIOENCODING=ascii``, the sparkline of ``info`` under ``LC_ALL=C``
+    or a latin-1 terminal. The encoding is kept; only what it cannot hold changes."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            try:
+                reconfigure(errors="backslashreplace")
+            except (OSError, ValueError):  # a closed or unusual stream: left as it is
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _escape_what_cannot_be_encoded()
     parser = build_parser()
     args = resolve(parser.parse_args(argv), parser)
     if args.command == "train":

@@ -232,6 +232,47 @@ def test_info_draws_the_validation_curve_so_a_user_sees_whether_training_converg
     assert run(capsys, "info", str(trained_model_path))[1] == text  # MODEL or --model: the same
 
 
+def narrow_streams(monkeypatch, encoding):
+    """Standard output and error in an encoding that lacks most of Unicode (PYTHONIOENCODING, LC_ALL=C), strict as
+    Python makes standard output; returns the bytes written to each."""
+    import io
+
+    out, err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding=encoding, errors="strict"))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding=encoding, errors="strict"))
+
+    def written():
+        sys.stdout.flush(), sys.stderr.flush()
+        return out.getvalue().decode(encoding), err.getvalue().decode(encoding)
+
+    return written
+
+
+def test_info_in_a_latin1_terminal_writes_the_curve_as_escapes_not_a_traceback(monkeypatch, trained_model_path):
+    written = narrow_streams(monkeypatch, "latin-1")
+    code = main(["info", str(trained_model_path)])
+    out, err = written()
+    assert code == 0 and err == "" and "validation curve  \\u25" in out and "\\u2588" in out and "\\u2581" in out
+
+
+def test_words_an_ascii_output_cannot_hold_are_written_as_escapes(monkeypatch, tmp_path):
+    import torch
+
+    from autocomplete.checkpoint import LanguageModel
+    from autocomplete.model import LSTMLanguageModel, ModelConfig
+    from autocomplete.tokenizer import EOS, UNK, Tokenizer
+    from autocomplete.vocab import Vocab
+
+    vocab = Vocab([UNK, EOS, "שלום", "עולם", "café"], [1] * 5)
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(len(vocab), embedding_dim=8, hidden_dim=8, num_layers=1, dropout=0.0))
+    checkpoint.save(LanguageModel(model.eval(), vocab, Tokenizer(), {"name": "שלום"}), tmp_path / "he.pt")
+    written = narrow_streams(monkeypatch, "ascii")
+    code = main(["predict", "שלום ", "-k", "4", "--model", str(tmp_path / "he.pt")])
+    out, _ = written()
+    assert code == 0 and "\\u05e9\\u05dc\\u05d5\\u05dd" in out and "caf\\xe9" in out
+
+
 def test_info_takes_the_model_once(capsys, trained_model_path):
     code, _, err = run(capsys, "info", str(trained_model_path), "--model", str(trained_model_path))
     assert code == 1 and "give the model once" in err
