@@ -76,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from autocomplete.resume import resume_path
 
     main_rank = environment_rank() == 0
-    log = _err if main_rank else (lambda message: None)
+    log = _log_until_unread() if main_rank else (lambda message: None)
     args.resume = args.resume or args.resume_anyway
     if main_rank:  # only rank 0 writes the model (on a multi-node run the folder may exist on its node only)
         atomic.check_writable(args.output)
@@ -90,6 +90,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         if main_rank:
             run.enter_context(atomic.exclusive_lock(args.output))
         return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _log_until_unread() -> Callable[[str], None]:
+    """The training log on standard error, until its reader goes away (``train … 2>&1 | head -2``): from then on
+    the lines are dropped and standard error points at /dev/null (for the progress bar too), and training goes on,
+    since the model is what was asked for, not the log."""
+    unread = False
+
+    def log(message: str) -> None:
+        nonlocal unread
+        if unread:
+            return
+        try:
+            _err(message)
+        except BrokenPipeError:
+            unread = True
+            _silence(sys.stderr)
+
+    return log
 
 
 def _refuse_outputs_that_are_inputs(output: Path, inputs: Sequence[Any]) -> None:
@@ -920,12 +939,12 @@ def _exit_on_termination() -> Iterator[None]:
         yield
 
 
-def _silence_stdout() -> None:
-    """Point standard output at /dev/null, so that the interpreter's last flush of what is still buffered cannot
-    fail again (and print a traceback) after the one-line error."""
+def _silence(stream: Any) -> None:
+    """Point ``stream`` (standard output or error) at /dev/null, so that writing to it, and the interpreter's last
+    flush of what is still buffered, cannot fail again (and print a traceback) once its reader is gone."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
@@ -967,10 +986,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `autocomplete generate … | head`: the reader has all it wanted
-        _silence_stdout()
+        _silence(sys.stdout)
+        if args.command == "train":  # its output is the model, which a broken stream left unwritten: not a success
+            try:
+                _err("autocomplete: error: an output stream was closed before the model was written")
+            except OSError:
+                _silence(sys.stderr)
+            return EXIT_ERROR
         return 0
     except OSError as e:  # e.g. `generate > /dev/full`
-        _silence_stdout()
+        _silence(sys.stdout)
         reason = e.strerror or str(e)
         where = f"{e.filename}: {reason}" if e.filename else f"standard output: cannot write ({reason})"
         _err(f"autocomplete: error: {where}")

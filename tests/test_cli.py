@@ -1,3 +1,5 @@
+import errno
+import io
 import json
 import os
 import signal
@@ -220,6 +222,37 @@ def test_a_run_no_better_than_word_frequencies_ends_with_a_warning(capsys, tmp_p
         capsys, "train", str(small_text(tmp_path)), "-o", str(tmp_path / "s.pt"), "--epochs", "1", "--lr", "1e-6"
     )
     assert code == 0 and "warning: the model is no better than word frequencies alone" in err
+
+
+class ClosedPipe(io.TextIOBase):
+    """Standard error piped into ``head -2`` after head has exited: every write is a broken pipe."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def test_training_goes_on_and_writes_the_model_when_its_log_is_no_longer_read(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "stderr", ClosedPipe())  # `train … 2>&1 | head -2`
+    out = tmp_path / "m.pt"
+    code = main(["train", str(small_text(tmp_path)), "-o", str(out), "--epochs", "1", "--embedding-dim", "8",
+                 "--hidden-dim", "8", "--layers", "1", "--no-cache", "--threads", "1"])
+    assert code == 0 and checkpoint.load(out).model.config.hidden_dim == 8
+
+
+def test_a_broken_pipe_that_stops_a_training_before_its_model_is_written_is_no_success(capsys, monkeypatch, tmp_path):
+    from autocomplete.train import Trainer
+
+    def broken(self):  # a write to a closed pipe somewhere in the run (not through the log, which goes on)
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    monkeypatch.setattr(Trainer, "run", broken)
+    code, _, err = run(capsys, "train", str(small_text(tmp_path)), "-o", str(tmp_path / "m.pt"), "--epochs", "1",
+                       "--embedding-dim", "8", "--hidden-dim", "8", "--no-cache", "--threads", "1")
+    assert code == 1 and not (tmp_path / "m.pt").exists()
+    assert err.splitlines()[-1] == "autocomplete: error: an output stream was closed before the model was written"
 
 
 def test_info_draws_the_validation_curve_so_a_user_sees_whether_training_converged(capsys, trained_model_path):

@@ -503,6 +503,22 @@ def test_a_megabyte_word_never_enters_the_vocabulary(tmp_path):
     assert vocab.counts[0] == 3  # counted as unknown
 
 
+def test_a_training_whose_log_pipe_is_closed_still_writes_its_model_and_exits_0(corpus, tmp_path):
+    # `train FILE -o m.pt --epochs 1 2>&1 | head -2`: exit status 0 and no model file; the log's first broken write
+    # ended the run as if it were `generate | head`
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "autocomplete", "train", str(corpus), "-o", str(tmp_path / "m.pt"), "--epochs",
+             "1", *TINY[:-4], "--no-cache", "--threads", "1"],  # not --quiet: progress lines too
+            stdout=write_end, stderr=write_end, timeout=300, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and checkpoint.load(tmp_path / "m.pt").model.config.hidden_dim == 8
+
+
 def test_the_copy_of_standard_input_is_removed_when_training_is_terminated(tmp_path):
     # item 6: a SIGTERM while standard input is being read left a full copy of it in the temporary folder
     import signal
