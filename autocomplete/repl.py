@@ -96,7 +96,10 @@ STYLE = Style.from_dict(
 class SafeFileHistory(FileHistory):
     """File history that never stops the session: an unreadable file loads as empty, a failing write is skipped.
 
-    Like :class:`FileHistory` it only ever appends, so a file it could not read is never overwritten with less.
+    Like :class:`FileHistory` it only ever appends, so a file it could not read is never overwritten with less. A path
+    that exists but is no regular file (a folder, a named pipe, a device) is never opened: opening a FIFO waits for a
+    writer, and the session hung at its first Enter. It is said once, when the history is made (before the prompt),
+    and the session's lines are kept in memory only.
     """
 
     def __init__(self, filename: Path, warn: Callable[[str], None]) -> None:
@@ -104,8 +107,34 @@ class SafeFileHistory(FileHistory):
         self._file = Path(filename)
         self._warn = warn
         self._broken = False
+        self._usable()
+
+    def _usable(self) -> bool:
+        """Whether the file may be opened; warns (once) and gives up on it if not."""
+        import stat
+
+        if self._broken:
+            return False
+        try:
+            mode = self._file.stat().st_mode
+        except FileNotFoundError:  # not made yet (or a link to nowhere): the first line creates it
+            return True
+        except OSError as e:
+            reason = f"could not be read ({e.strerror or e})"
+        else:
+            if stat.S_ISREG(mode):
+                return True
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            reason = f"is {kind}, not a file"
+        self._broken = True
+        self._warn(f"history {self._file} {reason}; not saving")
+        return False
 
     def load_history_strings(self) -> Iterable[str]:
+        if not self._usable():
+            return []
         try:
             return list(super().load_history_strings())
         except (OSError, ValueError) as e:
@@ -114,7 +143,7 @@ class SafeFileHistory(FileHistory):
             return []
 
     def store_string(self, string: str) -> None:
-        if self._broken:
+        if not self._usable():
             return
         try:
             self._file.parent.mkdir(parents=True, exist_ok=True)

@@ -308,6 +308,47 @@ def test_an_unreadable_history_does_not_stop_the_session(session, tmp_path):
     assert code == 0
 
 
+def release(fifo: Path) -> None:
+    """Let go of a thread blocked opening ``fifo`` (for reading or for writing), by opening its other end."""
+    for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
+        try:
+            os.close(os.open(fifo, flags))
+        except OSError:
+            pass
+
+
+def test_a_history_path_that_is_a_named_pipe_is_never_opened_and_the_history_lives_in_memory(session, tmp_path):
+    path = tmp_path / "history"
+    os.mkfifo(path)  # opening it waits for a writer: the session hung at its first Enter
+    warnings: list[str] = []
+    history = history_for(path, warnings.append)
+
+    def use():
+        list(history.load_history_strings())
+        history.store_string("a line")
+
+    thread = threading.Thread(target=use, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    while thread.is_alive():  # blocked on the pipe: free it before failing
+        release(path)
+        thread.join(timeout=0.1)
+        warnings.append("blocked")
+    assert warnings == [f"history {path} is a named pipe (FIFO), not a file; not saving"]
+    recalled = []
+
+    def script(pipe, buffer):
+        pipe.send_text("first\r")
+        wait_for(lambda: buffer.text == "")
+        pipe.send_text("\x1b[A")  # Up: the line just entered, from memory
+        wait_for(lambda: buffer.text != "")
+        recalled.append(buffer.text)
+        pipe.send_text("\x03\x04")
+
+    code, _ = drive(session, history, script)
+    assert code == 0 and recalled == ["first"] and len(warnings) == 1 and path.is_fifo()
+
+
 def test_line_mode_prints_predictions_or_replies(session):
     out = []
     plain(session, io.StringIO("hear me speak\n:temp 0.2\n:mode chat\nWhat say you?\n"), out.append)
