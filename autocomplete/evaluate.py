@@ -206,7 +206,7 @@ def _may_become(source: str, word: str) -> bool:
     return len(source) <= len(word) <= _GROWTH * (len(source) + 1) and source[:1].lower() == word[:1].lower()
 
 
-def _may_be_suggested(predictor: Predictor, word: str, longest: int, typed: Sequence[str]) -> bool:
+def _may_be_suggested(predictor: Predictor, word: str, longest: float, typed: Sequence[str]) -> bool:
     """Whether some suggestion could be ``word``, given ``longest``, the characters of the longest word in the
     vocabulary, and, with a personal state, the long words ``typed`` so far and the user's lexicon (looked at only
     for a word too long for the vocabulary). A word no suggestion can be is typed in full: looking at the
@@ -229,7 +229,9 @@ def keystroke_savings(
     predictor.reset()
     words = keys_without = keys_with = 0
     line = ""
-    longest = _longest_word(predictor.vocab)
+    # a predictor without a vocabulary (presage, in the benchmarks) may suggest a word of any length
+    vocab = getattr(predictor, "vocab", None)
+    longest = _longest_word(vocab) if vocab is not None else math.inf
     long_typed: list[str] = []  # words too long for the vocabulary, typed so far: a personal state may suggest them
     for token in tokens:
         if token == EOS:
