@@ -26,14 +26,19 @@ def line_of(screen, start):
     return next((line for line in reversed(screen.splitlines()) if line.startswith(start)), "")
 
 
+def run_cell(term, line: str, prompt: int) -> str:
+    """Type ``line``, press Enter and wait for the prompt ``In [prompt]:``; the screen then."""
+    term.send("-l", line)
+    term.send("Enter")
+    return term.wait(lambda s: f"In [{prompt}]:" in s)
+
+
 
 @needs_tmux
 def test_ipython_shows_the_model_in_a_comment_and_its_own_history_in_code(tmp_path, trained_model_path):
     term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
     try:
-        term.send("-l", "import os")
-        term.send("Enter")
-        term.wait(lambda s: "In [2]:" in s)
+        run_cell(term, "import os", 2)
         term.send("-l", "x = 1  # hear me ")
         screen = term.wait(lambda s: len(line_of(s, "In [2]:").rstrip()) > len("In [2]: x = 1  # hear me"))
         ghost = line_of(screen, "In [2]:")[len("In [2]: x = 1  # hear me ") :].rstrip()
@@ -53,9 +58,7 @@ def test_ipython_shows_the_model_in_a_comment_and_its_own_history_in_code(tmp_pa
 def test_ipython_tab_still_indents_and_the_plugin_survives_a_new_suggestion_provider(tmp_path, trained_model_path):
     term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
     try:
-        term.send("-l", "%config TerminalInteractiveShell.autosuggestions_provider = 'AutoSuggestFromHistory'")
-        term.send("Enter")
-        term.wait(lambda s: "In [2]:" in s)
+        run_cell(term, "%config TerminalInteractiveShell.autosuggestions_provider = 'AutoSuggestFromHistory'", 2)
         term.send("-l", "def f():")
         term.send("Enter")
         term.send("-l", '"""Hear me ')
@@ -76,9 +79,7 @@ def test_ipython_tab_still_indents_and_the_plugin_survives_a_new_suggestion_prov
         assert "autocomplete: temperature = 0.5" in run_magic(term, "%autocomplete temp 0.5")
         assert "autocomplete: temperature must be" in run_magic(term, "%autocomplete temp hot")
         assert "autocomplete: on" in run_magic(term, "%autocomplete on")
-        term.send("-l", "%unload_ext autocomplete.ipython")  # IPython's own everything back
-        term.send("Enter")
-        term.wait(lambda s: "In [7]:" in s)
+        run_cell(term, "%unload_ext autocomplete.ipython", 7)  # IPython's own everything back
         term.send("-l", "# hear me ")
         term.wait(lambda s: line_of(s, "In [7]:").rstrip().endswith("# hear me"))
         time.sleep(1.0)
@@ -113,12 +114,9 @@ def test_under_simple_prompt_the_plugin_says_it_is_off_in_one_line(tmp_path, tra
 def test_unloading_the_ipython_plugin_removes_its_magic_and_loading_it_again_works(tmp_path, trained_model_path):
     term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
     try:
-        term.send("-l", "%unload_ext autocomplete.ipython")
-        term.send("Enter")
-        term.wait(lambda s: "In [2]:" in s)
-        term.send("-l", "%autocomplete on")  # the magic went with the extension: nothing can switch the model back on
-        term.send("Enter")
-        screen = term.wait(lambda s: "In [3]:" in s)
+        run_cell(term, "%unload_ext autocomplete.ipython", 2)
+        # the magic went with the extension: nothing can switch the model back on
+        screen = run_cell(term, "%autocomplete on", 3)
         assert "UsageError: Line magic function `%autocomplete` not found" in screen
         assert "autocomplete: on" not in screen
         term.send("-l", "# hear me ")
@@ -126,9 +124,7 @@ def test_unloading_the_ipython_plugin_removes_its_magic_and_loading_it_again_wor
         time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
         assert line_of(term.screen(), "In [3]:").rstrip().endswith("# hear me")
         term.send("C-c")
-        term.send("-l", "%load_ext autocomplete.ipython")  # and it loads again, magic and grey text included
-        term.send("Enter")
-        screen = term.wait(lambda s: "In [4]:" in s)
+        screen = run_cell(term, "%load_ext autocomplete.ipython", 4)  # and it loads again, magic and grey text included
         assert "already loaded" not in screen
         assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
         term.send("C-c")
@@ -146,12 +142,9 @@ def test_a_failed_ipython_load_says_why_in_one_line_and_load_ext_then_tries_agai
         screen = term.screen()
         assert f"autocomplete: error: {missing}: no such model file" in screen.replace("\n", "")
         assert "Traceback" not in screen
-        term.send("-l", f"%env AUTOCOMPLETE_MODEL={trained_model_path}")
-        term.send("Enter")
-        term.wait(lambda s: "In [2]:" in s)
-        term.send("-l", "%load_ext autocomplete.ipython")  # no need for %reload_ext: the failed load did not count
-        term.send("Enter")
-        screen = term.wait(lambda s: "In [3]:" in s)
+        run_cell(term, f"%env AUTOCOMPLETE_MODEL={trained_model_path}", 2)
+        # no need for %reload_ext: the failed load did not count
+        screen = run_cell(term, "%load_ext autocomplete.ipython", 3)
         assert "already loaded" not in screen
         assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
     finally:
