@@ -494,6 +494,10 @@ def build_prompt(
         reserve_space_for_menu=6,
         enable_history_search=False,
     )
+    # Esc (dismissing a sample) waited a second: Alt keys are Esc-prefixed, and prompt_toolkit waits 1 s for a key
+    # after a lone Esc and 0.5 s for the rest of an escape sequence. A terminal sends Alt-F or an arrow key in one
+    # piece, so a tenth of a second is plenty for both (vim's ttimeoutlen is 100 ms too).
+    prompt.app.ttimeoutlen, prompt.app.timeoutlen = 0.1, 0.2
     return prompt
 
 
