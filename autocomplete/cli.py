@@ -645,8 +645,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     elif "error" in p:
         print(f"  {'learned from you':<18}unreadable: {p['error']}")
     else:
-        print(f"  {'learned from you':<18}{p['words']:,} words ({p['new_words']:,} new to the model) from "
-              f"{p['tokens']:,} tokens, {p['lines']:,} lines; last {p['updated'] or 'never'}")
+        print(f"  {'learned from you':<18}{_count(p['words'], 'word')} ({p['new_words']:,} new to the model) from "
+              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
         print(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
     return 0
 
@@ -757,6 +757,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
           f"({personal.new_words:,} outside the model's vocabulary)")
     print(f"personal state: {personal.path} ({_bytes(personal.file_size())})" if personal.path else "personal state: not saved")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 line``, ``2 lines``, ``1,234 words``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _replaced(stats: Any) -> str:

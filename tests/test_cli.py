@@ -420,6 +420,7 @@ def test_learn_teaches_the_model_your_words_and_info_and_forget_show_and_erase_t
     assert personal["new_words"] >= 1 and personal["lines"] == 2 and personal["size_bytes"] > 0
     code, out, _ = run(capsys, "info", str(trained_model_path))
     assert code == 0 and f"{personal['words']:,} words ({personal['new_words']:,} new to the model)" in out
+    assert f"{personal['tokens']:,} tokens, 2 lines; last " in out
     code, out, _ = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path))
     assert code == 0 and out.split()[0] == "Kubernetes"
     code, out, err = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path), "--no-learn")
@@ -501,6 +502,14 @@ def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(caps
     session.close()
     code, out, _ = run(capsys, "forget", "--model", str(trained_model_path))
     assert code == 0 and not session.path.exists() and "forgot" in out
+
+
+def test_info_counts_one_word_and_one_line_in_the_singular(capsys, trained_model_path, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Zorblax\n")
+    run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    code, out, _ = run(capsys, "info", str(trained_model_path))
+    assert "1 word (1 new to the model) from 2 tokens, 1 line; last " in out  # the word and the end of its line
 
 
 def test_learn_says_when_it_replaced_bytes_that_are_not_utf8(capsys, trained_model_path, tmp_path):
