@@ -52,8 +52,10 @@ def _load_predictor(  # type: ignore[no-untyped-def]
 ):
     from autocomplete.predictor import load
 
+    # what was learned is used, but these commands learn nothing: they never save, nor hold the state a session
+    # (or `learn`) may be saving into
     predictor = load(path or args.model, quantize=not args.no_quantize, threads=args.threads,
-                     learn=learn and not getattr(args, "no_learn", False))
+                     learn=learn and not getattr(args, "no_learn", False), save=False)
     if predictor.personal is not None and predictor.personal.warning:
         _err(f"autocomplete: warning: {predictor.personal.warning}")
     _apply_style(predictor, getattr(args, "style", None), mode)

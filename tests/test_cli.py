@@ -488,6 +488,9 @@ def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(caps
     code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
     assert code == 1 and "is learning into" in err  # nothing saved yet, but it will be when the session ends
     session.save()
+    code, out, err = run(capsys, "predict", "my friend Zo", "--model", str(trained_model_path))
+    assert code == 0 and err == "" and out.split()[0] == "Zorblax"  # uses what was saved, holds nothing, says nothing
+    session.save()
     saved = session.path.read_bytes()
     code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
     assert code == 1 and out == "" and err.count("\n") == 1
