@@ -98,9 +98,11 @@ class LearnConfig:
     # the latest positions the cache never points at: adjacent LSTM outputs resemble each other most, so the entry of
     # the word just typed would have the cache repeat it ("He was very very")
     skip_recent: int = 1
-    # positions the cache must point among before it takes its full share λ: with n of them its share is
-    # λ·n / (n + cache_prior), so a first line or two cannot put a tenth of every prediction on one of their words
-    cache_prior: float = 50.0
+    # a "none of these" position the cache may point at instead, scored this share of the current features' squared
+    # norm: where no earlier position resembles the current one that much (a first line's words, when the text is
+    # about something else), the cache's share goes back to the model, instead of a tenth of every prediction going
+    # to the likeliest of a few poor matches; a name typed once where the context repeats still resembles it (0: off)
+    sentinel: float = 0.5
     lr: float = 0.01  # dynamic evaluation: SGD learning rate of the output feature map (0: off)
     lr_bias: float = 0.1  # ... of the output bias over the vocabulary (0: off)
     lr_top: float = 0.0001  # ... RMS-normalised step of the top LSTM layer's weights (0: off)
@@ -118,7 +120,7 @@ class LearnConfig:
     def __post_init__(self) -> None:
         checks = {
             "window": self.window >= 0, "cache weight": 0.0 <= self.cache_weight < 1.0, "flatness": self.flatness >= 0,
-            "skip recent": self.skip_recent >= 0, "cache prior": self.cache_prior >= 0,
+            "skip recent": self.skip_recent >= 0, "sentinel": self.sentinel >= 0,
             "cache rate": 0.0 <= self.cache_rate <= 1.0,
             "lr": self.lr >= 0, "lr bias": self.lr_bias >= 0, "lr top": self.lr_top >= 0,
             "clip bias": self.clip_bias > 0, "decay": 0.0 <= self.decay < 1.0, "clip": self.clip > 0,
@@ -439,9 +441,9 @@ class Personal:
             extra = (keys.float(), ids, torch.ones(1, keys.size(0), dtype=torch.bool))
         lam = self.cache_weight
         logp, base_unknown, weights = self._mix(model, features.unsqueeze(0), self._adapter, cache, extra, lam)
-        lam = float(self._share(lam, torch.tensor(float(cache.ids.numel() + (line[1].numel() if line else 0)))))
         cached: dict[str, float] = {}
-        unknown = (1 - lam) * float(base_unknown[0]) if index.words else 0.0
+        share = lam * float(weights[0].sum()) if weights is not None else 0.0
+        unknown = (1 - share) * float(base_unknown[0]) if index.words else 0.0
         if weights is not None:
             rows, words = cache.unknown_rows, cache.unknown_words
             if line is not None:
@@ -486,12 +488,13 @@ class Personal:
             if pointed is None:
                 return logp, unknown, None
             weights, ids, seen = pointed
-            # positions with nothing to point at keep the model's distribution; with little, most of it
-            share = self._share(lam, seen.float()).unsqueeze(1)
+            # the cache's share: λ times what its weights hold (positions with nothing to point at have none; the
+            # sentinel's part goes back to the model)
+            share = lam * weights.sum(1, keepdim=True)
             # log((1 − share)·p_model + λ·p_cache), in log space: the words the cache points at (≤ its window) are
             # mixed one by one, every other word is only scaled (no exp and log over the whole vocabulary)
             at = ids.expand(h.size(0), -1)
-            cached = torch.zeros_like(logp).scatter_add_(1, at, weights * share)
+            cached = torch.zeros_like(logp).scatter_add_(1, at, weights * lam)
             mixed = logp + torch.log1p(-share)
             mixed.scatter_(1, at, torch.logaddexp(mixed.gather(1, at), cached.gather(1, at).log()))
             return mixed, unknown, weights
@@ -525,17 +528,16 @@ class Personal:
             ids = torch.cat([ids, line_ids])
         seen = torch.isfinite(scores).sum(1)  # (T,) positions each can point at
         some = (seen > 0).unsqueeze(1)
-        weights = torch.softmax(scores.masked_fill(~some, 0.0), 1) * some  # (T, N + R)
-        return weights, ids, seen
-
-    def _share(self, lam: float, seen: Tensor) -> Tensor:
-        """The cache's share of each prediction that can point at ``seen`` (float) positions: λ·n / (n + prior)."""
-        prior = self.config.cache_prior
-        return lam * seen / (seen + prior) if prior else lam * (seen > 0).float()
+        scores = scores.masked_fill(~some, 0.0)
+        if self.config.sentinel:  # its weight is left out: what the cache does not point at goes back to the model
+            none = self.config.flatness * self.config.sentinel * (h * h).sum(1, keepdim=True)
+            return torch.softmax(torch.cat([scores, none], 1), 1)[:, :-1] * some, ids, seen
+        return torch.softmax(scores, 1) * some, ids, seen  # (T, N + R)
 
     def _learn_cache_weight(self, h: Tensor, targets: Tensor, logp: Tensor | None = None) -> None:
         """Online EM for the cache's share λ: each token of the segment (features ``h`` (T, D), ``targets`` (T,))
-        has a responsibility ``r = λ·p_cache / ((1 − λ)·p_model + λ·p_cache)`` of the cache for it, and λ moves
+        has a responsibility ``r = λ·q / ((1 − λ)·p_model + λ·q)`` of the cache for it (``q``: what its pointers
+        give the token, plus the sentinel's part of the model's probability), and λ moves
         toward it at rate ``cache_rate`` per token: the cache gets the share the user's own text shows it earns (more
         for terminal commands and code, which repeat themselves, than for prose). ``logp``: the model's
         log-probabilities (T, V) after ``h`` when already computed (by the dynamic-evaluation step, before it)."""
@@ -553,7 +555,9 @@ class Personal:
                 logp = self._model_log_probs(self.model, h, self._adapter)
             p_model = logp.gather(1, targets.unsqueeze(1)).squeeze(1).exp()
             p_cache = (weights * (ids.unsqueeze(0) == targets.unsqueeze(1))).sum(1)
-            r = lam * p_cache / ((1 - lam) * p_model + lam * p_cache).clamp_min(1e-30)
+            # the cache's component: its pointers, and the sentinel's part, which gives back the model's distribution
+            own = lam * ((1 - weights.sum(1)) * p_model + p_cache)
+            r = own / ((1 - lam) * p_model + own).clamp_min(1e-30)
         for responsibility in r[seen > 0].tolist():
             lam += rate * (responsibility - lam)
         self.cache_weight = min(max(lam, _LAMBDA_RANGE[0]), _LAMBDA_RANGE[1])
