@@ -776,7 +776,7 @@ def _replaced(stats: Any) -> str:
 def cmd_forget(args: argparse.Namespace) -> int:
     from autocomplete import checkpoint
     from autocomplete.paths import data_dir, default_model_path
-    from autocomplete.personal import erase_state, model_hash, state_path
+    from autocomplete.personal import erase_states, model_hash, state_path
 
     folder = data_dir() / "personal"
     if args.all:  # every state, the damaged copies of states no longer there, and those a running program holds
@@ -784,7 +784,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     else:
         path = args.model if args.model is not None else default_model_path()
         wheres = [state_path(checkpoint.load(path), model_hash(path))]
-    files = [f for where in wheres for f in erase_state(where)]
+    files = erase_states(wheres)
     if not files:
         print("nothing to forget: no personal state saved" + ("" if args.all else " for this model"))
     else:

@@ -878,16 +878,18 @@ class Personal:
         self.wait()
         with self._pending_lock:
             self._pending, self._line_start, self._private_line = [], True, False
+        if self.held_by is not None and self.path is not None and _hold(self, self.path) is None:
+            self.held_by, self.saving = None, True  # the other program has ended: the state is this one's now
         if self.held_by is not None and self.path is not None:  # erasing it here would not outlive that process
-            raise CheckpointError(_learning_elsewhere(self.path, self.held_by) + ": use :forget there, or quit it first")
+            raise CheckpointError(_learning_elsewhere(self.path, self.held_by) + _QUIT_FIRST)
         with self._lock:
-            self._reset()
-            self._dirty = False
-            if self.path is not None:
+            if self.path is not None:  # the file first: if it cannot be erased, what is in memory stays too
                 if self.saving:  # the lock is ours
                     _remove(self.path)
                 else:
-                    erase_state(self.path)
+                    erase_states([self.path])
+            self._reset()
+            self._dirty = False
         self._announce()
 
     def save(self) -> bool:
@@ -1119,6 +1121,10 @@ def _hold(personal: Personal, path: Path) -> str | None:
             raise OutputError(f"{path.parent}: not writable")
         personal._held.enter_context(exclusive_lock(path, "another autocomplete process"))
     except LockedError as e:
+        mine = next((p for p in list(_open) if p is not personal and p.path == path and p.saving), None)
+        if e.by == f" (process {os.getpid()})" and mine is not None:  # this program opens the state anew
+            mine.close()  # (`:model` with the same model, or a copy): the earlier one saves and lets go of it
+            return _hold(personal, path)
         personal.saving, personal.held_by = False, e.by
         return _learning_elsewhere(path, e.by) + ": what is learned here is kept in memory only"
     except (OSError, OutputError) as e:  # a read-only home, a file where the folder should be
@@ -1170,20 +1176,24 @@ def _remove(path: Path) -> None:
         raise CheckpointError(f"{path}: could not remove ({e.strerror or e})") from None
 
 
-def erase_state(path: Path) -> list[Path]:
-    """Remove a saved state and the damaged copies set aside from it; the files removed. Refused (one line) while
-    another process learns into it: that process would save it all again when it ends."""
+_QUIT_FIRST = ": quit it first (or, in a session, use :forget there)"
+
+
+def erase_states(paths: Sequence[Path]) -> list[Path]:
+    """Remove saved states and the damaged copies set aside from them; the files removed. All or nothing: refused
+    (one line) while another program learns into any of them, which would save it all again when it ends."""
     from autocomplete.atomic import LockedError, exclusive_lock
 
-    files = [f for f in (path, *sorted(path.parent.glob(glob.escape(path.name) + ".corrupt*"))) if f.exists()]
-    if not path.parent.is_dir():
-        return []
-    try:  # also with nothing saved yet: a running session saves what it learned when it ends
-        with exclusive_lock(path, "another autocomplete process"):
-            for f in files:
-                _remove(f)
-    except LockedError as e:
-        raise CheckpointError(_learning_elsewhere(path, e.by) + ": quit it first, or use :forget there") from None
+    paths = [p for p in paths if p.parent.is_dir()]
+    with contextlib.ExitStack() as held:
+        for path in paths:  # also with nothing saved yet: a running session saves what it learned when it ends
+            try:
+                held.enter_context(exclusive_lock(path, "another autocomplete process"))
+            except LockedError as e:
+                raise CheckpointError(_learning_elsewhere(path, e.by) + _QUIT_FIRST) from None
+        files = [f for p in paths for f in (p, *sorted(p.parent.glob(glob.escape(p.name) + ".corrupt*"))) if f.exists()]
+        for f in files:
+            _remove(f)
     return files
 
 

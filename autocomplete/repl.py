@@ -370,10 +370,6 @@ def _cmd_model(session: Session, arg: str) -> CommandResult:
         path = Path(arg).expanduser()
     except RuntimeError:  # ~nosuchuser/x.pt
         return CommandResult(f"{arg}: no such user's home folder")
-    current = session.predictor
-    if current.personal is not None and current.lm.path is not None and path.exists():
-        if os.path.samefile(path, current.lm.path):  # the same model again: its state is opened anew below
-            current.personal.close()
     predictor = load(path, quantize=session.quantize, threads=None, learn=session.learn, save=session.save)
     session.set_predictor(predictor, predictor.lm.name)
     warning = predictor.personal.warning if predictor.personal is not None else None

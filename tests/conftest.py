@@ -3,10 +3,13 @@ isolated user data directory so no test touches the real one."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,20 @@ def toy_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 RIGHT, ALT_F, ALT_N, ALT_P, CTRL_T, ESC, TAB, SHIFT_TAB, BACKSPACE, ENTER = (
     "\x1b[C", "\x1bf", "\x1bn", "\x1bp", "\x14", "\x1b", "\t", "\x1b[Z", "\x7f", "\r",
 )
+
+
+@contextlib.contextmanager
+def held_by_another_program(state: Path) -> Iterator[int]:
+    """Another process holds the lock of the personal state ``state``, as a running session would; its pid."""
+    code = ("import sys; from autocomplete.atomic import exclusive_lock\n"
+            "with exclusive_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code, str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        yield child.pid
+    finally:
+        child.communicate("", timeout=30)
 
 
 def wait_for(condition, timeout=30.0):  # generous: the suite may share a busy machine

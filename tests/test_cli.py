@@ -14,7 +14,7 @@ import pytest
 from autocomplete import checkpoint
 from autocomplete.cli import _exit_on_termination, main
 
-from .conftest import SHAKESPEARE
+from .conftest import SHAKESPEARE, held_by_another_program
 from .test_data import EndlessStream
 
 
@@ -481,30 +481,33 @@ def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_ref
 
 def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(capsys, trained_model_path, tmp_path):
     from autocomplete import checkpoint
-    from autocomplete.personal import open_personal
+    from autocomplete.personal import model_hash, state_path
 
-    session, _ = open_personal(checkpoint.load(trained_model_path))  # a session or a shell plugin, still running
-    session.learn("my friend Zorblax\n", wait=True)
-    code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
-    assert code == 1 and "is learning into" in err  # nothing saved yet, but it will be when the session ends
-    session.save()
-    code, out, err = run(capsys, "predict", "my friend Zo", "--model", str(trained_model_path))
-    assert code == 0 and err == "" and out.split()[0] == "Zorblax"  # uses what was saved, holds nothing, says nothing
-    session.save()
-    saved = session.path.read_bytes()
-    code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
-    assert code == 1 and out == "" and err.count("\n") == 1
-    assert "is learning into" in err and "quit it first, or use :forget there" in err
-    code, out, err = run(capsys, "forget", "--all")
-    assert code == 1 and "is learning into" in err
+    state = state_path(checkpoint.load(trained_model_path), model_hash(trained_model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
     notes = tmp_path / "notes.txt"
-    notes.write_text("We deploy Kubernetes on Fridays.\n")
-    code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
-    assert code == 1 and "is learning into" in err and err.count("\n") == 1
-    assert session.path.read_bytes() == saved  # neither undone nor overwritten
-    session.close()
-    code, out, _ = run(capsys, "forget", "--model", str(trained_model_path))
-    assert code == 0 and not session.path.exists() and "forgot" in out
+    notes.write_text("We deploy Kubernetes with Zorblax on Fridays.\n")
+    other = tmp_path / "other.pt"  # a second model, whose state nobody holds: --all erases all or nothing
+    other.write_bytes(trained_model_path.read_bytes() + b"\0")  # (another file: another state)
+    assert run(capsys, "learn", str(notes), "--model", str(other))[0] == 0
+    with held_by_another_program(state) as pid:  # a session that has not saved anything yet
+        code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
+        assert code == 1 and out == "" and err.count("\n") == 1
+        assert f"(process {pid}) is learning into {state}: quit it first (or, in a session, use :forget there)" in err
+        kept = sorted(state.parent.glob("*.pt"))
+        code, out, err = run(capsys, "forget", "--all")
+        assert code == 1 and "is learning into" in err and sorted(state.parent.glob("*.pt")) == kept
+        code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+        assert code == 1 and "is learning into" in err and err.count("\n") == 1 and not state.exists()
+    assert run(capsys, "learn", str(notes), "--model", str(trained_model_path))[0] == 0
+    with held_by_another_program(state):  # a session learning into what was saved
+        saved = state.read_bytes()
+        code, out, err = run(capsys, "predict", "with Zo", "--model", str(trained_model_path))
+        assert code == 0 and err == "" and out.split()[0] == "Zorblax"  # uses what was saved, holds nothing, says nothing
+        assert run(capsys, "forget", "--model", str(trained_model_path))[0] == 1
+        assert state.read_bytes() == saved  # neither undone nor overwritten
+    code, out, _ = run(capsys, "forget", "--all")
+    assert code == 0 and not state.exists() and "forgot" in out and not list(state.parent.glob("*.pt"))
 
 
 def test_info_counts_one_word_and_one_line_in_the_singular(capsys, trained_model_path, tmp_path):

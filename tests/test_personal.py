@@ -15,6 +15,7 @@ from autocomplete.evaluate import evaluate_learning, evaluate_stream
 from autocomplete.personal import LearnConfig, Personal, open_personal, private, read_state, state_path
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
+from .conftest import held_by_another_program
 
 CACHE_ONLY = LearnConfig(cache_weight=0.5, flatness=1.0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
 LEXICON_ONLY = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)
@@ -518,27 +519,36 @@ def test_a_state_file_that_cannot_be_read_or_that_a_newer_version_wrote_is_left_
 
 
 def test_while_one_program_learns_into_a_state_another_uses_it_but_keeps_its_own_learning_in_memory(trained_model_path):
-    import os
-
     lm = checkpoint.load(trained_model_path)
     first, warning = open_personal(lm)
     assert warning is None and first.saving
     first.learn("I met my lord Zorblax today .\n", wait=True)
-    first.save()
-    second, warning = open_personal(checkpoint.load(trained_model_path))
-    assert warning == (f"another autocomplete session or program (process {os.getpid()}) is learning into "
-                       f"{first.path}: what is learned here is kept in memory only")
-    assert "Zorblax" in second.counts and not second.saving  # what was saved is used
-    second.learn("we run Kubernetes daily\n", wait=True)
-    second.close()
-    with pytest.raises(CheckpointError, match="is learning into .*: use :forget there, or quit it first"):
-        second.forget()
-    assert "Kubernetes" not in read_state(first.path)["lexicon"]["words"]  # nothing saved over the first's file
-    first.learn("Zorblax again .\n", wait=True)
     first.close()
-    third, warning = open_personal(checkpoint.load(trained_model_path))  # the first has ended: the lock is free
-    assert warning is None and third.saving and third.counts["Zorblax"] == 2
+    saved = first.path.read_bytes()
+    with held_by_another_program(first.path) as pid:  # a session running meanwhile
+        second, warning = open_personal(checkpoint.load(trained_model_path))
+        assert warning == (f"another autocomplete session or program (process {pid}) is learning into "
+                           f"{first.path}: what is learned here is kept in memory only")
+        assert "Zorblax" in second.counts and not second.saving  # what was saved is used
+        second.learn("we run Kubernetes daily\n", wait=True)
+        second.save()
+        with pytest.raises(CheckpointError, match=r"is learning into .*: quit it first \(or, in a session, use :forget"):
+            second.forget()
+        assert "Kubernetes" in second.counts  # a forget refused erases nothing, in memory either
+    assert first.path.read_bytes() == saved  # nothing saved over the other's file
+    second.forget()  # the program that held the state has ended: the second may erase it now
+    assert not first.path.exists() and second.words == 0
+    third, warning = open_personal(checkpoint.load(trained_model_path))
+    assert warning is None and third.saving
     third.close()
+
+
+def test_a_program_that_opens_its_own_state_again_takes_it_over(trained_model_path):
+    first, _ = open_personal(checkpoint.load(trained_model_path))  # :model with the model in use, or a copy of it
+    first.learn("I met my lord Zorblax today .\n", wait=True)
+    again, warning = open_personal(checkpoint.load(trained_model_path))
+    assert warning is None and again.saving and not first.saving and "Zorblax" in again.counts
+    again.close()
 
 
 def test_a_state_that_exists_in_a_folder_that_cannot_be_written_is_said_at_the_start(trained_model_path, monkeypatch):

@@ -106,14 +106,18 @@ def test_switching_models_swaps_the_predictor_everywhere(session, toy_model_path
     assert session.predictor.suggest("how are ")[0].word == "you"
 
 
-def test_switching_to_the_model_already_in_use_keeps_saving_what_it_learns(trained_model_path):
+@pytest.mark.parametrize("again", ["the same file", "a copy"])
+def test_switching_to_the_model_already_in_use_keeps_saving_what_it_learns(trained_model_path, tmp_path, again):
+    import shutil
+
+    target = trained_model_path if again == "the same file" else shutil.copy(trained_model_path, tmp_path / "copy.pt")
     first = load(trained_model_path)
     session = Session(first, "tiny", learn=True)
-    result = session.command(f":model {trained_model_path}")
+    result = session.command(f":model {target}")
     assert "warning" not in result.message and session.predictor is not first
     personal = session.predictor.personal
     assert personal is not None and personal.saving and personal.held_by is None
-    assert not first.personal.saving  # the previous one let go of the state
+    assert not first.personal.saving  # the previous one let go of the state (a copy has the same one: same bytes)
     session.close()
 
 
