@@ -41,7 +41,9 @@ def shell_session(model: str | Path | None = None) -> Predictor:
         base = _loaded.get(key)
         if base is None:
             # comments and docstrings: technical writing
-            base = _loaded[key] = load(Path(key) if key else None, threads=None, mode="code")
+            # what was learned is used; the shells' code is never learned, so the state is not held nor saved (a
+            # session or `learn` may save into it meanwhile)
+            base = _loaded[key] = load(Path(key) if key else None, threads=None, mode="code", save=False)
     return base.session()
 
 

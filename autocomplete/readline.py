@@ -27,6 +27,7 @@ loaded model with the rest of the program does not disturb its contexts. :func:`
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import readline
 import sys
@@ -142,8 +143,10 @@ def install(
     if predictor is None:
         from autocomplete.predictor import load
 
-        predictor = load(mode="code")  # a readline program reads commands
+        predictor = load(mode="code", save=learn)  # a readline program reads commands
     completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
+    if learn:  # the lines read since the last Tab are learned too (before the state is saved at exit)
+        atexit.register(completer._absorb_history)
     if _saved is None:
         sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
         _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort)

@@ -209,6 +209,7 @@ class Session:
         self.save = save  # ... saved in the user data folder (False: --no-history, kept in memory only)
         self.mode = mode
         self.line_mode = False  # answering lines one by one (plain), without the full-screen prompt and its keys
+        self.unsaved_why: str | None = None  # why the personal state was opened without saving, if not said otherwise
         self.style_asked: str | None = style  # --style / :style; None follows the mode (chat → dialogue, type → prose)
         self.model_name = model_name
         self.echo = echo or _print
@@ -395,6 +396,8 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
             why = "--no-history"
         elif personal.held_by is not None:
             why = f"another autocomplete session or program{personal.held_by} saves into it"
+        elif session.unsaved_why:
+            why = session.unsaved_why
         else:
             why = f"{personal.path.parent} cannot be written"
         where = f"; kept in memory only ({why})"
@@ -695,17 +698,23 @@ def run_session(
     ``save_history``: keep the lines typed in ``history`` and what was learned from them in the user data folder
     (False: nothing of the session is written there; both are kept in memory only); ``style`` overrides the mode's
     style (see :mod:`autocomplete.styles`); ``learn``: the user's personal state (False: the model as shipped)."""
-    predictor = load(model, quantize=quantize, threads=threads, learn=learn, save=save_history)
+    line_mode = plain_mode or not can_run_full_screen()
+    # line mode in type mode answers questions and learns nothing: it does not hold the state a session or `learn`
+    # may be saving into (`echo "how are" | autocomplete` while a session runs says nothing of it)
+    saving = save_history and (mode == "chat" or not line_mode)
+    predictor = load(model, quantize=quantize, threads=threads, learn=learn, save=saving)
     settings = SamplingSettings(SamplingConfig(temperature=temperature))
     if style is not None:
         pick_style(style, mode, predictor.styles)  # an unknown style is an error before the session starts
     session = Session(
         predictor, predictor.lm.name, mode, settings, quantize=quantize, style=style, learn=learn, save=save_history
     )
+    if save_history and not saving:
+        session.unsaved_why = "line mode started in type mode"
     on_ready()
     if predictor.personal is not None and predictor.personal.warning:
         _print(f"autocomplete: warning: {predictor.personal.warning}\n")
-    if plain_mode or not can_run_full_screen():
+    if line_mode:
         if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)
             if not plain_mode:
                 _print("this terminal cannot show suggestions inline (TERM=dumb?)\n")

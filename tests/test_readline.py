@@ -157,3 +157,16 @@ def test_uninstall_puts_back_what_install_replaced(trained_lm):
     finally:
         rl.uninstall()
     assert readline.get_completer() is previous and readline.get_completer_delims() == " "
+
+
+def test_the_lines_read_after_the_last_tab_are_learned_when_the_program_exits(trained_model_path, tmp_path):
+    import json
+    import subprocess
+
+    script = "import readline, autocomplete.readline\nautocomplete.readline.install()\n" \
+             "readline.add_history('my friend Zorblax')  # a line input() read; no Tab after it\n"
+    env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax

@@ -847,3 +847,19 @@ def test_the_models_replies_are_not_learned_in_chat(trained_lm):
 def test_without_learning_the_commands_say_so(session):
     assert "--no-learn" in session.command(":learn").message
     assert "nothing to forget" in session.command(":forget").message
+
+
+def test_line_mode_in_type_mode_leaves_the_state_to_a_session_that_learns_into_it(trained_model_path, tmp_path):
+    from autocomplete import checkpoint
+    from autocomplete.personal import model_hash, state_path
+
+    from .conftest import held_by_another_program
+
+    state = state_path(checkpoint.load(trained_model_path), model_hash(trained_model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(state.parent.parent)}
+    with held_by_another_program(state):
+        proc = subprocess.run([sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
+                              input="how are\n", capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "" and "warning" not in proc.stdout
+    assert len(proc.stdout.splitlines()) == 1  # the answer alone
