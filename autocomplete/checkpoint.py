@@ -140,6 +140,11 @@ def read_payload(
         raise CheckpointError(f"{path}: is not a regular file; give the {kind} file itself")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: file is empty")
+    try:  # the system's refusals (permissions, an I/O error) apart from what the reader makes of the bytes
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about odd pickle protocols before refusing them
@@ -152,10 +157,9 @@ def read_payload(
         raise CheckpointError(f"{path}: not a valid {kind} file (corrupt pickle data)") from None
     except RecursionError:
         raise CheckpointError(f"{path}: not a valid {kind} file (nested too deeply)") from None
-    except OSError as e:
-        if e.errno is None:  # raised by the reader for bytes it cannot parse, not by the system
-            raise CheckpointError(f"{path}: not a valid {kind} file (not a PyTorch checkpoint)") from None
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    except OSError as e:  # the file could be opened: the reader's seek past a truncated end (EINVAL), for one
+        reason = "truncated or corrupt" if e.errno is not None or _looks_truncated(e) else "not a PyTorch checkpoint"
+        raise CheckpointError(f"{path}: not a valid {kind} file ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as e:
         reason = "truncated or corrupt" if _looks_truncated(e) else "not a PyTorch checkpoint"
         raise CheckpointError(f"{path}: not a valid {kind} file ({reason})") from None

@@ -199,10 +199,29 @@ def test_an_unreadable_model_file_says_it_cannot_be_read_not_that_it_is_invalid(
     checkpoint.save(tiny_lm, path)
     path.chmod(0)
     if os.access(path, os.R_OK):  # root reads it anyway: let opening it fail as it does for everyone else
-        def denied(f, *args, **kwargs):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(f))
+        import builtins
 
-        monkeypatch.setattr(torch, "load", denied)
+        real_open = builtins.open
+
+        def denied(f, *args, **kwargs):
+            if str(f) == str(path):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(f))
+            return real_open(f, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", denied)
     with pytest.raises(CheckpointError) as error:
         checkpoint.load(path)
     assert str(error.value) == f"{path}: cannot read (Permission denied)"
+
+
+def test_a_truncated_file_whose_reader_fails_with_a_system_error_is_called_truncated(tiny_lm, tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    checkpoint.save(tiny_lm, path)
+
+    def seek_past_the_end(*args, **kwargs):  # what torch.load raises for some truncated archives
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(torch, "load", seek_past_the_end)
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == f"{path}: not a valid model file (truncated or corrupt)"
