@@ -335,6 +335,8 @@ def _cmd_k(session: Session, arg: str) -> CommandResult:
 
 
 def _cmd_mode(session: Session, arg: str) -> CommandResult:
+    if not arg:
+        return CommandResult(f"mode = {session.mode} (:mode chat|type to change it)")
     if arg not in ("chat", "type"):
         return CommandResult("usage: :mode chat|type")
     session.mode = arg
@@ -366,7 +368,8 @@ def _cmd_reset(session: Session, arg: str) -> CommandResult:
 
 def _cmd_model(session: Session, arg: str) -> CommandResult:
     if not arg:
-        return CommandResult("usage: :model PATH")
+        where = session.predictor.lm.path or "in memory"
+        return CommandResult(f"model = {session.model_name} ({where}; :model PATH to switch)")
     try:
         path = Path(arg).expanduser()
     except RuntimeError:  # ~nosuchuser/x.pt

@@ -50,6 +50,8 @@ def test_a_setting_alone_says_its_value_and_changes_nothing(session):
     assert session.command(":temp").message == "temperature = 0.3 (:temp T to change it)"
     assert session.command(":k").message == f"candidates shown = {session.settings.suggestions} (:k N to change it)"
     assert session.settings.temperature == 0.3
+    assert session.command(":mode").message == "mode = type (:mode chat|type to change it)" and session.mode == "type"
+    assert session.command(":model").message.startswith("model = tiny (")
 
 
 def test_help_fits_an_80_column_terminal_and_line_mode_lists_no_keys_it_lacks(session):
@@ -71,7 +73,6 @@ def test_help_fits_an_80_column_terminal_and_line_mode_lists_no_keys_it_lacks(se
         (":len 0", "usage: :len N, an integer in [1, 10000]"),
         (":k 101", "usage: :k N, an integer in [1, 100]"),
         (":mode fast", "usage: :mode chat|type"),
-        (":model", "usage: :model PATH"),
         (":frobnicate", "unknown command :frobnicate (try :help)"),
         (":quit now", ":quit takes no argument"),
         (":HELP me", ":help takes no argument"),
