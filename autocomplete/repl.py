@@ -390,8 +390,8 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         return CommandResult("usage: :learn on|off")
     personal.wait()
     state = "on" if personal.enabled else "off (what was learned still helps)"
-    if personal.path is None:
-        where = ""
+    if personal.path is None:  # a model held in memory; or a saved state left alone (said at the start)
+        where = "; kept in memory only (see the warning at the start)" if personal.warning else ""
     elif personal.saving:
         where = f"; saved in {personal.path}"
     else:  # --no-history, another process saving into it, or a data folder that cannot be written (said at the start)
