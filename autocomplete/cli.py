@@ -524,10 +524,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _err("no word in the vocabulary starts like that")
         return EXIT_ERROR
     from autocomplete.display import percent
+    from autocomplete.tokenizer import printable_word
 
-    width = max(len(s.word) for s in suggestions)
-    for s in suggestions:
-        _out(f"{s.word:<{width}}  {percent(s.probability):>6}")
+    shown = [printable_word(s.word) for s in suggestions]
+    width = max(map(len, shown))
+    for word, s in zip(shown, suggestions):
+        _out(f"{word:<{width}}  {percent(s.probability):>6}")
     return 0
 
 
@@ -643,13 +645,13 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
     p = personal
     if p is None:
-        print(f"  {'learned from you':<18}nothing yet")
+        _out(f"  {'learned from you':<18}nothing yet")
     elif "error" in p:
-        print(f"  {'learned from you':<18}unreadable: {p['error']}")
+        _out(f"  {'learned from you':<18}unreadable: {p['error']}")
     else:
-        print(f"  {'learned from you':<18}{_count(p['words'], 'word')} ({p['new_words']:,} new to the model) from "
-              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
-        print(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
+        _out(f"  {'learned from you':<18}{_count(p['words'], 'word')} ({p['new_words']:,} new to the model) from "
+             f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
+        _out(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
     return 0
 
 
@@ -837,7 +839,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     atomic.check_writable(args.output)
     before = args.source.stat().st_size
     dtype = {"float32": None, "float16": torch.float16, "int8": torch.float16}[args.to]
-    checkpoint.save(lm, args.output, dtype, int8=args.to == "int8")
+    with atomic.exclusive_lock(args.output):  # a training writing -o would otherwise save over this (or this over it)
+        checkpoint.save(lm, args.output, dtype, int8=args.to == "int8")
     after = args.output.stat().st_size
     _out(f"{args.output}: {_bytes(after)} ({args.to}; {args.source} was {_bytes(before)})")
     return 0

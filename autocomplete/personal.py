@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import atexit
 import bisect
-import glob
+import contextlib
 import functools
+import glob
 import hashlib
 import itertools
 import math
@@ -59,10 +60,10 @@ import os
 import queue
 import threading
 import time
+import unicodedata
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-import contextlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -136,8 +137,16 @@ class LearnConfig:
 
 
 def is_word(token: str) -> bool:
-    """Tokens a person would call a word (anything with a letter or digit in it)."""
-    return token not in SPECIALS and any(ch.isalnum() for ch in token)
+    """Tokens a person would call a word: a letter or digit in it, and nothing invisible (a zero-width joiner, a
+    variation selector, a tag character: `qux\u200d` would be offered beside `qux`, looking the same)."""
+    return token not in SPECIALS and any(ch.isalnum() for ch in token) and not any(map(_invisible, token))
+
+
+def _invisible(ch: str) -> bool:
+    """Characters that show as nothing (Unicode's default-ignorable code points, as far as text here meets them)."""
+    o = ord(ch)
+    return (unicodedata.category(ch) == "Cf" or o in (0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0)
+            or 0xFE00 <= o <= 0xFE0F or 0xE0100 <= o <= 0xE01EF)
 
 
 def private(line: str) -> bool:
@@ -970,6 +979,8 @@ class Personal:
                 raise ValueError("cache shapes")
             if n and (int(ids.min()) < 0 or int(ids.max()) >= v) or not all(isinstance(s, str) for s in surface):
                 raise ValueError("cache contents")
+            if not torch.isfinite(keys).all():
+                raise ValueError("cache values")
             adapter = None
             if payload["adapter"] is not None:
                 a, c, b = (payload["adapter"][k].float() for k in ("a", "c", "b"))
@@ -1095,7 +1106,14 @@ def open_personal(
     personal = Personal(lm, config, path, digest)
     personal.saving = save
     warning = _hold(personal, path) if save else None
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:  # a folder that cannot be searched: the model still works, as with an unreadable file
+        personal = _unsaved(personal, lm, config, digest)
+        personal.warning = warning = f"{path.parent}: cannot read ({e.strerror or e}); what is learned is not saved"
+        _open.add(personal)
+        return personal, warning
+    if exists:
         try:
             personal.load_payload(read_state(path), str(path))
         except NewerFormatError as e:

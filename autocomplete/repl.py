@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -40,7 +41,7 @@ from autocomplete.paths import data_dir
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
 from autocomplete.predictor import Suggestion as WordSuggestion
-from autocomplete.tokenizer import printable
+from autocomplete.tokenizer import printable, printable_word
 from autocomplete.styles import pick_style
 
 KEYS = """\
@@ -673,11 +674,20 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
                     return 0
                 continue
             words = session.predictor.complete_or_next(line, session.settings.suggestions)
-            write("  ".join(f"{w.word} {percent(w.probability)}" for w in words) + "\n")
+            write("  ".join(f"{printable_word(w.word)} {percent(w.probability)}" for w in words) + "\n")
             session.predictor.commit(line + "\n", learn=False)
         return 0
     finally:
         session.close()
+
+
+def _utf8(stream: TextIO) -> TextIO:
+    """``stream`` read as UTF-8 (undecodable bytes replaced), whatever the locale's encoding: piped text is UTF-8
+    far more often than the locale says, and an ASCII locale must not end line mode on the first accented letter."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None or (stream.encoding or "").lower().replace("-", "").replace("_", "") == "utf8":
+        return stream
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", line_buffering=True)
 
 
 def can_run_full_screen() -> bool:
@@ -722,7 +732,7 @@ def run_session(
             if not plain_mode:
                 _print("this terminal cannot show suggestions inline (TERM=dumb?)\n")
             _print(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
-        return plain(session, sys.stdin)
+        return plain(session, _utf8(sys.stdin))
     warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
     history = history_for(data_dir() / "history" if save_history else None, warn)
     _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")

@@ -74,6 +74,12 @@ def printable(text: str) -> str:
     return text.translate(_UNPRINTABLE)
 
 
+def printable_word(word: str) -> str:
+    """A word made safe to show as one item of a list: :func:`printable`, with newlines and tabs escaped too (a
+    model file's vocabulary can hold them; a list of one word per line must stay one)."""
+    return printable(word).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def _is_attachment(token: str) -> bool:
     """Characters that modify the previous one: combining marks, joiners, variation selectors, skin tones."""
     return all(

@@ -611,3 +611,25 @@ def test_convert_takes_its_model_once(capsys, trained_model_path, tmp_path):
         main(["-m", model, "convert", model, "-o", str(tmp_path / "x.pt")])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "`convert` takes no --model" in err and not (tmp_path / "x.pt").exists()
+
+
+def test_convert_refuses_an_output_a_training_is_writing(capsys, trained_model_path, tmp_path):
+    from autocomplete import atomic
+
+    out = tmp_path / "t.pt"
+    with atomic.exclusive_lock(out):  # what `train … -o t.pt` holds while it runs
+        code, _, err = run(capsys, "convert", str(trained_model_path), "-o", str(out))
+    assert code == 1 and "is writing this file" in err and not out.exists()
+
+
+def test_a_word_of_the_vocabulary_with_a_newline_in_it_is_shown_on_its_line(capsys):
+    from autocomplete.tokenizer import printable_word
+
+    assert printable_word("x\ny\tz\x1b") == "x\\ny\\tz\\x1b"
+
+
+def test_the_piped_session_reads_utf8_whatever_the_locale_says(trained_model_path, tmp_path):
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
+                          input="日本語 café my lord\n".encode(), capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr and proc.stdout.count(b"%") >= 1

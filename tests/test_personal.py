@@ -625,3 +625,44 @@ def test_a_state_saved_before_the_top_layer_was_adapted_still_loads(trained_mode
     checkpoint.save_payload(payload, personal.path)
     again, warning = open_personal(checkpoint.load(trained_model_path), TOP_ONLY)
     assert warning is None and again.counts == personal.counts and again.top_layer(again.model) is None
+
+
+def test_a_word_with_an_invisible_character_in_it_is_never_learned_as_a_word_nor_offered(trained_lm):
+    predictor = learning_predictor(trained_lm, LearnConfig(lr=0.0, lr_bias=0.0, lr_top=0.0))
+    for _ in range(3):  # a joiner, a variation selector, a combining grapheme joiner, a tag: each shows as "Qux"
+        predictor.commit("we saw Qux\u200d and Qux\ufe0f and Qux\u034f and Qux\U000E0041 here .\n")
+    predictor.personal.wait()
+    assert not predictor.personal.counts.keys() & {"Qux\u200d", "Qux\ufe0f", "Qux\u034f", "Qux\U000E0041"}
+    for text in ("we saw ", "we saw Q"):
+        assert all(s.word.isprintable() for s in predictor.suggest(text, 10)), text
+
+
+def test_a_saved_state_whose_cache_holds_nan_is_set_aside(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    payload = read_state(personal.path)
+    payload["cache"]["keys"][0, 0] = float("nan")
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(lm)
+    again.close()
+    assert "personal state is incomplete or inconsistent (cache values)" in warning and again.words == 0
+
+
+def test_a_personal_folder_that_cannot_be_searched_leaves_the_model_working(trained_model_path, monkeypatch):
+    from pathlib import Path
+
+    lm = checkpoint.load(trained_model_path)
+    real_exists = Path.exists
+
+    def denied(path):
+        if path.parent.name == "personal" and path.suffix == ".pt":
+            raise PermissionError(13, "Permission denied")
+        return real_exists(path)
+
+    monkeypatch.setattr(Path, "exists", denied)
+    personal, warning = open_personal(lm)
+    assert warning.endswith("personal: cannot read (Permission denied); what is learned is not saved")
+    assert not personal.saving and personal.path is None
+    assert Predictor(lm, personal=personal).suggest("my lord ", 3)
