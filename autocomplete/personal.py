@@ -1090,9 +1090,10 @@ def open_personal(
     """The personal state of ``lm`` from the user data folder (empty if none is saved), and a warning if what is
     learned cannot be saved or the saved file could not be used.
 
-    One process at a time saves into a state: it holds the file's lock from here to :meth:`Personal.close`. Another
-    process (a second session, a shell plugin, ``autocomplete learn``) reads what was saved and keeps what it learns
-    in memory, so neither undoes the other's learning nor a ``forget``. A damaged file is moved aside as
+    One process at a time saves into a state: it holds the file's lock from here to :meth:`Personal.close` (with
+    ``save``). Another process (a second session, ``autocomplete learn``) reads what was saved and keeps what it
+    learns in memory, so neither undoes the other's learning nor a ``forget``; the same process opening the state
+    again takes it over from its earlier :class:`Personal`. A damaged file is moved aside as
     ``*.corrupt…`` and learning starts afresh; one that cannot be read, or that a newer version wrote, is left alone
     (and nothing learned now is saved over it).
 
