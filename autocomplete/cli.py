@@ -682,25 +682,28 @@ def _personal_info(  # type: ignore[no-untyped-def]
 ) -> _PersonalInfo | _UnreadablePersonal | None:
     """What the saved personal state of the model at ``path`` holds, or None if there is none."""
     from autocomplete.errors import CheckpointError
-    from autocomplete.personal import model_hash, read_state, state_path
+    from autocomplete.personal import Personal, model_hash, read_state, state_path
 
-    where = state_path(lm, model_hash(path))
-    if not where.exists():
-        return None
+    digest = model_hash(path)
+    where = state_path(lm, digest)
     try:
+        if not where.exists():
+            return None
         payload = read_state(where)
-        words = list(payload["lexicon"]["words"])
-        stats = dict(payload["stats"])
-        return {
-            "path": str(where), "size_bytes": where.stat().st_size, "words": len(words),
-            "new_words": sum(w not in lm.vocab for w in words), "tokens": int(stats.get("tokens", 0)),
-            "lines": int(stats.get("lines", 0)), "updated": stats.get("updated", ""),
-            "cached_positions": int(payload["cache"]["ids"].numel()),
-            "adapted": payload["adapter"] is not None,
-            "adapted_top_layer": payload.get("top") is not None,
-        }
-    except (CheckpointError, KeyError, TypeError, ValueError, AttributeError) as e:
+        personal = Personal(lm, None, where, digest)
+        personal.load_payload(payload, str(where))  # every check a session makes before it uses the file
+    except OSError as e:
+        return {"path": str(where), "error": f"{where}: cannot read ({e.strerror or e})"}
+    except CheckpointError as e:
         return {"path": str(where), "error": str(e)}
+    stats = personal.stats
+    return {
+        "path": str(where), "size_bytes": where.stat().st_size, "words": personal.words,
+        "new_words": personal.new_words, "tokens": stats.tokens, "lines": stats.lines, "updated": stats.updated,
+        "cached_positions": int(payload["cache"]["ids"].numel()),
+        "adapted": payload["adapter"] is not None,
+        "adapted_top_layer": payload.get("top") is not None,
+    }
 
 
 def cmd_learn(args: argparse.Namespace) -> int:

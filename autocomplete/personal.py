@@ -1007,6 +1007,11 @@ class Personal:
                 lam = self.config.cache_weight
             stats = Stats(**{f.name: payload["stats"].get(f.name, Stats.__dataclass_fields__[f.name].default)
                              for f in fields(Stats)})
+            counted = (stats.lines, stats.tokens, stats.steps)
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counted):
+                raise ValueError("stats counts")
+            if not all(isinstance(t, str) and t.isprintable() and len(t) <= 40 for t in (stats.created, stats.updated)):
+                raise ValueError("stats times")
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({e})") from None
         with self._lock:

@@ -633,3 +633,19 @@ def test_the_piped_session_reads_utf8_whatever_the_locale_says(trained_model_pat
     proc = subprocess.run([sys.executable, "-m", "autocomplete", "--model", str(trained_model_path)],
                           input="日本語 café my lord\n".encode(), capture_output=True, env=env, timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in proc.stderr and proc.stdout.count(b"%") >= 1
+
+
+def test_info_checks_a_saved_state_as_a_session_would(capsys, trained_model_path, tmp_path):
+    from autocomplete import checkpoint
+    from autocomplete.personal import read_state
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my friend Zorblax\n")
+    run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    code, out, _ = run(capsys, "info", str(trained_model_path), "--json")
+    state = Path(json.loads(out)["personal"]["path"])
+    payload = read_state(state)
+    payload["stats"]["updated"] = "\x1b[2J"  # a crafted file: a session sets it aside, info must not print it
+    checkpoint.save_payload(payload, state)
+    code, out, _ = run(capsys, "info", str(trained_model_path))
+    assert code == 0 and "unreadable: " in out and "(stats times)" in out and "\x1b" not in out

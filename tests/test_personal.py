@@ -666,3 +666,17 @@ def test_a_personal_folder_that_cannot_be_searched_leaves_the_model_working(trai
     assert warning.endswith("personal: cannot read (Permission denied); what is learned is not saved")
     assert not personal.saving and personal.path is None
     assert Predictor(lm, personal=personal).suggest("my lord ", 3)
+
+
+@pytest.mark.parametrize("field, value", [("lines", "x"), ("tokens", -1), ("updated", "\x1b[2J"), ("created", 5)])
+def test_a_saved_state_with_crafted_stats_is_set_aside(trained_model_path, field, value):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    payload = read_state(personal.path)
+    payload["stats"][field] = value
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(lm)
+    again.close()
+    assert "personal state is incomplete or inconsistent (stats" in warning and again.words == 0
