@@ -218,6 +218,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         corpus = cache.corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
     else:
         corpus = data.load_corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
+    if valid_sources and corpus.valid is None:  # asked for, and nothing there: never train without saying so
+        names = ", ".join(source.name for source in valid_sources)
+        raise ConfigError(f"{names}: no text to validate on (--valid is empty or whitespace only)")
     s = corpus.stats
     log(
         f"corpus: {s.files} file(s), {s.utterances:,} utterances, {s.tokens:,} tokens; vocabulary {len(vocab):,} "

@@ -649,3 +649,11 @@ def test_info_checks_a_saved_state_as_a_session_would(capsys, trained_model_path
     checkpoint.save_payload(payload, state)
     code, out, _ = run(capsys, "info", str(trained_model_path))
     assert code == 0 and "unreadable: " in out and "(stats times)" in out and "\x1b" not in out
+
+
+def test_train_refuses_a_validation_text_with_nothing_in_it(capsys, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n\n")
+    out = tmp_path / "m.pt"
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "--valid", str(empty), "-o", str(out), "--epochs", "1")
+    assert code == 1 and "no text to validate on" in err and not out.exists()
