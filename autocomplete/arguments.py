@@ -19,6 +19,13 @@ EXIT_USAGE = 2
 # ---- argument types: a bad value is a one-line usage error with the valid range -----------------------------------
 
 
+def _path(text: str) -> Path:
+    """A file or folder named on the command line: an empty one (``-m ""``) is a usage error, not the folder ``.``."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def _number(kind: type, low: float | None, high: float | None, what: str, low_open: bool = False):  # type: ignore[no-untyped-def]
     def parse(text: str):  # type: ignore[no-untyped-def]
         try:
@@ -84,7 +91,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
     if model:
-        p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+        p.add_argument("--model", "-m", type=_path, help="model file (default: the shipped model)")
     p.add_argument("--no-quantize", action="store_true",
                    help="run the model with its float weights instead of int8 (slower, the same quality)")
     p.add_argument("--threads", type=threads, default=None,
@@ -145,7 +152,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                    help="text files, folders of .txt files, or - for standard input; PATH=STYLE (e.g. books/=prose "
                         "chats/=dialogue) starts each of its utterances with a style token the session can ask for "
                         "(--style, :style)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    p.add_argument("-o", "--output", type=_path, required=True, help="model file to write")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.resume after an interruption")
     p.add_argument("--resume-anyway", action="store_true",
                    help="--resume even though the corpus, validation text or settings differ from the saved run's "
@@ -174,7 +181,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--min-count", type=positive_int, default=None,
                    help="drop rarer words (default: 1 below 1,000 tokens, else 2; with --from, new words' minimum: "
                         "1 below 20,000 tokens, else 2)")
-    g.add_argument("--cache-dir", type=Path, default=None,
+    g.add_argument("--cache-dir", type=_path, default=None,
                    help="where the tokenised corpus is kept and reused (default: token-cache in the data folder)")
     g.add_argument("--no-cache", action="store_true",
                    help="tokenise into memory instead of the cache (small corpora; nothing written)")
@@ -290,7 +297,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         "run; the session and every program using the model pick it up at their next start.",
     )
     p.add_argument("text", nargs="+", help="text files, folders of .txt files, or - for standard input")
-    p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+    p.add_argument("--model", "-m", type=_path, help="model file (default: the shipped model)")
     p.add_argument("--style", default=None, metavar="STYLE",
                    help="the style to read the text in, for a model trained with styles (e.g. prose, dialogue, tech; "
                         "default prose, as the session's type mode reads what you write); ignored by models without "
@@ -306,7 +313,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         "forget", help="erase what the model learned from you",
         description="Remove the personal state (your words, recent text, adapted weights) saved for a model.",
     )
-    p.add_argument("--model", "-m", type=Path, help="model file (default: the shipped model)")
+    p.add_argument("--model", "-m", type=_path, help="model file (default: the shipped model)")
     p.add_argument("--all", action="store_true", help="for every model, not only this one")
 
     p = sub.add_parser(
@@ -314,9 +321,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         description="What a model file holds: its network and vocabulary, the text it was trained on, how long, and "
                     "its validation curve (to see whether training converged), and what it learned from you.",
     )
-    p.add_argument("model_file", nargs="?", type=Path, default=None, metavar="MODEL",
+    p.add_argument("model_file", nargs="?", type=_path, default=None, metavar="MODEL",
                    help="model file (default: the shipped model)")
-    p.add_argument("--model", "-m", type=Path, default=None, metavar="MODEL",
+    p.add_argument("--model", "-m", type=_path, default=None, metavar="MODEL",
                    help="the same, as predict, generate and eval take it")
     p.add_argument("--json", action="store_true",
                    help="everything the file records (settings, vocabulary size, training metadata) as JSON")
@@ -326,15 +333,15 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         description="Rewrite a model file with its weights stored another way. int8 keeps each weight matrix as int8 "
         "rows with one scale per row (about a quarter of float32; loaded back as float32) and the rest as float16.",
     )
-    p.add_argument("source", type=Path, metavar="MODEL")
-    p.add_argument("-o", "--output", type=Path, required=True, help="file to write (may be MODEL itself)")
+    p.add_argument("source", type=_path, metavar="MODEL")
+    p.add_argument("-o", "--output", type=_path, required=True, help="file to write (may be MODEL itself)")
     p.add_argument("--to", choices=["int8", "float16", "float32"], default="int8", help="storage (default int8)")
 
     p = sub.add_parser(
         "cache", help="list or clear the token cache that training keeps",
         description="List the tokenised corpora that `autocomplete train` cached, or remove them.",
     )
-    p.add_argument("--cache-dir", type=Path, default=None, help="the cache folder (default: token-cache in the data folder)")
+    p.add_argument("--cache-dir", type=_path, default=None, help="the cache folder (default: token-cache in the data folder)")
     p.add_argument("--clear", action="store_true", help="remove the entries (those a running training reads are kept)")
     p.add_argument("--older-than", type=_number(float, 0, None, "days"), default=None, metavar="DAYS",
                    help="with --clear: only entries not used for this many days")

@@ -97,3 +97,10 @@ def test_eval_and_predict_take_the_same_range_of_suggestions(capsys, command):
     err = capsys.readouterr().err
     assert exit.value.code == EXIT_USAGE
     assert "argument -k: suggestions must be an integer in [1, 100], got 1000000000 (out of range)" in err
+
+
+@pytest.mark.parametrize("argv", [["predict", "x", "-m", ""], ["train", "a.txt", "-o", ""], ["convert", "", "-o", "b.pt"]])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys, argv):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(argv)
+    assert exit.value.code == EXIT_USAGE and "an empty path" in capsys.readouterr().err
