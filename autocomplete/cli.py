@@ -259,7 +259,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         if cache is not None:
             cache.release()  # the ids are no longer read: `autocomplete cache --clear` may remove them
     if result.interrupted:  # the other ranks are being stopped too: exiting is enough, the group goes with us
-        return EXIT_INTERRUPTED
+        # as a shell reports the signal that stopped it: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
+        return 128 + trainer.stop_signal if trainer.stop_signal else EXIT_INTERRUPTED
     shutdown_distributed()  # after a clean finish only: leaving waits for the other ranks
     elapsed = f"{time.time() - started:.0f} s"
     if not result.written and result.kept_loss is not None:
