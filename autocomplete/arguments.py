@@ -381,6 +381,8 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
                     if option in ("--mode", "--plain", "--no-history"):
                         parser.error(f"{option} is for the interactive session (no COMMAND), not `{args.command}`")
                     parser.error(f"`{args.command}` takes no {option}")
+    if parser is not None and args.command == "cache" and args.older_than is not None and not args.clear:
+        parser.error("cache --older-than goes with --clear")
     if args.threads is None and args.command != "train":
         args.threads = 1
     return args

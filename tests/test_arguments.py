@@ -104,3 +104,11 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys, argv):
     with pytest.raises(SystemExit) as exit:
         build_parser().parse_args(argv)
     assert exit.value.code == EXIT_USAGE and "an empty path" in capsys.readouterr().err
+
+
+def test_cache_older_than_without_clear_is_a_usage_error(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit:
+        resolve(parser.parse_args(["cache", "--older-than", "5"]), parser)
+    assert exit.value.code == EXIT_USAGE and "--older-than goes with --clear" in capsys.readouterr().err
+    assert resolve(parser.parse_args(["cache", "--clear", "--older-than", "5"]), parser).older_than == 5
