@@ -382,7 +382,8 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
                         parser.error(f"{option} is for the interactive session (no COMMAND), not `{args.command}`")
                     parser.error(f"`{args.command}` takes no {option}")
     if parser is not None and args.command == "cache" and args.older_than is not None and not args.clear:
-        parser.error("cache --older-than goes with --clear")
+        subcommands = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+        subcommands.choices["cache"].error("--older-than goes with --clear")  # type: ignore[index]
     if args.threads is None and args.command != "train":
         args.threads = 1
     return args

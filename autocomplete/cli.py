@@ -651,7 +651,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if p is None:
         _out(f"  {'learned from you':<18}nothing yet")
     elif "error" in p:
-        _out(f"  {'learned from you':<18}unreadable: {p['error']}")
+        _out(f"  {'learned from you':<18}not used: {p['error']}")
     else:
         _out(f"  {'learned from you':<18}{_count(p['words'], 'word')} ({p['new_words']:,} new to the model) from "
              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")

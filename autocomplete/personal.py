@@ -1012,7 +1012,9 @@ class Personal:
                 raise ValueError("stats counts")
             if not all(isinstance(t, str) and t.isprintable() and len(t) <= 40 for t in (stats.created, stats.updated)):
                 raise ValueError("stats times")
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        except KeyError as e:
+            raise CheckpointError(f"{where}: personal state is incomplete (no {e.args[0]!s})") from None
+        except (TypeError, ValueError, AttributeError, RuntimeError) as e:
             raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({e})") from None
         with self._lock:
             self._reset()

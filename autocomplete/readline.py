@@ -144,6 +144,8 @@ def install(
         from autocomplete.predictor import load
 
         predictor = load(mode="code", save=learn)  # a readline program reads commands
+        if predictor.personal is not None and predictor.personal.warning:  # e.g. a session holds the state
+            print(printable(f"autocomplete: warning: {predictor.personal.warning}"), file=sys.stderr)
     completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
     if learn:  # the lines read since the last Tab are learned too (before the state is saved at exit)
         atexit.register(completer._absorb_history)

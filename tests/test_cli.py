@@ -576,7 +576,7 @@ def test_a_corrupt_personal_state_is_a_warning_not_a_failure(capsys, trained_mod
     with open(state, "r+b") as f:
         f.truncate(100)
     code, out, _ = run(capsys, "info", str(trained_model_path))
-    assert code == 0 and "unreadable" in out
+    assert code == 0 and "not used: " in out and "truncated or corrupt" in out
     code, out, err = run(capsys, "predict", "hear me", "--next", "--model", str(trained_model_path))
     assert code == 0 and err.startswith("autocomplete: warning:") and err.count("\n") == 1
 
@@ -648,7 +648,7 @@ def test_info_checks_a_saved_state_as_a_session_would(capsys, trained_model_path
     payload["stats"]["updated"] = "\x1b[2J"  # a crafted file: a session sets it aside, info must not print it
     checkpoint.save_payload(payload, state)
     code, out, _ = run(capsys, "info", str(trained_model_path))
-    assert code == 0 and "unreadable: " in out and "(stats times)" in out and "\x1b" not in out
+    assert code == 0 and "not used: " in out and "(stats times)" in out and "\x1b" not in out
 
 
 def test_train_refuses_a_validation_text_with_nothing_in_it(capsys, tmp_path):

@@ -170,3 +170,21 @@ def test_the_lines_read_after_the_last_tab_are_learned_when_the_program_exits(tr
     info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
                           capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
+
+
+def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_learn_into(trained_model_path, tmp_path):
+    import subprocess
+
+    from autocomplete import checkpoint
+    from autocomplete.personal import model_hash, state_path
+
+    from .conftest import held_by_another_program
+
+    state = state_path(checkpoint.load(trained_model_path), model_hash(trained_model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    script = "import autocomplete.readline\nautocomplete.readline.install()\n"
+    env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path)}
+    with held_by_another_program(state):
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr.startswith("autocomplete: warning: another autocomplete session")
+    assert "kept in memory only" in proc.stderr and proc.stderr.count("\n") == 1

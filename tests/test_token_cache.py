@@ -292,4 +292,4 @@ def test_the_cache_command_lists_and_clears_only_what_is_old_enough(tmp_path, co
     assert [e.kind for e in TokenCache(folder).entries()] == ["token ids"]
     with pytest.raises(SystemExit) as exit:  # a usage error
         main(["cache", "--cache-dir", str(folder), "--older-than", "5"])
-    assert exit.value.code == 2 and "cache --older-than goes with --clear" in capsys.readouterr().err
+    assert exit.value.code == 2 and "autocomplete cache: error: --older-than goes with --clear" in capsys.readouterr().err
