@@ -755,12 +755,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         learned = personal.stats.tokens - before_tokens
         if learned and personal.save():
             _err(f"autocomplete: stopped; the {learned:,} tokens learned until then are saved in {personal.path}")
-        personal.close()
         raise
+    finally:
+        personal.close()  # saved, and the state free for a session to learn into
     if personal.stats.tokens == before_tokens:
-        personal.close()
         raise ConfigError("the text holds no words to learn")
-    personal.close()  # saved, and the state free for a session to learn into
     if stats.replaced_bytes:
         _err(f"autocomplete: warning: {_replaced(stats)}")
     print(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "

@@ -496,7 +496,7 @@ class Personal:
             pointed = self._pointers(h, cache, line) if lam else None
             if pointed is None:
                 return logp, unknown, None
-            weights, ids, seen = pointed
+            weights, ids, _ = pointed
             # the cache's share: λ times what its weights hold (positions with nothing to point at have none; the
             # sentinel's part goes back to the model)
             share = lam * weights.sum(1, keepdim=True)
@@ -535,8 +535,8 @@ class Personal:
             line_scores = (self.config.flatness * (h @ keys.T)).masked_fill(~visible, float("-inf"))
             scores = torch.cat([scores, line_scores], 1)
             ids = torch.cat([ids, line_ids])
-        seen = torch.isfinite(scores).sum(1)  # (T,) positions each can point at
-        some = (seen > 0).unsqueeze(1)
+        seen = torch.isfinite(scores).any(1)  # (T,) positions with anything to point at
+        some = seen.unsqueeze(1)
         scores = scores.masked_fill(~some, 0.0)
         if self.config.sentinel:  # its weight is left out: what the cache does not point at goes back to the model
             none = self.config.flatness * self.config.sentinel * (h * h).sum(1, keepdim=True)
@@ -567,7 +567,7 @@ class Personal:
             # the cache's component: its pointers, and the sentinel's part, which gives back the model's distribution
             own = lam * ((1 - weights.sum(1)) * p_model + p_cache)
             r = own / ((1 - lam) * p_model + own).clamp_min(1e-30)
-        for responsibility in r[seen > 0].tolist():
+        for responsibility in r[seen].tolist():
             lam += rate * (responsibility - lam)
         self.cache_weight = min(max(lam, _LAMBDA_RANGE[0]), _LAMBDA_RANGE[1])
 
