@@ -96,9 +96,9 @@ class LearnConfig:
     cache_weight: float = 0.1  # λ: the cache's share of the next-word distribution at first (0 switches the cache off)
     cache_rate: float = 0.003  # how fast λ follows the user's text (online EM, per token; 0: λ stays as set)
     flatness: float = 1.0  # θ: how sharply the cache prefers positions whose features resemble the current ones
-    # the latest positions the cache never points at: adjacent LSTM outputs resemble each other most, so the entry of
-    # the word just typed would have the cache repeat it ("He was very very")
-    skip_recent: int = 1
+    # the latest positions the cache never points at: nearby LSTM outputs resemble each other most, so the entries
+    # of the last words typed would have the cache repeat them ("He was very very", "He was very much very")
+    skip_recent: int = 2
     # a "none of these" position the cache may point at instead, scored this share of the current features' squared
     # norm: where no earlier position resembles the current one that much (a first line's words, when the text is
     # about something else), the cache's share goes back to the model, instead of a tenth of every prediction going
