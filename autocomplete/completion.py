@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prompt_toolkit.application import Application
-from prompt_toolkit.application.current import get_app, get_app_or_none
+from prompt_toolkit.application.current import get_app, get_app_or_none, set_app
 from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -482,6 +482,45 @@ class LanguageModelAutoSuggest(AutoSuggest):
         state = self.state(buffer)
         text = self.model_text(buffer.document)
         return text is not None and state.sample_for == text and state.sample is not None and buffer.suggestion is not None
+
+
+def show_learned(app: Application[Any], buffer: Buffer, suggest: LanguageModelAutoSuggest) -> None:
+    """The predictor's answers changed while ``buffer`` waits for a key (its learner finished a line): recompute an
+    open menu that has no selection and the grey text (unless cycled or sampled), so both show the new numbers."""
+    if suggest.context(buffer.document) is None:
+        return  # the host's own suggestions and menu (in code): not ours to recompute
+    completing = buffer.complete_state
+    if completing is not None and completing.complete_index is None:
+        buffer.cancel_completion()  # an open menu is never recomputed (prompt_toolkit): a new one
+        buffer.start_completion(select_first=False)
+    if suggest.state(buffer).index == 0 and not suggest.sampling(buffer):
+        suggest.refresh(buffer)
+    app.invalidate()
+
+
+def follow_learning(app: Application[Any], suggest: LanguageModelAutoSuggest) -> Callable[[], None]:
+    """Have ``app`` show what ``suggest``'s predictor learns as soon as it is learned, whenever it runs (a host's
+    application that runs once per prompt, as IPython's and ptpython's do); returns the function that stops it.
+    A line is learned in the background after it is run, often while the next is being typed."""
+    predictor = suggest.predictor
+    personal = predictor.personal
+    if personal is None:
+        return lambda: None
+    seen = [predictor.answers_version]
+
+    def update() -> None:  # in the application's event loop
+        if predictor.answers_version == seen[0] or not app.is_running:
+            return
+        seen[0] = predictor.answers_version
+        with set_app(app):
+            show_learned(app, app.current_buffer, suggest)
+
+    def learned() -> None:  # in the learner's thread: return at once
+        loop = app.loop
+        if app.is_running and loop is not None:
+            loop.call_soon_threadsafe(update)
+
+    return personal.watch(learned)
 
 
 class LanguageModelCompleter(Completer):

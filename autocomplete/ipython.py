@@ -8,7 +8,12 @@ the alternatives, Ctrl-T a sampled continuation) and the word menu on Tab. Every
 its own history suggestions, Jedi completion, and Tab that indents in leading whitespace. The model is
 ``$AUTOCOMPLETE_MODEL`` or the shipped one; each shell gets its own session over weights loaded once per process.
 
-    %autocomplete off | on | temp 0.7 | status
+    %autocomplete off | on | temp 0.7 | learn [on|off] | forget | status
+
+The prose of each cell you run (its comments, strings and docstrings, never its code) becomes context for the next
+and is learned into your personal state, as the terminal session learns your lines: a name written in one cell is
+offered in the next. A cell that starts with a space is not learned; ``%autocomplete learn off`` pauses learning;
+``%autocomplete forget`` erases what was learned (``autocomplete forget`` refuses while this shell holds it).
 
 The plugin takes the place of IPython's suggester, completer and key bindings with wrappers that hand everything
 outside prose back to them. IPython replaces those objects when its configuration changes (``%config
@@ -23,6 +28,7 @@ from typing import Any
 
 from prompt_toolkit.key_binding import KeyBindingsBase, merge_key_bindings
 
+from autocomplete.completion import follow_learning
 from autocomplete.python_shell import PythonGuest, start_guest
 
 # the shell settings after whose change IPython installs a new suggester or new key bindings
@@ -37,6 +43,7 @@ class _Plugin:
         self.keys: KeyBindingsBase | None = None  # the merged bindings we installed
         self.originals: tuple[Any, Any, Any] | None = None  # IPython's suggester, completer and bindings
         self.hidden_magic: tuple[Any, Any] = (None, None)  # a line magic named autocomplete that ours hides
+        self.unfollow = follow_learning(shell.pt_app.app, guest.suggest)  # a cell learned shows in the next at once
 
     def install(self, *_: object) -> None:
         """Put the guest in front of whatever IPython has installed now (idempotent)."""
@@ -66,6 +73,8 @@ class _Plugin:
         self.guest.enabled = False  # its handler on the buffer stays attached: it now finds nothing to do
         self.shell.unobserve(self.install, names=_WATCHED)
         self.shell.events.unregister("post_run_cell", self.install)
+        self.shell.events.unregister("post_run_cell", self.ran)
+        self.unfollow()
         self.remove_magic()
         if app is not None and self.originals is not None:
             app.auto_suggest, app.completer, app.key_bindings = self.originals
@@ -92,6 +101,12 @@ class _Plugin:
         elif getattr(manager.user_magics, "autocomplete", None) == self.magic:
             delattr(manager.user_magics, "autocomplete")
 
+    def ran(self, result: Any) -> None:
+        """After each cell: what it held is the user's text (``post_run_cell`` passes IPython's ExecutionResult)."""
+        source = getattr(getattr(result, "info", None), "raw_cell", None)
+        if isinstance(source, str):
+            self.guest.ran(source)
+
     def magic(self, line: str) -> None:
         print(self.guest.command(line))
 
@@ -113,6 +128,7 @@ def load_ipython_extension(shell: Any) -> None:
     plugin.install()
     shell.observe(plugin.install, names=_WATCHED)
     shell.events.register("post_run_cell", plugin.install)
+    shell.events.register("post_run_cell", plugin.ran)
     plugin.add_magic()
 
 

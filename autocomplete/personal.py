@@ -154,6 +154,29 @@ def private(line: str) -> bool:
     return line[:1].isspace()
 
 
+def describe(personal: Personal, unsaved_why: str | None = None) -> str:
+    """What ``personal`` holds and where it goes, in one line (``:learn``, ``%autocomplete learn``): whether it
+    learns, its words and tokens, and where it is saved or why it is kept in memory only (``unsaved_why``: the
+    caller's own reason not to save, such as ``--no-history``, where it has one)."""
+    personal.wait()
+    state = "on" if personal.enabled else "off (what was learned still helps)"
+    if personal.path is None:  # a model held in memory; or a saved state left alone (said at the start)
+        where = "; kept in memory only (see the warning at the start)" if personal.warning else ""
+    elif personal.saving:
+        where = f"; saved in {personal.path}"
+    else:  # not saving: the caller's choice, another process saving into it, or a folder that cannot be written
+        if unsaved_why:
+            why = unsaved_why
+        elif personal.held_by is not None:
+            why = f"another autocomplete session or program{personal.held_by} saves into it"
+        else:
+            why = f"{personal.path.parent} cannot be written"
+        where = f"; kept in memory only ({why})"
+    error = f"\n{personal.error}" if personal.error else ""
+    return (f"learning {state}: {personal.words:,} words ({personal.new_words:,} new to the model) from "
+            f"{personal.stats.tokens:,} tokens{where}{error}")
+
+
 # ---- the three parts ------------------------------------------------------------------------------------------
 
 
@@ -1202,7 +1225,7 @@ def _remove(path: Path) -> None:
         raise CheckpointError(f"{path}: could not remove ({e.strerror or e})") from None
 
 
-_QUIT_FIRST = ": quit it first (or, in a session, use :forget there)"
+_QUIT_FIRST = ": quit it first (or use :forget in the session, %autocomplete forget in IPython)"
 
 
 def erase_states(paths: Sequence[Path]) -> list[Path]:

@@ -2,7 +2,8 @@
 with), or in code (where a host's own completion should answer).
 
 :func:`prose_before_cursor` reads the source up to the cursor and returns the prose the cursor is in, as the model
-should read it, or None in code. It is a small scanner rather than :mod:`tokenize` because the text being edited is
+should read it, or None in code; :func:`prose_in` returns all the prose of a finished piece of source (what a shell
+learns from a cell it ran). It is a small scanner rather than :mod:`tokenize` because the text being edited is
 incomplete by nature: the string under the cursor is unterminated, a bracket is still open, an f-string's
 replacement field is half typed. The scanner knows comments, string prefixes (``r``, ``b``, ``f``, ``t`` and their
 combinations), triple quotes, backslash escapes and f-string replacement fields (nested quotes included, as Python
@@ -22,7 +23,8 @@ The prose always ends with the characters right before the cursor, so completion
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 _PREFIX_LETTERS = frozenset("rbuftRBUFT")
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -36,13 +38,20 @@ class _Code:
 
     field: bool = False
     depth: int = 0
+    start: int = 0  # where a replacement field's ``{`` is
 
 
 @dataclass
 class _String:
     quote: str  # ', ", ''' or """
-    formatted: bool  # an f-string (or t-string): braces open replacement fields
+    prefix: str  # its prefix letters in lower case (``f``, ``rb``...)
     start: int  # index of the first character of the content
+    fields: list[tuple[int, int]] = field(default_factory=list)  # its replacement fields so far, ``{`` to ``}``
+
+    @property
+    def formatted(self) -> bool:
+        """An f-string (or t-string): braces open replacement fields."""
+        return "f" in self.prefix or "t" in self.prefix
 
 
 def prose_before_cursor(source: str) -> str | None:
@@ -50,9 +59,34 @@ def prose_before_cursor(source: str) -> str | None:
     return _prose(source)
 
 
+def prose_in(source: str) -> list[str]:
+    """The prose of a whole piece of source (a cell a shell ran), one item per paragraph as it was written: a block
+    of comment lines as one, each paragraph of a triple-quoted string, each one-line string that holds a space (the
+    text between its replacement fields, its escapes read). Left out: one-word comments (``# noqa``), bytes, and a
+    string still open at the end."""
+    pieces: list[str] = []
+    _scan(source, pieces)
+    return [" ".join(piece.split()) for piece in pieces if len(piece.split()) > 1]
+
+
 @functools.lru_cache(maxsize=64)
 def _prose(source: str) -> str | None:
+    frame, comment_at = _scan(source)
+    if comment_at is not None:
+        return _comment(source, comment_at)
+    if isinstance(frame, _Code):
+        return None
+    content = source[frame.start :]
+    if len(frame.quote) == 3:
+        return _paragraphs(content)
+    return content if any(ch.isspace() for ch in content) else None
+
+
+def _scan(source: str, pieces: list[str] | None = None) -> tuple[_Code | _String, int | None]:
+    """Read ``source`` to its end: the frame it ends in, and where the comment it ends in starts (None if it does
+    not end in one). With ``pieces``, the prose of each comment and string finished on the way is appended to it."""
     stack: list[_Code | _String] = [_Code()]
+    block_line = -2  # the line of the last comment with a line to itself (the next line's continues its paragraph)
     i, n = 0, len(source)
     while i < n:
         frame = stack[-1]
@@ -62,6 +96,8 @@ def _prose(source: str) -> str | None:
                 i += 2
             elif source.startswith(frame.quote, i):
                 stack.pop()
+                if pieces is not None:
+                    pieces.extend(_string_prose(source, frame, i))
                 i += len(frame.quote)
             elif c == "\n" and len(frame.quote) == 1:
                 stack.pop()  # an unterminated one-line string ends at the line end (a syntax error, not our business)
@@ -70,19 +106,29 @@ def _prose(source: str) -> str | None:
                 if source.startswith("{{", i):
                     i += 2
                 else:
-                    stack.append(_Code(field=True))
+                    stack.append(_Code(field=True, start=i))
                     i += 1
             else:
                 i += 1
             continue
         if c == "#":
             end = source.find("\n", i)
-            if end < 0:
-                return _comment(source, i)
+            if end < 0 and pieces is None:
+                return frame, i  # the cursor is in this comment
+            end = n if end < 0 else end
+            if pieces is not None:
+                line = source.count("\n", 0, i)
+                alone = not source[source.rfind("\n", 0, i) + 1 : i].strip()
+                text = source[i:end].lstrip("#").strip()
+                if alone and text and line == block_line + 1:
+                    pieces[-1] += " " + text
+                else:
+                    pieces.append(text)
+                block_line = line if alone and text else -2
             i = end + 1
         elif c in "'\"":
             quote = c * 3 if source.startswith(c * 3, i) else c
-            stack.append(_String(quote, _is_formatted(source, i), i + len(quote)))
+            stack.append(_String(quote, _prefix(source, i), i + len(quote)))
             i += len(quote)
         elif frame.field and c in _OPENERS:
             frame.depth += 1
@@ -90,28 +136,52 @@ def _prose(source: str) -> str | None:
         elif frame.field and c in _CLOSERS:
             if frame.depth == 0 and c == "}":
                 stack.pop()  # back in the f-string
+                string = stack[-1]
+                assert isinstance(string, _String)
+                string.fields.append((frame.start, i + 1))
             else:
                 frame.depth = max(0, frame.depth - 1)
             i += 1
         else:
             i += 1
-    frame = stack[-1]
-    if isinstance(frame, _Code):
-        return None
-    content = source[frame.start :]
-    if len(frame.quote) == 3:
-        return _paragraphs(content)
-    return content if any(ch.isspace() for ch in content) else None
+    return stack[-1], None
 
 
-def _is_formatted(source: str, quote_at: int) -> bool:
-    """Whether the quote at ``quote_at`` opens an f-string (or t-string), from the prefix letters before it."""
+def _string_prose(source: str, string: _String, end: int) -> list[str]:
+    """The prose of the string whose content ends at ``end``: the text between its replacement fields, escapes
+    read; one item per paragraph of a triple-quoted string; nothing for bytes or a one-line string without a space."""
+    if "b" in string.prefix:
+        return []
+    parts, at = [], string.start
+    for start, stop in string.fields:
+        parts.append(source[at:start])
+        at = stop
+    parts.append(source[at:end])
+    text = " ".join(parts if "r" in string.prefix else map(_unescape, parts))
+    if len(string.quote) == 3:
+        return _paragraphs(text + "\n").split("\n")
+    return [text] if any(ch.isspace() for ch in text.strip()) else []
+
+
+def _unescape(text: str) -> str:
+    """A string's escapes as its reader sees them: quotes and backslashes as themselves, a line continuation as
+    nothing, any other escape (a newline, a tab, a character code) as a space, never as letters glued to a word."""
+    return _ESCAPE.sub(lambda m: _KEPT.get(m.group(1), " "), text)
+
+
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|u[0-9a-fA-F]{1,4}|U[0-9a-fA-F]{1,8}|N\{[^}]*\}|[0-7]{1,3}|.)", re.DOTALL)
+_KEPT = {"'": "'", '"': '"', "\\": "\\", "\n": ""}
+
+
+def _prefix(source: str, quote_at: int) -> str:
+    """The prefix letters of the string whose quote is at ``quote_at``, in lower case ("" where the letters before
+    the quote end a name: ``elif"``)."""
     j = quote_at
     while j > 0 and source[j - 1] in _PREFIX_LETTERS and quote_at - j < 2:
         j -= 1
     if j > 0 and (source[j - 1].isalnum() or source[j - 1] == "_"):
-        return False  # the letters end a name (``elif"``), they are no prefix
-    return any(ch in "fFtT" for ch in source[j:quote_at])
+        return ""
+    return source[j:quote_at].lower()
 
 
 def _comment(source: str, hash_at: int) -> str:

@@ -1,6 +1,8 @@
 """What the IPython and ptpython plugins share: the model loaded once per process, a session per shell, and the
 adapters wired as guests of a Python shell (the model in comments, strings and docstrings; the shell's own
-suggestions, completion and keys everywhere else)."""
+suggestions, completion and keys everywhere else). The prose of each input the shell runs becomes context for the
+next and is learned into the user's personal state (:mod:`autocomplete.personal`), as a session learns its lines;
+code is never learned."""
 
 from __future__ import annotations
 
@@ -24,26 +26,32 @@ from autocomplete.completion import (
 )
 from autocomplete.errors import AutocompleteError
 from autocomplete.paths import MODEL_ENV
+from autocomplete.personal import describe, private
 from autocomplete.predictor import Predictor, load
+from autocomplete.python_prose import prose_in
 from autocomplete.settings import SamplingConfig
+from autocomplete.tokenizer import printable
 
-USAGE = "usage: %autocomplete on|off|temp T|status"
+USAGE = "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
+PROSE_PER_INPUT = 1 << 16  # characters of one input's prose learned at most: more is a paste (`autocomplete learn`)
 
-_loaded: dict[str, Predictor] = {}
+_loaded: dict[tuple[str, bool], Predictor] = {}
 _loading = threading.Lock()
 
 
-def shell_session(model: str | Path | None = None) -> Predictor:
+def shell_session(model: str | Path | None = None, learn: bool = True) -> Predictor:
     """A new context (its own committed text and caches) over the model at ``model`` (default: $AUTOCOMPLETE_MODEL
-    or the shipped one), whose weights are loaded once per process however many shells ask."""
+    or the shipped one), whose weights are loaded once per process however many shells ask. With ``learn`` the
+    process learns into the user's personal state and holds it (as a session does; if another program holds it,
+    this one learns in memory only and says so once); without, it uses what was learned and holds nothing."""
     key = str(Path(model).expanduser()) if model is not None else os.environ.get(MODEL_ENV, "")
     with _loading:
-        base = _loaded.get(key)
-        if base is None:
-            # comments and docstrings: technical writing
-            # what was learned is used; the shells' code is never learned, so the state is not held nor saved (a
-            # session or `learn` may save into it meanwhile)
-            base = _loaded[key] = load(Path(key) if key else None, threads=None, mode="code", save=False)
+        base = _loaded.get((key, learn))
+        if base is None:  # comments and docstrings: technical writing
+            base = load(Path(key) if key else None, threads=None, mode="code", save=learn)
+            _loaded[key, learn] = base
+            if learn and base.personal is not None and base.personal.warning:
+                print(printable(f"autocomplete: warning: {base.personal.warning}"))
     return base.session()
 
 
@@ -57,9 +65,10 @@ class PythonGuest:
     """The adapters for one Python shell. ``suggest``, ``completer`` and ``keys`` go where the host's were, with the
     host's as their ``fallback``; Tab stays the host's in leading whitespace (it indents there)."""
 
-    def __init__(self, predictor: Predictor, settings: SamplingSettings | None = None) -> None:
+    def __init__(self, predictor: Predictor, settings: SamplingSettings | None = None, learn: bool = True) -> None:
         self.enabled = True
         self.predictor = predictor
+        self.learns = learn  # the prose of each input the shell runs is learned (else only its context)
         self.suggest = LanguageModelAutoSuggest(predictor, settings, context=self.context)
         self.settings = self.suggest.settings
         self.completer = LanguageModelCompleter(predictor, self.settings, context=self.context, suggest=self.suggest)
@@ -74,8 +83,26 @@ class PythonGuest:
         self.suggest.fallback = suggest
         self.completer.fallback = completer
 
+    def ran(self, source: str) -> None:
+        """The shell ran ``source``: its prose (comments, strings, docstrings: :func:`prose_in`) becomes context for
+        the next input's and is learned, unless the plugin is off or ``source`` starts with a space (as a shell keeps
+        such a line out of its history). Never raises: a plugin must not break the shell's loop."""
+        if not self.enabled or private(source):
+            return
+        budget = PROSE_PER_INPUT
+        for piece in prose_in(source[: 4 * PROSE_PER_INPUT] + "\n"):
+            if budget <= 0:
+                break
+            piece = piece[:budget]
+            budget -= len(piece)
+            try:
+                self.predictor.commit(piece + "\n", learn=self.learns)
+            except AutocompleteError as e:
+                print(printable(f"autocomplete: error: {e}"))
+                return
+
     def command(self, arg: str) -> str:
-        """``on``, ``off``, ``temp T`` or ``status``: the one line to show the user."""
+        """``on``, ``off``, ``temp T``, ``learn [on|off]``, ``forget`` or ``status``: the one line to show the user."""
         name, _, value = arg.strip().partition(" ")
         if name == "off":
             self.enabled = False
@@ -89,18 +116,39 @@ class PythonGuest:
             except AutocompleteError as e:
                 return f"autocomplete: {e}"
             return f"autocomplete: temperature = {self.settings.temperature:g}"
+        if name == "learn":
+            return self._learn(value.strip())
+        if name == "forget" and not value.strip():
+            personal = self.predictor.personal
+            if personal is None:
+                return "autocomplete: nothing learned is used here: nothing to forget"
+            try:
+                personal.forget()
+            except AutocompleteError as e:
+                return printable(f"autocomplete: {e}")
+            return "autocomplete: forgot everything learned from you; the model is as shipped"
         if name in ("", "status"):
             state = "on" if self.enabled else "off"
             return f"autocomplete: {state}, model {self.predictor.lm.name}, temperature {self.settings.temperature:g}"
         return USAGE
 
+    def _learn(self, arg: str) -> str:
+        personal = self.predictor.personal
+        if arg not in ("", "on", "off"):
+            return "usage: %autocomplete learn [on|off]"
+        if personal is None or not self.learns:
+            return "autocomplete: this shell learns nothing (started with learn=False)"
+        if arg:
+            personal.enabled = arg == "on"
+        return printable(f"autocomplete: {describe(personal)}")
 
-def start_guest(model: str | Path | None = None) -> PythonGuest | None:
-    """The guest for a new shell over :func:`shell_session` (``model`` as there), or None after one line that says
-    why not (a missing or unreadable model): a plugin that cannot start leaves its shell working as it was, without
-    a traceback. The line goes to standard output, where the shell prints its own messages."""
+
+def start_guest(model: str | Path | None = None, learn: bool = True) -> PythonGuest | None:
+    """The guest for a new shell over :func:`shell_session` (``model`` and ``learn`` as there), or None after one
+    line that says why not (a missing or unreadable model): a plugin that cannot start leaves its shell working as it
+    was, without a traceback. The line goes to standard output, where the shell prints its own messages."""
     try:
-        return PythonGuest(shell_session(model))
+        return PythonGuest(shell_session(model, learn), learn=learn)
     except AutocompleteError as e:
-        print(f"autocomplete: error: {e}")
+        print(printable(f"autocomplete: error: {e}"))
         return None

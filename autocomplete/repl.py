@@ -34,10 +34,17 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bin
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
-from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, SamplingSettings, key_bindings
+from autocomplete.completion import (
+    LanguageModelAutoSuggest,
+    LanguageModelCompleter,
+    SamplingSettings,
+    key_bindings,
+    show_learned,
+)
 from autocomplete.display import percent
 from autocomplete.errors import AutocompleteError, ConfigError
 from autocomplete.paths import data_dir
+from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
 from autocomplete.predictor import Suggestion as WordSuggestion
@@ -389,27 +396,7 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         personal.enabled = arg == "on"
     elif arg:
         return CommandResult("usage: :learn on|off")
-    personal.wait()
-    state = "on" if personal.enabled else "off (what was learned still helps)"
-    if personal.path is None:  # a model held in memory; or a saved state left alone (said at the start)
-        where = "; kept in memory only (see the warning at the start)" if personal.warning else ""
-    elif personal.saving:
-        where = f"; saved in {personal.path}"
-    else:  # --no-history, another process saving into it, or a data folder that cannot be written (said at the start)
-        if not session.save:
-            why = "--no-history"
-        elif personal.held_by is not None:
-            why = f"another autocomplete session or program{personal.held_by} saves into it"
-        elif session.unsaved_why:
-            why = session.unsaved_why
-        else:
-            why = f"{personal.path.parent} cannot be written"
-        where = f"; kept in memory only ({why})"
-    error = f"\n{personal.error}" if personal.error else ""
-    return CommandResult(
-        f"learning {state}: {personal.words:,} words ({personal.new_words:,} new to the model) from "
-        f"{personal.stats.tokens:,} tokens{where}{error}"
-    )
+    return CommandResult(describe(personal, "--no-history" if not session.save else session.unsaved_why))
 
 
 def _cmd_forget(session: Session, arg: str) -> CommandResult:
@@ -582,15 +569,7 @@ def _follow_learning(session: Session, prompt: PromptSession[str]) -> None:
                 if now == seen:
                     continue
                 seen = now
-                buffer = prompt.default_buffer
-                completing = buffer.complete_state
-                if completing is not None and completing.complete_index is None:
-                    buffer.cancel_completion()  # an open menu is never recomputed (prompt_toolkit): a new one
-                    buffer.start_completion(select_first=False)
-                suggest = session.suggest
-                if suggest.state(buffer).index == 0 and not suggest.sampling(buffer):
-                    suggest.refresh(buffer)
-                app.invalidate()
+                show_learned(app, prompt.default_buffer, session.suggest)
         finally:  # the prompt ended: its task is cancelled
             stop()
 

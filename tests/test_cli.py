@@ -493,7 +493,7 @@ def test_forget_and_learn_refuse_while_a_session_learns_into_the_same_state(caps
     with held_by_another_program(state) as pid:  # a session that has not saved anything yet
         code, out, err = run(capsys, "forget", "--model", str(trained_model_path))
         assert code == 1 and out == "" and err.count("\n") == 1
-        assert f"(process {pid}) is learning into {state}: quit it first (or, in a session, use :forget there)" in err
+        assert f"(process {pid}) is learning into {state}: quit it first (or use :forget in the session, %autocomplete forget in IPython)" in err
         kept = sorted(state.parent.glob("*.pt"))
         code, out, err = run(capsys, "forget", "--all")
         assert code == 1 and "is learning into" in err and sorted(state.parent.glob("*.pt")) == kept

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .conftest import Tmux, needs_tmux
+from .conftest import Tmux, needs_tmux, wait_for
 
 pytest.importorskip("IPython")
 
@@ -147,5 +147,21 @@ def test_a_failed_ipython_load_says_why_in_one_line_and_load_ext_then_tries_agai
         screen = run_cell(term, "%load_ext autocomplete.ipython", 3)
         assert "already loaded" not in screen
         assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_a_name_written_in_one_cells_comment_is_offered_in_the_next_and_saved(tmp_path, trained_model_path):
+    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
+    try:
+        run_cell(term, "x = 1  # I met Zorblax at the harbour", 2)
+        term.send("-l", "y = 2  # then Zorb")
+        term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: y = 2  # then Zorblax")  # grey "lax"
+        status = run_magic(term, "%autocomplete learn")
+        assert status.startswith("autocomplete: learning on: 6 words (") and "saved in" in status
+        term.send("-l", "exit")
+        term.send("Enter")
+        wait_for(lambda: list((tmp_path / "personal").glob("*.pt")))  # saved when IPython ends
     finally:
         term.close()

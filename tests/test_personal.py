@@ -533,7 +533,7 @@ def test_while_one_program_learns_into_a_state_another_uses_it_but_keeps_its_own
         assert "Zorblax" in second.counts and not second.saving  # what was saved is used
         second.learn("we run Kubernetes daily\n", wait=True)
         second.save()
-        with pytest.raises(CheckpointError, match=r"is learning into .*: quit it first \(or, in a session, use :forget"):
+        with pytest.raises(CheckpointError, match=r"is learning into .*: quit it first \(or use :forget in the session"):
             second.forget()
         assert "Kubernetes" in second.counts  # a forget refused erases nothing, in memory either
     assert first.path.read_bytes() == saved  # nothing saved over the other's file

@@ -64,3 +64,21 @@ def test_ptpython_with_a_missing_model_says_so_in_one_line_and_starts_without_th
         assert "Traceback" not in screen
     finally:
         term.close()
+
+
+@needs_tmux
+def test_a_name_written_in_one_inputs_comment_is_offered_in_the_next(tmp_path, trained_model_path):
+    config = tmp_path / "config.py"
+    config.write_text(CONFIG)
+    command = [sys.executable, "-m", "ptpython", "--config-file", str(config), "--history-file", str(tmp_path / "h")]
+    env = {"AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}
+    term = Tmux(command, env)
+    try:
+        term.wait(lambda s: s.startswith(">>>") and "[F2] Menu" in s)
+        term.send("-l", "x = 1  # I met Zorblax at the harbour")
+        term.send("Enter")
+        term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
+        term.send("-l", "y = 2  # then Zorb")
+        term.wait(lambda s: last_prompt_line(s).rstrip() == ">>> y = 2  # then Zorblax")  # grey "lax"
+    finally:
+        term.close()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from autocomplete.python_prose import prose_before_cursor
+from autocomplete.python_prose import prose_before_cursor, prose_in
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,46 @@ def test_an_f_string_with_nested_quotes_returns_to_prose_after_its_field():
 
 def test_escaped_braces_do_not_open_a_field():
     assert prose_before_cursor('f"{{literal}} and so o') == "{{literal}} and so o"
+
+
+def test_a_cells_prose_is_its_comment_blocks_docstring_paragraphs_and_strings_with_spaces():
+    cell = (
+        "# This module reads the weather.\n"
+        "# It asks Okonkwo's station.\n"
+        "x = 1  # noqa\n"
+        "y = 2  # the second value\n"
+        "def f(name):\n"
+        '    """Return the weather\n'
+        "    for a city.\n"
+        "\n"
+        "    Second paragraph.\n"
+        '    """\n'
+        '    d["key"] = open("/tmp/f")\n'
+        '    return f"Hello {name}, welcome to\\nthe harbour"\n'
+    )
+    assert prose_in(cell) == [
+        "This module reads the weather. It asks Okonkwo's station.",
+        "the second value",
+        "Return the weather for a city.",
+        "Second paragraph.",
+        "Hello , welcome to the harbour",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "prose"),
+    [
+        ("s = 'don\\'t stop'", ["don't stop"]),  # an escaped quote is the quote
+        ('s = "tab\\there and\\x41gain"', ["tab here and gain"]),  # other escapes are spaces, not letters
+        ('s = r"raw \\n stays"', ["raw \\n stays"]),
+        ('s = b"some bytes here"', []),
+        ('s = f"{{literal}} braces {x!r:>{width}} end"', ["{{literal}} braces end"]),
+        ("# one\nx = 1\n# two words\n", ["two words"]),  # code between comments ends a block
+        ("# a block\n\n# another block\n", ["a block", "another block"]),
+        ('x = "open string with spaces', []),  # unfinished: left out
+        ("x = 1  # a comment that ends the cell", ["a comment that ends the cell"]),
+        ("", []),
+    ],
+)
+def test_prose_in_reads_escapes_and_leaves_out_bytes_code_and_what_is_unfinished(cell, prose):
+    assert prose_in(cell) == prose

@@ -1,0 +1,110 @@
+"""What the IPython and ptpython plugins share: a guest per shell that learns the prose of what the shell ran."""
+
+import pytest
+
+from autocomplete import checkpoint, python_shell
+from autocomplete.personal import model_hash, state_path
+from autocomplete.python_shell import start_guest
+
+from .conftest import held_by_another_program
+
+
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch):
+    """Each test is a new process as far as the plugins know: no model loaded yet."""
+    monkeypatch.setattr(python_shell, "_loaded", {})
+
+
+def open_guest(model_path, **options):
+    guest = start_guest(model_path, **options)
+    assert guest is not None
+    return guest
+
+
+def offered(guest, text):
+    return [s.word for s in guest.predictor.suggest(text, 5)]
+
+
+def test_a_shell_learns_the_prose_of_what_it_ran_and_never_its_code(trained_model_path):
+    guest = open_guest(trained_model_path)
+    try:
+        assert "Zorblax" not in offered(guest, " and then Zo")
+        guest.ran('zorvath_total = 1  # I met Zorblax at the harbour\nprint("Quuxly said hello to them")\n')
+        guest.predictor.personal.wait()
+        counts = guest.predictor.personal.counts
+        assert {"Zorblax", "Quuxly", "harbour"} <= set(counts)
+        assert not {"zorvath_total", "print", "zorvath", "total"} & set(counts)
+        assert "Zorblax" in offered(guest, " and then Zo")
+    finally:
+        guest.predictor.personal.close()
+
+
+def test_what_a_shell_learned_is_saved_and_offered_in_the_next_one(trained_model_path):
+    guest = open_guest(trained_model_path)
+    guest.ran("# I met Zorblax at the harbour\n")
+    guest.predictor.personal.close()  # the shell ends
+    python_shell._loaded.clear()
+    again = open_guest(trained_model_path)
+    try:
+        assert again.predictor.personal.saving
+        assert "Zorblax" in offered(again, " and then Zo")
+    finally:
+        again.predictor.personal.close()
+
+
+def test_an_input_that_starts_with_a_space_or_runs_while_learning_is_off_is_not_learned(trained_model_path):
+    guest = open_guest(trained_model_path)
+    personal = guest.predictor.personal
+    try:
+        guest.ran(" # my password is Zorblax\n")
+        assert guest.command("learn off").startswith("autocomplete: learning off (what was learned still helps): 0 ")
+        guest.ran("# I met Quuxly today\n")
+        personal.wait()
+        assert personal.words == 0
+        assert guest.command("learn on").startswith("autocomplete: learning on: 0 words")
+        guest.command("off")  # the plugin switched off: the shell is left alone, nothing is learned either
+        guest.ran("# I met Quuxly today\n")
+        guest.command("on")
+        guest.ran("# I met Quuxly today\n")
+        status = guest.command("learn")
+        assert status.startswith("autocomplete: learning on: 4 words (")  # one line, counted once
+        assert status.endswith(f"saved in {personal.path}")
+        assert guest.command("forget") == "autocomplete: forgot everything learned from you; the model is as shipped"
+        assert personal.words == 0 and not personal.path.exists()
+        assert guest.command("learn sometimes") == "usage: %autocomplete learn [on|off]"
+    finally:
+        personal.close()
+
+
+def test_a_shell_started_with_learn_off_reads_its_prose_as_context_and_holds_nothing(trained_model_path):
+    guest = open_guest(trained_model_path, learn=False)
+    try:
+        before = guest.predictor.context_length
+        guest.ran("# I met Zorblax at the harbour\n")
+        guest.predictor.personal.wait()
+        assert guest.predictor.context_length > before  # the next input's prose reads on from this one
+        assert guest.predictor.personal.words == 0 and not guest.predictor.personal.saving
+        assert guest.command("learn") == "autocomplete: this shell learns nothing (started with learn=False)"
+    finally:
+        guest.predictor.personal.close()
+
+
+def test_a_shell_says_in_one_line_when_another_program_holds_the_state_and_learns_in_memory(trained_model_path, capsys):
+    state = state_path(checkpoint.load(trained_model_path), model_hash(trained_model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with held_by_another_program(state) as pid:
+        guest = open_guest(trained_model_path)
+        second = start_guest(trained_model_path)  # another shell of the same process: said once
+        try:
+            out = capsys.readouterr().out
+            assert out.startswith(f"autocomplete: warning: another autocomplete session or program (process {pid})")
+            assert out.count("\n") == 1 and "kept in memory only" in out
+            guest.ran("# I met Zorblax at the harbour\n")
+            guest.predictor.personal.wait()
+            assert "Zorblax" in offered(second, " and then Zo")  # one personal state per process
+            assert "saves into it" in guest.command("learn")
+            assert guest.command("forget").startswith("autocomplete: another autocomplete session or program")
+            assert "Zorblax" in offered(guest, " and then Zo")  # a refused forget erases nothing
+        finally:
+            guest.predictor.personal.close()
+    assert not state.exists()
