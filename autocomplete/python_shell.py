@@ -33,7 +33,7 @@ from autocomplete.settings import SamplingConfig
 from autocomplete.tokenizer import printable
 
 USAGE = "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
-PROSE_PER_INPUT = 1 << 16  # characters of one input's prose learned at most: more is a paste (`autocomplete learn`)
+PROSE_PER_INPUT = 1 << 14  # characters of one input's prose learned at most: more is a paste (`autocomplete learn`)
 
 _loaded: dict[tuple[str, bool], Predictor] = {}
 _loading = threading.Lock()
