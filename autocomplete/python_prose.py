@@ -86,7 +86,7 @@ def _scan(source: str, pieces: list[str] | None = None) -> tuple[_Code | _String
     """Read ``source`` to its end: the frame it ends in, and where the comment it ends in starts (None if it does
     not end in one). With ``pieces``, the prose of each comment and string finished on the way is appended to it."""
     stack: list[_Code | _String] = [_Code()]
-    block_line = -2  # the line of the last comment with a line to itself (the next line's continues its paragraph)
+    block_end = -2  # where the last comment with a line to itself ends (one on the next line continues its paragraph)
     i, n = 0, len(source)
     while i < n:
         frame = stack[-1]
@@ -117,14 +117,14 @@ def _scan(source: str, pieces: list[str] | None = None) -> tuple[_Code | _String
                 return frame, i  # the cursor is in this comment
             end = n if end < 0 else end
             if pieces is not None:
-                line = source.count("\n", 0, i)
-                alone = not source[source.rfind("\n", 0, i) + 1 : i].strip()
+                line_start = source.rfind("\n", 0, i) + 1
+                alone = not source[line_start:i].strip()
                 text = source[i:end].lstrip("#").strip()
-                if alone and text and line == block_line + 1:
+                if alone and text and line_start == block_end + 1:
                     pieces[-1] += " " + text
                 else:
                     pieces.append(text)
-                block_line = line if alone and text else -2
+                block_end = end if alone and text else -2
             i = end + 1
         elif c in "'\"":
             quote = c * 3 if source.startswith(c * 3, i) else c

@@ -33,6 +33,7 @@ from autocomplete.settings import SamplingConfig
 from autocomplete.tokenizer import printable
 
 USAGE = "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
+SOURCE_PER_INPUT = 1 << 20  # characters of one input read at most: a larger one is not learned from at all
 PROSE_PER_INPUT = 1 << 14  # characters of one input's prose learned at most: more is a paste (`autocomplete learn`)
 
 _loaded: dict[tuple[str, bool], Predictor] = {}
@@ -86,11 +87,15 @@ class PythonGuest:
     def ran(self, source: str) -> None:
         """The shell ran ``source``: its prose (comments, strings, docstrings: :func:`prose_in`) becomes context for
         the next input's and is learned, unless the plugin is off or ``source`` starts with a space (as a shell keeps
-        such a line out of its history). Never raises: a plugin must not break the shell's loop."""
+        such a line out of its history). Of a long input, the first :data:`PROSE_PER_INPUT` characters of prose are
+        read (one over :data:`SOURCE_PER_INPUT` is not read at all). Never raises: a plugin must not break the
+        shell's loop."""
         if not self.enabled or private(source):
             return
         budget = PROSE_PER_INPUT
-        for piece in prose_in(source[: 4 * PROSE_PER_INPUT] + "\n"):
+        if len(source) > SOURCE_PER_INPUT:
+            return
+        for piece in prose_in(source + "\n"):
             if budget <= 0:
                 break
             piece = piece[:budget]

@@ -108,3 +108,14 @@ def test_a_shell_says_in_one_line_when_another_program_holds_the_state_and_learn
         finally:
             guest.predictor.personal.close()
     assert not state.exists()
+
+
+def test_a_pasted_book_is_read_only_up_to_the_bound_on_one_inputs_prose(trained_model_path):
+    guest = open_guest(trained_model_path, learn=False)
+    try:
+        before = guest.predictor.context_length
+        guest.ran('text = """' + "the king is here. " * 10_000 + '"""\n')  # 180,000 characters
+        read = guest.predictor.context_length - before
+        assert python_shell.PROSE_PER_INPUT // 5 <= read <= python_shell.PROSE_PER_INPUT // 3  # 18 characters: 5 tokens
+    finally:
+        guest.predictor.personal.close()
