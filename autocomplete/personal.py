@@ -55,6 +55,7 @@ import functools
 import glob
 import hashlib
 import itertools
+import json
 import math
 import os
 import queue
@@ -76,7 +77,8 @@ from torch.func import functional_call
 
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
-from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError
+from autocomplete.atomic import atomic_write
+from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
 from autocomplete.paths import data_dir
 from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
@@ -164,13 +166,10 @@ def describe(personal: Personal, unsaved_why: str | None = None) -> str:
         where = "; kept in memory only (see the warning at the start)" if personal.warning else ""
     elif personal.saving:
         where = f"; saved in {personal.path}"
-    else:  # not saving: the caller's choice, another process saving into it, or a folder that cannot be written
-        if unsaved_why:
-            why = unsaved_why
-        elif personal.held_by is not None:
-            why = f"another autocomplete session or program{personal.held_by} saves into it"
-        else:
-            why = f"{personal.path.parent} cannot be written"
+    elif personal.hands_over and not unsaved_why:
+        where = f"; handed over to another autocomplete session or program{personal.held_by}, which saves it"
+    else:  # not saving: the caller's choice, or a folder that cannot be written
+        why = unsaved_why or f"{personal.path.parent} cannot be written"
         where = f"; kept in memory only ({why})"
     error = f"\n{personal.error}" if personal.error else ""
     return (f"learning {state}: {personal.words:,} words ({personal.new_words:,} new to the model) from "
@@ -365,6 +364,10 @@ class Personal:
     evaluation). ``path`` is where :meth:`save` writes, ``None`` to keep the state in memory only.
     """
 
+    #: seconds: the learner saves at most this often (and :meth:`close` at the end); in a quiet spell it saves, and
+    #: looks for what other programs handed over, this often
+    save_every = 60.0
+
     def __init__(
         self,
         lm: LanguageModel,
@@ -387,12 +390,11 @@ class Personal:
         self._top_layer: nn.Module = self.model.layers[-1]  # the base (float) top LSTM layer
         self._base_top = {name: w.detach() for name, w in self._top_layer.named_parameters()}
         self._lock = threading.RLock()  # serialises learning, forgetting and saving (never taken by queries)
-        self._queue: queue.Queue[tuple[list[str], str | None] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[list[str], str | None] | Path | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._dirty = False
         self.error: str | None = None  # the last background failure, for the session to report
         self.warning: str | None = None  # why a saved state could not be used when it was opened
-        self.save_every = 60.0  # seconds: the learner saves at most this often (and :meth:`close` at the end)
         self._saved_at = time.monotonic()
         self._pending_lock = threading.Lock()
         self._pending: list[str] = []  # tokens of the line being committed, learned once it ends
@@ -401,6 +403,14 @@ class Personal:
         self._line_start = True
         self._private_line = False
         self._watchers: list[Callable[[], object]] = []
+        # handing over (see :func:`inbox_path`): what this process learned while another held the state, not yet
+        # handed to it; the tokens handed over so far; the inbox files learned here (removed once a save holds them)
+        # and those queued for learning
+        self._outbox: list[tuple[int, str | None, list[str]]] = []
+        self._handed = 0
+        self._absorbed: list[Path] = []
+        self._queued: set[Path] = set()
+        self._closing = False
         self._reset()
 
     def _reset(self) -> None:
@@ -689,25 +699,49 @@ class Personal:
         except (AttributeError, OSError):
             pass
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.save_every)
+            except queue.Empty:  # a quiet minute: save what is unsaved, look for what other programs handed over
+                self._guarded(self._tick)
+                continue
             try:
                 if item is None:
                     return
-                with self._lock:
-                    self._learn(item[0], self.gate.pause, item[1])
-                    self.gate.pause()
-                    self._reindex()
-                self._announce()
-                if self.path is not None and time.monotonic() - self._saved_at > self.save_every:
-                    self.gate.pause()
-                    self.save()
-            except CheckpointError as e:  # a full disk: keep learning in memory, say so once
-                self.error = str(e)
-            except Exception as e:  # a learning failure must never take the session down; it is reported
-                self.error = f"learning stopped: {type(e).__name__}: {e}"
-                self.enabled = False
+                self._guarded(lambda: self._work(item))
             finally:
                 self._queue.task_done()
+
+    def _guarded(self, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except CheckpointError as e:  # a full disk: keep learning in memory, say so once
+            self.error = str(e)
+        except Exception as e:  # a learning failure must never take the session down; it is reported
+            self.error = f"learning stopped: {type(e).__name__}: {e}"
+            self.enabled = False
+
+    def _work(self, item: tuple[list[str], str | None] | Path) -> None:
+        if isinstance(item, Path):
+            self._absorb(item)
+        else:
+            with self._lock:
+                self._learn(item[0], self.gate.pause, item[1])
+                if self.hands_over and self._handed + len(item[0]) <= HANDOVER_TOKENS:
+                    self._outbox.append((time.time_ns(), item[1], list(item[0])))
+                    self._handed += len(item[0])
+                self.gate.pause()
+                self._reindex()
+            self._announce()
+        if time.monotonic() - self._saved_at > self.save_every:
+            self._tick()
+
+    def _tick(self) -> None:
+        if self.path is None:
+            return
+        self.gate.pause()
+        self._saved_at = time.monotonic()
+        self.save()
+        self._check_inbox()
 
     def _learn(
         self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None, eager: bool = True
@@ -918,20 +952,32 @@ class Personal:
             if self.path is not None:  # the file first: if it cannot be erased, what is in memory stays too
                 if self.saving:  # the lock is ours
                     _remove(self.path)
+                    _erase_inbox(self.path)
                 else:
                     erase_states([self.path])
             self._reset()
+            self._outbox, self._absorbed = [], []
+            self._queued.clear()
             self._dirty = False
         self._announce()
 
+    @property
+    def hands_over(self) -> bool:
+        """Another program holds the state: what this one learns is handed to it (:func:`inbox_path`)."""
+        return self.path is not None and not self.saving and self.held_by is not None
+
     def save(self) -> bool:
-        """Write the state atomically to :attr:`path` if it changed since the last save; True if written."""
-        if self.path is None or not self.saving:
+        """Write the state atomically to :attr:`path` if it changed since the last save; True if written. While
+        another program holds the state, hand it what was learned since the last save instead."""
+        if self.path is None:
             return False
+        if not self.saving:
+            return self._hand_over() if self.hands_over else False
         with self._lock:
             if not self._dirty:
                 return False
             payload = self.to_payload()
+            absorbed, self._absorbed = self._absorbed, []
             self._dirty = False
         self._saved_at = time.monotonic()
         written = False
@@ -943,11 +989,75 @@ class Personal:
             raise CheckpointError(f"{self.path}: could not save ({e.strerror or e})") from None
         finally:  # a full disk, or a signal that ends the program mid-save: the next save writes it all again
             if not written:
-                self._dirty = True
+                with self._lock:
+                    self._dirty = True
+                    self._absorbed = absorbed + self._absorbed
+        for handed in absorbed:  # the saved state holds them now
+            with contextlib.suppress(OSError):
+                handed.unlink(missing_ok=True)
+            self._queued.discard(handed)
         return True
 
+    def _hand_over(self) -> bool:
+        """Leave what was learned since the last hand-over in the inbox, for the program that holds the state."""
+        assert self.path is not None
+        with self._lock:
+            items, self._outbox = self._outbox, []
+        if not items:
+            return False
+        folder = inbox_path(self.path)
+        payload = {"format": INBOX_FORMAT, "model": self.model_hash, "items": items}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            data = json.dumps(payload, ensure_ascii=True).encode("ascii")
+            atomic_write(folder / f"{time.time_ns()}-{os.getpid()}.json", lambda f: f.write(data))
+        except (OSError, OutputError) as e:
+            with self._lock:
+                self._outbox = items + self._outbox
+            why = e.strerror or e if isinstance(e, OSError) else e
+            raise CheckpointError(f"{folder}: could not hand over what was learned ({why})") from None
+        return True
+
+    def _check_inbox(self) -> None:
+        """Queue for learning what other programs handed over while this one held the state (or before it did)."""
+        if self.path is None or not self.saving or self._closing:
+            return
+        try:
+            files = sorted(inbox_path(self.path).glob("*.json"))
+        except OSError:
+            return
+        for handed in files:
+            if handed not in self._queued:
+                self._queued.add(handed)
+                self._start()
+                self._queue.put(handed)
+
+    def _absorb(self, handed: Path) -> None:
+        """Learn one inbox file (all of it, or nothing while closing: it waits for the next program to hold it)."""
+        if self._closing or not self.saving:
+            self._queued.discard(handed)
+            return
+        try:
+            items = read_handed(handed, self.model_hash, forgotten_at(self.path))
+        except CheckpointError:
+            _set_aside_file(handed)
+            self._queued.discard(handed)
+            return
+        for _, style, tokens in items:
+            with self._lock:
+                self._learn(tokens, self.gate.pause, style)
+                self.gate.pause()
+                self._reindex()
+        with self._lock:
+            self._absorbed.append(handed)
+            self._dirty = True
+        if items:
+            self._announce()
+
     def close(self) -> None:
-        """Finish what is queued (an unfinished line included), stop the learner and save."""
+        """Finish what is queued (an unfinished line included), stop the learner and save. Inbox files not yet
+        learned wait for the next program that holds the state."""
+        self._closing = True
         self.wait()
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
@@ -1156,6 +1266,9 @@ def open_personal(
                 personal = _unsaved(personal, lm, config, digest)
     personal.warning = warning
     _open.add(personal)
+    if personal.saving:  # what other programs handed over, now and as it comes
+        personal._start()
+        personal._check_inbox()
     return personal, warning
 
 
@@ -1175,7 +1288,7 @@ def _hold(personal: Personal, path: Path) -> str | None:
             mine.close()  # (`:model` with the same model, or a copy): the earlier one saves and lets go of it
             return _hold(personal, path)
         personal.saving, personal.held_by = False, e.by
-        return _learning_elsewhere(path, e.by) + ": what is learned here is kept in memory only"
+        return _learning_elsewhere(path, e.by) + ": what is learned here is handed over to it"
     except (OSError, OutputError) as e:  # a read-only home, a file where the folder should be
         personal.saving = False
         why = e.strerror or str(e) if isinstance(e, OSError) else "not writable"
@@ -1205,17 +1318,100 @@ def _set_aside(personal: Personal, path: Path, error: CheckpointError) -> tuple[
         return f"{path}: cannot read ({e.strerror or e}); what is learned now is not saved", False
     if not personal.saving:
         return f"{error}; not used", False
+    aside = _aside(path)
+    try:
+        path.replace(aside)
+    except OSError:
+        return f"{error}; what is learned now is not saved", False
+    return f"{error}; moved to {aside.name}, starting afresh", True
+
+
+def _aside(path: Path) -> Path:
+    """Where a damaged ``path`` goes: ``*.corrupt-DATE``, under a name no earlier one has."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
     for n in itertools.count(2):
         if not aside.exists():
             break
         aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    return aside
+
+
+# ---- handing over: what a program learns while another holds the state ------------------------------------------
+
+INBOX_FORMAT = "autocomplete-handed-over-1"
+HANDOVER_TOKENS = 200_000  # tokens one program hands over at most (more is a text to `autocomplete learn`)
+_HANDED_BYTES = 16 << 20  # an inbox file larger than this is damage
+
+
+def inbox_path(path: Path) -> Path:
+    """The folder beside the state ``path`` where programs that could not hold it (a second session, a second
+    shell) leave what they learned, a file per minute of learning; the program that holds the state learns those
+    files as they come (and at its start), and removes each once a save of the state holds it. So no learning is
+    lost to the one-learner rule, and none is learned twice."""
+    return path.with_name(path.name + ".inbox")
+
+
+def forgotten_path(path: Path) -> Path:
+    """The file beside the state ``path`` that says when it was last erased (ns since the epoch): what another
+    program learned before then and hands over later is dropped, so an erase is never undone."""
+    return path.with_name(path.name + ".forgotten")
+
+
+def forgotten_at(path: Path | None) -> int:
+    if path is None:
+        return 0
     try:
-        path.replace(aside)
-    except OSError:
-        return f"{error}; what is learned now is not saved", False
-    return f"{error}; moved to {aside.name}, starting afresh", True
+        return int(forgotten_path(path).read_text(encoding="ascii").strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def read_handed(path: Path, model_hash: str, forgotten: int = 0) -> list[tuple[int, str | None, list[str]]]:
+    """The items of an inbox file — (when learned, style, surface tokens) — learned after ``forgotten``;
+    :class:`CheckpointError` for a file that is not one written for this model."""
+    try:
+        if path.stat().st_size > _HANDED_BYTES:
+            raise ValueError("too large")
+        payload = json.loads(path.read_bytes())
+        if not isinstance(payload, dict) or payload.get("format") != INBOX_FORMAT:
+            raise ValueError("not a hand-over file")
+        if payload.get("model") != model_hash:
+            raise ValueError("written for another model")
+        items = payload.get("items")
+        if not isinstance(items, list):
+            raise ValueError("no items")
+        kept: list[tuple[int, str | None, list[str]]] = []
+        for item in items:
+            when, style, tokens = item
+            if (not isinstance(when, int) or isinstance(when, bool) or not (style is None or isinstance(style, str))
+                    or not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens)):
+                raise ValueError("a malformed item")
+            if when > forgotten:
+                kept.append((when, style, tokens))
+    except (OSError, ValueError, TypeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not a hand-over file ({e})") from None
+    return kept
+
+
+def _set_aside_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.replace(_aside(path))
+
+
+def _erase_inbox(path: Path) -> None:
+    """Remove what other programs handed over for the state ``path`` (and never learned) and note the time, so
+    that what they hand over later from before now is dropped."""
+    folder = inbox_path(path)
+    with contextlib.suppress(OSError):
+        for handed in folder.iterdir():
+            _remove(handed)
+        folder.rmdir()
+    stamp = str(time.time_ns()).encode("ascii")
+    try:
+        atomic_write(forgotten_path(path), lambda f: f.write(stamp))
+    except (OSError, OutputError) as e:
+        raise CheckpointError(f"{forgotten_path(path)}: could not write ({e})") from None
 
 
 def _remove(path: Path) -> None:
@@ -1243,6 +1439,10 @@ def erase_states(paths: Sequence[Path]) -> list[Path]:
         files = [f for p in paths for f in (p, *sorted(p.parent.glob(glob.escape(p.name) + ".corrupt*"))) if f.exists()]
         for f in files:
             _remove(f)
+        for path in paths:
+            if inbox_path(path).exists():
+                files.append(inbox_path(path))
+            _erase_inbox(path)
     return files
 
 

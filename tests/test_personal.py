@@ -12,10 +12,20 @@ from hypothesis import strategies as st
 from autocomplete import checkpoint
 from autocomplete.errors import CheckpointError, ConfigError
 from autocomplete.evaluate import evaluate_learning, evaluate_stream
-from autocomplete.personal import LearnConfig, Personal, open_personal, private, read_state, state_path
+from autocomplete.personal import (
+    LearnConfig,
+    Personal,
+    erase_states,
+    inbox_path,
+    model_hash,
+    open_personal,
+    private,
+    read_state,
+    state_path,
+)
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
-from .conftest import held_by_another_program
+from .conftest import held_by_another_program, wait_for
 
 CACHE_ONLY = LearnConfig(cache_weight=0.5, flatness=1.0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
 LEXICON_ONLY = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)
@@ -529,10 +539,11 @@ def test_while_one_program_learns_into_a_state_another_uses_it_but_keeps_its_own
     with held_by_another_program(first.path) as pid:  # a session running meanwhile
         second, warning = open_personal(checkpoint.load(trained_model_path))
         assert warning == (f"another autocomplete session or program (process {pid}) is learning into "
-                           f"{first.path}: what is learned here is kept in memory only")
+                           f"{first.path}: what is learned here is handed over to it")
         assert "Zorblax" in second.counts and not second.saving  # what was saved is used
         second.learn("we run Kubernetes daily\n", wait=True)
         second.save()
+        assert len(list(inbox_path(first.path).glob("*.json"))) == 1  # handed over, not saved over the state
         with pytest.raises(CheckpointError, match=r"is learning into .*: quit it first \(or use :forget in the session"):
             second.forget()
         assert "Kubernetes" in second.counts  # a forget refused erases nothing, in memory either
@@ -681,3 +692,74 @@ def test_a_saved_state_with_crafted_stats_is_set_aside(trained_model_path, field
     again, warning = open_personal(lm)
     again.close()
     assert "personal state is incomplete or inconsistent (stats" in warning and again.words == 0
+
+
+def open_elsewhere_held(model_path):
+    """A second program's state: it uses what was saved and hands what it learns to the holder (not this process)."""
+    personal, _ = open_personal(checkpoint.load(model_path))
+    assert personal.hands_over
+    return personal
+
+
+def test_what_a_second_program_learned_is_learned_by_the_next_to_hold_the_state_and_only_once(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    state = state_path(lm, model_hash(trained_model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with held_by_another_program(state):
+        second = open_elsewhere_held(trained_model_path)
+        second.learn("I met my lord Zorblax today .\n", wait=True)
+        second.close()  # its program ends: what it learned waits in the inbox
+    holder, warning = open_personal(checkpoint.load(trained_model_path))
+    assert warning is None
+    holder.wait()
+    assert holder.counts.get("Zorblax") == 1
+    holder.close()
+    assert not list(inbox_path(state).glob("*.json"))  # the saved state holds it: the inbox file is gone
+    again, _ = open_personal(checkpoint.load(trained_model_path))
+    again.wait()
+    assert again.counts.get("Zorblax") == 1 and again.stats.lines == 1  # never learned twice
+    again.close()
+
+
+def test_a_running_holder_learns_what_another_program_hands_over_within_a_quiet_spell(trained_model_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(Personal, "save_every", 0.2)
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    try:
+        code = ("import sys; from autocomplete import checkpoint; from autocomplete.personal import open_personal\n"
+                "p, w = open_personal(checkpoint.load(sys.argv[1])); assert p.hands_over, w\n"
+                "p.learn('we run Kubernetes daily\\n', wait=True); p.close()")
+        subprocess.run([sys.executable, "-c", code, str(trained_model_path)], check=True, env=os.environ.copy())
+        wait_for(lambda: "Kubernetes" in holder.counts)
+        wait_for(lambda: not list(inbox_path(holder.path).glob("*.json")))  # saved, then removed
+    finally:
+        holder.close()
+
+
+def test_what_a_second_program_learned_before_an_erase_is_never_learned_after_it(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    state = state_path(lm, model_hash(trained_model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with held_by_another_program(state):
+        second = open_elsewhere_held(trained_model_path)
+        second.learn("my password is Zorblax\n", wait=True)
+    assert erase_states([state]) == []  # `autocomplete forget` once the holder has ended; nothing saved yet
+    second.learn("we run Kubernetes daily\n", wait=True)  # learned after the erase: kept
+    second.close()
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    holder.wait()
+    assert "Zorblax" not in holder.counts and "Kubernetes" in holder.counts
+    holder.close()
+
+
+def test_a_damaged_hand_over_file_is_set_aside_and_learning_goes_on(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    inbox = inbox_path(state_path(lm, model_hash(trained_model_path)))
+    inbox.mkdir(parents=True)
+    (inbox / "1-1.json").write_text('{"format": "autocomplete-handed-over-1", "items": [[1, null, ["x"]]]')
+    holder, _ = open_personal(lm)
+    holder.learn("I met Zorblax\n", wait=True)
+    assert holder.error is None and "Zorblax" in holder.counts
+    holder.close()
+    assert [f.name.split(".json")[1][:9] for f in inbox.iterdir()] == [".corrupt-"]

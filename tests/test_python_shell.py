@@ -98,11 +98,11 @@ def test_a_shell_says_in_one_line_when_another_program_holds_the_state_and_learn
         try:
             out = capsys.readouterr().out
             assert out.startswith(f"autocomplete: warning: another autocomplete session or program (process {pid})")
-            assert out.count("\n") == 1 and "kept in memory only" in out
+            assert out.count("\n") == 1 and out.endswith("what is learned here is handed over to it\n")
             guest.ran("# I met Zorblax at the harbour\n")
             guest.predictor.personal.wait()
             assert "Zorblax" in offered(second, " and then Zo")  # one personal state per process
-            assert "saves into it" in guest.command("learn")
+            assert guest.command("learn").endswith(f"handed over to another autocomplete session or program (process {pid}), which saves it")
             assert guest.command("forget").startswith("autocomplete: another autocomplete session or program")
             assert "Zorblax" in offered(guest, " and then Zo")  # a refused forget erases nothing
         finally:

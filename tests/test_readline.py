@@ -187,4 +187,4 @@ def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_lear
     with held_by_another_program(state):
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr.startswith("autocomplete: warning: another autocomplete session")
-    assert "kept in memory only" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "is handed over to it" in proc.stderr and proc.stderr.count("\n") == 1

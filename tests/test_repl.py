@@ -344,7 +344,7 @@ def test_a_history_path_that_is_a_named_pipe_is_never_opened_and_the_history_liv
 
     def script(pipe, buffer):
         pipe.send_text("first\r")
-        wait_for(lambda: buffer.text == "")
+        wait_for(lambda: "first" in history.get_strings() and buffer.text == "")  # entered (not merely not typed)
         pipe.send_text("\x1b[A")  # Up: the line just entered, from memory
         wait_for(lambda: buffer.text != "")
         recalled.append(buffer.text)
