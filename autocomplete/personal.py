@@ -996,6 +996,9 @@ class Personal:
             with contextlib.suppress(OSError):
                 handed.unlink(missing_ok=True)
             self._queued.discard(handed)
+        if absorbed:
+            with contextlib.suppress(OSError):
+                inbox_path(self.path).rmdir()  # if it is empty
         return True
 
     def _hand_over(self) -> bool:
