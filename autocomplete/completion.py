@@ -71,8 +71,8 @@ from autocomplete.python_prose import prose_before_cursor
 from autocomplete.vocab import EOS_ID
 
 __all__ = [
-    "LanguageModelAutoSuggest", "LanguageModelCompleter", "SamplingSettings", "key_bindings", "python_prose",
-    "text_before_cursor",
+    "LanguageModelAutoSuggest", "LanguageModelCompleter", "SamplingSettings", "follow_learning", "key_bindings",
+    "python_prose", "show_learned", "text_before_cursor",
     "load_predictor", "percent",  # the engine's, re-exported for programs written against older versions
 ]
 

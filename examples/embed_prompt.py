@@ -13,7 +13,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import WordCompleter, merge_completers
 
 import autocomplete
-from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
+from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, follow_learning, key_bindings
 from autocomplete.errors import AutocompleteError
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,6 +35,7 @@ session = PromptSession(
     key_bindings=key_bindings(suggest),
     complete_while_typing=True,
 )
+follow_learning(session.app, suggest)  # a line learned in the background shows in the grey text as soon as it is
 while True:
     try:
         line = session.prompt()
@@ -44,5 +45,5 @@ while True:
         break
     if line == "/quit":
         break
-    predictor.commit(line + "\n")  # what was written conditions the next suggestions
+    predictor.commit(line + "\n")  # what was written conditions the next suggestions, and is learned
     print(f"saved: {line}")

@@ -26,6 +26,7 @@ from autocomplete.completion import (
     LanguageModelCompleter,
     SamplingSettings,
     _answer,
+    follow_learning,
     key_bindings,
     load_predictor,
     python_prose,
@@ -39,10 +40,11 @@ from .conftest import ALT_F, ALT_N, ALT_P, BACKSPACE, CTRL_T, ENTER, ESC, RIGHT,
 class Driver:
     """Runs a PromptSession on a pipe and types into it from a helper thread, waiting for the model between keys."""
 
-    def __init__(self, predictor, settings=None, **options):
+    def __init__(self, predictor, settings=None, follow=False, **options):
         self.suggest = LanguageModelAutoSuggest(predictor, settings)
         self.completer = LanguageModelCompleter(predictor, self.suggest.settings, suggest=self.suggest)
         self.predictor = predictor
+        self.follow = follow  # follow_learning on the application
         self.options = {"complete_while_typing": False, **options}
 
     def run(self, script):
@@ -52,6 +54,7 @@ class Driver:
                 key_bindings=key_bindings(self.suggest), **self.options,
             )
             self.buffer = session.default_buffer
+            stop = follow_learning(session.app, self.suggest) if self.follow else (lambda: None)
             errors = []
 
             def typist():
@@ -65,6 +68,7 @@ class Driver:
             thread.start()
             result = session.prompt()
             thread.join()
+            stop()
             if errors:
                 raise errors[0]
             return result
@@ -536,3 +540,30 @@ def test_the_line_end_share_is_known_after_a_sentence(predictor):
     suggest.compute(buffer, buffer.document)
     expected = float(predictor.distribution("hear me speak. ")[1])  # the end-of-utterance token
     assert suggest.line_end(buffer) == pytest.approx(expected) and expected > 0
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_an_embedding_that_follows_learning_shows_a_line_learned_meanwhile_without_a_key(trained_lm, follow):
+    from autocomplete.personal import Personal
+
+    personal = Personal(trained_lm)
+    harness = Driver(Predictor(trained_lm, personal=personal), follow=follow)
+    shown = []
+
+    def script(pipe, h):
+        pipe.send_text("I met Zo")
+        wait_for(lambda: h.buffer.text == "I met Zo")
+        time.sleep(0.3)  # the grey text for what was typed, before anything is learned
+        before = h.buffer.suggestion.text if h.buffer.suggestion else ""
+        personal.learn("I met Zorblax today\n", wait=True)  # the line before, learned in the background
+        if follow:
+            wait_for(lambda: h.buffer.suggestion is not None and h.buffer.suggestion.text.startswith("rblax"))
+        else:
+            time.sleep(1.0)
+        shown.append((before, h.buffer.suggestion.text if h.buffer.suggestion else ""))
+        pipe.send_text(ENTER)
+
+    harness.run(script)
+    (before, after), = shown
+    assert not before.startswith("rblax")
+    assert after.startswith("rblax") == follow  # without it, the grey text waits for the next key
