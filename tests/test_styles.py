@@ -270,7 +270,7 @@ def test_learn_reads_in_the_style_asked_for_and_refuses_one_the_model_lacks_befo
     states = []
     for style in ("prose", "tech"):
         assert main(["learn", str(notes), "--model", str(styled_model_path), "--style", style, "--threads", "2"]) == 0
-        [saved] = (isolated_user_dirs / "personal").iterdir()
+        [saved] = (isolated_user_dirs / "personal").glob("*.pt")  # beside it: when it was last forgotten
         states.append(torch.load(saved, weights_only=True)["cache"]["keys"])
         assert main(["forget", "--model", str(styled_model_path)]) == 0
     assert states[0].shape == states[1].shape and not torch.equal(*states)  # read after another style token
