@@ -626,25 +626,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  {'styles':<18}{', '.join(lm.vocab.styles) if lm.vocab.styles else 'none'}")
     print(f"  {'storage':<18}{storage}")
     m = lm.metadata
-    shown = {
-        "valid_perplexity": lambda v: f"{v:.2f}",
-        "tokens_seen": lambda v: f"{v:,}",
-        "epochs": lambda v: f"{v:g}",
-        "wall_time": _duration,
-    }
     for key in ("valid_perplexity", "tokens_seen", "epochs", "wall_time", "device", "created", "command"):
         if m.get(key) is not None:
             value = m[key]
-            try:
-                value = shown.get(key, str)(value)
-            except (TypeError, ValueError, OverflowError):  # a hand-edited or foreign value: show it as it is
-                value = str(value)
+            if key in _NUMBERS:
+                low, high, whole, write = _NUMBERS[key]
+                value = write(value) if _sensible(value, low, high, whole) else UNKNOWN
             _out(f"  {key.replace('_', ' '):<18}{value}")
         if key == "valid_perplexity" and (curve := _validation_curve(m.get("history"))):
             _out(f"  {'validation curve':<18}{curve}")  # did training converge?
     origin, added = m.get("fine_tuned_from"), m.get("added_words")
     if isinstance(origin, dict):  # written by `train --from`
-        words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
+        count = added.get("count", 0) if isinstance(added, dict) else None
+        words = "" if count is None else (
+            f"; {count:,} words added" if _sensible(count, 0, MAX_WORDS, whole=True) else "; words added: " + UNKNOWN
+        )
         _out(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
               f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
     p = personal
@@ -657,6 +653,33 @@ def cmd_info(args: argparse.Namespace) -> int:
              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
         _out(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
     return 0
+
+
+UNKNOWN = "unknown (the file holds an impossible value)"
+MAX_WORDS = 10_000_000  # the most words a model holds (autocomplete.model's limit on its vocabulary)
+
+
+def _perplexity(value: float) -> str:
+    """75.52; a diverged run's 3.2e+21 or inf (recorded as such) without a screenful of digits."""
+    return f"{value:.2f}" if value < 1e9 else f"{value:.3g}"
+
+
+# the numbers of the training metadata that info shows: (lowest and highest sensible values, whole numbers only,
+# how it is written). A hand-edited or foreign file may hold anything (10**300 tokens, a negative time, NaN):
+# outside these, info says the value is unknown instead of printing it
+_NUMBERS: dict[str, tuple[float, float, bool, Callable[[Any], str]]] = {
+    "valid_perplexity": (1.0, math.inf, False, _perplexity),  # infinite: the run diverged (train records so)
+    "tokens_seen": (0, 1e15, True, lambda v: f"{v:,}"),
+    "epochs": (0, 1e9, False, lambda v: f"{v:g}"),
+    "wall_time": (0, 1e10, False, lambda v: _duration(v)),  # seconds: some three centuries
+}
+
+
+def _sensible(value: object, low: float, high: float, whole: bool = False) -> bool:
+    """Whether ``value``, read from a model file, is a number (not true/false, not NaN) in [``low``, ``high``]."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    return low <= value <= high  # NaN is not
 
 
 @final
@@ -823,17 +846,21 @@ def _validation_curve(history: object) -> str:
 
     if not isinstance(history, list):
         return ""
-    points = [
+    from autocomplete.evaluate import perplexity
+
+    points = [  # a cross-entropy is finite and ≥ 0: a file that says otherwise is not drawn from
         (h.get("epoch"), h["valid_loss"]) for h in history
-        if isinstance(h, dict) and isinstance(h.get("valid_loss"), (int, float)) and math.isfinite(h["valid_loss"])
+        if isinstance(h, dict) and _sensible(h.get("valid_loss"), 0, sys.float_info.max)
     ]
     if len(points) < 2:
         return ""
     losses = [loss for _, loss in points]
     best = min(range(len(losses)), key=losses.__getitem__)
-    at = f" at epoch {points[best][0]:g}" if isinstance(points[best][0], (int, float)) else ""
-    return (f"{sparkline(losses)}  perplexity {math.exp(losses[0]):.2f} → {math.exp(losses[-1]):.2f} over "
-            f"{len(losses)} validations (best {math.exp(losses[best]):.2f}{at})")
+    epoch = points[best][0]
+    at = f" at epoch {epoch:g}" if _sensible(epoch, 0, _NUMBERS["epochs"][1]) else ""
+    return (f"{sparkline(losses)}  perplexity {_perplexity(perplexity(losses[0]))} → "
+            f"{_perplexity(perplexity(losses[-1]))} over {len(losses)} validations "
+            f"(best {_perplexity(perplexity(losses[best]))}{at})")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
