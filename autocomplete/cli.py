@@ -187,6 +187,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         lr=_given(args.lr, tuned.lr if tuned and args.optimizer == "adamw" else None),
         valid_fraction=_given(args.valid_fraction, tuned.valid_fraction if tuned else None),
         valid_text=bool(valid_sources), max_steps=args.max_steps, processes=environment_world(), threads=args.threads,
+        tied=not args.no_tie,
     )
     if fit.threads:
         torch.set_num_threads(fit.threads)

@@ -657,3 +657,11 @@ def test_train_refuses_a_validation_text_with_nothing_in_it(capsys, tmp_path):
     out = tmp_path / "m.pt"
     code, _, err = run(capsys, "train", str(SHAKESPEARE), "--valid", str(empty), "-o", str(out), "--epochs", "1")
     assert code == 1 and "no text to validate on" in err and not out.exists()
+
+
+def test_one_model_size_given_with_tied_weights_gets_the_other_fitted_to_it_not_a_late_refusal(capsys, tmp_path):
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--embedding-dim", "200",
+                       "--epochs", "1", "--max-steps", "2", "--no-cache", "--quiet")
+    assert code == 0 and "embedding 200, hidden 200" in err
+    config = checkpoint.load(tmp_path / "m.pt").model.config
+    assert (config.embedding_dim, config.hidden_dim, config.tie_weights) == (200, 200, True)

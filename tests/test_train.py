@@ -194,6 +194,13 @@ def test_settings_the_user_gave_are_kept_and_not_reported_as_derived():
     assert "lr" not in fit.describe() and "hidden 20" in fit.describe()  # the model line names its derived part
 
 
+def test_with_tied_weights_a_derived_model_size_fits_the_one_given():
+    assert (fit_to_corpus(15_000, epochs=1, embedding_dim=200).hidden_dim, fit_to_corpus(15_000, epochs=1).hidden_dim) == (200, 128)
+    assert fit_to_corpus(15_000, epochs=1, hidden_dim=20).embedding_dim == 20
+    untied = fit_to_corpus(15_000, epochs=1, embedding_dim=200, tied=False)
+    assert (untied.embedding_dim, untied.hidden_dim) == (200, 128)
+
+
 def test_separate_validation_files_hold_nothing_out_of_the_training_text():
     assert fit_to_corpus(100_000, epochs=1, valid_text=True).valid_fraction == 0.0
 
