@@ -25,8 +25,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypedDict, final
 
-from autocomplete.arguments import build_parser, resolve, typed_options
-from autocomplete.errors import AutocompleteError, ConfigError, OutputError
+from autocomplete.arguments import build_parser, check_train, command_parser, resolve, typed_options
+from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import handling, named
 from autocomplete.tokenizer import printable
@@ -74,7 +74,7 @@ def _apply_style(predictor, requested: str | None, mode: str) -> None:  # type: 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
     from autocomplete import atomic, data
-    from autocomplete.distributed import environment_rank
+    from autocomplete.distributed import environment_rank, resolve_device
     from autocomplete.resume import resume_path
 
     main_rank = environment_rank() == 0
@@ -85,13 +85,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         atomic.check_replaceable(resume_path(args.output))
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
-    with ExitStack() as run:
-        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave))  # copies of pipes are removed however it ends
+    resolve_device(args.device)  # a GPU that is not there is said now, not once the corpus is counted
+    _check_vocab_room(args)
+    with ExitStack() as run:  # copies of pipes are removed however it ends
         valid_sources = run.enter_context(data.opened_sources(args.valid)) if args.valid else []
+        if valid_sources and not any(map(data.holds_text, valid_sources)):  # before the corpus is read, let alone counted
+            names = ", ".join(source.name for source in valid_sources)
+            raise UsageError(f"{names}: no text to validate on (--valid is empty or whitespace only)")
+        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave))
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
             run.enter_context(atomic.exclusive_lock(args.output))
         return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _check_vocab_room(args: argparse.Namespace) -> None:
+    """``--vocab-size`` counts the special tokens and one per style (``CORPUS=STYLE``): it must leave room for a
+    word. (Without styles its range says so; a resumed run keeps its vocabulary.)"""
+    from autocomplete.data import split_style
+    from autocomplete.tokenizer import SPECIALS
+
+    if args.vocab_size is None or args.resume:
+        return
+    styles = set()
+    for item in args.corpus:
+        try:
+            styles.add(split_style(item)[1])
+        except ConfigError:  # a style name that cannot be: said as the corpus is opened
+            pass
+    styles.discard(None)
+    reserved = len(SPECIALS) + len(styles)
+    if args.vocab_size <= reserved:
+        raise UsageError(f"--vocab-size {args.vocab_size} leaves no room for a word next to the {len(SPECIALS)} "
+                         f"special and {len(styles)} style tokens (must be > {reserved})")
 
 
 def _log_until_unread() -> Callable[[str], None]:
@@ -352,9 +378,6 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
         adaptive=args.adaptive, tie=False if args.no_tie else None, tokenizer=args.tokenizer,
         lowercase=True if args.lowercase else None,
     )
-    if args.vocab_size is not None:
-        raise ConfigError("--vocab-size does not apply with --from: the model's vocabulary is kept and your text's "
-                          "new words are added (at most --new-words of them)")
     counted, tuned, tokens = _finetune_defaults(args, sources, base.tokenizer, cache)
     min_count = _given(args.min_count, tuned.min_count)
     words = finetune.new_words(base.vocab, counted, min_count, args.new_words)
@@ -1013,6 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = resolve(parser.parse_args(argv), parser)
     if args.command == "train":
         args.typed = typed_options(argv)
+        check_train(args, parser)
     if sys.stdout is None and args.command != "train":  # started with standard output closed (`>&-`)
         _err("autocomplete: error: standard output is closed; there is nowhere to print to")
         return EXIT_ERROR
@@ -1023,6 +1047,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is not None:
             sys.stdout.flush()  # a full disk shows here, inside the try, not in the interpreter's exit
         return code
+    except UsageError as e:  # as argparse says a bad option: one line, exit status 2
+        command_parser(parser, args.command).error(printable(str(e)))
     except AutocompleteError as e:
         _err(f"autocomplete: error: {_rank_prefix()}{e}")
         return EXIT_ERROR

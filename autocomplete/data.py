@@ -220,6 +220,19 @@ def _check_text(source: Source) -> None:
         raise CorpusError(f"{source.name}: looks like a binary file, not text")
 
 
+def holds_text(source: Source) -> bool:
+    """Whether ``source`` holds anything but whitespace. Read up to its first byte that is not (the whole file only
+    when it is blank), so that an empty text is found at once, not after a pass over the corpus."""
+    try:
+        with source.open() as f:
+            while chunk := f.read(1 << 16):
+                if chunk.strip():
+                    return True
+    except OSError as e:
+        raise CorpusError(f"{source.name}: cannot read ({e.strerror or e})") from None
+    return False
+
+
 def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
     """Decoded lines as (text, complete); an overlong line comes in pieces, all but the last with complete=False.
 
@@ -589,6 +602,7 @@ __all__ = [
     "encode_source",
     "encode_text",
     "fingerprint",
+    "holds_text",
     "ids_digest",
     "iter_source_ids",
     "load_corpus",
