@@ -42,6 +42,10 @@ def _err(message: str) -> None:
     print(printable(message), file=sys.stderr, flush=True)
 
 
+def _warn(message: str) -> None:
+    _err(f"autocomplete: warning: {message}")
+
+
 def _out(text: str) -> None:
     """A line for standard output; what a model file supplied (words, names, metadata) cannot drive the terminal."""
     print(printable(text))
@@ -87,12 +91,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
     resolve_device(args.device)  # a GPU that is not there is said now, not once the corpus is counted
     _check_vocab_room(args)
+
+    def warn(message: str) -> None:
+        log(f"warning: {message}")
+
     with ExitStack() as run:  # copies of pipes are removed however it ends
-        valid_sources = run.enter_context(data.opened_sources(args.valid)) if args.valid else []
+        valid_sources = run.enter_context(data.opened_sources(args.valid, warn=warn)) if args.valid else []
         if valid_sources and not any(map(data.holds_text, valid_sources)):  # before the corpus is read, let alone counted
             names = ", ".join(source.name for source in valid_sources)
             raise UsageError(f"{names}: no text to validate on (--valid is empty or whitespace only)")
-        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave))
+        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave, warn=warn))
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
             run.enter_context(atomic.exclusive_lock(args.output))
@@ -472,7 +480,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete.progress import Progress, choose_mode
 
     predictor = _load_predictor(args, args.model, learn=False)  # measurements never use the user's own state
-    with data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
+    with data.opened_sources(args.text, warn=_warn) as sources:  # pipes are read once, into a copy
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
@@ -786,7 +794,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     stats = data.CorpusStats()
     batch: list[str] = []
     try:
-        with data.opened_sources(args.text) as sources, tqdm(
+        with data.opened_sources(args.text, warn=_warn) as sources, tqdm(
             unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
         ) as bar:
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):

@@ -429,6 +429,29 @@ def test_learn_teaches_the_model_your_words_and_info_and_forget_show_and_erase_t
     assert "nothing yet" in out
 
 
+@pytest.mark.parametrize("command", ["learn", "eval", "train"])
+def test_a_subfolder_that_cannot_be_read_is_named_in_one_warning_and_the_rest_is_used(
+    capsys, trained_model_path, tmp_path, command
+):
+    from .test_data import locked
+
+    folder = tmp_path / "notes"
+    (folder / "private").mkdir(parents=True)
+    (folder / "notes.txt").write_text(SHAKESPEARE.read_text()[:5000])
+    (folder / "private" / "diary.txt").write_text("dear diary\n")
+    argv = {
+        "learn": ["learn", str(folder), "--model", str(trained_model_path), "--quiet"],
+        "eval": ["eval", str(folder), "--model", str(trained_model_path), "--quiet", "--ksr-words", "0"],
+        "train": ["train", str(folder), "-o", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet", "--no-cache"],
+    }[command]
+    with locked(folder / "private"):
+        code, _, err = run(capsys, *argv)
+    warning = f"warning: cannot read {folder / 'private'} (Permission denied): skipped"
+    assert code == 0 and [line for line in err.splitlines() if "cannot read" in line] == [
+        warning if command == "train" else f"autocomplete: {warning}"
+    ]
+
+
 @pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (SystemExit(143), 143)], ids=["ctrl-c", "kill"])
 def test_an_interrupted_learn_keeps_and_saves_what_it_learned_until_then(capsys, monkeypatch, trained_model_path, stop,
                                                                          code):
