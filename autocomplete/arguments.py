@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from autocomplete.errors import ConfigError
-from autocomplete.settings import SamplingConfig
+from autocomplete.settings import MODEL_SIZE_LIMITS, SamplingConfig
+from autocomplete.tokenizer import SPECIALS
 
 EXIT_USAGE = 2
 
@@ -56,6 +58,11 @@ seed = _number(int, 0, 2**64 - 1, "seed (an integer from 0 to 2^64 - 1)")  # wha
 fraction = _number(float, 0, 0.5, "fraction")
 dropout = _number(float, 0, 0.99, "dropout rate")
 positive_float = _number(float, 0, None, "positive number", low_open=True)
+# a vocabulary holds the special tokens and at least one word, a model at most MODEL_SIZE_LIMITS of each size
+vocab_size = _number(int, len(SPECIALS) + 1, MODEL_SIZE_LIMITS["vocab_size"], "vocabulary size")
+embedding_dim = _number(int, 1, MODEL_SIZE_LIMITS["embedding_dim"], "embedding size")
+hidden_dim = _number(int, 1, MODEL_SIZE_LIMITS["hidden_dim"], "hidden size")
+layers = _number(int, 1, MODEL_SIZE_LIMITS["num_layers"], "layer count")
 
 
 def setting(name: str):  # type: ignore[no-untyped-def]
@@ -71,11 +78,21 @@ def setting(name: str):  # type: ignore[no-untyped-def]
 
 
 def cutoffs(text: str) -> tuple[int, ...]:
+    """Adaptive softmax cutoffs: positive and increasing (those past the vocabulary's end are dropped at training)."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if values and (values[0] < 1 or list(values) != sorted(set(values))):
+        raise argparse.ArgumentTypeError(f"{text!r}: cutoffs must be ≥ 1 and increase strictly (e.g. 2000,10000)")
     return values
+
+
+def device(text: str) -> str:
+    """A training device by name; whether that GPU is there is checked as training starts."""
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected auto, cpu, cuda or cuda:N")
 
 
 # ---- parser ---------------------------------------------------------------------------------------------------
@@ -177,7 +194,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--lowercase", action="store_true", help="fold all text to lower case")
     g.add_argument("--breaks", choices=["auto", "line", "paragraph"], default="auto",
                    help="where utterances end: each line, or blank-line paragraphs of wrapped prose (default auto)")
-    g.add_argument("--vocab-size", type=positive_int, default=None, help="max vocabulary size (default 20000)")
+    g.add_argument("--vocab-size", type=vocab_size, default=None, help="max vocabulary size (default 20000)")
     g.add_argument("--min-count", type=positive_int, default=None,
                    help="drop rarer words (default: 1 below 1,000 tokens, else 2; with --from, new words' minimum: "
                         "1 below 20,000 tokens, else 2)")
@@ -186,11 +203,11 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--no-cache", action="store_true",
                    help="tokenise into memory instead of the cache (small corpora; nothing written)")
     g = p.add_argument_group("model")
-    g.add_argument("--embedding-dim", type=positive_int, default=None,
+    g.add_argument("--embedding-dim", type=embedding_dim, default=None,
                    help="word vector size (default: derived from the corpus size, 32 to 256)")
-    g.add_argument("--hidden-dim", type=positive_int, default=None,
+    g.add_argument("--hidden-dim", type=hidden_dim, default=None,
                    help="LSTM cell size (default: derived from the corpus size, 32 to 512)")
-    g.add_argument("--layers", type=positive_int, default=None,
+    g.add_argument("--layers", type=layers, default=None,
                    help="stacked LSTM layers (default: 1 below 500,000 tokens, else 2)")
     # dropout defaults: 0.2 and 0s from scratch; with --from, the base model's
     g.add_argument("--dropout", type=dropout, default=None, help="dropout on LSTM outputs (default 0.2)")
@@ -221,7 +238,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--clip", type=_number(float, 0, None, "clip norm"), default=0.25,
                    help="max gradient norm, 0 = off (default 0.25)")
     g.add_argument("--seed", type=seed, default=1, help="(default 1)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    g.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     g.add_argument("--threads", type=threads, default=None,
                    help="CPU threads, at most the CPUs present (default: 1 below 50,000 tokens, else PyTorch's choice)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training step")
@@ -231,10 +248,12 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                    help="validate every N steps (0: per epoch; default 0, with --from 4 times an epoch on a long text)")
     g.add_argument("--max-time", type=positive_float, default=None, help="stop after this many seconds")
     g.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
-    g.add_argument("--half", action="store_true",
-                   help="store the model's weights as float16 (half the size; with --from: as the base model is)")
-    g.add_argument("--int8", action="store_true",
-                   help="store the weight matrices as int8 with per-row scales (a quarter of float32), the rest float16")
+    storage = g.add_mutually_exclusive_group()
+    storage.add_argument("--half", action="store_true",
+                         help="store the model's weights as float16 (half the size; with --from: as the base model is)")
+    storage.add_argument("--int8", action="store_true",
+                         help="store the weight matrices as int8 with per-row scales (a quarter of float32), the rest "
+                              "float16")
     g.add_argument("--name", default=None, help="model name shown in the session")
     g.add_argument("--quiet", "-q", action="store_true",
                    help="no progress: neither the bar (on a terminal) nor the occasional progress lines (in a log)")
@@ -382,11 +401,43 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = N
                         parser.error(f"{option} is for the interactive session (no COMMAND), not `{args.command}`")
                     parser.error(f"`{args.command}` takes no {option}")
     if parser is not None and args.command == "cache" and args.older_than is not None and not args.clear:
-        subcommands = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
-        subcommands.choices["cache"].error("--older-than goes with --clear")  # type: ignore[index]
+        command_parser(parser, "cache").error("--older-than goes with --clear")
     if args.threads is None and args.command != "train":
         args.threads = 1
     return args
+
+
+def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of ``command``: its ``error`` says a usage error as a bad value of that command's options does."""
+    subcommands = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    return subcommands.choices[command]  # type: ignore[index,no-any-return]
+
+
+def check_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse, as usage errors, ``train`` options that contradict each other or cannot apply, before any work is done
+    (the vocabulary of a large corpus takes minutes to count). ``args.typed`` holds the options typed
+    (:func:`typed_options`); what needs the inputs themselves is checked as they are opened
+    (:class:`~autocomplete.errors.UsageError`)."""
+
+    def refuse(message: str) -> NoReturn:
+        command_parser(parser, "train").error(message)
+
+    fine_tuning, resuming = args.base is not None, args.resume or args.resume_anyway
+    if args.vocab_size is not None and fine_tuning:
+        refuse("--vocab-size does not apply with --from: the model's vocabulary is kept and your text's new words are "
+               "added (at most --new-words of them)")
+    if "--new-words" in getattr(args, "typed", ()) and not fine_tuning:
+        refuse("--new-words goes with --from (the words of your text added to the model fine-tuned)")
+    if args.cache_dir is not None and args.no_cache:
+        refuse("--cache-dir goes with the token cache, which --no-cache turns off: choose one")
+    if args.valid and args.valid_fraction:
+        refuse("--valid-fraction holds out the tail of each file, --valid gives the validation text instead: "
+               "choose one")
+    # a run resumed or fine-tuned keeps its model's sizes (and whether its weights are tied): those are checked there
+    tied = not (args.no_tie or fine_tuning or resuming)
+    if tied and args.embedding_dim is not None and args.hidden_dim is not None and args.hidden_dim < args.embedding_dim:
+        refuse(f"with tied weights the hidden size ({args.hidden_dim}) must be at least the embedding size "
+               f"({args.embedding_dim}); raise it, or untie the weights (--no-tie)")
 
 
 def typed_options(argv: Sequence[str] | None) -> set[str]:

@@ -25,8 +25,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypedDict, final
 
-from autocomplete.arguments import build_parser, resolve, typed_options
-from autocomplete.errors import AutocompleteError, ConfigError, OutputError
+from autocomplete.arguments import build_parser, check_train, command_parser, resolve, typed_options
+from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import handling, named
 from autocomplete.tokenizer import printable
@@ -40,6 +40,10 @@ EXIT_INTERRUPTED = 130
 
 def _err(message: str) -> None:
     print(printable(message), file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    _err(f"autocomplete: warning: {message}")
 
 
 def _out(text: str) -> None:
@@ -74,7 +78,7 @@ def _apply_style(predictor, requested: str | None, mode: str) -> None:  # type: 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
     from autocomplete import atomic, data
-    from autocomplete.distributed import environment_rank
+    from autocomplete.distributed import environment_rank, resolve_device
     from autocomplete.resume import resume_path
 
     main_rank = environment_rank() == 0
@@ -85,13 +89,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         atomic.check_replaceable(resume_path(args.output))
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
-    with ExitStack() as run:
-        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave))  # copies of pipes are removed however it ends
-        valid_sources = run.enter_context(data.opened_sources(args.valid)) if args.valid else []
+    resolve_device(args.device)  # a GPU that is not there is said now, not once the corpus is counted
+    _check_vocab_room(args)
+
+    def warn(message: str) -> None:
+        log(f"warning: {message}")
+
+    with ExitStack() as run:  # copies of pipes are removed however it ends
+        valid_sources = run.enter_context(data.opened_sources(args.valid, warn=warn)) if args.valid else []
+        if valid_sources and not any(map(data.holds_text, valid_sources)):  # before the corpus is read, let alone counted
+            names = ", ".join(source.name for source in valid_sources)
+            raise UsageError(f"{names}: no text to validate on (--valid is empty or whitespace only)")
+        sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave, warn=warn))
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
             run.enter_context(atomic.exclusive_lock(args.output))
         return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _check_vocab_room(args: argparse.Namespace) -> None:
+    """``--vocab-size`` counts the special tokens and one per style (``CORPUS=STYLE``): it must leave room for a
+    word. (Without styles its range says so; a resumed run keeps its vocabulary.)"""
+    from autocomplete.data import split_style
+    from autocomplete.tokenizer import SPECIALS
+
+    if args.vocab_size is None or args.resume:
+        return
+    styles = set()
+    for item in args.corpus:
+        try:
+            styles.add(split_style(item)[1])
+        except ConfigError:  # a style name that cannot be: said as the corpus is opened
+            pass
+    styles.discard(None)
+    reserved = len(SPECIALS) + len(styles)
+    if args.vocab_size <= reserved:
+        raise UsageError(f"--vocab-size {args.vocab_size} leaves no room for a word next to the {len(SPECIALS)} "
+                         f"special and {len(styles)} style tokens (must be > {reserved})")
 
 
 def _log_until_unread() -> Callable[[str], None]:
@@ -187,6 +221,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         lr=_given(args.lr, tuned.lr if tuned and args.optimizer == "adamw" else None),
         valid_fraction=_given(args.valid_fraction, tuned.valid_fraction if tuned else None),
         valid_text=bool(valid_sources), max_steps=args.max_steps, processes=environment_world(), threads=args.threads,
+        tied=not args.no_tie,
     )
     if fit.threads:
         torch.set_num_threads(fit.threads)
@@ -351,9 +386,6 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
         adaptive=args.adaptive, tie=False if args.no_tie else None, tokenizer=args.tokenizer,
         lowercase=True if args.lowercase else None,
     )
-    if args.vocab_size is not None:
-        raise ConfigError("--vocab-size does not apply with --from: the model's vocabulary is kept and your text's "
-                          "new words are added (at most --new-words of them)")
     counted, tuned, tokens = _finetune_defaults(args, sources, base.tokenizer, cache)
     min_count = _given(args.min_count, tuned.min_count)
     words = finetune.new_words(base.vocab, counted, min_count, args.new_words)
@@ -448,7 +480,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete.progress import Progress, choose_mode
 
     predictor = _load_predictor(args, args.model, learn=False)  # measurements never use the user's own state
-    with data.opened_sources(args.text) as sources:  # pipes are read once, into a copy
+    with data.opened_sources(args.text, warn=_warn) as sources:  # pipes are read once, into a copy
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
@@ -626,25 +658,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  {'styles':<18}{', '.join(lm.vocab.styles) if lm.vocab.styles else 'none'}")
     print(f"  {'storage':<18}{storage}")
     m = lm.metadata
-    shown = {
-        "valid_perplexity": lambda v: f"{v:.2f}",
-        "tokens_seen": lambda v: f"{v:,}",
-        "epochs": lambda v: f"{v:g}",
-        "wall_time": _duration,
-    }
     for key in ("valid_perplexity", "tokens_seen", "epochs", "wall_time", "device", "created", "command"):
         if m.get(key) is not None:
             value = m[key]
-            try:
-                value = shown.get(key, str)(value)
-            except (TypeError, ValueError, OverflowError):  # a hand-edited or foreign value: show it as it is
-                value = str(value)
+            if key in _NUMBERS:
+                low, high, whole, write = _NUMBERS[key]
+                value = write(value) if _sensible(value, low, high, whole) else UNKNOWN
             _out(f"  {key.replace('_', ' '):<18}{value}")
         if key == "valid_perplexity" and (curve := _validation_curve(m.get("history"))):
             _out(f"  {'validation curve':<18}{curve}")  # did training converge?
     origin, added = m.get("fine_tuned_from"), m.get("added_words")
     if isinstance(origin, dict):  # written by `train --from`
-        words = f"; {added.get('count', 0):,} words added" if isinstance(added, dict) else ""
+        count = added.get("count", 0) if isinstance(added, dict) else None
+        words = "" if count is None else (
+            f"; {count:,} words added" if _sensible(count, 0, MAX_WORDS, whole=True) else "; words added: " + UNKNOWN
+        )
         _out(f"  {'fine-tuned from':<18}{origin.get('name')} ({origin.get('file')}, "
               f"sha256 {str(origin.get('sha256'))[:12]}…){words}")
     p = personal
@@ -657,6 +685,33 @@ def cmd_info(args: argparse.Namespace) -> int:
              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
         _out(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
     return 0
+
+
+UNKNOWN = "unknown (the file holds an impossible value)"
+MAX_WORDS = 10_000_000  # the most words a model holds (autocomplete.model's limit on its vocabulary)
+
+
+def _perplexity(value: float) -> str:
+    """75.52; a diverged run's 3.2e+21 or inf (recorded as such) without a screenful of digits."""
+    return f"{value:.2f}" if value < 1e9 else f"{value:.3g}"
+
+
+# the numbers of the training metadata that info shows: (lowest and highest sensible values, whole numbers only,
+# how it is written). A hand-edited or foreign file may hold anything (10**300 tokens, a negative time, NaN):
+# outside these, info says the value is unknown instead of printing it
+_NUMBERS: dict[str, tuple[float, float, bool, Callable[[Any], str]]] = {
+    "valid_perplexity": (1.0, math.inf, False, _perplexity),  # infinite: the run diverged (train records so)
+    "tokens_seen": (0, 1e15, True, lambda v: f"{v:,}"),
+    "epochs": (0, 1e9, False, lambda v: f"{v:g}"),
+    "wall_time": (0, 1e10, False, lambda v: _duration(v)),  # seconds: some three centuries
+}
+
+
+def _sensible(value: object, low: float, high: float, whole: bool = False) -> bool:
+    """Whether ``value``, read from a model file, is a number (not true/false, not NaN) in [``low``, ``high``]."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    return low <= value <= high  # NaN is not
 
 
 @final
@@ -739,7 +794,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     stats = data.CorpusStats()
     batch: list[str] = []
     try:
-        with data.opened_sources(args.text) as sources, tqdm(
+        with data.opened_sources(args.text, warn=_warn) as sources, tqdm(
             unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
         ) as bar:
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
@@ -823,17 +878,21 @@ def _validation_curve(history: object) -> str:
 
     if not isinstance(history, list):
         return ""
-    points = [
+    from autocomplete.evaluate import perplexity
+
+    points = [  # a cross-entropy is finite and ≥ 0: a file that says otherwise is not drawn from
         (h.get("epoch"), h["valid_loss"]) for h in history
-        if isinstance(h, dict) and isinstance(h.get("valid_loss"), (int, float)) and math.isfinite(h["valid_loss"])
+        if isinstance(h, dict) and _sensible(h.get("valid_loss"), 0, sys.float_info.max)
     ]
     if len(points) < 2:
         return ""
     losses = [loss for _, loss in points]
     best = min(range(len(losses)), key=losses.__getitem__)
-    at = f" at epoch {points[best][0]:g}" if isinstance(points[best][0], (int, float)) else ""
-    return (f"{sparkline(losses)}  perplexity {math.exp(losses[0]):.2f} → {math.exp(losses[-1]):.2f} over "
-            f"{len(losses)} validations (best {math.exp(losses[best]):.2f}{at})")
+    epoch = points[best][0]
+    at = f" at epoch {epoch:g}" if _sensible(epoch, 0, _NUMBERS["epochs"][1]) else ""
+    return (f"{sparkline(losses)}  perplexity {_perplexity(perplexity(losses[0]))} → "
+            f"{_perplexity(perplexity(losses[-1]))} over {len(losses)} validations "
+            f"(best {_perplexity(perplexity(losses[best]))}{at})")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -985,6 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = resolve(parser.parse_args(argv), parser)
     if args.command == "train":
         args.typed = typed_options(argv)
+        check_train(args, parser)
     if sys.stdout is None and args.command != "train":  # started with standard output closed (`>&-`)
         _err("autocomplete: error: standard output is closed; there is nowhere to print to")
         return EXIT_ERROR
@@ -995,6 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is not None:
             sys.stdout.flush()  # a full disk shows here, inside the try, not in the interpreter's exit
         return code
+    except UsageError as e:  # as argparse says a bad option: one line, exit status 2
+        command_parser(parser, args.command).error(printable(str(e)))
     except AutocompleteError as e:
         _err(f"autocomplete: error: {_rank_prefix()}{e}")
         return EXIT_ERROR

@@ -19,13 +19,15 @@ An encoded stream lives in memory (a tensor, :func:`load_corpus`) or on disk (a 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import stat
 import sys
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +87,16 @@ def split_style(item: str | Path) -> tuple[str, str | None]:
 
 
 def resolve_sources(
-    inputs: Sequence[str | Path], stdin: BinaryIO | None = None, interleave: bool = False
+    inputs: Sequence[str | Path],
+    stdin: BinaryIO | None = None,
+    interleave: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Source]:
     """Expand files, folders and ``-`` (each optionally ``=STYLE``) into readable sources, or raise
     :class:`CorpusError` naming the problem.
+
+    What a folder holds that cannot be read (a subfolder or a file without permission) is skipped, and ``warn`` is
+    told so in one line naming them; an input named itself that cannot be read is an error.
 
     Standard input and anything that cannot be read twice (a pipe such as ``<(zcat corpus.gz)``, a device) is
     copied once into a temporary file; the caller removes those copies with :func:`remove_spools`.
@@ -99,13 +107,14 @@ def resolve_sources(
     if not inputs:
         raise CorpusError("no corpus given")
     groups: list[list[Source]] = []
+    skipped: list[str] = []  # what folders hold that cannot be read: "path (reason)"
     try:
         for item in inputs:
             try:
                 text, style = split_style(item)
             except ConfigError as e:
                 raise CorpusError(f"{item}: {e}") from None
-            group = _expand(text, stdin)
+            group = _expand(text, stdin, skipped)
             for source in group:
                 source.style = style
             groups.append(group)
@@ -118,10 +127,13 @@ def resolve_sources(
     except BaseException:
         remove_spools([source for group in groups for source in group])
         raise
+    if skipped and warn is not None:
+        shown = ", ".join(skipped[:3]) + (f" … ({len(skipped)} in all)" if len(skipped) > 3 else "")
+        warn(f"cannot read {shown}: skipped")
     return sources
 
 
-def _expand(item: str | Path, stdin: BinaryIO | None) -> list[Source]:
+def _expand(item: str | Path, stdin: BinaryIO | None, skipped: list[str]) -> list[Source]:
     if str(item) == "-":
         return [_spool(stdin or sys.stdin.buffer, "<stdin>")]
     path = Path(item)
@@ -132,7 +144,7 @@ def _expand(item: str | Path, stdin: BinaryIO | None) -> list[Source]:
     except OSError as e:
         raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
     if stat.S_ISDIR(mode):
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        files = _text_files(path, skipped)
         if not files:
             raise CorpusError(f"{path}: folder holds no .txt files")
         return [Source(p, str(p)) for p in files]
@@ -143,6 +155,34 @@ def _expand(item: str | Path, stdin: BinaryIO | None) -> list[Source]:
             return [_spool(stream, str(path))]
     except OSError as e:
         raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # a link to nothing (or to itself), a file removed meanwhile
+
+
+def _text_files(folder: Path, skipped: list[str]) -> list[Path]:
+    """Every ``*.txt`` file below ``folder``, sorted; links to folders are not followed. A subfolder or file it holds
+    that cannot be read is added to ``skipped`` as ``path (reason)``; ``folder`` itself unreadable is an error."""
+    unreadable: list[OSError] = []
+    files: list[Path] = []
+    for root, _, names in os.walk(folder, onerror=unreadable.append):
+        for name in names:
+            if not name.endswith(".txt"):
+                continue
+            path = Path(root, name)
+            try:
+                if stat.S_ISREG(path.stat().st_mode):
+                    open(path, "rb").close()  # readable: found now, not when its text is wanted
+                    files.append(path)
+            except OSError as e:
+                if e.errno not in _GONE:
+                    unreadable.append(e)
+    for error in unreadable:
+        reason = error.strerror or str(error)
+        if error.filename == os.fspath(folder):
+            raise CorpusError(f"{folder}: cannot read ({reason})")
+        skipped.append(f"{error.filename} ({reason})")
+    return sorted(files)
 
 
 def _spool(stream: BinaryIO, name: str) -> Source:
@@ -200,10 +240,13 @@ def remove_spools(sources: Iterable[Source]) -> None:
 
 @contextmanager
 def opened_sources(
-    inputs: Sequence[str | Path], stdin: BinaryIO | None = None, interleave: bool = False
+    inputs: Sequence[str | Path],
+    stdin: BinaryIO | None = None,
+    interleave: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[list[Source]]:
     """:func:`resolve_sources` for the length of a ``with`` block: spooled copies are removed however it ends."""
-    sources = resolve_sources(inputs, stdin, interleave)
+    sources = resolve_sources(inputs, stdin, interleave, warn)
     try:
         yield sources
     finally:
@@ -218,6 +261,19 @@ def _check_text(source: Source) -> None:
         raise CorpusError(f"{source.name}: cannot read ({e.strerror or e})") from None
     if b"\x00" in head:
         raise CorpusError(f"{source.name}: looks like a binary file, not text")
+
+
+def holds_text(source: Source) -> bool:
+    """Whether ``source`` holds anything but whitespace. Read up to its first byte that is not (the whole file only
+    when it is blank), so that an empty text is found at once, not after a pass over the corpus."""
+    try:
+        with source.open() as f:
+            while chunk := f.read(1 << 16):
+                if chunk.strip():
+                    return True
+    except OSError as e:
+        raise CorpusError(f"{source.name}: cannot read ({e.strerror or e})") from None
+    return False
 
 
 def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
@@ -589,6 +645,7 @@ __all__ = [
     "encode_source",
     "encode_text",
     "fingerprint",
+    "holds_text",
     "ids_digest",
     "iter_source_ids",
     "load_corpus",

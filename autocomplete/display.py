@@ -5,14 +5,23 @@ Standard library only: formatting a probability must not load PyTorch or prompt_
 
 from __future__ import annotations
 
+import math
+
+UNKNOWN = "?"  # what percent() shows for a number that is no probability
+_ROUNDING = 1e-6  # how far float arithmetic may push a probability outside [0, 1] (float32 softmax: about 1e-7)
+
 
 def percent(p: float) -> str:
     """A probability as a percentage with one decimal: ``42.0%``, ``10.0%``, ``9.9%``, ``0.1%``, ``<0.1%``.
 
     The same number of decimals everywhere, so a column of them lines up and 0.0995 and 0.1 read the same; a rare
-    word is never shown as a misleading ``0.0%``.
+    word is never shown as a misleading ``0.0%``. A number that is no probability (NaN, an infinity, or one outside
+    [0, 1] by more than rounding: a diverged model, a caller's bug) is ``?``, never ``nan%``, ``150.0%`` or a
+    reassuring ``<0.1%``.
     """
-    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
+    if not (math.isfinite(p) and -_ROUNDING <= p <= 1 + _ROUNDING):
+        return UNKNOWN
+    return f"{min(p, 1.0):.1%}" if p >= 0.001 else "<0.1%"
 
 
 _BLOCKS = "▁▂▃▄▅▆▇█"

@@ -29,6 +29,11 @@ class ConfigError(AutocompleteError, ValueError):
     library code that catches bad values the usual way catches these too."""
 
 
+class UsageError(ConfigError):
+    """A command line that cannot work, found only once its inputs are opened (a ``--valid`` text with nothing in
+    it): said as a bad option is, in one usage line with exit status 2, before any work is done."""
+
+
 class DistributedError(AutocompleteError):
     """A process of a ``torchrun`` group cannot join it, or lost contact with the others."""
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from autocomplete.errors import ConfigError
+from autocomplete.settings import MODEL_SIZE_LIMITS
 
 # One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
 State = list[tuple[Tensor, Tensor]]
@@ -25,9 +26,7 @@ State = list[tuple[Tensor, Tensor]]
 TopLayer = Callable[[Tensor, tuple[Tensor, Tensor]], tuple[Tensor, tuple[Tensor, Tensor]]]
 
 
-# Upper bounds far above any model this tool trains (a 16,384-wide LSTM layer alone is 8.6 GB of float32 weights),
-# low enough that a mistyped or hostile value is refused instead of allocating until memory runs out.
-_SIZE_LIMITS = {"vocab_size": 10_000_000, "embedding_dim": 16_384, "hidden_dim": 16_384, "num_layers": 32}
+_SIZE_LIMITS = MODEL_SIZE_LIMITS  # far above any model this tool trains, refused before anything is allocated
 
 
 def _is_int(value: object) -> bool:

@@ -148,6 +148,7 @@ class Predictor:
         personal: Personal | None = None,
         style: str | None = None,
     ) -> None:
+        _check_flag("quantize", quantize)
         device = torch.device(device)
         model = lm.model.to(device).eval()
         if quantize and device.type == "cpu":
@@ -264,6 +265,7 @@ class Predictor:
         user did not write, such as the model's own replies; a line that starts with a space never is).
         """
         _check_text(text)
+        _check_flag("learn", learn)
         if learn and self.personal is not None:
             self.personal.learn(text, style=self._style)
         with self._query():
@@ -370,6 +372,7 @@ class Predictor:
         _check_text(text)
         if partial is not None:
             _check_text(partial, "partial")
+        _check_flag("words_only", words_only)
         k = _whole("k", k, 1)
         with self._query():
             if partial is None:
@@ -495,8 +498,9 @@ class Predictor:
         first token (a reply must say something). Sampling never produces the unknown-word token.
 
         The arguments are checked when it is called, before anything is sampled: ``sampling`` must be a
-        :class:`SamplingConfig` (a :class:`TypeError` otherwise), ``seed`` an integer from 0 to 2**64 - 1 (as the CLI's
-        ``--seed``) and the overrides within their ranges (a :class:`~autocomplete.errors.ConfigError` otherwise).
+        :class:`SamplingConfig` and ``finished`` and ``nonempty`` True or False (a :class:`TypeError` otherwise),
+        ``seed`` an integer from 0 to 2**64 - 1 (as the CLI's ``--seed``) and the overrides within their ranges (a
+        :class:`~autocomplete.errors.ConfigError` otherwise).
         """
         _check_text(text)
         config = _configure(sampling, max_words=max_words, temperature=temperature, top_k=top_k, top_p=top_p)
@@ -504,6 +508,8 @@ class Predictor:
             seed = _whole("seed", seed, 0, MAX_SEED)
         if stop_at not in get_args(StopAt):
             raise ConfigError(f"stop_at must be one of {', '.join(get_args(StopAt))}, got {stop_at!r}")
+        _check_flag("finished", finished)
+        _check_flag("nonempty", nonempty)
         return self._stream(text, config, seed, generator, stop_at, finished, nonempty)
 
     def _stream(
@@ -631,6 +637,13 @@ def _check_text(text: object, name: str = "text") -> None:
         raise TypeError(f"{name} must be str, got {type(text).__name__}")
 
 
+def _check_flag(name: str, value: object) -> None:
+    """A yes-or-no argument must be ``True`` or ``False``: ``learn="no"`` would otherwise count as true, and ``0`` or
+    ``None`` pass for a choice the caller may not have meant."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def _whole(name: str, value: object, low: int, high: int | None = None, note: str = "") -> int:
     """``value`` if it is an integer (not true/false) in [``low``, ``high``], else a
     :class:`~autocomplete.errors.ConfigError` that says what it must be."""
@@ -667,7 +680,7 @@ def load(
     the whole process (``torch.set_num_threads``): 1 by default, because a batch-1 step is fastest on one thread and
     several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is. It is an
     integer from 1 to the number of CPUs present, as the CLI's ``--threads`` (a ConfigError otherwise); ``path`` is
-    text or a path-like object (a TypeError otherwise).
+    text or a path-like object, and ``quantize``, ``learn`` and ``save`` are True or False (a TypeError otherwise).
 
     ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
     earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
@@ -677,6 +690,8 @@ def load(
     from autocomplete.paths import default_model_path
 
     model = checkpoint.as_path(path) if path is not None else default_model_path()
+    for name, flag in (("quantize", quantize), ("learn", learn), ("save", save)):
+        _check_flag(name, flag)
     if mode not in MODE_STYLES:
         raise ConfigError(f"mode must be one of {', '.join(MODE_STYLES)}, got {mode!r}")
     if threads is not None:

@@ -2,7 +2,8 @@
 
 This is the only place where the sampling knobs' defaults and ranges are written: the CLI's argument types, the
 session's ``:temp``/``:topk``/``:len``/``:k`` commands, the Alt-+/Alt-- keys and the completion adapters all read them
-from here (:data:`LIMITS`). Standard library only, so the CLI can build its parser without loading PyTorch.
+from here (:data:`LIMITS`). The largest model sizes live here too (:data:`MODEL_SIZE_LIMITS`). Standard library only,
+so the CLI can build its parser without loading PyTorch.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Limit:
         value = max(self.low, value)
         return value if self.high is None else min(self.high, value)
 
+
+#: The largest model this tool builds or reads: far above any it trains (a 16,384-wide LSTM layer alone is 8.6 GB of
+#: float32 weights), low enough that a mistyped or hostile size is refused instead of allocating until memory runs
+#: out. :class:`~autocomplete.model.ModelConfig` enforces them; ``train``'s options say them at once.
+MODEL_SIZE_LIMITS = {"vocab_size": 10_000_000, "embedding_dim": 16_384, "hidden_dim": 16_384, "num_layers": 32}
 
 #: The valid range of every :class:`SamplingConfig` field: the single source for every parser and command.
 LIMITS: dict[str, Limit] = {

@@ -717,6 +717,7 @@ def fit_to_corpus(
     max_steps: int | None = None,
     processes: int = 1,
     threads: int | None = None,
+    tied: bool = True,
 ) -> CorpusFit:
     """Fill in the settings left as ``None`` from the corpus size, so that any text trains well on defaults.
 
@@ -726,7 +727,9 @@ def fit_to_corpus(
     run, the model is sized to the text, rare words are kept when the text is small, and validation text is held
     out only when there is enough to spare. A value given (not ``None``) is kept as it is, so a fine-tuning run passes
     the base model's sizes and gets the rest fitted to its own text. ``valid_text``: validation comes from separate
-    files (nothing is held out); ``processes``: torchrun ranks, each of which gets its share of the text.
+    files (nothing is held out); ``processes``: torchrun ranks, each of which gets its share of the text. With
+    ``tied`` weights (the hidden size at least the embedding size), a derived size never contradicts a given one:
+    ``--embedding-dim 512`` alone on a small text gets a hidden size of 512, not a refusal once the text is counted.
     """
     derived: set[str] = set()
 
@@ -745,8 +748,8 @@ def fit_to_corpus(
     train_tokens = max(1, int(tokens * (1 - valid_fraction)) // processes)
     min_count = pick("min_count", min_count, 1 if tokens < _SMALL_VOCAB_TOKENS else 2)
     size = next((row[1:] for row in _MODEL_SIZES if tokens < row[0]), _LARGE_MODEL)
-    embedding_dim = pick("embedding_dim", embedding_dim, size[0])
-    hidden_dim = pick("hidden_dim", hidden_dim, size[1])
+    embedding_dim = pick("embedding_dim", embedding_dim, min(size[0], hidden_dim or size[0]) if tied else size[0])
+    hidden_dim = pick("hidden_dim", hidden_dim, max(size[1], embedding_dim) if tied else size[1])
     num_layers = pick("num_layers", num_layers, size[2])
     per_step = max(1, train_tokens // _STEPS_PER_EPOCH)  # tokens per step for about 200 steps per pass
     bptt = pick("bptt", bptt, min(35, max(4, per_step // 2)))

@@ -363,8 +363,6 @@ def test_user_errors_are_one_line_and_exit_non_zero(capsys, tmp_path):
     assert code == 1 and err.strip().count("\n") == 0 and "missing.pt: no such model file" in err
     code, _, err = run(capsys, "train", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "m.pt"))
     assert code == 1 and "nope.txt: no such file or folder" in err
-    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--device", "tpu")
-    assert code == 1 and "unknown device 'tpu'" in err
     code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "no" / "m.pt"))
     assert code == 1 and "does not exist" in err
     code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--resume")
@@ -429,6 +427,29 @@ def test_learn_teaches_the_model_your_words_and_info_and_forget_show_and_erase_t
     assert code == 0 and "forgot" in out
     code, out, _ = run(capsys, "info", str(trained_model_path))
     assert "nothing yet" in out
+
+
+@pytest.mark.parametrize("command", ["learn", "eval", "train"])
+def test_a_subfolder_that_cannot_be_read_is_named_in_one_warning_and_the_rest_is_used(
+    capsys, trained_model_path, tmp_path, command
+):
+    from .test_data import locked
+
+    folder = tmp_path / "notes"
+    (folder / "private").mkdir(parents=True)
+    (folder / "notes.txt").write_text(SHAKESPEARE.read_text()[:5000])
+    (folder / "private" / "diary.txt").write_text("dear diary\n")
+    argv = {
+        "learn": ["learn", str(folder), "--model", str(trained_model_path), "--quiet"],
+        "eval": ["eval", str(folder), "--model", str(trained_model_path), "--quiet", "--ksr-words", "0"],
+        "train": ["train", str(folder), "-o", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet", "--no-cache"],
+    }[command]
+    with locked(folder / "private"):
+        code, _, err = run(capsys, *argv)
+    warning = f"warning: cannot read {folder / 'private'} (Permission denied): skipped"
+    assert code == 0 and [line for line in err.splitlines() if "cannot read" in line] == [
+        warning if command == "train" else f"autocomplete: {warning}"
+    ]
 
 
 @pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (SystemExit(143), 143)], ids=["ctrl-c", "kill"])
@@ -655,5 +676,66 @@ def test_train_refuses_a_validation_text_with_nothing_in_it(capsys, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n\n")
     out = tmp_path / "m.pt"
-    code, _, err = run(capsys, "train", str(SHAKESPEARE), "--valid", str(empty), "-o", str(out), "--epochs", "1")
-    assert code == 1 and "no text to validate on" in err and not out.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(SHAKESPEARE), "--valid", str(empty), "-o", str(out), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "no text to validate on" in err and not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "tpu"], "argument --device: unknown device 'tpu'; expected auto, cpu, cuda or cuda:N"),
+    (["--device", "cuda:x"], "argument --device: unknown device 'cuda:x'"),
+    (["--vocab-size", "1"], "argument --vocab-size: 1 is out of range (must be ≥ 3 and ≤ 10000000)"),
+    (["--valid", "{empty}"], "empty.txt: no text to validate on (--valid is empty or whitespace only)"),
+    (["--hidden-dim", "100000"], "argument --hidden-dim: 100000 is out of range (must be ≥ 1 and ≤ 16384)"),
+    (["--embedding-dim", "20000"], "argument --embedding-dim: 20000 is out of range (must be ≥ 1 and ≤ 16384)"),
+    (["--layers", "33"], "argument --layers: 33 is out of range (must be ≥ 1 and ≤ 32)"),
+    (["--adaptive", "5000,2000"], "argument --adaptive: '5000,2000': cutoffs must be ≥ 1 and increase strictly"),
+    (["--adaptive", "0,100"], "cutoffs must be ≥ 1 and increase strictly"),
+    (["--half", "--int8"], "argument --int8: not allowed with argument --half"),
+    (["--embedding-dim", "64", "--hidden-dim", "32"],
+     "with tied weights the hidden size (32) must be at least the embedding size (64)"),
+    (["--from", "--vocab-size", "100"], "--vocab-size does not apply with --from"),
+    (["--new-words", "5"], "--new-words goes with --from"),
+    (["--no-cache", "--cache-dir", "{tmp}/cache"], "--cache-dir goes with the token cache, which --no-cache turns off"),
+    (["--valid", "{corpus}", "--valid-fraction", "0.1"], "--valid-fraction holds out the tail of each file, --valid"),
+    (["{corpus}=dialogue", "--vocab-size", "4"],
+     "--vocab-size 4 leaves no room for a word next to the 2 special and 2 style tokens (must be > 4)"),
+])
+def test_train_options_that_cannot_work_are_usage_errors_before_the_corpus_is_read(
+    capsys, monkeypatch, tmp_path, argv, message
+):
+    from autocomplete import data
+
+    (tmp_path / "empty.txt").write_text(" \n")
+    argv = [a.format(empty=tmp_path / "empty.txt", tmp=tmp_path, corpus=SHAKESPEARE) for a in argv]
+    opened = []
+    real = data.opened_sources
+    monkeypatch.setattr(data, "opened_sources", lambda inputs, *a, **k: opened.append(list(inputs)) or real(inputs, *a, **k))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"{SHAKESPEARE}=prose", *argv, "-o", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("autocomplete train: error: ") and message in err
+    assert err.endswith("(see autocomplete train --help)\n")
+    assert not any(f"{SHAKESPEARE}=prose" in inputs for inputs in opened)  # refused before the corpus is read
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_gpu_that_is_not_there_is_said_before_the_corpus_is_read(capsys, monkeypatch, tmp_path):
+    import torch
+
+    from autocomplete import data
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(data, "opened_sources", lambda *a, **k: pytest.fail("the corpus was read"))
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--device", "cuda:1")
+    assert code == 1 and err == "autocomplete: error: device 'cuda:1' asked for, but no CUDA GPU is available (use --device cpu or auto)\n"
+
+
+def test_one_model_size_given_with_tied_weights_gets_the_other_fitted_to_it_not_a_late_refusal(capsys, tmp_path):
+    code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--embedding-dim", "200",
+                       "--epochs", "1", "--max-steps", "2", "--no-cache", "--quiet")
+    assert code == 0 and "embedding 200, hidden 200" in err
+    config = checkpoint.load(tmp_path / "m.pt").model.config
+    assert (config.embedding_dim, config.hidden_dim, config.tie_weights) == (200, 200, True)

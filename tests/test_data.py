@@ -1,3 +1,4 @@
+import contextlib
 import errno
 import io
 import os
@@ -49,6 +50,41 @@ def test_missing_paths_empty_folders_and_binary_files_are_named(tmp_path):
     (tmp_path / "image.txt").write_bytes(b"\x89PNG\x00\x00\x01binary")
     with pytest.raises(CorpusError, match="image.txt: looks like a binary file"):
         data.resolve_sources([tmp_path / "image.txt"])
+
+
+@contextlib.contextmanager
+def locked(*paths):
+    """``paths`` without any permission for the length of a ``with`` block (a test is skipped where they still can be
+    read: as root)."""
+    for path in paths:
+        path.chmod(0)
+    try:
+        if any(os.access(path, os.R_OK) for path in paths):
+            pytest.skip("permissions do not bind here (running as root)")
+        yield
+    finally:
+        for path in paths:
+            path.chmod(0o755)
+
+
+def test_what_a_folder_holds_that_cannot_be_read_is_skipped_with_one_warning_naming_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello there\n")
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "diary.txt").write_text("dear diary\n")
+    (tmp_path / "secret.txt").write_text("a secret\n")
+    warnings = []
+    with locked(tmp_path / "private", tmp_path / "secret.txt"):
+        sources = data.resolve_sources([tmp_path], warn=warnings.append)
+    assert [s.name for s in sources] == [str(tmp_path / "notes.txt")]
+    assert warnings == [f"cannot read {tmp_path / 'secret.txt'} (Permission denied), {tmp_path / 'private'} "
+                        "(Permission denied): skipped"]
+
+
+def test_a_folder_named_that_cannot_be_read_is_an_error_not_an_empty_folder(tmp_path):
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "diary.txt").write_text("dear diary\n")
+    with locked(tmp_path / "private"), pytest.raises(CorpusError, match="private: cannot read \\(Permission denied\\)$"):
+        data.resolve_sources([tmp_path / "private"])
 
 
 def test_standard_input_is_read_as_a_corpus_from_a_copy_that_is_removed_after_use(tmp_path, monkeypatch):

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from autocomplete.display import percent, sparkline
@@ -9,6 +11,16 @@ from autocomplete.display import percent, sparkline
      (0.001, "0.1%"), (0.0004, "<0.1%"), (0.0, "<0.1%")],
 )
 def test_probabilities_read_like_percentages_with_one_decimal_and_a_rare_word_is_never_zero(p, shown):
+    assert percent(p) == shown
+
+
+@pytest.mark.parametrize("p", [math.nan, math.inf, -math.inf, 1.5, -0.5, 2.0, 1e300])
+def test_a_number_that_is_no_probability_reads_as_a_question_mark_not_nan_nor_a_percentage(p):
+    assert percent(p) == "?"
+
+
+@pytest.mark.parametrize(("p", "shown"), [(1 + 1e-9, "100.0%"), (-1e-9, "<0.1%")])
+def test_a_probability_that_rounding_pushed_just_outside_0_to_1_reads_as_its_nearest_end(p, shown):
     assert percent(p) == shown
 
 

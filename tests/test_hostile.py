@@ -282,6 +282,35 @@ def test_metadata_that_is_not_a_table_is_refused_and_odd_values_are_shown(tiny_l
 
 
 
+def test_info_describes_absurd_training_numbers_as_unknown_instead_of_printing_them(tiny_lm, tmp_path, capsys):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["metadata"] = {
+        "tokens_seen": 10**300, "epochs": -3, "wall_time": 1e300, "valid_perplexity": 0.5,
+        "history": [{"epoch": 1, "valid_loss": 1e300}, {"epoch": 10**300, "valid_loss": -5.0},
+                    {"epoch": 3, "valid_loss": 2.0}],
+        "fine_tuned_from": {"name": "base", "file": "base.pt", "sha256": "ab"}, "added_words": {"count": "many"},
+    }
+    torch.save(payload, tmp_path / "absurd.pt")
+    assert main(["info", str(tmp_path / "absurd.pt")]) == 0
+    out, err = capsys.readouterr()
+    rows = {line[2:20].strip(): line[20:] for line in out.splitlines() if line.startswith("  ")}
+    for key in ("valid perplexity", "tokens seen", "epochs", "wall time"):
+        assert rows[key] == "unknown (the file holds an impossible value)"
+    assert rows["fine-tuned from"].endswith("words added: unknown (the file holds an impossible value)")
+    assert rows["validation curve"].endswith("perplexity inf → 7.39 over 2 validations (best 7.39 at epoch 3)")
+    assert max(map(len, out.splitlines())) < 200 and err == ""
+
+
+def test_info_still_shows_the_infinite_perplexity_of_a_diverged_run(tiny_lm, tmp_path, capsys):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["metadata"] = {"valid_perplexity": math.inf, "tokens_seen": 1234, "epochs": 0.5, "wall_time": 7627.8}
+    torch.save(payload, tmp_path / "diverged.pt")
+    assert main(["info", str(tmp_path / "diverged.pt")]) == 0
+    rows = {line[2:20].strip(): line[20:] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert rows["valid perplexity"] == "inf" and rows["tokens seen"] == "1,234" and rows["epochs"] == "0.5"
+    assert rows["wall time"] == "2 h 7 min (7,628 s)"
+
+
 def _stored_oddly(how, tensor):
     if how == "sparse":
         return tensor.to_sparse()

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -470,6 +471,29 @@ def test_text_given_as_bytes_is_refused_as_not_str(tiny_lm):
     for call in (predictor.commit, predictor.suggest, predictor.distribution, predictor.reset):
         with pytest.raises(TypeError, match="(text|context) must be str, got bytes"):
             call(b"hi")
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None])
+def test_a_yes_or_no_argument_that_is_not_true_or_false_is_refused_before_anything_happens(tiny_lm, tmp_path, value):
+    import autocomplete
+    from autocomplete import checkpoint
+    predictor = Predictor(tiny_lm)
+    before = predictor.context_length
+    calls = {
+        "learn": lambda: predictor.commit("hear me\n", learn=value),
+        "words_only": lambda: predictor.suggest("hear ", words_only=value),
+        "finished": lambda: predictor.stream("hear", finished=value),
+        "nonempty": lambda: predictor.continuation("hear", nonempty=value),
+        "quantize": lambda: Predictor(tiny_lm, quantize=value),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=f"^{name} must be True or False, got {re.escape(repr(value))}$"):
+            call()
+    assert predictor.context_length == before  # refused before the text was committed
+    checkpoint.save(tiny_lm, tmp_path / "m.pt")
+    for name in ("quantize", "learn", "save"):
+        with pytest.raises(TypeError, match=f"^{name} must be True or False"):
+            autocomplete.load(tmp_path / "m.pt", **{name: value})
 
 
 @pytest.mark.parametrize("model", [5, b"m.pt", ["m.pt"]])

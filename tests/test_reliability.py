@@ -354,8 +354,10 @@ def test_a_missing_model_for_the_session_is_one_line(tmp_path):
 
 
 def test_an_unknown_device_for_training_names_the_valid_choices(capsys, tmp_path):
-    code, err = train_cli(capsys, str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--device", "gpu0")
-    assert code == 1 and "unknown device 'gpu0'; expected auto, cpu, cuda or cuda:N" in err
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli(capsys, str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--device", "gpu0")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "unknown device 'gpu0'; expected auto, cpu, cuda or cuda:N" in err
 
 
 def test_checkpoint_error_type_is_what_library_users_catch(tmp_path):

@@ -194,6 +194,22 @@ def test_settings_the_user_gave_are_kept_and_not_reported_as_derived():
     assert "lr" not in fit.describe() and "hidden 20" in fit.describe()  # the model line names its derived part
 
 
+def test_with_tied_weights_a_derived_model_size_fits_the_one_given():
+    assert (fit_to_corpus(15_000, epochs=1, embedding_dim=200).hidden_dim, fit_to_corpus(15_000, epochs=1).hidden_dim) == (200, 128)
+    assert fit_to_corpus(15_000, epochs=1, hidden_dim=20).embedding_dim == 20
+    untied = fit_to_corpus(15_000, epochs=1, embedding_dim=200, tied=False)
+    assert (untied.embedding_dim, untied.hidden_dim) == (200, 128)
+
+
+def test_a_gpu_index_beyond_the_gpus_present_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"^device 'cuda:2' asked for, but 2 CUDA GPU\(s\) are visible \(cuda:0 to cuda:1\)$"):
+        TrainConfig(device="cuda:2")
+    with pytest.raises(ConfigError, match="unknown device 'cuda:x'"):
+        TrainConfig(device="cuda:x")  # not a crash inside torch.device
+
+
 def test_separate_validation_files_hold_nothing_out_of_the_training_text():
     assert fit_to_corpus(100_000, epochs=1, valid_text=True).valid_fraction == 0.0
 
