@@ -633,6 +633,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     storage = checkpoint.storage_of(payload)
     size = path.stat().st_size
     personal = _personal_info(lm, path)
+    handed = _handed_over(lm, path)
     info = {
         "path": str(path),
         "size_bytes": size,
@@ -644,6 +645,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "tokenizer": lm.tokenizer.config.to_dict(),
         "metadata": lm.metadata,
         "personal": personal,
+        "handed_over_files": handed,
     }
     if args.json:
         print(_json(info))
@@ -684,6 +686,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         _out(f"  {'learned from you':<18}{_count(p['words'], 'word')} ({p['new_words']:,} new to the model) from "
              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
         _out(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
+    if handed:
+        _out(f"  {'handed over':<18}{_count(handed, 'file')} of text other programs learned while "
+             "one held the state: the next program to hold it learns them")
     return 0
 
 
@@ -736,6 +741,16 @@ class _UnreadablePersonal(TypedDict):
     error: str  # why it could not be read
 
 
+def _handed_over(lm: Any, path: Path) -> int:
+    """How many files of learned text other programs handed over for the personal state, not yet learned."""
+    from autocomplete.personal import inbox_path, model_hash, state_path
+
+    try:
+        return len(list(inbox_path(state_path(lm, model_hash(path))).glob("*.json")))
+    except OSError:
+        return 0
+
+
 def _personal_info(  # type: ignore[no-untyped-def]
     lm, path: Path
 ) -> _PersonalInfo | _UnreadablePersonal | None:
@@ -783,14 +798,23 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     style = pick_style(args.style, "type", lm.vocab.styles)  # by default as the session's type mode reads what you write
     personal, warning = open_personal(lm)
-    if personal.path is not None and personal.held_by is not None:  # it would save over the other's learning
-        raise OutputError(f"another autocomplete session or program{personal.held_by} is learning into "
-                          f"{personal.path}: quit it first (it saves when it ends), then learn")
-    if personal.path is None or not personal.saving:  # learning what would be lost at exit: refused before it starts
+    # while another program holds the state, the text is handed to it (it would save over what is learned here)
+    handing = personal.hands_over
+    if personal.path is None or not (personal.saving or handing):  # what would be lost at exit: refused at once
         raise OutputError(warning or "this model has no file to keep what is learned for")
-    if warning:
+    if warning and not handing:
         _err(f"autocomplete: warning: {warning}")
+    personal.wait()  # what other programs handed over first (counted apart from this text)
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
+    handed = 0
+
+    def feed(tokens: list[str]) -> None:
+        nonlocal handed
+        if handing:
+            personal.hand_over(tokens, style)
+            handed += len(tokens)
+        else:
+            personal.learn_tokens(tokens, style=style, bulk=True)
     stats = data.CorpusStats()
     batch: list[str] = []
     try:
@@ -800,23 +824,30 @@ def cmd_learn(args: argparse.Namespace) -> int:
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
                 batch += tokens + ([EOS] if ends else [])
                 while len(batch) >= 4096:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
-                    personal.learn_tokens(batch[:4096], style=style, bulk=True)
+                    feed(batch[:4096])
                     bar.update(4096)
                     batch = batch[4096:]
             if batch:
-                personal.learn_tokens(batch, style=style, bulk=True)
+                feed(batch)
                 bar.update(len(batch))
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or a kill: what was learned until then is kept, not thrown away
         learned = personal.stats.tokens - before_tokens
         if learned and personal.save():
             _err(f"autocomplete: stopped; the {learned:,} tokens learned until then are saved in {personal.path}")
+        elif handed and personal.save():
+            _err(f"autocomplete: stopped; the {handed:,} tokens read until then are handed over")
         raise
     finally:
-        personal.close()  # saved, and the state free for a session to learn into
-    if personal.stats.tokens == before_tokens:
+        personal.close()  # saved (or handed over), and the state free for a session to learn into
+    if personal.stats.tokens == before_tokens and not handed:
         raise ConfigError("the text holds no words to learn")
     if stats.replaced_bytes:
         _err(f"autocomplete: warning: {_replaced(stats)}")
+    if handing:
+        print(f"handed {handed:,} tokens from {stats.files} file(s) to the autocomplete session or program"
+              f"{personal.held_by} that is learning into {personal.path}: it learns them in its next quiet minute "
+              "(or the next program to use this model learns them when it starts)")
+        return 0
     print(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "
           f"{time.time() - started:.1f} s: {personal.words - before_words:,} new word(s), {personal.words:,} in all "
           f"({personal.new_words:,} outside the model's vocabulary)")

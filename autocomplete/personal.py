@@ -1001,6 +1001,18 @@ class Personal:
                 inbox_path(self.path).rmdir()  # if it is empty
         return True
 
+    def hand_over(self, tokens: Sequence[str], style: str | None = None) -> None:
+        """Hand ``tokens`` (surface tokens, :data:`EOS` at line ends) to the program that holds the state without
+        learning them here (``autocomplete learn`` while a session runs); written to the inbox as they come, in files
+        of :data:`HANDOVER_TOKENS` at most, the rest by :meth:`save` (or :meth:`close`)."""
+        if not self.hands_over:
+            raise CheckpointError("no other program holds this state: learn the text instead")
+        with self._lock:
+            self._outbox.append((time.time_ns(), style, list(tokens)))
+            waiting = sum(len(item[2]) for item in self._outbox)
+        if waiting >= HANDOVER_TOKENS:
+            self._hand_over()
+
     def _hand_over(self) -> bool:
         """Leave what was learned since the last hand-over in the inbox, for the program that holds the state."""
         assert self.path is not None
