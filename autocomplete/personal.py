@@ -156,12 +156,17 @@ def private(line: str) -> bool:
     return line[:1].isspace()
 
 
-def describe(personal: Personal, unsaved_why: str | None = None) -> str:
+def describe(personal: Personal, unsaved_why: str | None = None, wait: bool = True) -> str:
     """What ``personal`` holds and where it goes, in one line (``:learn``, ``%autocomplete learn``): whether it
     learns, its words and tokens, and where it is saved or why it is kept in memory only (``unsaved_why``: the
-    caller's own reason not to save, such as ``--no-history``, where it has one)."""
-    personal.wait()
+    caller's own reason not to save, such as ``--no-history``, where it has one). ``wait``: once what is queued is
+    learned (else what is still queued is said)."""
+    if wait:
+        personal.wait()
+    queued = personal.queued
     state = "on" if personal.enabled else "off (what was learned still helps)"
+    if queued:
+        state += f" ({queued:,} {'line' if queued == 1 else 'lines'} still to learn)"
     if personal.path is None:  # a model held in memory; or a saved state left alone (said at the start)
         where = "; kept in memory only (see the warning at the start)" if personal.warning else ""
     elif personal.saving:
@@ -390,7 +395,10 @@ class Personal:
         self._top_layer: nn.Module = self.model.layers[-1]  # the base (float) top LSTM layer
         self._base_top = {name: w.detach() for name, w in self._top_layer.named_parameters()}
         self._lock = threading.RLock()  # serialises learning, forgetting and saving (never taken by queries)
-        self._queue: queue.Queue[tuple[list[str], str | None] | Path | None] = queue.Queue()
+        # lines to learn (tokens, style, generation) and inbox files (path, generation); None ends the learner
+        self._queue: queue.Queue[tuple[list[str], str | None, int] | tuple[Path, int] | None] = queue.Queue()
+        self._generation = 0  # a forget starts a new one: what was queued before is dropped, not learned
+        self._stopping = False  # the program ends in a hurry (Ctrl-C while it ends): learn no more, keep what is
         self._thread: threading.Thread | None = None
         self._dirty = False
         self.error: str | None = None  # the last background failure, for the session to report
@@ -665,7 +673,7 @@ class Personal:
     def _flush(self) -> None:
         if self._pending:
             self._start()
-            self._queue.put((self._pending, self._pending_style))
+            self._queue.put((self._pending, self._pending_style, self._generation))
             self._pending = []
 
     def learn_tokens(self, tokens: Sequence[str], style: str | None = None, bulk: bool = False) -> None:
@@ -714,34 +722,74 @@ class Personal:
     def _guarded(self, work: Callable[[], object]) -> None:
         try:
             work()
+        except _Dropped:  # forgotten, or the program ends in a hurry: the rest of this piece is not learned
+            pass
         except CheckpointError as e:  # a full disk: keep learning in memory, say so once
             self.error = str(e)
         except Exception as e:  # a learning failure must never take the session down; it is reported
             self.error = f"learning stopped: {type(e).__name__}: {e}"
             self.enabled = False
 
-    def _work(self, item: tuple[list[str], str | None] | Path) -> None:
-        if isinstance(item, Path):
-            self._absorb(item)
+    def _pauser(self, generation: int) -> Callable[[], None]:
+        """The pause before each slice of learning what was queued in ``generation``: the keystroke gate's, and the
+        end of it (:class:`_Dropped`) once a forget has come since or the program ends in a hurry."""
+
+        def pause() -> None:
+            if self._stopping or generation != self._generation:
+                raise _Dropped
+            self.gate.pause()
+
+        return pause
+
+    def _work(self, item: tuple[list[str], str | None, int] | tuple[Path, int]) -> None:
+        if isinstance(item[0], Path):
+            self._absorb(item[0], self._pauser(item[1]))
         else:
+            tokens, style, generation = item
+            pause = self._pauser(generation)
             with self._lock:
-                self._learn(item[0], self.gate.pause, item[1])
-                if self.hands_over and self._handed + len(item[0]) <= HANDOVER_TOKENS:
-                    self._outbox.append((time.time_ns(), item[1], list(item[0])))
-                    self._handed += len(item[0])
-                self.gate.pause()
+                self._learn(tokens, pause, style)
+                if self.hands_over and self._handed + len(tokens) <= HANDOVER_TOKENS:
+                    self._outbox.append((time.time_ns(), style, list(tokens)))
+                    self._handed += len(tokens)
+                pause()
                 self._reindex()
             self._announce()
         if time.monotonic() - self._saved_at > self.save_every:
             self._tick()
 
     def _tick(self) -> None:
-        if self.path is None:
+        if self.path is None or self._stopping:
             return
         self.gate.pause()
         self._saved_at = time.monotonic()
         self.save()
+        if self.hands_over and not self._closing:
+            self._take_over()
         self._check_inbox()
+
+    def _take_over(self) -> None:
+        """If the program that held the state has ended, hold it from now on: what it saved, plus what this one
+        learned meanwhile (just handed over, so learned again from the inbox on top of the saved state)."""
+        assert self.path is not None
+        by = self.held_by
+        if _hold(self, self.path) is not None:  # still held (``_hold`` noted by whom)
+            return
+        try:
+            payload = read_state(self.path) if self.path.exists() else None
+            if payload is not None:
+                self.load_payload(payload, str(self.path))
+            else:
+                with self._lock:
+                    self._reset()
+        except (OSError, CheckpointError):  # unusable now: let it be, and go on handing over
+            self._held.close()
+            self.held_by = by
+            return
+        with self._lock:
+            self._outbox, self._handed = [], 0
+            self.held_by, self.saving, self.warning = None, True, None
+        self._announce()
 
     def _learn(
         self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None, eager: bool = True
@@ -940,10 +988,12 @@ class Personal:
     # ---- forgetting, saving, loading -----------------------------------------------------------------------------
 
     def forget(self) -> None:
-        """Erase everything learned (in memory and the saved file): predictions are the base model's again."""
-        self.wait()
+        """Erase everything learned (in memory and the saved file): predictions are the base model's again. What is
+        queued is dropped unlearned (the learner stops within a slice)."""
         with self._pending_lock:
+            self._generation += 1
             self._pending, self._line_start, self._private_line = [], True, False
+        self.wait()
         if self.held_by is not None and self.path is not None and _hold(self, self.path) is None:
             self.held_by, self.saving = None, True  # the other program has ended: the state is this one's now
         if self.held_by is not None and self.path is not None:  # erasing it here would not outlive that process
@@ -960,6 +1010,11 @@ class Personal:
             self._queued.clear()
             self._dirty = False
         self._announce()
+
+    @property
+    def queued(self) -> int:
+        """Lines (and handed-over files) queued for the learner and not yet learned."""
+        return self._queue.unfinished_tasks
 
     @property
     def hands_over(self) -> bool:
@@ -1045,11 +1100,12 @@ class Personal:
             if handed not in self._queued:
                 self._queued.add(handed)
                 self._start()
-                self._queue.put(handed)
+                self._queue.put((handed, self._generation))
 
-    def _absorb(self, handed: Path) -> None:
-        """Learn one inbox file (all of it, or nothing while closing: it waits for the next program to hold it)."""
-        if self._closing or not self.saving:
+    def _absorb(self, handed: Path, pause: Callable[[], None]) -> None:
+        """Learn one inbox file; all of it, or (the program ending) what is left of it stays in the file for the next
+        program that holds the state."""
+        if self._closing or not self.saving or not handed.exists():
             self._queued.discard(handed)
             return
         try:
@@ -1058,11 +1114,19 @@ class Personal:
             _set_aside_file(handed)
             self._queued.discard(handed)
             return
-        for _, style, tokens in items:
-            with self._lock:
-                self._learn(tokens, self.gate.pause, style)
-                self.gate.pause()
-                self._reindex()
+        for n, (_, style, tokens) in enumerate(items):
+            try:
+                with self._lock:
+                    self._learn(tokens, pause, style)
+                    pause()
+                    self._reindex()
+            except _Dropped:
+                if self._stopping and handed.exists():  # the rest (from this item: it may be cut) waits in the file
+                    _rewrite_handed(handed, self.model_hash, items[n:])
+                    self._queued.discard(handed)
+                    with self._lock:
+                        self._dirty = True
+                raise
         with self._lock:
             self._absorbed.append(handed)
             self._dirty = True
@@ -1071,12 +1135,21 @@ class Personal:
 
     def close(self) -> None:
         """Finish what is queued (an unfinished line included), stop the learner and save. Inbox files not yet
-        learned wait for the next program that holds the state."""
+        learned wait for the next program that holds the state. Ctrl-C while it finishes stops the learning at the
+        next slice and saves what was learned until then (a learner thread left running inside PyTorch while the
+        interpreter ends would abort the process, losing it all)."""
         self._closing = True
-        self.wait()
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            self._stopping = True
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
-            self._thread.join()
+            while self._thread.is_alive():
+                try:
+                    self._thread.join()
+                except KeyboardInterrupt:  # again: the learner stops at its next slice (a fraction of a second)
+                    self._stopping = True
         try:
             self.save()
         finally:
@@ -1409,6 +1482,17 @@ def read_handed(path: Path, model_hash: str, forgotten: int = 0) -> list[tuple[i
     return kept
 
 
+class _Dropped(Exception):
+    """Raised by a learning pause: what was being learned is no longer wanted (forgotten, or the program ends)."""
+
+
+def _rewrite_handed(path: Path, model_hash: str, items: Sequence[tuple[int, str | None, list[str]]]) -> None:
+    """Put ``items`` back in the inbox file ``path`` (what was not learned of it), in the format it was read in."""
+    data = json.dumps({"format": INBOX_FORMAT, "model": model_hash, "items": list(items)}, ensure_ascii=True)
+    with contextlib.suppress(OSError, OutputError):
+        atomic_write(path, lambda f: f.write(data.encode("ascii")))
+
+
 def _set_aside_file(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.replace(_aside(path))
@@ -1470,5 +1554,5 @@ def _save_all() -> None:
     for personal in list(_open):
         try:
             personal.close()
-        except Exception:  # never turn a clean exit into a traceback; the next save will try again
+        except BaseException:  # never turn an exit into a traceback (Ctrl-C included); the next save will try again
             pass

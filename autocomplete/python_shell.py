@@ -109,9 +109,12 @@ class PythonGuest:
     def command(self, arg: str) -> str:
         """``on``, ``off``, ``temp T``, ``learn [on|off]``, ``forget`` or ``status``: the one line to show the user."""
         name, _, value = arg.strip().partition(" ")
+        value = value.strip()
+        if name in ("off", "on", "forget", "status", "") and value:
+            return USAGE
         if name == "off":
             self.enabled = False
-            return "autocomplete: off (the shell's own suggestions everywhere)"
+            return "autocomplete: off (the shell's own suggestions everywhere; nothing is learned)"
         if name == "on":
             self.enabled = True
             return "autocomplete: on in comments, strings and docstrings"
@@ -122,16 +125,9 @@ class PythonGuest:
                 return f"autocomplete: {e}"
             return f"autocomplete: temperature = {self.settings.temperature:g}"
         if name == "learn":
-            return self._learn(value.strip())
-        if name == "forget" and not value.strip():
-            personal = self.predictor.personal
-            if personal is None:
-                return "autocomplete: nothing learned is used here: nothing to forget"
-            try:
-                personal.forget()
-            except AutocompleteError as e:
-                return printable(f"autocomplete: {e}")
-            return "autocomplete: forgot everything learned from you; the model is as shipped"
+            return self._learn(value)
+        if name == "forget":
+            return self._forget()
         if name in ("", "status"):
             state = "on" if self.enabled else "off"
             return f"autocomplete: {state}, model {self.predictor.lm.name}, temperature {self.settings.temperature:g}"
@@ -145,7 +141,20 @@ class PythonGuest:
             return "autocomplete: this shell learns nothing (started with learn=False)"
         if arg:
             personal.enabled = arg == "on"
-        return printable(f"autocomplete: {describe(personal)}")
+        off = "" if self.enabled else " (autocomplete is off in this shell: nothing is learned until it is on)"
+        return printable(f"autocomplete: {describe(personal, wait=False)}{off}")  # never holds up the prompt
+
+    def _forget(self) -> str:
+        personal = self.predictor.personal
+        if personal is None:
+            return "autocomplete: nothing learned is used here: nothing to forget"
+        try:
+            personal.forget()
+        except AutocompleteError as e:
+            return printable(f"autocomplete: {e}")
+        except KeyboardInterrupt:
+            return "autocomplete: interrupted; nothing was erased" if personal.words else "autocomplete: interrupted"
+        return "autocomplete: forgot everything learned from you; the model is as shipped"
 
 
 def start_guest(model: str | Path | None = None, learn: bool = True) -> PythonGuest | None:

@@ -763,3 +763,62 @@ def test_a_damaged_hand_over_file_is_set_aside_and_learning_goes_on(trained_mode
     assert holder.error is None and "Zorblax" in holder.counts
     holder.close()
     assert [f.name.split(".json")[1][:9] for f in inbox.iterdir()] == [".corrupt-"]
+
+
+def test_ctrl_c_while_a_program_ends_stops_its_learning_and_saves_what_was_learned(trained_model_path):
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("I met Zorblax today .\n", wait=True)
+    personal.learn("we run Kubernetes daily .\n" * 200)  # queued: seconds of learning
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    personal.wait = interrupted  # Ctrl-C while the program waits for it at its end
+    personal.close()
+    del personal.wait
+    assert not personal._thread.is_alive()  # never left running inside PyTorch while the interpreter ends
+    again, _ = open_personal(checkpoint.load(trained_model_path))
+    assert again.counts["Zorblax"] == 1 and again.stats.lines < 201  # saved, without the rest
+    again.close()
+
+
+def test_forget_drops_what_is_queued_instead_of_learning_it_first(trained_lm):
+    personal = Personal(trained_lm)
+    learned = []
+    personal.watch(lambda: learned.append(1))
+    personal.learn("I met Zorblax today .\n", wait=True)
+    learned.clear()
+    personal.learn("we run Kubernetes daily .\n" * 200)
+    personal.forget()
+    personal.wait()
+    assert personal.words == 0 and len(learned) < 20  # a line or two in flight at most, then the forget
+
+
+def test_when_the_holder_ends_a_second_program_takes_the_state_over_with_what_both_learned(
+    trained_model_path, monkeypatch
+):
+    monkeypatch.setattr(Personal, "save_every", 0.2)
+    first, _ = open_personal(checkpoint.load(trained_model_path))
+    first.learn("we run Kubernetes daily\n", wait=True)
+    first.close()
+    with held_by_another_program(first.path):
+        second = open_elsewhere_held(trained_model_path)
+        second.learn("I met my lord Zorblax today .\n", wait=True)
+    wait_for(lambda: second.saving)  # the holder has ended: within a quiet spell, the state is the second's
+    second.wait()
+    assert second.counts.get("Zorblax") == 1 and "Kubernetes" in second.counts and second.held_by is None
+    second.close()
+    again, warning = open_personal(checkpoint.load(trained_model_path))
+    again.wait()
+    assert warning is None and again.counts.get("Zorblax") == 1 and again.counts.get("Kubernetes") == 1
+    again.close()
+
+
+def test_the_learning_status_can_say_what_is_still_queued_without_waiting_for_it(trained_lm):
+    from autocomplete.personal import describe
+
+    personal = Personal(trained_lm)
+    personal.learn("we run Kubernetes daily .\n" * 200)
+    assert "lines still to learn)" in describe(personal, wait=False)
+    assert describe(personal).startswith("learning on: ")  # waits: all learned
+    assert personal.stats.lines == 200

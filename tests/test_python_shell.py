@@ -64,8 +64,11 @@ def test_an_input_that_starts_with_a_space_or_runs_while_learning_is_off_is_not_
         assert guest.command("learn on").startswith("autocomplete: learning on: 0 words")
         guest.command("off")  # the plugin switched off: the shell is left alone, nothing is learned either
         guest.ran("# I met Quuxly today\n")
+        assert guest.command("learn").endswith("(autocomplete is off in this shell: nothing is learned until it is on)")
+        assert guest.command("off now") == guest.command("status twice") == python_shell.USAGE
         guest.command("on")
         guest.ran("# I met Quuxly today\n")
+        personal.wait()  # the status says at once what is still queued, without waiting for it
         status = guest.command("learn")
         assert status.startswith("autocomplete: learning on: 4 words (")  # one line, counted once
         assert status.endswith(f"saved in {personal.path}")
