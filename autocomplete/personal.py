@@ -81,7 +81,7 @@ from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
 from autocomplete.paths import data_dir
-from autocomplete.tokenizer import EOS, SPECIALS, capitalize, sentence_starts
+from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 FORMAT = "autocomplete-personal"
@@ -140,8 +140,10 @@ class LearnConfig:
 
 def is_word(token: str) -> bool:
     """Tokens a person would call a word: a letter or digit in it, and nothing invisible (a zero-width joiner, a
-    variation selector, a tag character: `qux\u200d` would be offered beside `qux`, looking the same)."""
-    return token not in SPECIALS and any(ch.isalnum() for ch in token) and not any(map(_invisible, token))
+    variation selector, a tag character: `qux\u200d` would be offered beside `qux`, looking the same); no longer
+    than a vocabulary word may be (a base64 blob or a key is no word to offer)."""
+    return (token not in SPECIALS and len(token) <= MAX_TOKEN_CHARS and any(ch.isalnum() for ch in token)
+            and not any(map(_invisible, token)))
 
 
 def _invisible(ch: str) -> bool:

@@ -218,3 +218,21 @@ def _paragraphs(content: str) -> str:
     if earlier and text:
         text += " " if paragraphs[-1] else "\n"
     return text + (current.lstrip() if earlier else current)
+
+
+# a word as people write it in prose: letters (any script), inner apostrophes and hyphens, with the punctuation
+# around it; or a short number
+_PLAIN_WORD = re.compile(r"""[(\["'“‘]*(?:[^\W\d_]+(?:['’-][^\W\d_]+)*|\d{1,4})[)\]"'”’.,;:!?]*""")
+_PLAIN_SHARE = 0.7  # of a piece's words, at least this many must be plain for it to be prose at all
+
+
+def plain_prose(piece: str) -> str | None:
+    """``piece`` (one item of :func:`prose_in`) as a shell should learn it: its plain words, or None if it does not
+    read as prose. Commented-out code (``df = pd.read_csv(path, sep=sep)``), commands and queries have too few
+    plain words to count; within prose, what is no plain word — an identifier, a token or key
+    (``sk_live_9f8e7d``), a path, an escape's remains — is left out, so it is never learned nor offered."""
+    words = piece.split()
+    plain = [w for w in words if _PLAIN_WORD.fullmatch(w)]
+    if len(plain) < 2 or len(plain) < _PLAIN_SHARE * len(words):
+        return None
+    return " ".join(plain)

@@ -28,7 +28,7 @@ from autocomplete.errors import AutocompleteError
 from autocomplete.paths import MODEL_ENV
 from autocomplete.personal import describe, private
 from autocomplete.predictor import Predictor, load
-from autocomplete.python_prose import prose_in
+from autocomplete.python_prose import plain_prose, prose_in
 from autocomplete.settings import SamplingConfig
 from autocomplete.tokenizer import printable
 
@@ -85,8 +85,8 @@ class PythonGuest:
         self.completer.fallback = completer
 
     def ran(self, source: str) -> None:
-        """The shell ran ``source``: its prose (comments, strings, docstrings: :func:`prose_in`) becomes context for
-        the next input's and is learned, unless the plugin is off or ``source`` starts with a space (as a shell keeps
+        """The shell ran ``source``: its prose (comments, strings, docstrings: :func:`prose_in`, their plain words:
+        :func:`plain_prose`) becomes context for the next input's and is learned, unless the plugin is off or ``source`` starts with a space (as a shell keeps
         such a line out of its history). Of a long input, the first :data:`PROSE_PER_INPUT` characters of prose are
         read (one over :data:`SOURCE_PER_INPUT` is not read at all). Never raises: a plugin must not break the
         shell's loop."""
@@ -95,7 +95,7 @@ class PythonGuest:
         budget = PROSE_PER_INPUT
         if len(source) > SOURCE_PER_INPUT:
             return
-        for piece in prose_in(source + "\n"):
+        for piece in filter(None, map(plain_prose, prose_in(source + "\n"))):
             if budget <= 0:
                 break
             piece = piece[:budget]

@@ -822,3 +822,12 @@ def test_the_learning_status_can_say_what_is_still_queued_without_waiting_for_it
     assert "lines still to learn)" in describe(personal, wait=False)
     assert describe(personal).startswith("learning on: ")  # waits: all learned
     assert personal.stats.lines == 200
+
+
+def test_a_word_longer_than_any_vocabulary_word_is_never_learned_nor_offered(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    blob = "iVBORw0KGgo" + "A" * 200  # a base64 blob pasted into a line
+    predictor.commit(f"the image {blob} is here\n")
+    predictor.personal.wait()
+    assert blob not in predictor.personal.counts and "image" in predictor.personal.counts
+    assert not any(len(s.word) > 100 for s in predictor.suggest("and then iVBO", 10))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from autocomplete.python_prose import prose_before_cursor, prose_in
+from autocomplete.python_prose import plain_prose, prose_before_cursor, prose_in
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,21 @@ def test_a_cells_prose_is_its_comment_blocks_docstring_paragraphs_and_strings_wi
 )
 def test_prose_in_reads_escapes_and_leaves_out_bytes_code_and_what_is_unfinished(cell, prose):
     assert prose_in(cell) == prose
+
+
+@pytest.mark.parametrize(
+    ("piece", "learned"),
+    [
+        ("I met Zorvathine at the harbour.", "I met Zorvathine at the harbour."),
+        ("Meet at 5 pm, then call Dr. O'Neil.", "Meet at 5 pm, then call Dr. O'Neil."),
+        ("well-known “quoted” words!", "well-known “quoted” words!"),
+        ("my key is sk_live_9f8e7d6c5b4aQ for now", "my key is for now"),  # prose, but never the key
+        ("df = pd.read_csv(path_to_file, sep=sep_char)", None),  # commented-out code
+        ("Authorization: Bearer sk_live_9f8e7d6c5b4aQ", None),
+        ("ls -la /tmp", None),
+        ("[31mred text [0m here", None),  # an escape sequence's remains
+        ("one", None),
+    ],
+)
+def test_a_shell_learns_only_the_plain_words_of_what_reads_as_prose(piece, learned):
+    assert plain_prose(piece) == learned

@@ -29,11 +29,12 @@ def test_a_shell_learns_the_prose_of_what_it_ran_and_never_its_code(trained_mode
     guest = open_guest(trained_model_path)
     try:
         assert "Zorblax" not in offered(guest, " and then Zo")
-        guest.ran('zorvath_total = 1  # I met Zorblax at the harbour\nprint("Quuxly said hello to them")\n')
+        guest.ran('zorvath_total = 1  # I met Zorblax at the harbour\nprint("Quuxly said hello to them")\n'
+                  '# df = pd.read_csv(path_to_file, sep=sep_char)\nh = {"Authorization": "Bearer sk_live_9f8e7d6c5b4aQ"}\n')
         guest.predictor.personal.wait()
         counts = guest.predictor.personal.counts
         assert {"Zorblax", "Quuxly", "harbour"} <= set(counts)
-        assert not {"zorvath_total", "print", "zorvath", "total"} & set(counts)
+        assert not {"zorvath_total", "print", "zorvath", "total", "read_csv", "Bearer", "sk_live_9f8e7d6c5b4aQ"} & set(counts)
         assert "Zorblax" in offered(guest, " and then Zo")
     finally:
         guest.predictor.personal.close()
