@@ -90,6 +90,10 @@ def _scan(source: str, pieces: list[str] | None = None) -> tuple[_Code | _String
     i, n = 0, len(source)
     while i < n:
         frame = stack[-1]
+        stop = _stops(frame).search(source, i)  # the next character that can change anything (the rest is skipped)
+        if stop is None:
+            break
+        i = stop.start()
         c = source[i]
         if isinstance(frame, _String):
             if c == "\\":
@@ -145,6 +149,22 @@ def _scan(source: str, pieces: list[str] | None = None) -> tuple[_Code | _String
         else:
             i += 1
     return stack[-1], None
+
+
+_CODE_STOPS = re.compile(r"""[#'"]""")
+_FIELD_STOPS = re.compile(r"""[#'"()\[\]{}]""")
+_STRING_STOPS = {
+    (quote, formatted): re.compile("[\\\\\n" + quote + ("{" if formatted else "") + "]")
+    for quote in "'\"" for formatted in (False, True)
+}
+
+
+def _stops(frame: _Code | _String) -> re.Pattern[str]:
+    """The characters that matter in ``frame`` (a comment or a string starting, a quote or an escape ending one, a
+    bracket in an f-string's field): scanning jumps from one to the next, at C speed in between."""
+    if isinstance(frame, _String):
+        return _STRING_STOPS[frame.quote[0], frame.formatted]
+    return _FIELD_STOPS if frame.field else _CODE_STOPS
 
 
 def _string_prose(source: str, string: _String, end: int) -> list[str]:
