@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from prompt_toolkit.application.current import get_app
@@ -70,6 +71,9 @@ class PythonGuest:
         self.enabled = True
         self.predictor = predictor
         self.learns = learn  # the prose of each input the shell runs is learned (else only its context)
+        # the inputs' prose is read in order, off the shell's thread; joined at exit, before the state is saved
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autocomplete-shell")
+        self._reading: Future[None] = self._reader.submit(lambda: None)
         self.suggest = LanguageModelAutoSuggest(predictor, settings, context=self.context)
         self.settings = self.suggest.settings
         self.completer = LanguageModelCompleter(predictor, self.settings, context=self.context, suggest=self.suggest)
@@ -85,26 +89,35 @@ class PythonGuest:
         self.completer.fallback = completer
 
     def ran(self, source: str) -> None:
-        """The shell ran ``source``: its prose (comments, strings, docstrings: :func:`prose_in`, their plain words:
-        :func:`plain_prose`) becomes context for the next input's and is learned, unless the plugin is off or ``source`` starts with a space (as a shell keeps
-        such a line out of its history). Of a long input, the first :data:`PROSE_PER_INPUT` characters of prose are
-        read (one over :data:`SOURCE_PER_INPUT` is not read at all). Never raises: a plugin must not break the
-        shell's loop."""
-        if not self.enabled or private(source):
+        """The shell ran ``source``: its prose (comments, strings, docstrings: :func:`prose_in`; their plain words:
+        :func:`plain_prose`) becomes context for the next input's and is learned, unless the plugin is off or
+        ``source`` starts with a space (as a shell keeps such a line out of its history). Of a long input, the first
+        :data:`PROSE_PER_INPUT` characters of prose are read (one over :data:`SOURCE_PER_INPUT` is not read at all).
+        The model reads them in a thread of its own, so the next prompt comes at once (:meth:`wait` for them).
+        Never raises: a plugin must not break the shell's loop."""
+        if not self.enabled or private(source) or len(source) > SOURCE_PER_INPUT:
             return
-        budget = PROSE_PER_INPUT
-        if len(source) > SOURCE_PER_INPUT:
-            return
+        text, budget = "", PROSE_PER_INPUT
         for piece in filter(None, map(plain_prose, prose_in(source + "\n"))):
             if budget <= 0:
                 break
             piece = piece[:budget]
             budget -= len(piece)
-            try:
-                self.predictor.commit(piece + "\n", learn=self.learns)
-            except AutocompleteError as e:
-                print(printable(f"autocomplete: error: {e}"))
-                return
+            text += piece + "\n"
+        if text:
+            self._reading = self._reader.submit(self._commit, text, self.learns)
+
+    def _commit(self, text: str, learn: bool) -> None:
+        try:
+            self.predictor.commit(text, learn=learn)
+        except AutocompleteError as e:
+            print(printable(f"autocomplete: error: {e}"))
+
+    def wait(self) -> None:
+        """Until the inputs run so far are read (and what they teach learned)."""
+        self._reading.result()
+        if self.predictor.personal is not None:
+            self.predictor.personal.wait()
 
     def command(self, arg: str) -> str:
         """``on``, ``off``, ``temp T``, ``learn [on|off]``, ``forget`` or ``status``: the one line to show the user."""

@@ -31,7 +31,7 @@ def test_a_shell_learns_the_prose_of_what_it_ran_and_never_its_code(trained_mode
         assert "Zorblax" not in offered(guest, " and then Zo")
         guest.ran('zorvath_total = 1  # I met Zorblax at the harbour\nprint("Quuxly said hello to them")\n'
                   '# df = pd.read_csv(path_to_file, sep=sep_char)\nh = {"Authorization": "Bearer sk_live_9f8e7d6c5b4aQ"}\n')
-        guest.predictor.personal.wait()
+        guest.wait()
         counts = guest.predictor.personal.counts
         assert {"Zorblax", "Quuxly", "harbour"} <= set(counts)
         assert not {"zorvath_total", "print", "zorvath", "total", "read_csv", "Bearer", "sk_live_9f8e7d6c5b4aQ"} & set(counts)
@@ -43,6 +43,7 @@ def test_a_shell_learns_the_prose_of_what_it_ran_and_never_its_code(trained_mode
 def test_what_a_shell_learned_is_saved_and_offered_in_the_next_one(trained_model_path):
     guest = open_guest(trained_model_path)
     guest.ran("# I met Zorblax at the harbour\n")
+    guest.wait()
     guest.predictor.personal.close()  # the shell ends
     python_shell._loaded.clear()
     again = open_guest(trained_model_path)
@@ -60,7 +61,7 @@ def test_an_input_that_starts_with_a_space_or_runs_while_learning_is_off_is_not_
         guest.ran(" # my password is Zorblax\n")
         assert guest.command("learn off").startswith("autocomplete: learning off (what was learned still helps): 0 ")
         guest.ran("# I met Quuxly today\n")
-        personal.wait()
+        guest.wait()
         assert personal.words == 0
         assert guest.command("learn on").startswith("autocomplete: learning on: 0 words")
         guest.command("off")  # the plugin switched off: the shell is left alone, nothing is learned either
@@ -69,7 +70,7 @@ def test_an_input_that_starts_with_a_space_or_runs_while_learning_is_off_is_not_
         assert guest.command("off now") == guest.command("status twice") == python_shell.USAGE
         guest.command("on")
         guest.ran("# I met Quuxly today\n")
-        personal.wait()  # the status says at once what is still queued, without waiting for it
+        guest.wait()  # the status says at once what is still queued, without waiting for it
         status = guest.command("learn")
         assert status.startswith("autocomplete: learning on: 4 words (")  # one line, counted once
         assert status.endswith(f"saved in {personal.path}")
@@ -85,7 +86,7 @@ def test_a_shell_started_with_learn_off_reads_its_prose_as_context_and_holds_not
     try:
         before = guest.predictor.context_length
         guest.ran("# I met Zorblax at the harbour\n")
-        guest.predictor.personal.wait()
+        guest.wait()
         assert guest.predictor.context_length > before  # the next input's prose reads on from this one
         assert guest.predictor.personal.words == 0 and not guest.predictor.personal.saving
         assert guest.command("learn") == "autocomplete: this shell learns nothing (started with learn=False)"
@@ -104,7 +105,7 @@ def test_a_shell_says_in_one_line_when_another_program_holds_the_state_and_learn
             assert out.startswith(f"autocomplete: warning: another autocomplete session or program (process {pid})")
             assert out.count("\n") == 1 and out.endswith("what is learned here is handed over to it\n")
             guest.ran("# I met Zorblax at the harbour\n")
-            guest.predictor.personal.wait()
+            guest.wait()
             assert "Zorblax" in offered(second, " and then Zo")  # one personal state per process
             assert guest.command("learn").endswith(f"handed over to another autocomplete session or program (process {pid}), which saves it")
             assert guest.command("forget").startswith("autocomplete: another autocomplete session or program")
@@ -119,7 +120,30 @@ def test_a_pasted_book_is_read_only_up_to_the_bound_on_one_inputs_prose(trained_
     try:
         before = guest.predictor.context_length
         guest.ran('text = """' + "the king is here. " * 10_000 + '"""\n')  # 180,000 characters
+        guest.wait()
         read = guest.predictor.context_length - before
         assert python_shell.PROSE_PER_INPUT // 5 <= read <= python_shell.PROSE_PER_INPUT // 3  # 18 characters: 5 tokens
     finally:
+        guest.predictor.personal.close()
+
+
+def test_running_an_input_never_waits_for_the_model_to_read_its_prose(trained_model_path):
+    import threading
+
+    guest = open_guest(trained_model_path, learn=False)
+    release, read = threading.Event(), []
+
+    def slow_commit(text, learn=True):  # a long docstring being read by the model
+        release.wait(30)
+        read.append(text)
+
+    guest.predictor.commit = slow_commit
+    try:
+        guest.ran("# I met Zorblax at the harbour\n")  # returns while the model is still reading
+        assert read == []
+        release.set()
+        guest.wait()
+        assert read == ["I met Zorblax at the harbour\n"]
+    finally:
+        release.set()
         guest.predictor.personal.close()
