@@ -18,7 +18,9 @@ What readline users otherwise solve themselves: the ranking is kept (readline so
 readline the sort is switched off and the list of candidates is shown most likely first, with probabilities), a
 completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
 (``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
-readline asks. Lines the program reads become context for the next ones (they are taken from readline's history).
+readline asks. Lines the program reads become context for the next ones and are learned (they are taken from
+readline's history; a history file the program loads, ``read_history_file``, is not learned again: the completer
+sets readline's pre-input hook to tell its lines from those typed).
 
 The completer works on its own :meth:`~autocomplete.predictor.Predictor.session` of the predictor, so sharing a
 loaded model with the rest of the program does not disturb its contexts. :func:`uninstall` puts back what
@@ -74,6 +76,7 @@ class ReadlineCompleter:
         self.k = k
         self.learn = learn  # lines read by the program become context
         self._history = readline.get_current_history_length()  # lines already there are not the user's new text
+        self._seen = self._history  # the history's length when the last line was read (see _before_input)
         self._key: tuple[int, str, str] | None = None  # (context version, text before the word, the word)
         self._ranked: list[Suggestion] = []
         self._matches: list[str] = []
@@ -98,13 +101,24 @@ class ReadlineCompleter:
             self.computed += 1
         return list(self._matches)
 
-    def _absorb_history(self) -> None:
-        """Commit the lines the program has read since the last completion (readline adds them to its history)."""
-        length = readline.get_current_history_length()
+    def _absorb_history(self, upto: int | None = None) -> None:
+        """Commit the lines the program has read since the last completion (readline adds them to its history), up
+        to the ``upto``-th."""
+        length = readline.get_current_history_length() if upto is None else upto
         if self.learn and length > self._history:
             items = (readline.get_history_item(i) for i in range(self._history + 1, length + 1))
             self.predictor.commit("".join(item + "\n" for item in items if item))
         self._history = length
+
+    def _before_input(self) -> None:
+        """readline is about to read a line (its pre-input hook): since the last line read, the history grew by that
+        line; if it grew by more, the program loaded a history file (``read_history_file`` at its start), whose lines
+        were learned when they were typed and are not learned again."""
+        length = readline.get_current_history_length()
+        if length - self._seen > 1:
+            self._absorb_history(upto=self._seen)  # the lines read before the load are the user's
+            self._history = length
+        self._seen = length
 
     def display(self, substitution: str, matches: Sequence[str], longest: int) -> None:
         """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
@@ -154,6 +168,8 @@ def install(
         _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort)
     readline.set_completer(completer)
     readline.set_completer_delims(completer_delims)
+    if learn and hasattr(readline, "set_pre_input_hook"):  # tells a loaded history file from lines typed
+        readline.set_pre_input_hook(completer._before_input)
     if _library is not None:
         ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = 0
         readline.set_completion_display_matches_hook(completer.display)
@@ -169,6 +185,8 @@ def uninstall() -> None:
         return
     readline.set_completer(_saved.completer)
     readline.set_completer_delims(_saved.delims)
+    if hasattr(readline, "set_pre_input_hook"):
+        readline.set_pre_input_hook(None)
     readline.set_completion_display_matches_hook(None)
     if _library is not None and _saved.sort is not None:
         ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = _saved.sort

@@ -188,3 +188,29 @@ def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_lear
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr.startswith("autocomplete: warning: another autocomplete session")
     assert "is handed over to it" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_history_file_the_program_loads_is_not_learned_again_only_the_lines_typed(
+    trained_model_path, tmp_path, monkeypatch
+):
+    import json
+    import subprocess
+
+    history = tmp_path / "history"
+    history.write_text("my friend Zorblax\nwe met Quuxly\n")  # typed, and learned, in earlier runs
+    program = INPUT_LOOP.replace(
+        "autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))",
+        "autocomplete.readline.install(autocomplete.load(sys.argv[1]))\n"
+        "import readline; readline.read_history_file(sys.argv[2])",
+    )
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
+    term = Terminal(program, str(trained_model_path), str(history))
+    term.read_until("> ")
+    term.send("hello there\r", until="got:")
+    os.write(term.fd, b"quit\r")
+    os.waitpid(term.pid, 0)  # it ends, learning what it read
+    os.close(term.fd)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    personal = json.loads(info.stdout)["personal"]
+    assert personal["lines"] == 2 and personal["words"] == 3  # "hello there" and "quit"; not Zorblax, Quuxly
