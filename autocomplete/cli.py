@@ -687,8 +687,8 @@ def cmd_info(args: argparse.Namespace) -> int:
              f"{_count(p['tokens'], 'token')}, {_count(p['lines'], 'line')}; last {p['updated'] or 'never'}")
         _out(f"  {'personal state':<18}{p['path']} ({_bytes(p['size_bytes'])}); `autocomplete forget` erases it")
     if handed:
-        _out(f"  {'handed over':<18}{_count(handed, 'file')} of text other programs learned while "
-             "one held the state: the next program to hold it learns them")
+        _out(f"  {'handed over':<18}{_count(handed, 'file')} of what other programs learned, waiting for the "
+             "one that holds the state (it learns them in its next quiet minute, or at its start)")
     return 0
 
 
@@ -804,7 +804,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         raise OutputError(warning or "this model has no file to keep what is learned for")
     if warning and not handing:
         _err(f"autocomplete: warning: {warning}")
-    personal.wait()  # what other programs handed over first (counted apart from this text)
+    personal.absorb_inbox()  # what other programs handed over first (counted apart from this text)
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
     handed = 0
 

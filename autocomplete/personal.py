@@ -59,6 +59,8 @@ import json
 import math
 import os
 import queue
+import shutil
+import stat
 import threading
 import time
 import unicodedata
@@ -322,6 +324,11 @@ class KeystrokeGate:
                 if not self._in_flight:
                     self._idle.notify_all()
 
+    @property
+    def hurried(self) -> bool:
+        """Someone waits for the learning to finish (:meth:`hurrying`)."""
+        return self._hurry > 0
+
     @contextmanager
     def hurrying(self) -> Iterator[None]:
         """Someone waits for the learning to finish: the learner skips the quiet period (not the queries in flight)."""
@@ -421,6 +428,9 @@ class Personal:
         self._absorbed: list[Path] = []
         self._queued: set[Path] = set()
         self._closing = False
+        self._save_lock = threading.Lock()  # a save's snapshot and its write, against an erase in between
+        self._absorbing: set[Path] = set()  # inbox files being learned now (by the learner or absorb_inbox)
+        self._kept: set[Path] = set()  # inbox files learned and saved that could not be removed: never learned again
         self._reset()
 
     def _reset(self) -> None:
@@ -1000,11 +1010,12 @@ class Personal:
             self.held_by, self.saving = None, True  # the other program has ended: the state is this one's now
         if self.held_by is not None and self.path is not None:  # erasing it here would not outlive that process
             raise CheckpointError(_learning_elsewhere(self.path, self.held_by) + _QUIT_FIRST)
-        with self._lock:
+        with self._save_lock, self._lock:
             if self.path is not None:  # the file first: if it cannot be erased, what is in memory stays too
                 if self.saving:  # the lock is ours
+                    _mark_forgotten(self.path)
                     _remove(self.path)
-                    _erase_inbox(self.path)
+                    _clear_inbox(self.path)
                 else:
                     erase_states([self.path])
             self._reset()
@@ -1030,33 +1041,37 @@ class Personal:
             return False
         if not self.saving:
             return self._hand_over() if self.hands_over else False
-        with self._lock:
-            if not self._dirty:
-                return False
-            payload = self.to_payload()
-            absorbed, self._absorbed = self._absorbed, []
-            self._dirty = False
-        self._saved_at = time.monotonic()
-        written = False
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            checkpoint.save_payload(payload, self.path)
-            written = True
-        except OSError as e:
-            raise CheckpointError(f"{self.path}: could not save ({e.strerror or e})") from None
-        finally:  # a full disk, or a signal that ends the program mid-save: the next save writes it all again
-            if not written:
-                with self._lock:
-                    self._dirty = True
-                    self._absorbed = absorbed + self._absorbed
-        for handed in absorbed:  # the saved state holds them now
-            with contextlib.suppress(OSError):
-                handed.unlink(missing_ok=True)
-            self._queued.discard(handed)
-        if absorbed:
-            with contextlib.suppress(OSError):
-                inbox_path(self.path).rmdir()  # if it is empty
-        return True
+        with self._save_lock:  # an erase waits for a save under way, and the save never writes what was erased
+            with self._lock:
+                if not self._dirty and not self._absorbed:
+                    return False
+                payload = self.to_payload() if self._dirty else None
+                absorbed, self._absorbed = self._absorbed, []
+                self._dirty = False
+            self._saved_at = time.monotonic()
+            written = False
+            try:
+                if payload is not None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    checkpoint.save_payload(payload, self.path)
+                written = True
+            except OSError as e:
+                raise CheckpointError(f"{self.path}: could not save ({e.strerror or e})") from None
+            finally:  # a full disk, or a signal that ends the program mid-save: the next save writes it all again
+                if not written:
+                    with self._lock:
+                        self._dirty = True
+                        self._absorbed = absorbed + self._absorbed
+            for handed in absorbed:  # the saved state holds them now
+                try:
+                    handed.unlink(missing_ok=True)
+                    self._queued.discard(handed)
+                except OSError:  # (a read-only inbox) never learned again by this program
+                    self._kept.add(handed)
+            if absorbed:
+                with contextlib.suppress(OSError):
+                    inbox_path(self.path).rmdir()  # if it is empty
+        return payload is not None
 
     def hand_over(self, tokens: Sequence[str], style: str | None = None) -> None:
         """Hand ``tokens`` (surface tokens, :data:`EOS` at line ends) to the program that holds the state without
@@ -1064,8 +1079,10 @@ class Personal:
         of :data:`HANDOVER_TOKENS` at most, the rest by :meth:`save` (or :meth:`close`)."""
         if not self.hands_over:
             raise CheckpointError("no other program holds this state: learn the text instead")
+        kept = [t[:_HANDED_TOKEN_CHARS] for t in tokens]  # a 17-million-character "word" is no word to learn
         with self._lock:
-            self._outbox.append((time.time_ns(), style, list(tokens)))
+            for start in range(0, len(kept), self.config.segment):  # short items: the holder yields between them
+                self._outbox.append((time.time_ns(), style, kept[start : start + self.config.segment]))
             waiting = sum(len(item[2]) for item in self._outbox)
         if waiting >= HANDOVER_TOKENS:
             self._hand_over()
@@ -1075,17 +1092,20 @@ class Personal:
         assert self.path is not None
         with self._lock:
             items, self._outbox = self._outbox, []
+        forgotten = forgotten_at(self.path)
+        items = [item for item in items if item[0] > forgotten]  # an erase since: never written down again
         if not items:
             return False
-        folder = inbox_path(self.path)
-        payload = {"format": INBOX_FORMAT, "model": self.model_hash, "items": items}
+        folder, start = inbox_path(self.path), 0
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            data = json.dumps(payload, ensure_ascii=True).encode("ascii")
-            atomic_write(folder / f"{time.time_ns()}-{os.getpid()}.json", lambda f: f.write(data))
+            for start in range(0, len(items), _HANDED_ITEMS):
+                payload = {"format": INBOX_FORMAT, "model": self.model_hash, "items": items[start : start + _HANDED_ITEMS]}
+                data = json.dumps(payload, ensure_ascii=True).encode("ascii")
+                atomic_write(folder / f"{time.time_ns()}-{os.getpid()}.json", lambda f: f.write(data))
         except (OSError, OutputError) as e:
             with self._lock:
-                self._outbox = items + self._outbox
+                self._outbox = items[start:] + self._outbox
             why = e.strerror or e if isinstance(e, OSError) else e
             raise CheckpointError(f"{folder}: could not hand over what was learned ({why})") from None
         return True
@@ -1094,46 +1114,70 @@ class Personal:
         """Queue for learning what other programs handed over while this one held the state (or before it did)."""
         if self.path is None or not self.saving or self._closing:
             return
-        try:
-            files = sorted(inbox_path(self.path).glob("*.json"))
-        except OSError:
-            return
-        for handed in files:
+        for handed in sorted(_inbox_files(self.path)):
             if handed not in self._queued:
                 self._queued.add(handed)
                 self._start()
                 self._queue.put((handed, self._generation))
 
-    def _absorb(self, handed: Path, pause: Callable[[], None]) -> None:
-        """Learn one inbox file; all of it, or (the program ending) what is left of it stays in the file for the next
-        program that holds the state."""
-        if self._closing or not self.saving or not handed.exists():
-            self._queued.discard(handed)
+    def absorb_inbox(self) -> None:
+        """Learn what other programs handed over, now, in the calling thread (``autocomplete learn``; tests)."""
+        if self.path is None or not self.saving:
             return
+        for handed in sorted(_inbox_files(self.path)):
+            while handed in self._absorbing:  # the learner has it: its learning counts, what it leaves is ours
+                time.sleep(0.01)
+            self._absorb(handed, self._pauser(self._generation), yielding=False)
+
+    def _absorb(self, handed: Path, pause: Callable[[], None], yielding: bool = True) -> None:
+        """Learn one inbox file, an item (a line, or a piece of a text) at a time. It yields between items to anyone
+        who waits for the learner (``:learn``, ``:forget``, the program's end: ``yielding``) and stops for good when
+        the program ends: what is left of it is written back to the file, for later or for the next program that
+        holds the state. Each item is learned once."""
+        with self._pending_lock:
+            if (handed in self._absorbing or handed in self._absorbed or handed in self._kept or self._closing
+                    or not self.saving):
+                self._queued.discard(handed)
+                return
+            self._absorbing.add(handed)
         try:
-            items = read_handed(handed, self.model_hash, forgotten_at(self.path))
-        except CheckpointError:
-            _set_aside_file(handed)
-            self._queued.discard(handed)
-            return
-        for n, (_, style, tokens) in enumerate(items):
+            if not os.path.lexists(handed):  # learned and removed meanwhile, or erased
+                self._queued.discard(handed)
+                return
             try:
-                with self._lock:
-                    self._learn(tokens, pause, style)
-                    pause()
-                    self._reindex()
-            except _Dropped:
-                if self._stopping and handed.exists():  # the rest (from this item: it may be cut) waits in the file
-                    _rewrite_handed(handed, self.model_hash, items[n:])
-                    self._queued.discard(handed)
+                items = read_handed(handed, self.model_hash, forgotten_at(self.path))
+            except CheckpointError:
+                _set_aside_file(handed)
+                self._queued.discard(handed)
+                return
+            for n, (_, style, tokens) in enumerate(items):
+                if self._stopping or self._closing or yielding and self.gate.hurried:
+                    self._leave(handed, items[n:], learned=n > 0)
+                    return
+                try:
                     with self._lock:
-                        self._dirty = True
-                raise
-        with self._lock:
-            self._absorbed.append(handed)
-            self._dirty = True
-        if items:
-            self._announce()
+                        self._learn(tokens, pause, style)
+                        pause()
+                        self._reindex()
+                except _Dropped:
+                    if self._stopping:  # the rest (this item too: it may be cut) waits in the file
+                        self._leave(handed, items[n:], learned=True)
+                    raise
+            with self._lock:
+                self._absorbed.append(handed)
+                self._dirty = self._dirty or bool(items)
+            if items:
+                self._announce()
+        finally:
+            self._absorbing.discard(handed)
+
+    def _leave(self, handed: Path, rest: Sequence[tuple[int, str | None, list[str]]], learned: bool) -> None:
+        """Stop learning ``handed`` for now: ``rest`` is written back to it (a later tick takes it up again)."""
+        if learned:
+            _rewrite_handed(handed, self.model_hash, rest)
+            with self._lock:
+                self._dirty = True
+        self._queued.discard(handed)
 
     def close(self) -> None:
         """Finish what is queued (an unfinished line included), stop the learner and save. Inbox files not yet
@@ -1432,6 +1476,8 @@ def _aside(path: Path) -> Path:
 INBOX_FORMAT = "autocomplete-handed-over-1"
 HANDOVER_TOKENS = 200_000  # tokens one program hands over at most (more is a text to `autocomplete learn`)
 _HANDED_BYTES = 16 << 20  # an inbox file larger than this is damage
+_HANDED_ITEMS = 256  # items (lines, or pieces of a text) per inbox file: a few MB at most
+_HANDED_TOKEN_CHARS = 1000  # a longer token is damage (what a program hands over is cut to this)
 
 
 def inbox_path(path: Path) -> Path:
@@ -1461,7 +1507,10 @@ def read_handed(path: Path, model_hash: str, forgotten: int = 0) -> list[tuple[i
     """The items of an inbox file — (when learned, style, surface tokens) — learned after ``forgotten``;
     :class:`CheckpointError` for a file that is not one written for this model."""
     try:
-        if path.stat().st_size > _HANDED_BYTES:
+        status = path.lstat()
+        if not stat.S_ISREG(status.st_mode):  # a pipe would hang the reader, a link to a device flood it
+            raise ValueError("not a regular file")
+        if status.st_size > _HANDED_BYTES:
             raise ValueError("too large")
         payload = json.loads(path.read_bytes())
         if not isinstance(payload, dict) or payload.get("format") != INBOX_FORMAT:
@@ -1475,7 +1524,9 @@ def read_handed(path: Path, model_hash: str, forgotten: int = 0) -> list[tuple[i
         for item in items:
             when, style, tokens = item
             if (not isinstance(when, int) or isinstance(when, bool) or not (style is None or isinstance(style, str))
-                    or not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens)):
+                    or not isinstance(tokens, list)
+                    or not all(isinstance(t, str) and t and len(t) <= _HANDED_TOKEN_CHARS and "\n" not in t
+                               for t in tokens)):
                 raise ValueError("a malformed item")
             if when > forgotten:
                 kept.append((when, style, tokens))
@@ -1500,20 +1551,36 @@ def _set_aside_file(path: Path) -> None:
         path.replace(_aside(path))
 
 
-def _erase_inbox(path: Path) -> None:
-    """Remove what other programs handed over for the state ``path`` (and never learned) and note the time, so
-    that what they hand over later from before now is dropped."""
-    folder = inbox_path(path)
-    with contextlib.suppress(OSError):
-        for handed in folder.iterdir():
-            _remove(handed)
-        folder.rmdir()
+def _mark_forgotten(path: Path) -> None:
+    """Note when the state ``path`` was erased (:func:`forgotten_path`): what other programs learned before now and
+    hand over later is dropped. Written before anything is erased: if it cannot be, nothing is."""
     stamp = str(time.time_ns()).encode("ascii")
     try:
         atomic_write(forgotten_path(path), lambda f: f.write(stamp))
     except (OSError, OutputError) as e:
         raise CheckpointError(f"{forgotten_path(path)}: could not write ({e})") from None
 
+
+def _clear_inbox(path: Path) -> bool:
+    """Remove what was handed over for the state ``path`` and not learned (all of it, whatever it is: a file, a
+    link, a folder); whether the inbox is gone. What cannot be removed is never learned: it is older than the erase
+    noted by :func:`_mark_forgotten`."""
+    folder = inbox_path(path)
+    if folder.is_symlink() or folder.is_file():
+        with contextlib.suppress(OSError):
+            folder.unlink()
+    elif folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+    return not os.path.lexists(folder)
+
+
+def _inbox_files(path: Path) -> list[Path]:
+    """The hand-over files waiting for the state ``path``: regular files only (a pipe or a link to a device would
+    hang or flood the reader; :func:`read_handed` sets them aside)."""
+    try:
+        return [f for f in inbox_path(path).glob("*.json") if not f.is_symlink()]
+    except OSError:
+        return []
 
 def _remove(path: Path) -> None:
     try:
@@ -1537,13 +1604,14 @@ def erase_states(paths: Sequence[Path]) -> list[Path]:
                 held.enter_context(exclusive_lock(path, "another autocomplete process"))
             except LockedError as e:
                 raise CheckpointError(_learning_elsewhere(path, e.by) + _QUIT_FIRST) from None
+        for path in paths:  # before anything is erased: if it cannot be written, nothing is
+            _mark_forgotten(path)
         files = [f for p in paths for f in (p, *sorted(p.parent.glob(glob.escape(p.name) + ".corrupt*"))) if f.exists()]
         for f in files:
             _remove(f)
         for path in paths:
-            if inbox_path(path).exists():
+            if os.path.lexists(inbox_path(path)) and _clear_inbox(path):
                 files.append(inbox_path(path))
-            _erase_inbox(path)
     return files
 
 

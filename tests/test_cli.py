@@ -527,7 +527,7 @@ def test_forget_refuses_and_learn_hands_over_while_a_session_learns_into_the_sam
     assert run(capsys, "predict", "with Zo", "--model", str(trained_model_path))[0] == 0
     assert len(list(inbox_path(state).glob("*.json"))) == 1  # predict holds nothing: what was handed over waits
     out = run(capsys, "info", str(trained_model_path))[1]
-    assert "  handed over       1 file of text other programs learned while one held the state" in out
+    assert "  handed over       1 file of what other programs learned, waiting for the one that holds the state" in out
     assert run(capsys, "learn", str(notes), "--model", str(trained_model_path))[0] == 0  # the next holder: both
     assert not inbox_path(state).exists()
     code, out, _ = run(capsys, "info", str(trained_model_path))

@@ -711,12 +711,12 @@ def test_what_a_second_program_learned_is_learned_by_the_next_to_hold_the_state_
         second.close()  # its program ends: what it learned waits in the inbox
     holder, warning = open_personal(checkpoint.load(trained_model_path))
     assert warning is None
-    holder.wait()
+    holder.absorb_inbox()
     assert holder.counts.get("Zorblax") == 1
     holder.close()
     assert not inbox_path(state).exists()  # the saved state holds it: the inbox file is gone
     again, _ = open_personal(checkpoint.load(trained_model_path))
-    again.wait()
+    again.absorb_inbox()
     assert again.counts.get("Zorblax") == 1 and again.stats.lines == 1  # never learned twice
     again.close()
 
@@ -748,7 +748,7 @@ def test_what_a_second_program_learned_before_an_erase_is_never_learned_after_it
     second.learn("we run Kubernetes daily\n", wait=True)  # learned after the erase: kept
     second.close()
     holder, _ = open_personal(checkpoint.load(trained_model_path))
-    holder.wait()
+    holder.absorb_inbox()
     assert "Zorblax" not in holder.counts and "Kubernetes" in holder.counts
     holder.close()
 
@@ -805,11 +805,11 @@ def test_when_the_holder_ends_a_second_program_takes_the_state_over_with_what_bo
         second = open_elsewhere_held(trained_model_path)
         second.learn("I met my lord Zorblax today .\n", wait=True)
     wait_for(lambda: second.saving)  # the holder has ended: within a quiet spell, the state is the second's
-    second.wait()
+    second.absorb_inbox()
     assert second.counts.get("Zorblax") == 1 and "Kubernetes" in second.counts and second.held_by is None
     second.close()
     again, warning = open_personal(checkpoint.load(trained_model_path))
-    again.wait()
+    again.absorb_inbox()
     assert warning is None and again.counts.get("Zorblax") == 1 and again.counts.get("Kubernetes") == 1
     again.close()
 
@@ -831,3 +831,91 @@ def test_a_word_longer_than_any_vocabulary_word_is_never_learned_nor_offered(tra
     predictor.personal.wait()
     assert blob not in predictor.personal.counts and "image" in predictor.personal.counts
     assert not any(len(s.word) > 100 for s in predictor.suggest("and then iVBO", 10))
+
+
+def holder_with_inbox(model_path, items):
+    """The holder of a state whose inbox has one file of ``items`` (lines of words) from another program."""
+    lm = checkpoint.load(model_path)
+    state = state_path(lm, model_hash(model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with held_by_another_program(state):
+        second = open_elsewhere_held(model_path)
+        for line in items:
+            second.hand_over(line.split() + [EOS])
+        second.close()
+    [handed] = inbox_path(state).glob("*.json")
+    return handed
+
+
+def test_an_erase_waits_for_a_save_under_way_and_is_never_undone_by_it(trained_model_path, monkeypatch):
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("my password is Zorblax\n", wait=True)
+    writing, release = threading.Event(), threading.Event()
+    real_save = checkpoint.save_payload
+
+    def slow_save(payload, path):  # the snapshot is taken; the write is slow
+        writing.set()
+        release.wait(30)
+        real_save(payload, path)
+
+    monkeypatch.setattr(checkpoint, "save_payload", slow_save)
+    saver = threading.Thread(target=personal.save)
+    saver.start()
+    writing.wait(30)
+    forgetter = threading.Thread(target=personal.forget)
+    forgetter.start()
+    time.sleep(0.2)
+    release.set()
+    saver.join()
+    forgetter.join()
+    assert not personal.path.exists() and personal.words == 0  # the erase came after the save, and stands
+    personal.close()
+
+
+def test_an_erase_clears_whatever_the_inbox_holds(trained_model_path):
+    handed = holder_with_inbox(trained_model_path, ["my password is Zorblax"])
+    (handed.parent / "adir.json").mkdir()  # not a hand-over file: set aside as it is, a folder
+    (handed.parent / "adir.json" / "x").write_text("x")
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("we run Kubernetes\n", wait=True)
+    personal.save()
+    personal.forget()
+    assert personal.words == 0 and not personal.path.exists() and not handed.parent.exists()
+    personal.close()
+
+
+def test_a_holder_that_ends_while_learning_what_was_handed_over_leaves_the_rest_and_nothing_twice(
+    trained_model_path
+):
+    items = [f"line {n} of the long text about Zorblax" for n in range(200)]  # one file
+    handed = holder_with_inbox(trained_model_path, items)
+    holder, _ = open_personal(checkpoint.load(trained_model_path))  # starts learning the inbox at once
+    wait_for(lambda: holder.stats.lines > 0)
+    holder.close()  # the program ends: it does not learn the rest first
+    learned = read_state(holder.path)["stats"]["lines"]
+    assert 0 < learned < 200
+    again, _ = open_personal(checkpoint.load(trained_model_path))
+    again.absorb_inbox()
+    assert again.stats.lines == 200 and again.counts["Zorblax"] == 200  # each line learned once
+    again.close()
+    assert not handed.exists()
+
+
+def test_a_pipe_or_a_link_in_the_inbox_is_set_aside_unread(trained_model_path):
+    import os
+
+    handed = holder_with_inbox(trained_model_path, ["we met Zorblax"])
+    os.mkfifo(handed.parent / "pipe.json")
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    holder.absorb_inbox()  # would block for good on the pipe
+    assert "Zorblax" in holder.counts
+    holder.close()
+    assert [f.name[:15] for f in handed.parent.iterdir()] == ["pipe.json.corru"]
+
+
+def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_model_path):
+    from autocomplete.personal import read_handed
+
+    handed = holder_with_inbox(trained_model_path, ["the image " + "A" * 5000 + " is here"])
+    [(_, _, tokens)] = read_handed(handed, model_hash(trained_model_path))
+    assert tokens[:2] == ["the", "image"] and len(tokens[2]) == 1000
