@@ -75,6 +75,7 @@ class _Plugin:
         self.shell.events.unregister("post_run_cell", self.install)
         self.shell.events.unregister("post_run_cell", self.ran)
         self.unfollow()
+        self.guest.close()  # the personal state saved and let go, if no other shell uses it
         self.remove_magic()
         if app is not None and self.originals is not None:
             app.auto_suggest, app.completer, app.key_bindings = self.originals

@@ -1014,7 +1014,8 @@ class Personal:
             if self.path is not None:  # the file first: if it cannot be erased, what is in memory stays too
                 if self.saving:  # the lock is ours
                     _mark_forgotten(self.path)
-                    _remove(self.path)
+                    for f in _state_files(self.path):  # the damaged copies set aside hold what was learned too
+                        _remove(f)
                     _clear_inbox(self.path)
                 else:
                     erase_states([self.path])
@@ -1551,6 +1552,11 @@ def _set_aside_file(path: Path) -> None:
         path.replace(_aside(path))
 
 
+def _state_files(path: Path) -> list[Path]:
+    """The state ``path`` and the damaged copies of it set aside, those that exist."""
+    return [f for f in (path, *sorted(path.parent.glob(glob.escape(path.name) + ".corrupt*"))) if f.exists()]
+
+
 def _mark_forgotten(path: Path) -> None:
     """Note when the state ``path`` was erased (:func:`forgotten_path`): what other programs learned before now and
     hand over later is dropped. Written before anything is erased: if it cannot be, nothing is."""
@@ -1606,7 +1612,7 @@ def erase_states(paths: Sequence[Path]) -> list[Path]:
                 raise CheckpointError(_learning_elsewhere(path, e.by) + _QUIT_FIRST) from None
         for path in paths:  # before anything is erased: if it cannot be written, nothing is
             _mark_forgotten(path)
-        files = [f for p in paths for f in (p, *sorted(p.parent.glob(glob.escape(p.name) + ".corrupt*"))) if f.exists()]
+        files = [f for p in paths for f in _state_files(p)]
         for f in files:
             _remove(f)
         for path in paths:

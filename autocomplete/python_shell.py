@@ -38,6 +38,7 @@ SOURCE_PER_INPUT = 1 << 20  # characters of one input read at most: a larger one
 PROSE_PER_INPUT = 1 << 14  # characters of one input's prose learned at most: more is a paste (`autocomplete learn`)
 
 _loaded: dict[tuple[str, bool], Predictor] = {}
+_guests: dict[int, int] = {}  # id of a loaded model's personal state -> the guests using it (let go at none)
 _loading = threading.Lock()
 
 
@@ -45,7 +46,8 @@ def shell_session(model: str | Path | None = None, learn: bool = True) -> Predic
     """A new context (its own committed text and caches) over the model at ``model`` (default: $AUTOCOMPLETE_MODEL
     or the shipped one), whose weights are loaded once per process however many shells ask. With ``learn`` the
     process learns into the user's personal state and holds it (as a session does; if another program holds it,
-    this one learns in memory only and says so once); without, it uses what was learned and holds nothing."""
+    this one says so once and hands what it learns to it); without, it uses what was learned and holds nothing.
+    :func:`release` lets it go."""
     key = str(Path(model).expanduser()) if model is not None else os.environ.get(MODEL_ENV, "")
     with _loading:
         base = _loaded.get((key, learn))
@@ -54,7 +56,25 @@ def shell_session(model: str | Path | None = None, learn: bool = True) -> Predic
             _loaded[key, learn] = base
             if learn and base.personal is not None and base.personal.warning:
                 print(printable(f"autocomplete: warning: {base.personal.warning}"))
+        _guests[id(base.personal)] = _guests.get(id(base.personal), 0) + 1
     return base.session()
+
+
+def release(session: Predictor) -> None:
+    """One guest fewer on the model ``session`` is a session of; with none left, its personal state is closed and
+    the model unloaded (a later shell loads it again)."""
+    personal = session.personal
+    with _loading:
+        left = _guests.get(id(personal), 0) - 1
+        if left > 0:
+            _guests[id(personal)] = left
+            return
+        _guests.pop(id(personal), None)
+        for key, base in list(_loaded.items()):
+            if base.personal is personal:
+                del _loaded[key]
+    if personal is not None:
+        personal.close()
 
 
 @Condition
@@ -112,6 +132,13 @@ class PythonGuest:
             self.predictor.commit(text, learn=learn)
         except AutocompleteError as e:
             print(printable(f"autocomplete: error: {e}"))
+
+    def close(self) -> None:
+        """The shell is done with this guest (``%unload_ext``): what it read is read; once no guest uses the loaded
+        model, its personal state is saved and let go (a session or ``autocomplete forget`` may then have it)."""
+        self.enabled = False
+        self._reader.shutdown(wait=True)
+        release(self.predictor)
 
     def wait(self) -> None:
         """Until the inputs run so far are read (and what they teach learned)."""

@@ -919,3 +919,13 @@ def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_mod
     handed = holder_with_inbox(trained_model_path, ["the image " + "A" * 5000 + " is here"])
     [(_, _, tokens)] = read_handed(handed, model_hash(trained_model_path))
     assert tokens[:2] == ["the", "image"] and len(tokens[2]) == 1000
+
+
+def test_forget_in_the_holder_also_erases_the_damaged_copies_set_aside(trained_model_path):
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    aside = personal.path.with_name(personal.path.name + ".corrupt-20261130-010101")
+    aside.write_bytes(b"an old state that could not be read, with what it learned")
+    personal.learn("we run Kubernetes\n", wait=True)
+    personal.forget()
+    assert not aside.exists() and not personal.path.exists()
+    personal.close()

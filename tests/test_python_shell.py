@@ -13,6 +13,7 @@ from .conftest import held_by_another_program
 def fresh_process(monkeypatch):
     """Each test is a new process as far as the plugins know: no model loaded yet."""
     monkeypatch.setattr(python_shell, "_loaded", {})
+    monkeypatch.setattr(python_shell, "_guests", {})
 
 
 def open_guest(model_path, **options):
@@ -147,3 +148,18 @@ def test_running_an_input_never_waits_for_the_model_to_read_its_prose(trained_mo
     finally:
         release.set()
         guest.predictor.personal.close()
+
+
+def test_the_last_shell_done_with_the_model_saves_its_state_and_lets_it_go(trained_model_path):
+    first, second = open_guest(trained_model_path), open_guest(trained_model_path)
+    personal = first.predictor.personal
+    first.ran("# I met Zorblax at the harbour\n")
+    first.close()  # %unload_ext in one shell: the other still learns into the state
+    assert personal.saving
+    second.close()  # the last: saved, and free for a session or `autocomplete forget`
+    assert not personal.saving and personal.path.exists() and not python_shell._loaded
+    again = open_guest(trained_model_path)
+    try:
+        assert again.predictor.personal.saving and "Zorblax" in offered(again, " and then Zo")
+    finally:
+        again.close()
