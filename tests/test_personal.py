@@ -694,6 +694,13 @@ def test_a_saved_state_with_crafted_stats_is_set_aside(trained_model_path, field
     assert "personal state is incomplete or inconsistent (stats" in warning and again.words == 0
 
 
+def state_of(model_path):
+    """Where the personal state of the model at ``model_path`` is saved (its folder made)."""
+    state = state_path(checkpoint.load(model_path), model_hash(model_path))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    return state
+
+
 def open_elsewhere_held(model_path):
     """A second program's state: it uses what was saved and hands what it learns to the holder (not this process)."""
     personal, _ = open_personal(checkpoint.load(model_path))
@@ -702,9 +709,7 @@ def open_elsewhere_held(model_path):
 
 
 def test_what_a_second_program_learned_is_learned_by_the_next_to_hold_the_state_and_only_once(trained_model_path):
-    lm = checkpoint.load(trained_model_path)
-    state = state_path(lm, model_hash(trained_model_path))
-    state.parent.mkdir(parents=True, exist_ok=True)
+    state = state_of(trained_model_path)
     with held_by_another_program(state):
         second = open_elsewhere_held(trained_model_path)
         second.learn("I met my lord Zorblax today .\n", wait=True)
@@ -738,9 +743,7 @@ def test_a_running_holder_learns_what_another_program_hands_over_within_a_quiet_
 
 
 def test_what_a_second_program_learned_before_an_erase_is_never_learned_after_it(trained_model_path):
-    lm = checkpoint.load(trained_model_path)
-    state = state_path(lm, model_hash(trained_model_path))
-    state.parent.mkdir(parents=True, exist_ok=True)
+    state = state_of(trained_model_path)
     with held_by_another_program(state):
         second = open_elsewhere_held(trained_model_path)
         second.learn("my password is Zorblax\n", wait=True)
@@ -835,9 +838,7 @@ def test_a_word_longer_than_any_vocabulary_word_is_never_learned_nor_offered(tra
 
 def holder_with_inbox(model_path, items):
     """The holder of a state whose inbox has one file of ``items`` (lines of words) from another program."""
-    lm = checkpoint.load(model_path)
-    state = state_path(lm, model_hash(model_path))
-    state.parent.mkdir(parents=True, exist_ok=True)
+    state = state_of(model_path)
     with held_by_another_program(state):
         second = open_elsewhere_held(model_path)
         for line in items:
