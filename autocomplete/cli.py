@@ -746,7 +746,7 @@ def _handed_over(lm: Any, path: Path) -> int:
     from autocomplete.personal import inbox_path, model_hash, state_path
 
     try:
-        return len(list(inbox_path(state_path(lm, model_hash(path))).glob("*.json")))
+        return sum(f.is_file() for f in inbox_path(state_path(lm, model_hash(path))).glob("*.json"))
     except OSError:
         return 0
 

@@ -526,8 +526,10 @@ def test_forget_refuses_and_learn_hands_over_while_a_session_learns_into_the_sam
         assert len(list(inbox_path(state).glob("*.json"))) == 1
     assert run(capsys, "predict", "with Zo", "--model", str(trained_model_path))[0] == 0
     assert len(list(inbox_path(state).glob("*.json"))) == 1  # predict holds nothing: what was handed over waits
+    (inbox_path(state) / "left.json").mkdir()  # something no program could learn: not counted
     out = run(capsys, "info", str(trained_model_path))[1]
     assert "  handed over       1 file of what other programs learned, waiting for the one that holds the state" in out
+    (inbox_path(state) / "left.json").rmdir()
     assert run(capsys, "learn", str(notes), "--model", str(trained_model_path))[0] == 0  # the next holder: both
     assert not inbox_path(state).exists()
     code, out, _ = run(capsys, "info", str(trained_model_path))
