@@ -498,22 +498,24 @@ def show_learned(app: Application[Any], buffer: Buffer, suggest: LanguageModelAu
     app.invalidate()
 
 
-def follow_learning(app: Application[Any], suggest: LanguageModelAutoSuggest) -> Callable[[], None]:
-    """Have ``app`` show what ``suggest``'s predictor learns as soon as it is learned, whenever it runs (a host's
-    application that runs once per prompt, as IPython's and ptpython's do); returns the function that stops it.
-    A line is learned in the background after it is run, often while the next is being typed."""
+def follow_learning(app: Application[Any], buffer: Buffer, suggest: LanguageModelAutoSuggest) -> Callable[[], None]:
+    """Have ``app`` show in ``buffer`` what ``suggest``'s predictor learns as soon as it is learned
+    (:func:`show_learned`), whenever it runs (a host's application runs once per prompt, as IPython's and ptpython's
+    do); returns the function that stops it. A line is learned in the background after it is committed, often while
+    the next is being typed. The learner says when (:meth:`Personal.watch`): an idle prompt never wakes."""
     predictor = suggest.predictor
     personal = predictor.personal
     if personal is None:
         return lambda: None
-    seen = [predictor.answers_version]
+    seen = predictor.answers_version
 
     def update() -> None:  # in the application's event loop
-        if predictor.answers_version == seen[0] or not app.is_running:
+        nonlocal seen
+        if predictor.answers_version == seen or not app.is_running:
             return
-        seen[0] = predictor.answers_version
+        seen = predictor.answers_version
         with set_app(app):
-            show_learned(app, app.current_buffer, suggest)
+            show_learned(app, buffer, suggest)
 
     def learned() -> None:  # in the learner's thread: return at once
         loop = app.loop

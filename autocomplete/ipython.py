@@ -43,7 +43,8 @@ class _Plugin:
         self.keys: KeyBindingsBase | None = None  # the merged bindings we installed
         self.originals: tuple[Any, Any, Any] | None = None  # IPython's suggester, completer and bindings
         self.hidden_magic: tuple[Any, Any] = (None, None)  # a line magic named autocomplete that ours hides
-        self.unfollow = follow_learning(shell.pt_app.app, guest.suggest)  # a cell learned shows in the next at once
+        # what a cell teaches shows in the next at once
+        self.unfollow = follow_learning(shell.pt_app.app, shell.pt_app.default_buffer, guest.suggest)
 
     def install(self, *_: object) -> None:
         """Put the guest in front of whatever IPython has installed now (idempotent)."""

@@ -54,5 +54,5 @@ def configure(repl: Any, model: str | Path | None = None, learn: bool = True) ->
         return bool(host_accept(buff)) if host_accept is not None else False
 
     buffer.accept_handler = accept
-    follow_learning(repl.app, guest.suggest)  # what an input taught shows in the next one as soon as it is learned
+    follow_learning(repl.app, buffer, guest.suggest)  # what an input taught shows in the next one as soon as it is learned
     return guest

@@ -38,8 +38,8 @@ from autocomplete.completion import (
     LanguageModelAutoSuggest,
     LanguageModelCompleter,
     SamplingSettings,
+    follow_learning,
     key_bindings,
-    show_learned,
 )
 from autocomplete.display import percent
 from autocomplete.errors import AutocompleteError, ConfigError
@@ -546,34 +546,18 @@ def _history_before_typeahead(prompt: PromptSession[str]) -> None:
 
 
 def _follow_learning(session: Session, prompt: PromptSession[str]) -> None:
-    """What is learned shows as soon as it is learned. A line is learned in the background after its Enter, often
-    while the next one is being typed: when the predictor's answers change while the prompt waits for a key, the
-    toolbar, an open menu that has no selection and the grey text (unless cycled or sampled) are recomputed, so that
-    the three always show the same numbers (before, the menu could keep its numbers from before the learning and the
-    toolbar show the ones after it). The learner says when (:meth:`Personal.watch`): an idle prompt never wakes."""
-    personal = session.predictor.personal
-    if personal is None:  # --no-learn: nothing changes while a prompt waits
-        return
-    app = prompt.app
+    """What is learned shows as soon as it is learned (:func:`follow_learning`, for this prompt): the toolbar, an
+    open menu that has no selection and the grey text always show the same numbers (before, the menu could keep its
+    numbers from before the learning and the toolbar show the ones after it)."""
 
     async def follow() -> None:
-        loop = asyncio.get_running_loop()
-        learned = asyncio.Event()
-        stop = personal.watch(lambda: loop.call_soon_threadsafe(learned.set))
-        seen = session.predictor.answers_version
+        stop = follow_learning(prompt.app, prompt.default_buffer, session.suggest)
         try:
-            while True:
-                await learned.wait()
-                learned.clear()
-                now = session.predictor.answers_version
-                if now == seen:
-                    continue
-                seen = now
-                show_learned(app, prompt.default_buffer, session.suggest)
-        finally:  # the prompt ended: its task is cancelled
+            await asyncio.Future()  # until the prompt ends and its tasks are cancelled
+        finally:
             stop()
 
-    app.create_background_task(follow())
+    prompt.app.create_background_task(follow())
 
 
 def _before_prompt(session: Session, prompt: PromptSession[str]) -> None:

@@ -35,7 +35,8 @@ session = PromptSession(
     key_bindings=key_bindings(suggest),
     complete_while_typing=True,
 )
-follow_learning(session.app, suggest)  # a line learned in the background shows in the grey text as soon as it is
+# a line learned in the background shows in the grey text as soon as it is learned
+follow_learning(session.app, session.default_buffer, suggest)
 while True:
     try:
         line = session.prompt()

@@ -54,7 +54,7 @@ class Driver:
                 key_bindings=key_bindings(self.suggest), **self.options,
             )
             self.buffer = session.default_buffer
-            stop = follow_learning(session.app, self.suggest) if self.follow else (lambda: None)
+            stop = follow_learning(session.app, session.default_buffer, self.suggest) if self.follow else (lambda: None)
             errors = []
 
             def typist():
