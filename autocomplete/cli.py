@@ -98,13 +98,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     with ExitStack() as run:  # copies of pipes are removed however it ends
         valid_sources = run.enter_context(data.opened_sources(args.valid, warn=warn)) if args.valid else []
         if valid_sources and not any(map(data.holds_text, valid_sources)):  # before the corpus is read, let alone counted
-            names = ", ".join(source.name for source in valid_sources)
-            raise UsageError(f"{names}: no text to validate on (--valid is empty or whitespace only)")
+            raise UsageError(_no_valid_text(valid_sources))
         sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave, warn=warn))
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
             run.enter_context(atomic.exclusive_lock(args.output))
         return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _no_valid_text(sources: Sequence[Any]) -> str:
+    """The one line for a ``--valid`` text with nothing to validate on (found as it is opened, or once read)."""
+    return f"{', '.join(source.name for source in sources)}: no text to validate on (--valid is empty or whitespace only)"
 
 
 def _check_vocab_room(args: argparse.Namespace) -> None:
@@ -254,8 +258,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
     else:
         corpus = data.load_corpus(sources, tokenizer, vocab, args.breaks, valid_sources, fit.valid_fraction)
     if valid_sources and corpus.valid is None:  # asked for, and nothing there: never train without saying so
-        names = ", ".join(source.name for source in valid_sources)
-        raise ConfigError(f"{names}: no text to validate on (--valid is empty or whitespace only)")
+        raise ConfigError(_no_valid_text(valid_sources))
     s = corpus.stats
     log(
         f"corpus: {s.files} file(s), {s.utterances:,} utterances, {s.tokens:,} tokens; vocabulary {len(vocab):,} "

@@ -165,7 +165,7 @@ class PythonGuest:
                 return f"autocomplete: {e}"
             return f"autocomplete: temperature = {self.settings.temperature:g}"
         if name == "learn":
-            return self._learn(value)
+            return self._learning(value)
         if name == "forget":
             return self._forget()
         if name in ("", "status"):
@@ -173,7 +173,7 @@ class PythonGuest:
             return f"autocomplete: {state}, model {self.predictor.lm.name}, temperature {self.settings.temperature:g}"
         return USAGE
 
-    def _learn(self, arg: str) -> str:
+    def _learning(self, arg: str) -> str:
         personal = self.predictor.personal
         if arg not in ("", "on", "off"):
             return "usage: %autocomplete learn [on|off]"
