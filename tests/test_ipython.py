@@ -21,6 +21,14 @@ def start_ipython(tmp_path, model_path, *options):
     return term
 
 
+@pytest.fixture
+def term(tmp_path, trained_model_path):
+    """IPython in tmux with the plugin loaded (``--ext``) on the test model; closed after the test."""
+    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
+    yield term
+    term.close()
+
+
 def line_of(screen, start):
     """The last line of the screen that starts with ``start`` ("" if none yet)."""
     return next((line for line in reversed(screen.splitlines()) if line.startswith(start)), "")
@@ -35,57 +43,49 @@ def run_cell(term, line: str, prompt: int) -> str:
 
 
 @needs_tmux
-def test_ipython_shows_the_model_in_a_comment_and_its_own_history_in_code(tmp_path, trained_model_path):
-    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
-    try:
-        run_cell(term, "import os", 2)
-        term.send("-l", "x = 1  # hear me ")
-        screen = term.wait(lambda s: len(line_of(s, "In [2]:").rstrip()) > len("In [2]: x = 1  # hear me"))
-        ghost = line_of(screen, "In [2]:")[len("In [2]: x = 1  # hear me ") :].rstrip()
-        term.send("Right")
-        term.send("-l", "X")
-        screen = term.wait(lambda s: "X" in line_of(s, "In [2]:"))
-        assert line_of(screen, "In [2]:").startswith(f"In [2]: x = 1  # hear me {ghost} X")
-        term.send("C-c")
-        term.wait(lambda s: "X" not in line_of(s, "In [2]:"))
-        term.send("-l", "impo")  # code: IPython's history suggestion, not English words
-        screen = term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: import os")
-    finally:
-        term.close()
+def test_ipython_shows_the_model_in_a_comment_and_its_own_history_in_code(term):
+    run_cell(term, "import os", 2)
+    term.send("-l", "x = 1  # hear me ")
+    screen = term.wait(lambda s: len(line_of(s, "In [2]:").rstrip()) > len("In [2]: x = 1  # hear me"))
+    ghost = line_of(screen, "In [2]:")[len("In [2]: x = 1  # hear me ") :].rstrip()
+    term.send("Right")
+    term.send("-l", "X")
+    screen = term.wait(lambda s: "X" in line_of(s, "In [2]:"))
+    assert line_of(screen, "In [2]:").startswith(f"In [2]: x = 1  # hear me {ghost} X")
+    term.send("C-c")
+    term.wait(lambda s: "X" not in line_of(s, "In [2]:"))
+    term.send("-l", "impo")  # code: IPython's history suggestion, not English words
+    screen = term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: import os")
 
 
 @needs_tmux
-def test_ipython_tab_still_indents_and_the_plugin_survives_a_new_suggestion_provider(tmp_path, trained_model_path):
-    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
-    try:
-        run_cell(term, "%config TerminalInteractiveShell.autosuggestions_provider = 'AutoSuggestFromHistory'", 2)
-        term.send("-l", "def f():")
-        term.send("Enter")
-        term.send("-l", '"""Hear me ')
-        screen = term.wait(lambda s: len(line_of(s, "   ...:").rstrip()) > len('   ...:     """Hear me'))
-        term.send("Enter")
-        term.send("Tab")  # leading whitespace in a docstring: IPython indents, no word menu
-        term.send("-l", "x")
-        screen = term.wait(lambda s: line_of(s, "   ...:").rstrip().endswith("x"))
-        assert line_of(screen, "   ...:").rstrip() == "   ...:         x"
-        term.send("C-c")
-        term.send("-l", "%autocomplete off")
-        term.send("Enter")
-        screen = term.wait(lambda s: "autocomplete: off" in s)
-        term.send("-l", "# hear me ")
-        term.wait(lambda s: line_of(s, "In [").rstrip().endswith("# hear me"))
-        time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
-        assert line_of(term.screen(), "In [").rstrip().endswith("# hear me")
-        assert "autocomplete: temperature = 0.5" in run_magic(term, "%autocomplete temp 0.5")
-        assert "autocomplete: temperature must be" in run_magic(term, "%autocomplete temp hot")
-        assert "autocomplete: on" in run_magic(term, "%autocomplete on")
-        run_cell(term, "%unload_ext autocomplete.ipython", 7)  # IPython's own everything back
-        term.send("-l", "# hear me ")
-        term.wait(lambda s: line_of(s, "In [7]:").rstrip().endswith("# hear me"))
-        time.sleep(1.0)
-        assert line_of(term.screen(), "In [7]:").rstrip().endswith("# hear me")
-    finally:
-        term.close()
+def test_ipython_tab_still_indents_and_the_plugin_survives_a_new_suggestion_provider(term):
+    run_cell(term, "%config TerminalInteractiveShell.autosuggestions_provider = 'AutoSuggestFromHistory'", 2)
+    term.send("-l", "def f():")
+    term.send("Enter")
+    term.send("-l", '"""Hear me ')
+    screen = term.wait(lambda s: len(line_of(s, "   ...:").rstrip()) > len('   ...:     """Hear me'))
+    term.send("Enter")
+    term.send("Tab")  # leading whitespace in a docstring: IPython indents, no word menu
+    term.send("-l", "x")
+    screen = term.wait(lambda s: line_of(s, "   ...:").rstrip().endswith("x"))
+    assert line_of(screen, "   ...:").rstrip() == "   ...:         x"
+    term.send("C-c")
+    term.send("-l", "%autocomplete off")
+    term.send("Enter")
+    screen = term.wait(lambda s: "autocomplete: off" in s)
+    term.send("-l", "# hear me ")
+    term.wait(lambda s: line_of(s, "In [").rstrip().endswith("# hear me"))
+    time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
+    assert line_of(term.screen(), "In [").rstrip().endswith("# hear me")
+    assert "autocomplete: temperature = 0.5" in run_magic(term, "%autocomplete temp 0.5")
+    assert "autocomplete: temperature must be" in run_magic(term, "%autocomplete temp hot")
+    assert "autocomplete: on" in run_magic(term, "%autocomplete on")
+    run_cell(term, "%unload_ext autocomplete.ipython", 7)  # IPython's own everything back
+    term.send("-l", "# hear me ")
+    term.wait(lambda s: line_of(s, "In [7]:").rstrip().endswith("# hear me"))
+    time.sleep(1.0)
+    assert line_of(term.screen(), "In [7]:").rstrip().endswith("# hear me")
 
 
 def run_magic(term, line):
@@ -111,27 +111,23 @@ def test_under_simple_prompt_the_plugin_says_it_is_off_in_one_line(tmp_path, tra
 
 
 @needs_tmux
-def test_unloading_the_ipython_plugin_removes_its_magic_and_loading_it_again_works(tmp_path, trained_model_path):
-    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
-    try:
-        run_cell(term, "%unload_ext autocomplete.ipython", 2)
-        # the magic went with the extension: nothing can switch the model back on
-        screen = run_cell(term, "%autocomplete on", 3)
-        assert "UsageError: Line magic function `%autocomplete` not found" in screen
-        assert "autocomplete: on" not in screen
-        term.send("-l", "# hear me ")
-        term.wait(lambda s: line_of(s, "In [3]:").rstrip().endswith("# hear me"))
-        time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
-        assert line_of(term.screen(), "In [3]:").rstrip().endswith("# hear me")
-        term.send("C-c")
-        screen = run_cell(term, "%load_ext autocomplete.ipython", 4)  # and it loads again, magic and grey text included
-        assert "already loaded" not in screen
-        assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
-        term.send("C-c")
-        term.send("-l", "x = 1  # hear me ")
-        term.wait(lambda s: len(line_of(s, "In [").rstrip()) > len("In [5]: x = 1  # hear me"))
-    finally:
-        term.close()
+def test_unloading_the_ipython_plugin_removes_its_magic_and_loading_it_again_works(term):
+    run_cell(term, "%unload_ext autocomplete.ipython", 2)
+    # the magic went with the extension: nothing can switch the model back on
+    screen = run_cell(term, "%autocomplete on", 3)
+    assert "UsageError: Line magic function `%autocomplete` not found" in screen
+    assert "autocomplete: on" not in screen
+    term.send("-l", "# hear me ")
+    term.wait(lambda s: line_of(s, "In [3]:").rstrip().endswith("# hear me"))
+    time.sleep(1.0)  # the model answers in a few milliseconds: no grey text by now means none
+    assert line_of(term.screen(), "In [3]:").rstrip().endswith("# hear me")
+    term.send("C-c")
+    screen = run_cell(term, "%load_ext autocomplete.ipython", 4)  # and it loads again, magic and grey text included
+    assert "already loaded" not in screen
+    assert run_magic(term, "%autocomplete status").startswith("autocomplete: on, model")
+    term.send("C-c")
+    term.send("-l", "x = 1  # hear me ")
+    term.wait(lambda s: len(line_of(s, "In [").rstrip()) > len("In [5]: x = 1  # hear me"))
 
 
 @needs_tmux
@@ -152,16 +148,12 @@ def test_a_failed_ipython_load_says_why_in_one_line_and_load_ext_then_tries_agai
 
 
 @needs_tmux
-def test_a_name_written_in_one_cells_comment_is_offered_in_the_next_and_saved(tmp_path, trained_model_path):
-    term = start_ipython(tmp_path, trained_model_path, "--ext", "autocomplete.ipython")
-    try:
-        run_cell(term, "x = 1  # I met Zorblax at the harbour", 2)
-        term.send("-l", "y = 2  # then Zorb")
-        term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: y = 2  # then Zorblax")  # grey "lax"
-        status = run_magic(term, "%autocomplete learn")
-        assert status.startswith("autocomplete: learning on: 6 words (") and "saved in" in status
-        term.send("-l", "exit")
-        term.send("Enter")
-        wait_for(lambda: list((tmp_path / "personal").glob("*.pt")))  # saved when IPython ends
-    finally:
-        term.close()
+def test_a_name_written_in_one_cells_comment_is_offered_in_the_next_and_saved(term, tmp_path):
+    run_cell(term, "x = 1  # I met Zorblax at the harbour", 2)
+    term.send("-l", "y = 2  # then Zorb")
+    term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: y = 2  # then Zorblax")  # grey "lax"
+    status = run_magic(term, "%autocomplete learn")
+    assert status.startswith("autocomplete: learning on: 6 words (") and "saved in" in status
+    term.send("-l", "exit")
+    term.send("Enter")
+    wait_for(lambda: list((tmp_path / "personal").glob("*.pt")))  # saved when IPython ends
