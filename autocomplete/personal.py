@@ -177,6 +177,9 @@ def describe(personal: Personal, unsaved_why: str | None = None, wait: bool = Tr
         where = f"; saved in {personal.path}"
     elif personal.hands_over and not unsaved_why:
         where = f"; handed over to another autocomplete session or program{personal.held_by}, which saves it"
+        if personal.not_handed:
+            where += (f" (a program hands over {HANDOVER_TOKENS:,} tokens at most: {personal.not_handed:,} more are"
+                      " kept in memory only; give a long text to `autocomplete learn`)")
     else:  # not saving: the caller's choice, or a folder that cannot be written
         why = unsaved_why or f"{personal.path.parent} cannot be written"
         where = f"; kept in memory only ({why})"
@@ -425,6 +428,7 @@ class Personal:
         # and those queued for learning
         self._outbox: list[tuple[int, str | None, list[str]]] = []
         self._handed = 0
+        self.not_handed = 0  # tokens learned here past HANDOVER_TOKENS: kept in this program's memory only
         self._absorbed: list[Path] = []
         self._queued: set[Path] = set()
         self._closing = False
@@ -450,6 +454,7 @@ class Personal:
         self._last_id = EOS_ID
         self._at_start = True
         self._in_line = False  # the text learned so far ends inside a line (for counting lines)
+        self._handed_held: frozenset[str] = frozenset()  # inbox files the loaded state already holds (their names)
 
     # ---- queries (any thread, never blocking) ---------------------------------------------------------------------
 
@@ -764,6 +769,8 @@ class Personal:
                 if self.hands_over and self._handed + len(tokens) <= HANDOVER_TOKENS:
                     self._outbox.append((time.time_ns(), style, list(tokens)))
                     self._handed += len(tokens)
+                elif self.hands_over:
+                    self.not_handed += len(tokens)
                 pause()
                 self._reindex()
             self._announce()
@@ -799,7 +806,7 @@ class Personal:
             self.held_by = by
             return
         with self._lock:
-            self._outbox, self._handed = [], 0
+            self._outbox, self._handed, self.not_handed = [], 0, 0
             self.held_by, self.saving, self.warning = None, True, None
         self._announce()
 
@@ -1048,6 +1055,8 @@ class Personal:
                     return False
                 payload = self.to_payload() if self._dirty else None
                 absorbed, self._absorbed = self._absorbed, []
+                if payload is not None:  # a kill before their removal below must not have them learned again
+                    payload["handed_held"] = [handed.name for handed in absorbed]
                 self._dirty = False
             self._saved_at = time.monotonic()
             written = False
@@ -1097,18 +1106,22 @@ class Personal:
         items = [item for item in items if item[0] > forgotten]  # an erase since: never written down again
         if not items:
             return False
-        folder, start = inbox_path(self.path), 0
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            for start in range(0, len(items), _HANDED_ITEMS):
+        folder, start, tries = inbox_path(self.path), 0, 0
+        while start < len(items):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
                 payload = {"format": INBOX_FORMAT, "model": self.model_hash, "items": items[start : start + _HANDED_ITEMS]}
                 data = json.dumps(payload, ensure_ascii=True).encode("ascii")
                 atomic_write(folder / f"{time.time_ns()}-{os.getpid()}.json", lambda f: f.write(data))
-        except (OSError, OutputError) as e:
-            with self._lock:
-                self._outbox = items[start:] + self._outbox
-            why = e.strerror or e if isinstance(e, OSError) else e
-            raise CheckpointError(f"{folder}: could not hand over what was learned ({why})") from None
+                start += _HANDED_ITEMS
+            except (OSError, OutputError) as e:
+                tries += 1
+                if tries < 3 and not folder.is_dir():  # the holder removed the inbox it had emptied meanwhile
+                    continue
+                with self._lock:
+                    self._outbox = items[start:] + self._outbox
+                why = e.strerror or e if isinstance(e, OSError) else e
+                raise CheckpointError(f"{folder}: could not hand over what was learned ({why})") from None
         return True
 
     def _check_inbox(self) -> None:
@@ -1143,6 +1156,13 @@ class Personal:
             self._absorbing.add(handed)
         try:
             if not os.path.lexists(handed):  # learned and removed meanwhile, or erased
+                self._queued.discard(handed)
+                return
+            if handed.name in self._handed_held:  # learned into the saved state; its holder ended before removing it
+                try:
+                    handed.unlink()
+                except OSError:
+                    self._kept.add(handed)
                 self._queued.discard(handed)
                 return
             try:
@@ -1280,6 +1300,9 @@ class Personal:
                 raise ValueError("stats counts")
             if not all(isinstance(t, str) and t.isprintable() and len(t) <= 40 for t in (stats.created, stats.updated)):
                 raise ValueError("stats times")
+            held = payload.get("handed_held", [])  # absent from files saved before it was noted
+            if not isinstance(held, list) or not all(isinstance(name, str) for name in held):
+                raise ValueError("hand-over files")
         except KeyError as e:
             raise CheckpointError(f"{where}: personal state is incomplete (no {e.args[0]!s})") from None
         except (TypeError, ValueError, AttributeError, RuntimeError) as e:
@@ -1293,6 +1316,7 @@ class Personal:
             self.cache_weight = lam
             self._state, self._last_id, self._at_start = state, last_id, at_start
             self.stats = stats
+            self._handed_held = frozenset(held)
             self._reindex(full=True)
             self._dirty = False
 

@@ -930,3 +930,61 @@ def test_forget_in_the_holder_also_erases_the_damaged_copies_set_aside(trained_m
     personal.forget()
     assert not aside.exists() and not personal.path.exists()
     personal.close()
+
+
+def test_a_holder_killed_between_its_save_and_the_removal_of_what_it_learned_from_the_inbox_learns_nothing_twice(
+    trained_model_path
+):
+    import os
+
+    handed = holder_with_inbox(trained_model_path, ["we met Zorblax at the harbour"])
+    code = ("import os, sys; from autocomplete import checkpoint; from autocomplete.personal import open_personal\n"
+            "real = checkpoint.save_payload\n"
+            "def save_then_die(payload, path):\n    real(payload, path); os._exit(9)\n"
+            "checkpoint.save_payload = save_then_die\n"
+            "p, _ = open_personal(checkpoint.load(sys.argv[1])); p.absorb_inbox(); p.save()")
+    done = subprocess.run([sys.executable, "-c", code, str(trained_model_path)], env=os.environ.copy())
+    assert done.returncode == 9 and handed.exists()  # saved, and killed before removing the file
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    holder.absorb_inbox()
+    assert holder.counts["Zorblax"] == 1 and holder.stats.lines == 1
+    assert not handed.exists()  # the saved state holds it: removed unread
+    holder.close()
+
+
+def test_a_hand_over_whose_inbox_the_holder_removes_meanwhile_makes_it_again(trained_model_path, monkeypatch):
+    from autocomplete import personal as personal_module
+
+    state = state_of(trained_model_path)
+    real_write = personal_module.atomic_write
+    raced = []
+
+    def write_after_the_holder_emptied_the_inbox(path, write):
+        if not raced:  # the holder removes the inbox it has just emptied, between mkdir and the write
+            raced.append(path)
+            path.parent.rmdir()
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_write(path, write)
+
+    monkeypatch.setattr(personal_module, "atomic_write", write_after_the_holder_emptied_the_inbox)
+    with held_by_another_program(state):
+        second = open_elsewhere_held(trained_model_path)
+        second.learn("we met Zorblax\n", wait=True)
+        second.close()
+    assert raced and len(list(inbox_path(state).glob("*.json"))) == 1
+
+
+def test_a_second_program_says_what_it_learned_past_what_it_hands_over(trained_model_path, monkeypatch):
+    from autocomplete import personal as personal_module
+    from autocomplete.personal import describe
+
+    monkeypatch.setattr(personal_module, "HANDOVER_TOKENS", 6)
+    state = state_of(trained_model_path)
+    with held_by_another_program(state):
+        second = open_elsewhere_held(trained_model_path)
+        second.learn("we met Zorblax\n", wait=True)
+        assert "in memory only" not in describe(second)
+        second.learn("and then Kubernetes was down\n", wait=True)
+        said = describe(second)
+        second.close()
+    assert "hands over 6 tokens at most: 6 more are kept in memory only" in said
