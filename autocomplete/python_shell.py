@@ -31,6 +31,7 @@ from autocomplete.personal import describe, private
 from autocomplete.predictor import Predictor, load
 from autocomplete.python_prose import plain_prose, prose_in
 from autocomplete.settings import SamplingConfig
+from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
 
 USAGE = "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
@@ -56,6 +57,8 @@ def shell_session(model: str | Path | None = None, learn: bool = True) -> Predic
             _loaded[key, learn] = base
             if learn and base.personal is not None and base.personal.warning:
                 print(printable(f"autocomplete: warning: {base.personal.warning}"))
+        if learn:  # a closed terminal window saves what was learned, as the session does
+            exit_on_hangup()
         _guests[id(base.personal)] = _guests.get(id(base.personal), 0) + 1
     return base.session()
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor, Suggestion
 from autocomplete.settings import SamplingConfig
+from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
 
 #: Word delimiters for readline: whitespace and punctuation, but not apostrophes, hyphens, letters or digits, so
@@ -163,6 +164,7 @@ def install(
     completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
     if learn:  # the lines read since the last Tab are learned too (before the state is saved at exit)
         atexit.register(completer._absorb_history)
+        exit_on_hangup()  # a closed terminal window runs those exit handlers too
     if _saved is None:
         sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
         _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort)

@@ -35,3 +35,23 @@ def handling(signals: Iterable[signal.Signals], handler: Handler) -> Iterator[bo
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _end_through_exit(signum: int, frame: FrameType | None) -> None:
+    for sig in named("SIGTERM", "SIGHUP"):  # a second signal (a terminal often sends both) ends it on the spot
+        if signal.getsignal(sig) is _end_through_exit:
+            signal.signal(sig, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+def exit_on_hangup() -> None:
+    """For a guest in a host program (IPython, ptpython, a readline program): SIGHUP (a closed terminal window) and
+    SIGTERM, where the host leaves them to kill the process on the spot, end it through :class:`SystemExit` instead,
+    so that its exit handlers run and what was learned is saved. A host's own handlers are left alone, and so is
+    every signal off the main thread."""
+    try:
+        for sig in named("SIGTERM", "SIGHUP"):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _end_through_exit)
+    except ValueError:  # not the main thread
+        pass

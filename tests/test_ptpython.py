@@ -1,10 +1,11 @@
 """The ptpython plugin, in a real ptpython in a real terminal (tmux), on the small test model."""
 
 import sys
+import time
 
 import pytest
 
-from .conftest import Tmux, needs_tmux
+from .conftest import Tmux, needs_tmux, wait_for
 
 pytest.importorskip("ptpython")
 
@@ -66,15 +67,21 @@ def test_ptpython_with_a_missing_model_says_so_in_one_line_and_starts_without_th
         term.close()
 
 
-@needs_tmux
-def test_a_name_written_in_one_inputs_comment_is_offered_in_the_next(tmp_path, trained_model_path):
+def start_ptpython(tmp_path, model_path):
+    """ptpython in tmux with the plugin configured, on the model at ``model_path``, at its first prompt."""
     config = tmp_path / "config.py"
     config.write_text(CONFIG)
     command = [sys.executable, "-m", "ptpython", "--config-file", str(config), "--history-file", str(tmp_path / "h")]
-    env = {"AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}
+    env = {"AUTOCOMPLETE_MODEL": str(model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}
     term = Tmux(command, env)
+    term.wait(lambda s: s.startswith(">>>") and "[F2] Menu" in s)
+    return term
+
+
+@needs_tmux
+def test_a_name_written_in_one_inputs_comment_is_offered_in_the_next(tmp_path, trained_model_path):
+    term = start_ptpython(tmp_path, trained_model_path)
     try:
-        term.wait(lambda s: s.startswith(">>>") and "[F2] Menu" in s)
         term.send("-l", "x = 1  # I met Zorblax at the harbour")
         term.send("Enter")
         term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
@@ -82,3 +89,23 @@ def test_a_name_written_in_one_inputs_comment_is_offered_in_the_next(tmp_path, t
         term.wait(lambda s: last_prompt_line(s).rstrip() == ">>> y = 2  # then Zorblax")  # grey "lax"
     finally:
         term.close()
+
+
+@needs_tmux
+def test_what_a_ptpython_learned_is_saved_when_its_terminal_window_is_closed(tmp_path, trained_model_path):
+    from autocomplete.personal import read_state
+
+    term = start_ptpython(tmp_path, trained_model_path)
+    try:
+        term.send("-l", "x = 1  # I met Zorblax at the harbour")
+        term.send("Enter")
+        term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
+        time.sleep(1.0)  # the input's prose is learned in a thread of its own
+    finally:
+        term.close()  # the window closes: ptpython gets SIGHUP, long before its next minute's save
+
+    def saved_words():
+        states = list((tmp_path / "personal").glob("*.pt"))
+        return states and read_state(states[0])["lexicon"]["words"]
+
+    wait_for(lambda: "Zorblax" in (saved_words() or []))

@@ -2,6 +2,7 @@
 
 import os
 import select
+import signal
 import sys
 import time
 
@@ -214,3 +215,23 @@ def test_a_history_file_the_program_loads_is_not_learned_again_only_the_lines_ty
                           capture_output=True, text=True, check=True, timeout=120)
     personal = json.loads(info.stdout)["personal"]
     assert personal["lines"] == 2 and personal["words"] == 3  # "hello there" and "quit"; not Zorblax, Quuxly
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_readline_program_whose_terminal_closes_saves_the_lines_it_read(trained_model_path, tmp_path):
+    import json
+    import subprocess
+
+    script = ("import readline, sys, autocomplete.readline\nautocomplete.readline.install()\n"
+              "readline.add_history('my friend Zorblax')\nprint('ready', flush=True)\nsys.stdin.readline()\n")
+    env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    child.send_signal(signal.SIGHUP)  # its terminal window is closed
+    assert child.wait(timeout=120) == 128 + signal.SIGHUP
+    child.stdin.close()
+    child.stdout.close()
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
