@@ -119,6 +119,14 @@ def held_by_another_program(state: Path) -> Iterator[int]:
         child.communicate("", timeout=30)
 
 
+def saved_words(data_dir: Path) -> list[str]:
+    """The words of the personal state saved in the data folder ``data_dir`` (none while none is saved)."""
+    from autocomplete.personal import read_state
+
+    states = list((data_dir / "personal").glob("*.pt"))
+    return read_state(states[0])["lexicon"]["words"] if states else []
+
+
 def wait_for(condition, timeout=30.0):  # generous: the suite may share a busy machine
     deadline = time.monotonic() + timeout
     while not condition():

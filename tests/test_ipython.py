@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .conftest import Tmux, needs_tmux, wait_for
+from .conftest import Tmux, needs_tmux, saved_words, wait_for
 
 pytest.importorskip("IPython")
 
@@ -161,14 +161,7 @@ def test_a_name_written_in_one_cells_comment_is_offered_in_the_next_and_saved(te
 
 @needs_tmux
 def test_what_an_ipython_learned_is_saved_when_its_terminal_window_is_closed(term, tmp_path):
-    from autocomplete.personal import read_state
-
     run_cell(term, "x = 1  # I met Zorblax at the harbour", 2)
     time.sleep(1.0)  # the cell's prose is learned in a thread of its own
     term.close()  # the window closes: IPython gets SIGHUP, long before its next minute's save
-
-    def saved_words():
-        states = list((tmp_path / "personal").glob("*.pt"))
-        return states and read_state(states[0])["lexicon"]["words"]
-
-    wait_for(lambda: "Zorblax" in (saved_words() or []))
+    wait_for(lambda: "Zorblax" in saved_words(tmp_path))

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from .conftest import Tmux, needs_tmux, wait_for
+from .conftest import Tmux, needs_tmux, saved_words, wait_for
 
 pytest.importorskip("ptpython")
 
@@ -78,13 +78,18 @@ def start_ptpython(tmp_path, model_path):
     return term
 
 
+def run_input(term, line):
+    """Type ``line``, press Enter and wait for the next empty prompt."""
+    term.send("-l", line)
+    term.send("Enter")
+    term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
+
+
 @needs_tmux
 def test_a_name_written_in_one_inputs_comment_is_offered_in_the_next(tmp_path, trained_model_path):
     term = start_ptpython(tmp_path, trained_model_path)
     try:
-        term.send("-l", "x = 1  # I met Zorblax at the harbour")
-        term.send("Enter")
-        term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
+        run_input(term, "x = 1  # I met Zorblax at the harbour")
         term.send("-l", "y = 2  # then Zorb")
         term.wait(lambda s: last_prompt_line(s).rstrip() == ">>> y = 2  # then Zorblax")  # grey "lax"
     finally:
@@ -93,19 +98,10 @@ def test_a_name_written_in_one_inputs_comment_is_offered_in_the_next(tmp_path, t
 
 @needs_tmux
 def test_what_a_ptpython_learned_is_saved_when_its_terminal_window_is_closed(tmp_path, trained_model_path):
-    from autocomplete.personal import read_state
-
     term = start_ptpython(tmp_path, trained_model_path)
     try:
-        term.send("-l", "x = 1  # I met Zorblax at the harbour")
-        term.send("Enter")
-        term.wait(lambda s: last_prompt_line(s).rstrip() == ">>>")
+        run_input(term, "x = 1  # I met Zorblax at the harbour")
         time.sleep(1.0)  # the input's prose is learned in a thread of its own
     finally:
         term.close()  # the window closes: ptpython gets SIGHUP, long before its next minute's save
-
-    def saved_words():
-        states = list((tmp_path / "personal").glob("*.pt"))
-        return states and read_state(states[0])["lexicon"]["words"]
-
-    wait_for(lambda: "Zorblax" in (saved_words() or []))
+    wait_for(lambda: "Zorblax" in saved_words(tmp_path))
