@@ -58,6 +58,7 @@ import itertools
 import json
 import math
 import os
+import re
 import queue
 import shutil
 import stat
@@ -83,7 +84,7 @@ from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
 from autocomplete.paths import data_dir
-from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, capitalize, sentence_starts
+from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 FORMAT = "autocomplete-personal"
@@ -146,6 +147,16 @@ def is_word(token: str) -> bool:
     than a vocabulary word may be (a base64 blob or a key is no word to offer)."""
     return (token not in SPECIALS and len(token) <= MAX_TOKEN_CHARS and any(ch.isalnum() for ch in token)
             and not any(map(_invisible, token)))
+
+
+_NUMBER = re.compile(r"\d{3}")
+
+
+def learnable(token: str) -> str:
+    """``token`` as the personal state learns it: a number of three digits or more (a PIN, a card or phone number,
+    an amount) and a token longer than any vocabulary word (a key, a base64 blob) are learned as an unknown word,
+    never kept, counted or offered as themselves. The model's own vocabulary still offers its numbers."""
+    return UNK if len(token) > MAX_TOKEN_CHARS or _NUMBER.search(token) else token
 
 
 def _invisible(ch: str) -> bool:
@@ -384,6 +395,9 @@ class Personal:
     #: seconds: the learner saves at most this often (and :meth:`close` at the end); in a quiet spell it saves, and
     #: looks for what other programs handed over, this often
     save_every = 60.0
+    #: how long the end of a program waits for what is still queued to be learned; the rest is handed over, to be
+    #: learned by the next program that holds the state (a script that commits a book and exits ends in seconds)
+    close_wait = 2.0
 
     def __init__(
         self,
@@ -432,6 +446,8 @@ class Personal:
         self._absorbed: list[Path] = []
         self._queued: set[Path] = set()
         self._closing = False
+        self._deferring = False  # the program ends: what is still queued is handed over instead of learned here
+        self._users = 1  # predictors of this process that share this state (:func:`open_personal`)
         self._save_lock = threading.Lock()  # a save's snapshot and its write, against an erase in between
         self._absorbing: set[Path] = set()  # inbox files being learned now (by the learner or absorb_inbox)
         self._kept: set[Path] = set()  # inbox files learned and saved that could not be removed: never learned again
@@ -712,6 +728,21 @@ class Personal:
             with self.gate.hurrying():
                 self._queue.join()
 
+    def _wait_for(self, seconds: float) -> bool:
+        """:meth:`wait` for at most ``seconds``; whether all was learned."""
+        with self._pending_lock:
+            self._flush()
+        if self._thread is None:
+            return True
+        deadline = time.monotonic() + seconds
+        with self.gate.hurrying(), self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -763,11 +794,15 @@ class Personal:
             self._absorb(item[0], self._pauser(item[1]))
         else:
             tokens, style, generation = item
+            if self._deferring:  # the program ends: the next one to hold the state learns it
+                if generation == self._generation:
+                    self._defer(tokens, style)
+                return
             pause = self._pauser(generation)
             with self._lock:
                 self._learn(tokens, pause, style)
                 if self.hands_over and self._handed + len(tokens) <= HANDOVER_TOKENS:
-                    self._outbox.append((time.time_ns(), style, list(tokens)))
+                    self._outbox.append((time.time_ns(), style, [learnable(t) for t in tokens]))
                     self._handed += len(tokens)
                 elif self.hands_over:
                     self.not_handed += len(tokens)
@@ -776,6 +811,16 @@ class Personal:
             self._announce()
         if time.monotonic() - self._saved_at > self.save_every:
             self._tick()
+
+    def _defer(self, tokens: list[str], style: str | None) -> None:
+        if self.path is None or not (self.saving or self.hands_over):  # nowhere to keep it
+            return
+        with self._lock:
+            if self._handed + len(tokens) <= HANDOVER_TOKENS:
+                self._outbox.append((time.time_ns(), style, [learnable(t) for t in tokens]))
+                self._handed += len(tokens)
+            else:
+                self.not_handed += len(tokens)
 
     def _tick(self) -> None:
         if self.path is None or self._stopping:
@@ -836,6 +881,7 @@ class Personal:
         self, tokens: list[str], pause: Callable[[], None] = _go_on, style: str | None = None, eager: bool = True
     ) -> None:
         pause()
+        tokens = [learnable(token) for token in tokens]
         starts = sentence_starts(tokens, self._at_start)
         ids = self.vocab.encode(tokens, self._at_start)
         read, kept = self.vocab.read_in_style(ids, style, self._last_id == EOS_ID)  # as the predictor reads it
@@ -1089,7 +1135,7 @@ class Personal:
         of :data:`HANDOVER_TOKENS` at most, the rest by :meth:`save` (or :meth:`close`)."""
         if not self.hands_over:
             raise CheckpointError("no other program holds this state: learn the text instead")
-        kept = [t[:_HANDED_TOKEN_CHARS] for t in tokens]  # a 17-million-character "word" is no word to learn
+        kept = [learnable(t) for t in tokens]  # a PIN or a 17-million-character "word" is never written down
         with self._lock:
             for start in range(0, len(kept), self.config.segment):  # short items: the holder yields between them
                 self._outbox.append((time.time_ns(), style, kept[start : start + self.config.segment]))
@@ -1201,14 +1247,27 @@ class Personal:
         self._queued.discard(handed)
 
     def close(self) -> None:
-        """Finish what is queued (an unfinished line included), stop the learner and save. Inbox files not yet
-        learned wait for the next program that holds the state. Ctrl-C while it finishes stops the learning at the
-        next slice and saves what was learned until then (a learner thread left running inside PyTorch while the
-        interpreter ends would abort the process, losing it all)."""
+        """Learn what is queued (an unfinished line included) for up to :attr:`close_wait` seconds, hand the rest
+        over to the next program that holds the state (:func:`inbox_path`, as a second program does), stop the
+        learner and save. Inbox files not yet learned wait for that program too. Ctrl-C while it ends hands the rest
+        over at once; a second one stops the line being learned at its next slice (a learner thread left running
+        inside PyTorch while the interpreter ends would abort the process, losing it all). A state shared by
+        several predictors of this process (:func:`open_personal`) is only saved until the last one closes it. One
+        that is kept nowhere (no file, or not saved) stops learning after :attr:`close_wait`: nothing would keep it."""
+        with _sharing:
+            self._users -= 1
+            shared = self._users > 0
+        if shared:
+            self.save()
+            return
         self._closing = True
+        keeps = self.path is not None and (self.saving or self.hands_over)
         try:
-            self.wait()
+            if not self._wait_for(self.close_wait):
+                self._deferring = True
         except KeyboardInterrupt:
+            self._deferring = True
+        if self._deferring and not keeps:  # nowhere to hand it: what is learned now is lost at the end anyway
             self._stopping = True
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
@@ -1216,9 +1275,11 @@ class Personal:
                 try:
                     self._thread.join()
                 except KeyboardInterrupt:  # again: the learner stops at its next slice (a fraction of a second)
-                    self._stopping = True
+                    self._stopping = self._deferring = True
         try:
             self.save()
+            if self.saving and self._outbox:  # what was still queued: for the next program that holds the state
+                self._hand_over()
         finally:
             if self.path is not None and self.saving:  # another process (or a reopening here) may now save into it
                 self._held.close()
@@ -1403,6 +1464,8 @@ def open_personal(
         return Personal(lm, config), None
     digest = model_hash(lm.path)
     path = state_path(lm, digest)
+    if save and (mine := _open_here(path, lm, config)) is not None:
+        return mine, None  # said when it was opened
     personal = Personal(lm, config, path, digest)
     personal.saving = save
     warning = _hold(personal, path) if save else None
@@ -1442,10 +1505,6 @@ def _hold(personal: Personal, path: Path) -> str | None:
             raise OutputError(f"{path.parent}: not writable")
         personal._held.enter_context(exclusive_lock(path, "another autocomplete process"))
     except LockedError as e:
-        mine = next((p for p in list(_open) if p is not personal and p.path == path and p.saving), None)
-        if e.by == f" (process {os.getpid()})" and mine is not None:  # this program opens the state anew
-            mine.close()  # (`:model` with the same model, or a copy): the earlier one saves and lets go of it
-            return _hold(personal, path)
         personal.saving, personal.held_by = False, e.by
         return _learning_elsewhere(path, e.by) + ": what is learned here is handed over to it"
     except (OSError, OutputError) as e:  # a read-only home, a file where the folder should be
@@ -1453,6 +1512,26 @@ def _hold(personal: Personal, path: Path) -> str | None:
         why = e.strerror or str(e) if isinstance(e, OSError) else "not writable"
         return f"{path.parent}: {why}: what is learned is not saved"
     return None
+
+
+def _open_here(path: Path, lm: LanguageModel, config: LearnConfig | None) -> Personal | None:
+    """The state ``path`` as this process holds it already, for another load of the same model file (``:model``
+    with the same model or a copy; a program that calls :func:`autocomplete.load` twice; a shell plugin beside it):
+    shared, so that both predictors learn into it and nothing either learns is lost. Not where they would learn
+    differently (other settings, another device): the new one then hands what it learns over, as a second program
+    does."""
+    wanted = config or LearnConfig()
+    with _sharing:
+        for mine in list(_open):
+            if (mine.path == path and mine.saving and not mine._closing and mine._users > 0 and mine.config == wanted
+                    and _device(mine.model) == _device(lm.model)):
+                mine._users += 1
+                return mine
+    return None
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
 
 
 def _learning_elsewhere(path: Path, by: str) -> str:
@@ -1646,6 +1725,7 @@ def erase_states(paths: Sequence[Path]) -> list[Path]:
 
 
 _open: weakref.WeakSet[Personal] = weakref.WeakSet()
+_sharing = threading.Lock()  # counts the predictors that share a state
 
 
 @atexit.register
@@ -1653,6 +1733,27 @@ def _save_all() -> None:
     """Programs that embed the predictor rarely close it: what they learned is saved when they exit."""
     for personal in list(_open):
         try:
-            personal.close()
+            if personal._users > 0:
+                personal._users = 1  # however many predictors share it: the program ends
+                personal.close()
         except BaseException:  # never turn an exit into a traceback (Ctrl-C included); the next save will try again
             pass
+
+
+def _forked() -> None:
+    """In a child process made by ``fork``, every open state is its parent's, caught at any point of its learning:
+    the child uses what was learned as it is, learns and saves nothing (the parent holds the file and goes on), and
+    never waits for a learner thread that the fork did not copy."""
+    for personal in list(_open):
+        personal._held = contextlib.ExitStack()  # the parent's lock: dropped, never released from here
+        personal.path, personal.saving, personal.held_by, personal.enabled = None, False, None, False
+        personal._thread, personal._queue = None, queue.Queue()
+        personal._lock, personal._pending_lock, personal._save_lock = threading.RLock(), threading.Lock(), threading.Lock()
+        personal.gate = KeystrokeGate(personal.gate.quiet, personal.gate.patience)
+        personal._pending, personal._outbox = [], []
+    global _sharing
+    _sharing = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)

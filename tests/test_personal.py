@@ -555,12 +555,28 @@ def test_while_one_program_learns_into_a_state_another_uses_it_but_keeps_its_own
     third.close()
 
 
-def test_a_program_that_opens_its_own_state_again_takes_it_over(trained_model_path):
-    first, _ = open_personal(checkpoint.load(trained_model_path))  # :model with the model in use, or a copy of it
+def test_two_loads_of_a_model_in_one_program_share_its_state_and_both_learnings_are_saved(trained_model_path):
+    first, _ = open_personal(checkpoint.load(trained_model_path))  # a program that loads the model twice; a plugin
     first.learn("I met my lord Zorblax today .\n", wait=True)
     again, warning = open_personal(checkpoint.load(trained_model_path))
-    assert warning is None and again.saving and not first.saving and "Zorblax" in again.counts
+    assert warning is None and again is first and "Zorblax" in again.counts
+    again.learn("we run Kubernetes daily\n", wait=True)
+    first.close()  # one of them is done with it: saved, still held for the other
+    assert first.saving and {"Zorblax", "Kubernetes"} <= set(read_state(first.path)["lexicon"]["words"])
+    again.learn("and Quuxly too\n", wait=True)
     again.close()
+    assert not again.saving and "Quuxly" in read_state(first.path)["lexicon"]["words"]
+
+
+def test_a_second_load_that_would_learn_differently_hands_over_to_the_first(trained_model_path):
+    first, _ = open_personal(checkpoint.load(trained_model_path))
+    other, warning = open_personal(checkpoint.load(trained_model_path), LearnConfig(window=10))
+    assert other is not first and other.hands_over and "is handed over to it" in warning
+    other.learn("we run Kubernetes daily\n", wait=True)
+    other.close()
+    first.absorb_inbox()
+    assert "Kubernetes" in first.counts
+    first.close()
 
 
 def test_a_state_that_exists_in_a_folder_that_cannot_be_written_is_said_at_the_start(trained_model_path, monkeypatch):
@@ -768,20 +784,35 @@ def test_a_damaged_hand_over_file_is_set_aside_and_learning_goes_on(trained_mode
     assert [f.name.split(".json")[1][:9] for f in inbox.iterdir()] == [".corrupt-"]
 
 
-def test_ctrl_c_while_a_program_ends_stops_its_learning_and_saves_what_was_learned(trained_model_path):
+def test_ctrl_c_while_a_program_ends_saves_what_was_learned_and_hands_the_rest_to_the_next_start(trained_model_path):
     personal, _ = open_personal(checkpoint.load(trained_model_path))
     personal.learn("I met Zorblax today .\n", wait=True)
     personal.learn("we run Kubernetes daily .\n" * 200)  # queued: seconds of learning
 
-    def interrupted():
+    def interrupted(seconds):
         raise KeyboardInterrupt
 
-    personal.wait = interrupted  # Ctrl-C while the program waits for it at its end
+    personal._wait_for = interrupted  # Ctrl-C while the program waits for it at its end
     personal.close()
-    del personal.wait
     assert not personal._thread.is_alive()  # never left running inside PyTorch while the interpreter ends
     again, _ = open_personal(checkpoint.load(trained_model_path))
     assert again.counts["Zorblax"] == 1 and again.stats.lines < 201  # saved, without the rest
+    again.absorb_inbox()
+    assert again.stats.lines == 201 and again.counts["Kubernetes"] == 200  # the rest, handed over: each line once
+    again.close()
+
+
+def test_a_program_ends_in_seconds_however_much_is_queued_and_the_next_start_learns_the_rest(
+    trained_model_path, monkeypatch
+):
+    monkeypatch.setattr(Personal, "close_wait", 0.0)
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("we run Kubernetes daily .\n" * 2000)  # seconds of learning, even for the small test model
+    personal.close()  # does not learn them all first
+    again, _ = open_personal(checkpoint.load(trained_model_path))
+    assert again.stats.lines < 2000 and list(inbox_path(again.path).glob("*.json"))
+    again.absorb_inbox()
+    assert again.stats.lines == 2000 and again.counts["Kubernetes"] == 2000
     again.close()
 
 
@@ -917,9 +948,9 @@ def test_a_pipe_or_a_link_in_the_inbox_is_set_aside_unread(trained_model_path):
 def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_model_path):
     from autocomplete.personal import read_handed
 
-    handed = holder_with_inbox(trained_model_path, ["the image " + "A" * 5000 + " is here"])
-    [(_, _, tokens)] = read_handed(handed, model_hash(trained_model_path))
-    assert tokens[:2] == ["the", "image"] and len(tokens[2]) == 1000
+    handed = holder_with_inbox(trained_model_path, ["the image " + "A" * 5000 + " is here", "my pin is 7294 ok"])
+    [(_, _, tokens), (_, _, pin)] = read_handed(handed, model_hash(trained_model_path))
+    assert tokens[:4] == ["the", "image", "<unk>", "is"] and "7294" not in pin  # never written down
 
 
 def test_forget_in_the_holder_also_erases_the_damaged_copies_set_aside(trained_model_path):
@@ -988,3 +1019,41 @@ def test_a_second_program_says_what_it_learned_past_what_it_hands_over(trained_m
         said = describe(second)
         second.close()
     assert "hands over 6 tokens at most: 6 more are kept in memory only" in said
+
+
+def test_a_child_forked_while_its_parent_learns_answers_learns_nothing_and_exits_at_once(trained_model_path, tmp_path):
+    import os
+
+    script = textwrap.dedent("""\
+        import os, sys, time, autocomplete
+        p = autocomplete.load(sys.argv[1])
+        p.commit("a line the user wrote about Zorblax\\n" * 200)  # the learner is busy with it
+        pid = os.fork()
+        if pid == 0:
+            p.commit("the child met Quuxly\\n")
+            print("child", len(p.suggest("the ")), flush=True)
+            sys.exit(0)  # its exit must not wait for a learner thread the fork did not copy
+        deadline = time.monotonic() + 60
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                sys.exit("the child hung")
+            time.sleep(0.05)
+        p.personal.close()
+        """)
+    done = subprocess.run([sys.executable, "-c", script, str(trained_model_path)], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("child ") and int(done.stdout.split()[1]) > 0  # it answered
+    words = read_state(state_of(trained_model_path))["lexicon"]["words"]
+    assert "Zorblax" in words and "Quuxly" not in words  # the parent's learning saved; the child's learned nowhere
+
+
+def test_numbers_of_three_digits_or_more_are_never_learned_nor_offered(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    predictor.personal.learn("the door pin code 7294 works and my card is 4111 1111 ok\n", wait=True)
+    assert not {"7294", "4111", "1111"} & set(predictor.personal.counts)
+    assert not {"7294", "4111", "1111"} & set(predictor.personal._cache.surface)
+    assert "7294" not in words(predictor.suggest("the door pin code "))
+    assert "7294" not in words(predictor.suggest("the door pin code 72"))
+    assert {"door", "pin", "code"} <= set(predictor.personal.counts)  # the rest of the line is learned

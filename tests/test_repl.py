@@ -118,8 +118,9 @@ def test_switching_to_the_model_already_in_use_keeps_saving_what_it_learns(train
     assert "warning" not in result.message and session.predictor is not first
     personal = session.predictor.personal
     assert personal is not None and personal.saving and personal.held_by is None
-    assert not first.personal.saving  # the previous one let go of the state (a copy has the same one: same bytes)
+    assert first.personal is personal  # shared (a copy has the same state: same bytes); the switch let go of one share
     session.close()
+    assert not personal.saving  # the last share let go: saved, and free for another program
 
 
 def test_type_mode_keeps_each_line_as_context(session):
