@@ -580,8 +580,8 @@ def _read_prompt(limit: int = MAX_PROMPT) -> str:
 
     Read a chunk at a time, so that ``< /dev/zero`` is refused at its first chunk and an endless stream
     (``yes | tr -d '\\n'``) once it passes ``limit`` bytes, instead of filling the memory."""
-    if sys.stdin is None:
-        return ""
+    if sys.stdin is None:  # started with standard input closed (`<&-`)
+        raise ConfigError("standard input is closed: there is no prompt to read")
     stdin = sys.stdin
     read: Callable[[int], bytes] = (
         stdin.buffer.read if hasattr(stdin, "buffer")

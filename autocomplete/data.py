@@ -135,6 +135,8 @@ def resolve_sources(
 
 def _expand(item: str | Path, stdin: BinaryIO | None, skipped: list[str]) -> list[Source]:
     if str(item) == "-":
+        if stdin is None and sys.stdin is None:  # started with standard input closed (`<&-`)
+            raise CorpusError("-: standard input is closed: there is nothing to read")
         return [_spool(stdin or sys.stdin.buffer, "<stdin>")]
     path = Path(item)
     try:

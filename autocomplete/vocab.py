@@ -225,3 +225,5 @@ def check_style_name(name: str) -> None:
         raise ConfigError(
             f"invalid style name {name!r}: use lower-case letters, digits, - and _, starting with a letter"
         )
+    if style_token(name) in SPECIALS:
+        raise ConfigError(f"invalid style name {name!r}: {style_token(name)} is a token of its own; choose another")

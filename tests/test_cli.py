@@ -752,3 +752,11 @@ def test_one_model_size_given_with_tied_weights_gets_the_other_fitted_to_it_not_
     assert code == 0 and "embedding 200, hidden 200" in err
     config = checkpoint.load(tmp_path / "m.pt").model.config
     assert (config.embedding_dim, config.hidden_dim, config.tie_weights) == (200, 200, True)
+
+
+@pytest.mark.parametrize("command", [["learn", "-"], ["eval", "-"], ["train", "-", "-o", "out.pt"], ["generate", "-"]])
+def test_reading_standard_input_when_it_is_closed_is_one_line_and_a_failure(capsys, monkeypatch, tmp_path, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", None)  # started with `<&-`
+    code, out, err = run(capsys, *command)
+    assert code != 0 and "standard input is closed" in err and err.count("\n") == 1 and "Traceback" not in err

@@ -135,6 +135,9 @@ def test_a_corpus_argument_names_its_style_after_an_equals_sign(tmp_path):
     assert styled.style == "dialogue"
     with pytest.raises(CorpusError, match="invalid style name 'Bad Style'"):
         data.resolve_sources([f"{tmp_path / 'c.txt'}=Bad Style"])
+    for reserved in ("unk", "eos"):  # their tokens would be the vocabulary's own <unk> and <eos>
+        with pytest.raises(CorpusError, match=f"invalid style name '{reserved}': <{reserved}> is a token of its own"):
+            data.resolve_sources([f"{tmp_path / 'c.txt'}={reserved}"])
 
 
 def test_interleaving_takes_the_inputs_files_in_turn(tmp_path):
