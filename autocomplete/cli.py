@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
     from autocomplete import atomic, data
     from autocomplete.distributed import environment_rank, resolve_device
-    from autocomplete.resume import resume_path
+    from autocomplete.resume import resume_path, unfinished
 
     main_rank = environment_rank() == 0
     log = _log_until_unread() if main_rank else (lambda message: None)
@@ -87,6 +87,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if main_rank:  # only rank 0 writes the model (on a multi-node run the folder may exist on its node only)
         atomic.check_writable(args.output)
         atomic.check_replaceable(resume_path(args.output))
+        if not args.resume and (stopped := unfinished(resume_path(args.output))):  # hours of training, maybe
+            raise ConfigError(f"{resume_path(args.output)}: holds a run that did not finish (stopped in {stopped}): "
+                              "add --resume to continue it, or remove the file to start a new run")
     if args.resume and not resume_path(args.output).exists():
         raise ConfigError(f"{resume_path(args.output)}: nothing to resume (no such file)")
     resolve_device(args.device)  # a GPU that is not there is said now, not once the corpus is counted

@@ -25,6 +25,24 @@ def resume_path(output: Path | str) -> Path:
     return Path(str(output) + ".resume")
 
 
+def unfinished(path: Path) -> str | None:
+    """Where the run whose resume file is ``path`` stopped ("epoch 2 of 5, step 1,234") if it did not finish; None
+    if there is no such file, its run finished, or it cannot be continued anyway (a new run may replace it)."""
+    from autocomplete import checkpoint
+
+    if not path.is_file():
+        return None
+    try:
+        training = check_training(checkpoint.read_payload(path, kind="resume"), path)
+    except CheckpointError:
+        return None
+    if training.get("finished") is True:
+        return None
+    epochs = training["config"].get("epochs")
+    of = f" of {epochs}" if isinstance(epochs, int) and not isinstance(epochs, bool) else ""
+    return f"epoch {training['epoch'] + 1}{of}, step {training['step']:,}"
+
+
 _FIELDS: dict[str, tuple[type, ...]] = {
     "config": (dict,),
     "optimizer": (dict,),

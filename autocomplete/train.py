@@ -282,7 +282,9 @@ class Trainer:
 
     # ---- resume state ---------------------------------------------------------------------------------------
 
-    def save_resume(self) -> None:
+    def save_resume(self, finished: bool = False) -> None:
+        """Write the full training state to the resume file; ``finished``: the run is over (a new run may replace
+        it without ``--resume``)."""
         self._check_finite_weights()
         states = gather_objects([(h.cpu(), c.cpu()) for h, c in self.state] if self.state else None, self.dist)
         rngs = gather_objects(self._rng_state(), self.dist)
@@ -307,6 +309,7 @@ class Trainer:
             "rng": rngs,
             "to_beat": self.to_beat,
             "inputs": self.inputs,
+            "finished": finished,
         }
         checkpoint.save_payload(payload, resume_path(self.output))
         self._last_save = time.monotonic()
@@ -622,8 +625,9 @@ class Trainer:
              "tokens": self.tokens_seen, "elapsed": round(self.elapsed, 1), "valid_loss": loss}
         )
         self._after_validation(loss, save_latest=due)
-        if due:
-            self.save_resume()
+        finished = last or self._converged()
+        if due or finished:
+            self.save_resume(finished=finished)
 
     def _epoch_line_due(self, last: bool) -> bool:
         """Whether an epoch's summary line is written: each with ``verbose``; without, in a log (``lines``) about ten

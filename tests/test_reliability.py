@@ -123,6 +123,8 @@ def test_killed_training_resumes_to_the_same_model(uninterrupted, tmp_path, how)
     else:
         assert code == 128 + how and "training state saved" in err and "Traceback" not in err  # 130, 143
     checkpoint.read_payload(resume_path(out), kind="resume")  # intact whatever the moment of the kill
+    again = train_process(out)  # --resume forgotten: the interrupted run is not replaced by a new one
+    assert again.wait(timeout=120) != 0 and "holds a run that did not finish" in again.stderr.read()
     resumed = train_process(out, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert torch.allclose(final_weights(out), final_weights(uninterrupted), atol=1e-4)

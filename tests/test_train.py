@@ -7,6 +7,7 @@ import torch
 from autocomplete import checkpoint, data
 from autocomplete.errors import CheckpointError, ConfigError
 from autocomplete.predictor import Predictor
+from autocomplete.resume import unfinished
 from autocomplete.train import TrainConfig, Trainer, fit_to_corpus, resume_path
 
 from .conftest import SHAKESPEARE, make_lm
@@ -59,6 +60,8 @@ def test_resume_after_an_interruption_reaches_the_same_weights(tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "lr_at", interrupt_at_step_37)
     assert trainer.run().interrupted
     monkeypatch.setattr(Trainer, "lr_at", original)
+    assert unfinished(resume_path(tmp_path / "b.pt")) == "epoch 1 of 2, step 38"  # a new run must not replace it
+    assert unfinished(resume_path(tmp_path / "a.pt")) is None  # finished: a new run may
 
     resumed = make_lm(seed=99, dropout=0.3)  # different initial weights: all must come from the resume file
     result = Trainer(resumed, small_corpus(resumed), config, tmp_path / "b.pt", progress=False).run(resume=True)
