@@ -60,6 +60,7 @@ from torch import Tensor
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.context import DEFAULT_CACHE_BYTES, Context, batch_one
+from autocomplete.devices import resolve_device
 from autocomplete.errors import ConfigError
 from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
@@ -149,7 +150,7 @@ class Predictor:
         style: str | None = None,
     ) -> None:
         _check_flag("quantize", quantize)
-        device = torch.device(device)
+        device = resolve_device(device, mps=True, instead="device='cpu'")
         model = lm.model.to(device).eval()
         if quantize and device.type == "cpu":
             model = quantize_dynamic(model)
@@ -681,6 +682,8 @@ def load(
     several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is. It is an
     integer from 1 to the number of CPUs present, as the CLI's ``--threads`` (a ConfigError otherwise); ``path`` is
     text or a path-like object, and ``quantize``, ``learn`` and ``save`` are True or False (a TypeError otherwise).
+    ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (the CUDA GPU if there is one), as
+    text or a :class:`torch.device`: one this machine lacks is a ConfigError, said before the model is read.
 
     ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
     earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
@@ -694,6 +697,7 @@ def load(
         _check_flag(name, flag)
     if mode not in MODE_STYLES:
         raise ConfigError(f"mode must be one of {', '.join(MODE_STYLES)}, got {mode!r}")
+    device = resolve_device(device, mps=True, instead="device='cpu'")
     if threads is not None:
         # at most the CPUs present, as the CLI's --threads: more only slow it down, and far more crash PyTorch
         torch.set_num_threads(_whole("threads", threads, 1, os.cpu_count() or 1, " (the CPUs present)"))

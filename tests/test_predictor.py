@@ -530,3 +530,42 @@ def test_a_huge_thread_count_is_an_error_not_a_crash(tiny_lm, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr  # it was killed by a segmentation fault (-11)
     assert result.stdout.startswith("threads must be an integer from 1 to ")
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta", "tpu", "cuda:x", "CPU", ""])
+def test_the_front_door_refuses_an_unknown_device_before_reading_the_model(tmp_path, device):
+    import autocomplete
+
+    expected = f"^unknown device {re.escape(repr(device))}; expected auto, cpu, cuda, cuda:N or mps$"
+    with pytest.raises(ConfigError, match=expected):
+        autocomplete.load(tmp_path / "missing.pt", device=device, learn=False)  # not "no such model file"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3", "mps"])
+def test_a_gpu_this_machine_lacks_is_one_line_that_says_what_to_use(tiny_lm, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=rf"^device '{device}' asked for, but no .* is available \(use device='cpu'\)$"):
+        Predictor(tiny_lm, device=device)
+
+
+@pytest.mark.parametrize("device", [5, None, 1.5, True])
+def test_a_device_that_is_neither_text_nor_a_torch_device_is_a_type_error(tiny_lm, tmp_path, device):
+    import autocomplete
+
+    message = f"^device must be str or torch.device, got {type(device).__name__}$"
+    with pytest.raises(TypeError, match=message):
+        Predictor(tiny_lm, device=device)
+    with pytest.raises(TypeError, match=message):
+        autocomplete.load(tmp_path / "missing.pt", device=device, learn=False)
+
+
+def test_a_device_may_be_a_torch_device_or_auto(tiny_lm, tmp_path, monkeypatch):
+    import autocomplete
+    from autocomplete import checkpoint
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert Predictor(tiny_lm, device=torch.device("cpu")).device == torch.device("cpu")
+    checkpoint.save(tiny_lm, tmp_path / "m.pt")
+    predictor = autocomplete.load(tmp_path / "m.pt", device="auto", learn=False)
+    assert predictor.device == torch.device("cpu") and predictor.suggest("hear ")
