@@ -407,12 +407,22 @@ class Predictor:
         """What to append to ``text`` so that it ends with ``suggestion``'s word.
 
         Completes the partial word, or starts a new word with the space the detokenizer would put there
-        (``"Hello,"`` → ``" how"``, ``"Hello, "`` → ``"how"``, ``"("`` → ``"how"``).
+        (``"Hello,"`` → ``" how"``, ``"Hello, "`` → ``"how"``, ``"("`` → ``"how"``). ``suggestion`` is one of this
+        model's :meth:`suggest` answers (a :class:`TypeError` for anything else, a :class:`ValueError` for a token id
+        this vocabulary lacks).
         """
+        _check_text(text)
+        self._check_suggestion(suggestion, "suggestion")
         return self.insertions(text, [suggestion])[0]
 
     def insertions(self, text: str, suggestions: Sequence[Suggestion]) -> list[str]:
         """:meth:`insertion` for each of ``suggestions`` (a menu's words), splitting and locating ``text`` once."""
+        _check_text(text)
+        if isinstance(suggestions, (str, bytes, Suggestion)) or not isinstance(suggestions, Sequence):
+            kind = type(suggestions).__name__
+            raise TypeError(f"suggestions must be a list of Suggestion (suggest's answer), got {kind}")
+        for i, suggestion in enumerate(suggestions):
+            self._check_suggestion(suggestion, f"suggestions[{i}]")
         _, partial = self.tokenizer.split_partial(text)
         if partial:
             return [s.completion_for(partial) for s in suggestions]
@@ -435,7 +445,22 @@ class Predictor:
 
     def candidates(self, partial: str) -> Tensor:
         """Ids of the vocabulary words that start with ``partial`` (case-insensitive); all words if it is empty."""
+        _check_text(partial, "partial")
         return self.index.candidates(partial)
+
+    def _check_suggestion(self, suggestion: object, name: str) -> None:
+        """``suggestion`` must be a :class:`Suggestion` of a word and a token id of this vocabulary (one from another
+        model would index past its end, or spell another token's spacing)."""
+        if not isinstance(suggestion, Suggestion):
+            raise TypeError(f"{name} must be a Suggestion (one of suggest's answers), got {type(suggestion).__name__}")
+        if not isinstance(suggestion.word, str):
+            raise TypeError(f"{name}.word must be str, got {type(suggestion.word).__name__}")
+        token_id = suggestion.token_id
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < len(self.vocab.itos):
+            raise ValueError(
+                f"{name} has token id {token_id!r}, not one of this model's (0 to {len(self.vocab.itos) - 1}): "
+                f"a suggestion of another model?"
+            )
 
     def _display(self, token: str, at_start: bool) -> str:
         return capitalize(token) if at_start and self._sentence_case else token
@@ -499,7 +524,8 @@ class Predictor:
         first token (a reply must say something). Sampling never produces the unknown-word token.
 
         The arguments are checked when it is called, before anything is sampled: ``sampling`` must be a
-        :class:`SamplingConfig` and ``finished`` and ``nonempty`` True or False (a :class:`TypeError` otherwise),
+        :class:`SamplingConfig`, ``generator`` a :class:`torch.Generator` and ``finished`` and ``nonempty`` True or
+        False (a :class:`TypeError` otherwise),
         ``seed`` an integer from 0 to 2**64 - 1 (as the CLI's ``--seed``) and the overrides within their ranges (a
         :class:`~autocomplete.errors.ConfigError` otherwise).
         """
@@ -511,6 +537,8 @@ class Predictor:
             raise ConfigError(f"stop_at must be one of {', '.join(get_args(StopAt))}, got {stop_at!r}")
         _check_flag("finished", finished)
         _check_flag("nonempty", nonempty)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         return self._stream(text, config, seed, generator, stop_at, finished, nonempty)
 
     def _stream(
