@@ -78,7 +78,8 @@ def _apply_style(predictor, requested: str | None, mode: str) -> None:  # type: 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model. Under torchrun every rank runs this; only rank 0 talks to the terminal and writes files."""
     from autocomplete import atomic, data
-    from autocomplete.distributed import environment_rank, resolve_device
+    from autocomplete.devices import resolve_device
+    from autocomplete.distributed import environment_rank
     from autocomplete.resume import resume_path, unfinished
 
     main_rank = environment_rank() == 0

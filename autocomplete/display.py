@@ -17,9 +17,18 @@ def percent(p: float) -> str:
     The same number of decimals everywhere, so a column of them lines up and 0.0995 and 0.1 read the same; a rare
     word is never shown as a misleading ``0.0%``. A number that is no probability (NaN, an infinity, or one outside
     [0, 1] by more than rounding: a diverged model, a caller's bug) is ``?``, never ``nan%``, ``150.0%`` or a
-    reassuring ``<0.1%``.
+    reassuring ``<0.1%``; so is an integer too large for a float. What is no number (``None``, text, True or
+    False) is a :class:`TypeError`: ``True`` is no probability of 100%.
     """
-    if not (math.isfinite(p) and -_ROUNDING <= p <= 1 + _ROUNDING):
+    if isinstance(p, bool):
+        raise TypeError(f"percent takes a probability (a number), got {p!r}")
+    try:
+        finite = math.isfinite(p)
+    except OverflowError:  # an integer beyond any float (10**400)
+        return UNKNOWN
+    except TypeError:
+        raise TypeError(f"percent takes a probability (a number), got {type(p).__name__}") from None
+    if not (finite and -_ROUNDING <= p <= 1 + _ROUNDING):
         return UNKNOWN
     return f"{min(p, 1.0):.1%}" if p >= 0.001 else "<0.1%"
 

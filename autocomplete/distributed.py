@@ -17,25 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from autocomplete.devices import resolve_device
 from autocomplete.errors import ConfigError, DistributedError
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device ``name`` (auto, cpu, cuda or cuda:N) stands for, or a :class:`ConfigError` when there is no such
-    device here: said before training starts, not at the first tensor moved to it."""
-    index = name.removeprefix("cuda:") if name.startswith("cuda:") else None
-    if name not in ("auto", "cpu", "cuda") and not (index and index.isascii() and index.isdigit()):
-        raise ConfigError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available (use --device cpu or auto)")
-    count = torch.cuda.device_count()
-    if index is not None and int(index) >= count:
-        raise ConfigError(f"device {name!r} asked for, but {count} CUDA GPU(s) are visible (cuda:0 to cuda:{count - 1})")
-    return torch.device(name)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from torch import Tensor
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.context import DEFAULT_CACHE_BYTES, Context, batch_one
+from autocomplete.devices import resolve_device
 from autocomplete.errors import ConfigError
 from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
@@ -149,7 +150,7 @@ class Predictor:
         style: str | None = None,
     ) -> None:
         _check_flag("quantize", quantize)
-        device = torch.device(device)
+        device = resolve_device(device, mps=True, instead="device='cpu'")
         model = lm.model.to(device).eval()
         if quantize and device.type == "cpu":
             model = quantize_dynamic(model)
@@ -406,12 +407,22 @@ class Predictor:
         """What to append to ``text`` so that it ends with ``suggestion``'s word.
 
         Completes the partial word, or starts a new word with the space the detokenizer would put there
-        (``"Hello,"`` → ``" how"``, ``"Hello, "`` → ``"how"``, ``"("`` → ``"how"``).
+        (``"Hello,"`` → ``" how"``, ``"Hello, "`` → ``"how"``, ``"("`` → ``"how"``). ``suggestion`` is one of this
+        model's :meth:`suggest` answers (a :class:`TypeError` for anything else, a :class:`ValueError` for a token id
+        this vocabulary lacks).
         """
+        _check_text(text)
+        self._check_suggestion(suggestion, "suggestion")
         return self.insertions(text, [suggestion])[0]
 
     def insertions(self, text: str, suggestions: Sequence[Suggestion]) -> list[str]:
         """:meth:`insertion` for each of ``suggestions`` (a menu's words), splitting and locating ``text`` once."""
+        _check_text(text)
+        if isinstance(suggestions, (str, bytes, Suggestion)) or not isinstance(suggestions, Sequence):
+            kind = type(suggestions).__name__
+            raise TypeError(f"suggestions must be a list of Suggestion (suggest's answer), got {kind}")
+        for i, suggestion in enumerate(suggestions):
+            self._check_suggestion(suggestion, f"suggestions[{i}]")
         _, partial = self.tokenizer.split_partial(text)
         if partial:
             return [s.completion_for(partial) for s in suggestions]
@@ -434,7 +445,22 @@ class Predictor:
 
     def candidates(self, partial: str) -> Tensor:
         """Ids of the vocabulary words that start with ``partial`` (case-insensitive); all words if it is empty."""
+        _check_text(partial, "partial")
         return self.index.candidates(partial)
+
+    def _check_suggestion(self, suggestion: object, name: str) -> None:
+        """``suggestion`` must be a :class:`Suggestion` of a word and a token id of this vocabulary (one from another
+        model would index past its end, or spell another token's spacing)."""
+        if not isinstance(suggestion, Suggestion):
+            raise TypeError(f"{name} must be a Suggestion (one of suggest's answers), got {type(suggestion).__name__}")
+        if not isinstance(suggestion.word, str):
+            raise TypeError(f"{name}.word must be str, got {type(suggestion.word).__name__}")
+        token_id = suggestion.token_id
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < len(self.vocab.itos):
+            raise ValueError(
+                f"{name} has token id {token_id!r}, not one of this model's (0 to {len(self.vocab.itos) - 1}): "
+                f"a suggestion of another model?"
+            )
 
     def _display(self, token: str, at_start: bool) -> str:
         return capitalize(token) if at_start and self._sentence_case else token
@@ -498,7 +524,8 @@ class Predictor:
         first token (a reply must say something). Sampling never produces the unknown-word token.
 
         The arguments are checked when it is called, before anything is sampled: ``sampling`` must be a
-        :class:`SamplingConfig` and ``finished`` and ``nonempty`` True or False (a :class:`TypeError` otherwise),
+        :class:`SamplingConfig`, ``generator`` a :class:`torch.Generator` and ``finished`` and ``nonempty`` True or
+        False (a :class:`TypeError` otherwise),
         ``seed`` an integer from 0 to 2**64 - 1 (as the CLI's ``--seed``) and the overrides within their ranges (a
         :class:`~autocomplete.errors.ConfigError` otherwise).
         """
@@ -510,6 +537,8 @@ class Predictor:
             raise ConfigError(f"stop_at must be one of {', '.join(get_args(StopAt))}, got {stop_at!r}")
         _check_flag("finished", finished)
         _check_flag("nonempty", nonempty)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         return self._stream(text, config, seed, generator, stop_at, finished, nonempty)
 
     def _stream(
@@ -681,6 +710,8 @@ def load(
     several threads spin-wait on cores other programs are using; ``None`` leaves the setting as it is. It is an
     integer from 1 to the number of CPUs present, as the CLI's ``--threads`` (a ConfigError otherwise); ``path`` is
     text or a path-like object, and ``quantize``, ``learn`` and ``save`` are True or False (a TypeError otherwise).
+    ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (the CUDA GPU if there is one), as
+    text or a :class:`torch.device`: one this machine lacks is a ConfigError, said before the model is read.
 
     ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
     earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
@@ -694,6 +725,7 @@ def load(
         _check_flag(name, flag)
     if mode not in MODE_STYLES:
         raise ConfigError(f"mode must be one of {', '.join(MODE_STYLES)}, got {mode!r}")
+    device = resolve_device(device, mps=True, instead="device='cpu'")
     if threads is not None:
         # at most the CPUs present, as the CLI's --threads: more only slow it down, and far more crash PyTorch
         torch.set_num_threads(_whole("threads", threads, 1, os.cpu_count() or 1, " (the CPUs present)"))

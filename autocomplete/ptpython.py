@@ -29,13 +29,15 @@ from prompt_toolkit.buffer import Buffer
 from autocomplete.completion import follow_learning
 from autocomplete.python_shell import PythonGuest, start_guest
 
+ASKED = 'guest.command("{}")'  # ptpython has no magics: its user calls the guest configure returned
+
 
 def configure(repl: Any, model: str | Path | None = None, learn: bool = True) -> PythonGuest | None:
     """Add the model's suggestions to ptpython's ``repl`` (a ``PythonRepl``); returns the guest (``.enabled``,
     ``.settings``, ``.command("temp 0.5")``) for further tuning. A model that cannot be loaded gets one line and
     None, ``repl`` untouched: raising would make ptpython print a traceback and wait for Enter. ``learn``: as
     :func:`autocomplete.python_shell.shell_session`."""
-    guest = start_guest(model, learn)
+    guest = start_guest(model, learn, asked=ASKED)
     if guest is None:
         return None
     buffer = repl.default_buffer

@@ -13,8 +13,11 @@ What counts as prose:
 
 * a comment: its text after the ``#``, with the comment lines right above it (a block comment is one paragraph);
 * a triple-quoted string (docstrings): its text so far, lines joined, blank lines kept as paragraph breaks;
-* a one-line string once it holds a space: ``"the weather is ni`` is prose, but ``d["ke`` and ``open("/tmp/f`` are
-  keys and paths, where the host's completion (dictionary keys, file names) does better than English words;
+* a one-line string once it holds a space: ``"the weather is ni`` is prose, but ``open("/tmp/f`` is a path, where
+  the host's completion (file names) does better than English words;
+* never a key, spaces or not: a string that is a subscript (``d["first na``, ``d[ 'a b``) or the key of a
+  mapping's ``.get(``, ``.pop(`` or ``.setdefault(``, where the host completes the keys it holds. A string in a
+  list display (``["some words``, ``x in ["a b``) or any other call's argument (``print("hello th``) stays prose;
 * never the code inside an f-string's ``{...}``.
 
 The prose always ends with the characters right before the cursor, so completions computed on it apply at the cursor.
@@ -23,6 +26,7 @@ The prose always ends with the characters right before the cursor, so completion
 from __future__ import annotations
 
 import functools
+import keyword
 import re
 from dataclasses import dataclass, field
 
@@ -76,10 +80,26 @@ def _prose(source: str) -> str | None:
         return _comment(source, comment_at)
     if isinstance(frame, _Code):
         return None
+    if _is_key(source, frame):
+        return None
     content = source[frame.start :]
     if len(frame.quote) == 3:
         return _paragraphs(content)
     return content if any(ch.isspace() for ch in content) else None
+
+
+_KEY_LOOKBEHIND = 200  # characters before a string's quote read to tell a key from prose
+# what ends right before a key: a subscript's ``[`` after an expression (a name, a closing bracket or quote), or a
+# mapping method's ``(``; the name before a ``[`` is checked to be no keyword (``in [``, ``return [``: a display)
+_KEY_BEFORE = re.compile(r"""(?:(?P<name>\w+)|[)\]}'"])\s*\[\s*\Z|\.\s*(?:get|pop|setdefault)\s*\(\s*\Z""")
+
+
+def _is_key(source: str, string: _String) -> bool:
+    """Whether ``string`` is a key (a subscript, or a mapping method's first argument): code, where the host's
+    completion knows the keys, not prose, even with a space in it."""
+    opening = string.start - len(string.quote) - len(string.prefix)
+    match = _KEY_BEFORE.search(source, max(0, opening - _KEY_LOOKBEHIND), opening)
+    return match is not None and not keyword.iskeyword(match.group("name") or "")
 
 
 def _scan(source: str, pieces: list[str] | None = None) -> tuple[_Code | _String, int | None]:
@@ -169,8 +189,9 @@ def _stops(frame: _Code | _String) -> re.Pattern[str]:
 
 def _string_prose(source: str, string: _String, end: int) -> list[str]:
     """The prose of the string whose content ends at ``end``: the text between its replacement fields, escapes
-    read; one item per paragraph of a triple-quoted string; nothing for bytes or a one-line string without a space."""
-    if "b" in string.prefix:
+    read; one item per paragraph of a triple-quoted string; nothing for bytes, a key or a one-line string without a
+    space."""
+    if "b" in string.prefix or _is_key(source, string):
         return []
     parts, at = [], string.start
     for start, stop in string.fields:

@@ -34,7 +34,9 @@ from autocomplete.settings import SamplingConfig
 from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
 
-USAGE = "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
+COMMANDS = "on|off|temp T|learn [on|off]|forget|status"  # what PythonGuest.command takes
+MAGIC = "%autocomplete {}"  # how an IPython user gives a command (its usage lines say it so): the magic
+USAGE = "usage: " + MAGIC.format(COMMANDS)
 SOURCE_PER_INPUT = 1 << 20  # characters of one input read at most: a larger one is not learned from at all
 PROSE_PER_INPUT = 1 << 14  # characters of one input's prose learned at most: more is a paste (`autocomplete learn`)
 
@@ -88,10 +90,14 @@ def _cursor_in_leading_whitespace() -> bool:
 
 class PythonGuest:
     """The adapters for one Python shell. ``suggest``, ``completer`` and ``keys`` go where the host's were, with the
-    host's as their ``fallback``; Tab stays the host's in leading whitespace (it indents there)."""
+    host's as their ``fallback``; Tab stays the host's in leading whitespace (it indents there). ``asked``: how the
+    host's user gives :meth:`command` a command (``{}`` stands for it), as its usage lines say it."""
 
-    def __init__(self, predictor: Predictor, settings: SamplingSettings | None = None, learn: bool = True) -> None:
+    def __init__(
+        self, predictor: Predictor, settings: SamplingSettings | None = None, learn: bool = True, asked: str = MAGIC,
+    ) -> None:
         self.enabled = True
+        self.asked = asked
         self.predictor = predictor
         self.learns = learn  # the prose of each input the shell runs is learned (else only its context)
         # the inputs' prose is read in order, off the shell's thread; joined at exit, before the state is saved
@@ -149,12 +155,19 @@ class PythonGuest:
         if self.predictor.personal is not None:
             self.predictor.personal.wait()
 
+    def usage(self, commands: str = COMMANDS) -> str:
+        """The usage line for ``commands``, in the host's words (``%autocomplete …`` in IPython)."""
+        return "usage: " + self.asked.format(commands)
+
     def command(self, arg: str) -> str:
-        """``on``, ``off``, ``temp T``, ``learn [on|off]``, ``forget`` or ``status``: the one line to show the user."""
+        """``on``, ``off``, ``temp T``, ``learn [on|off]``, ``forget`` or ``status``: the one line to show the user.
+        ``arg`` is text (a :class:`TypeError` otherwise); one that is no command gets the usage line."""
+        if not isinstance(arg, str):
+            raise TypeError(f"command must be str (one of {COMMANDS}), got {type(arg).__name__}")
         name, _, value = arg.strip().partition(" ")
         value = value.strip()
         if name in ("off", "on", "forget", "status", "") and value:
-            return USAGE
+            return self.usage()
         if name == "off":
             self.enabled = False
             return "autocomplete: off (the shell's own suggestions everywhere; nothing is learned)"
@@ -174,12 +187,12 @@ class PythonGuest:
         if name in ("", "status"):
             state = "on" if self.enabled else "off"
             return f"autocomplete: {state}, model {self.predictor.lm.name}, temperature {self.settings.temperature:g}"
-        return USAGE
+        return self.usage()
 
     def _learning(self, arg: str) -> str:
         personal = self.predictor.personal
         if arg not in ("", "on", "off"):
-            return "usage: %autocomplete learn [on|off]"
+            return self.usage("learn [on|off]")
         if personal is None or not self.learns:
             return "autocomplete: this shell learns nothing (started with learn=False)"
         if arg:
@@ -200,12 +213,13 @@ class PythonGuest:
         return "autocomplete: forgot everything learned from you; the model is as shipped"
 
 
-def start_guest(model: str | Path | None = None, learn: bool = True) -> PythonGuest | None:
-    """The guest for a new shell over :func:`shell_session` (``model`` and ``learn`` as there), or None after one
-    line that says why not (a missing or unreadable model): a plugin that cannot start leaves its shell working as it
-    was, without a traceback. The line goes to standard output, where the shell prints its own messages."""
+def start_guest(model: str | Path | None = None, learn: bool = True, asked: str = MAGIC) -> PythonGuest | None:
+    """The guest for a new shell over :func:`shell_session` (``model`` and ``learn`` as there; ``asked`` as
+    :class:`PythonGuest`'s), or None after one line that says why not (a missing or unreadable model): a plugin that
+    cannot start leaves its shell working as it was, without a traceback. The line goes to standard output, where the
+    shell prints its own messages."""
     try:
-        return PythonGuest(shell_session(model, learn), learn=learn)
+        return PythonGuest(shell_session(model, learn), learn=learn, asked=asked)
     except AutocompleteError as e:
         print(printable(f"autocomplete: error: {e}"))
         return None

@@ -44,10 +44,13 @@ class Limit:
         return above and (self.high is None or value <= self.high)
 
     def parse(self, text: str, name: str) -> int | float:
-        """``text`` as a valid value, or a :class:`ConfigError` that names the setting and its range."""
+        """``text`` as a valid value, or a :class:`ConfigError` that names the setting and its range (also for what
+        is no text nor number: ``None``, True or False)."""
         try:
+            if isinstance(text, bool):
+                raise TypeError
             value = self.kind(text)
-        except ValueError:
+        except (TypeError, ValueError):
             raise ConfigError(f"{name} must be {self.describe()}, got {text!r}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{name} must be {self.describe()}, got {text!r} (not a finite number)")
@@ -113,5 +116,9 @@ class SamplingConfig:
 
     @staticmethod
     def parse(name: str, text: str) -> int | float:
-        """A value for the field ``name`` read from user text, or a :class:`ConfigError` naming the valid range."""
-        return LIMITS[name].parse(text, name.replace("_", "-"))
+        """A value for the field ``name`` read from user text, or a :class:`ConfigError` naming the valid range (or,
+        for a name that is no field, the fields there are)."""
+        limit = LIMITS.get(name) if isinstance(name, str) else None
+        if limit is None:
+            raise ConfigError(f"unknown sampling setting {name!r}; known: {', '.join(LIMITS)}")
+        return limit.parse(text, name.replace("_", "-"))

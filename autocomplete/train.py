@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.data import BatchedStream, Corpus, TokenIds, ids_digest
+from autocomplete.devices import resolve_device
 from autocomplete.distributed import (
     all_reduce_sum,
     any_rank,
@@ -42,7 +43,6 @@ from autocomplete.distributed import (
     gather_objects,
     init_distributed,
     lost_contact,
-    resolve_device,
 )
 from autocomplete.errors import CheckpointError, ConfigError, DistributedError, TrainingError
 from autocomplete.evaluate import evaluate_loss, perplexity

@@ -19,6 +19,16 @@ def test_a_number_that_is_no_probability_reads_as_a_question_mark_not_nan_nor_a_
     assert percent(p) == "?"
 
 
+def test_an_integer_too_large_for_a_float_reads_as_a_question_mark_not_an_overflow():
+    assert percent(10**400) == "?" and percent(-(10**400)) == "?"
+
+
+@pytest.mark.parametrize("p", [True, False, None, "0.5", [0.5]])
+def test_what_is_no_number_is_a_type_error_and_true_is_no_probability_of_one(p):
+    with pytest.raises(TypeError, match="^percent takes a probability \\(a number\\), got "):
+        percent(p)
+
+
 @pytest.mark.parametrize(("p", "shown"), [(1 + 1e-9, "100.0%"), (-1e-9, "<0.1%")])
 def test_a_probability_that_rounding_pushed_just_outside_0_to_1_reads_as_its_nearest_end(p, shown):
     assert percent(p) == shown

@@ -165,3 +165,12 @@ def test_what_an_ipython_learned_is_saved_when_its_terminal_window_is_closed(ter
     time.sleep(1.0)  # the cell's prose is learned in a thread of its own
     term.close()  # the window closes: IPython gets SIGHUP, long before its next minute's save
     wait_for(lambda: "Zorblax" in saved_words(tmp_path))
+
+
+@needs_tmux
+def test_tab_in_a_dictionary_key_with_a_space_completes_the_key_as_ipython_does(term):
+    run_cell(term, "dd = {'the_quokka'.replace('_', ' '): 1}", 2)  # a key with a space, and no prose to learn
+    term.send("-l", "dd['the q")  # the model knows words in q (quick, question), none of them quokka
+    term.wait(lambda s: line_of(s, "In [2]:").startswith("In [2]: dd['the q"))
+    term.send("Tab")  # IPython's key completion, not a word of the model's
+    term.wait(lambda s: line_of(s, "In [2]:").startswith("In [2]: dd['the quokka"))

@@ -530,3 +530,80 @@ def test_a_huge_thread_count_is_an_error_not_a_crash(tiny_lm, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr  # it was killed by a segmentation fault (-11)
     assert result.stdout.startswith("threads must be an integer from 1 to ")
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta", "tpu", "cuda:x", "CPU", ""])
+def test_the_front_door_refuses_an_unknown_device_before_reading_the_model(tmp_path, device):
+    import autocomplete
+
+    expected = f"^unknown device {re.escape(repr(device))}; expected auto, cpu, cuda, cuda:N or mps$"
+    with pytest.raises(ConfigError, match=expected):
+        autocomplete.load(tmp_path / "missing.pt", device=device, learn=False)  # not "no such model file"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3", "mps"])
+def test_a_gpu_this_machine_lacks_is_one_line_that_says_what_to_use(tiny_lm, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=rf"^device '{device}' asked for, but no .* is available \(use device='cpu'\)$"):
+        Predictor(tiny_lm, device=device)
+
+
+@pytest.mark.parametrize("device", [5, None, 1.5, True])
+def test_a_device_that_is_neither_text_nor_a_torch_device_is_a_type_error(tiny_lm, tmp_path, device):
+    import autocomplete
+
+    message = f"^device must be str or torch.device, got {type(device).__name__}$"
+    with pytest.raises(TypeError, match=message):
+        Predictor(tiny_lm, device=device)
+    with pytest.raises(TypeError, match=message):
+        autocomplete.load(tmp_path / "missing.pt", device=device, learn=False)
+
+
+def test_a_device_may_be_a_torch_device_or_auto(tiny_lm, tmp_path, monkeypatch):
+    import autocomplete
+    from autocomplete import checkpoint
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert Predictor(tiny_lm, device=torch.device("cpu")).device == torch.device("cpu")
+    checkpoint.save(tiny_lm, tmp_path / "m.pt")
+    predictor = autocomplete.load(tmp_path / "m.pt", device="auto", learn=False)
+    assert predictor.device == torch.device("cpu") and predictor.suggest("hear ")
+
+
+def test_insertion_and_candidates_refuse_what_is_not_text_or_a_suggestion_at_the_call(tiny_lm):
+    from autocomplete.predictor import Suggestion
+
+    predictor = Predictor(tiny_lm)
+    word = predictor.suggest("hear ")[0]
+    calls = [
+        (lambda: predictor.insertion(None, word), "^text must be str, got NoneType$"),
+        (lambda: predictor.insertions(123, [word]), "^text must be str, got int$"),
+        (lambda: predictor.candidates(None), "^partial must be str, got NoneType$"),  # was: every word's id
+        (lambda: predictor.candidates(5), "^partial must be str, got int$"),
+        (lambda: predictor.insertion("Hello,", "how"), "^suggestion must be a Suggestion .*got str$"),
+        (lambda: predictor.insertions("Hello,", word), "^suggestions must be a list of Suggestion .*got Suggestion$"),
+        (lambda: predictor.insertions("Hello,", [word, None]), r"^suggestions\[1\] must be a Suggestion .*NoneType$"),
+    ]
+    for call, message in calls:
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert predictor.insertion("Hello,", word) == " " + word.word
+
+
+@pytest.mark.parametrize("token_id", [10**9, -1, 1.5, "3", None])
+def test_a_suggestion_whose_token_id_is_not_in_the_vocabulary_is_a_value_error(tiny_lm, token_id):
+    from autocomplete.predictor import Suggestion
+
+    message = f"^suggestion has token id {re.escape(repr(token_id))}, not one of this model's"
+    with pytest.raises(ValueError, match=message):
+        Predictor(tiny_lm).insertion("Hello,", Suggestion("x", 0.1, token_id))
+
+
+def test_a_generator_that_is_no_torch_generator_is_refused_when_sampling_is_asked_for(tiny_lm):
+    predictor = Predictor(tiny_lm)
+    for call in (predictor.stream, predictor.continuation):
+        with pytest.raises(TypeError, match="^generator must be a torch.Generator or None, got str$"):
+            call("hear", generator="x")  # stream: at the call, not at the first token
+    generator = torch.Generator().manual_seed(3)
+    assert predictor.continuation("hear", generator=generator, max_words=3).words <= 3

@@ -105,3 +105,20 @@ def test_what_a_ptpython_learned_is_saved_when_its_terminal_window_is_closed(tmp
     finally:
         term.close()  # the window closes: ptpython gets SIGHUP, long before its next minute's save
     wait_for(lambda: "Zorblax" in saved_words(tmp_path))
+
+
+@needs_tmux
+def test_ptpythons_guest_says_its_usage_as_a_call_since_ptpython_has_no_magics(tmp_path, trained_model_path):
+    config = tmp_path / "config.py"
+    config.write_text(CONFIG.replace("    autocomplete.ptpython.configure(repl)",
+                                     "    import builtins\n    builtins.guest = autocomplete.ptpython.configure(repl)"))
+    command = [sys.executable, "-m", "ptpython", "--config-file", str(config), "--history-file", str(tmp_path / "h")]
+    term = Tmux(command, {"AUTOCOMPLETE_MODEL": str(trained_model_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: s.startswith(">>>") and "[F2] Menu" in s)
+        term.send("-l", "print(guest.command('bogus'))")
+        term.send("Enter")
+        screen = term.wait(lambda s: "usage:" in s)
+        assert 'usage: guest.command("on|off|temp T|learn [on|off]|forget|status")' in screen
+    finally:
+        term.close()

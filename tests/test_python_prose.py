@@ -44,6 +44,45 @@ def test_code_is_not_prose(source):
     assert prose_before_cursor(source) is None
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "dd['first n",  # IPython completes the keys dd holds: 'first name'
+        'dd[ "first n',
+        'dd[\n    "first n',
+        'rows[0]["last n',
+        'f(x)["a b',
+        'd[rb"a b',
+        'dd.get("first n',
+        'dd.pop( "first n',
+        'dd.setdefault("first n',
+        'f"{dd[\'first n',
+    ],
+)
+def test_a_key_is_code_even_with_a_space_in_it(source):
+    assert prose_before_cursor(source) is None
+
+
+@pytest.mark.parametrize(
+    ("source", "prose"),
+    [
+        ('print("hello there', "hello there"),
+        ('x = "some words', "some words"),
+        ('x = ["some words', "some words"),  # a list display, not a subscript
+        ('for w in ["a b', "a b"),
+        ('x = [1, "a b', "a b"),
+        ('print(d["a b"], "hello th', "hello th"),
+        ('d.update("a b', "a b"),
+    ],
+)
+def test_strings_next_to_keys_and_brackets_stay_prose(source, prose):
+    assert prose_before_cursor(source) == prose
+
+
+def test_a_shell_learns_no_key_from_the_cells_it_runs():
+    assert prose_in('dd["first name"] = dd.get("last name")\nx = "some words here"\n') == ["some words here"]
+
+
 def test_an_f_string_with_nested_quotes_returns_to_prose_after_its_field():
     assert prose_before_cursor('f"{d["key"]} is the an') == '{d["key"]} is the an'
 

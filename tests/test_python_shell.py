@@ -163,3 +163,31 @@ def test_the_last_shell_done_with_the_model_saves_its_state_and_lets_it_go(train
         assert again.predictor.personal.saving and "Zorblax" in offered(again, " and then Zo")
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("arg", [None, 5, b"off"])
+def test_a_command_that_is_not_text_is_a_type_error_that_names_the_commands(trained_model_path, arg):
+    guest = open_guest(trained_model_path, learn=False)
+    try:
+        with pytest.raises(TypeError, match=rf"^command must be str \(one of on\|off\|.*\), got {type(arg).__name__}$"):
+            guest.command(arg)
+        assert guest.command("status").startswith("autocomplete: on, model")
+    finally:
+        guest.predictor.personal.close()
+
+
+def test_the_usage_line_says_how_the_host_gives_a_command(trained_model_path):
+    from autocomplete import ptpython
+
+    guest = open_guest(trained_model_path, learn=False, asked=ptpython.ASKED)  # ptpython has no %magics
+    try:
+        assert guest.command("bogus") == 'usage: guest.command("on|off|temp T|learn [on|off]|forget|status")'
+        assert guest.command("learn sometimes") == 'usage: guest.command("learn [on|off]")'
+    finally:
+        guest.predictor.personal.close()
+    python_shell._loaded.clear()
+    ipython = open_guest(trained_model_path, learn=False)
+    try:
+        assert ipython.command("bogus") == "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
+    finally:
+        ipython.predictor.personal.close()

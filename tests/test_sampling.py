@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -99,6 +100,21 @@ def test_bad_user_text_names_the_setting_and_its_range(name, text, message):
     with pytest.raises(ConfigError, match=message) as error:
         SamplingConfig.parse(name, text)
     assert str(error.value).startswith(name.replace("_", "-") + " must be")
+
+
+@pytest.mark.parametrize("text", [None, True, [1]])
+def test_a_value_that_is_no_text_names_the_setting_and_the_value(text):
+    message = rf"^temperature must be a number in \[0, 5\].*, got {re.escape(repr(text))}$"
+    with pytest.raises(ConfigError, match=message):
+        SamplingConfig.parse("temperature", text)
+
+
+@pytest.mark.parametrize("name", ["bogus", "top-k", None])
+def test_an_unknown_setting_is_a_config_error_that_lists_the_known_ones(name):
+    known = "temperature, top_k, top_p, max_words, suggestions"
+    message = f"^unknown sampling setting {re.escape(repr(name))}; known: {known}$"
+    with pytest.raises(ConfigError, match=message):
+        SamplingConfig.parse(name, "1")
 
 
 def test_with_temperature_refuses_nan_instead_of_turning_greedy():
