@@ -491,7 +491,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
-    ks = args.k or [5]
+    ks = list(dict.fromkeys(args.k or [5]))  # -k 3 -k 3: one line
     mode = choose_mode(args.quiet)
     shown: list[Progress] = []
 

@@ -139,6 +139,8 @@ def test_eval_reports_perplexity_accuracy_and_keystroke_savings(capsys, trained_
     assert report["model"] == model
     code, out, _ = run(capsys, "eval", str(SHAKESPEARE), "-m", model, "--ksr-words", "40")
     assert "perplexity" in out and "top-1" in out and "saved with 5 suggestions" in out
+    code, out, _ = run(capsys, "eval", str(SHAKESPEARE), "-m", model, "--ksr-words", "40", "-k", "3", "-k", "3")
+    assert out.count("saved with 3 suggestions") == 1  # a -k given twice is measured once
 
 
 def test_eval_defaults_to_the_shipped_model_like_the_other_commands(capsys, tmp_path):
