@@ -23,7 +23,7 @@ from autocomplete.predictor import Predictor, load
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
-from .conftest import RIGHT, Tmux, needs_tmux, prompt_line, wait_for
+from .conftest import CTRL_T, RIGHT, Tmux, needs_tmux, prompt_line, wait_for
 from .test_data import EndlessStream
 
 
@@ -196,6 +196,21 @@ def test_ctrl_c_clears_the_line_and_the_session_goes_on(session):
 
     code, _ = drive(session, InMemoryHistory(), script)
     assert code == 0 and session.predictor.context_length == 1
+
+
+def test_a_sample_on_an_empty_line_is_gone_after_ctrl_c(session):
+    session.settings.update(temperature=1.5)
+    buffers = []
+
+    def script(pipe, buffer):
+        buffers.append(buffer)
+        pipe.send_text(CTRL_T)
+        wait_for(lambda: session.suggest.sampling(buffer))
+        pipe.send_text("\x03\x04")  # Ctrl-D on the next, empty, line: its text never changed
+
+    code, _ = drive(session, InMemoryHistory(), script)
+    greedy = Session(session.predictor, "tiny").suggest.compute(Buffer(), Document("")).text
+    assert code == 0 and session.suggest.compute(buffers[0], Document("")).text == greedy
 
 
 def test_a_waiting_prompt_shows_in_its_grey_text_what_was_learned_meanwhile_without_a_key(trained_lm):
