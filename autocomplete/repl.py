@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -48,7 +49,7 @@ from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
 from autocomplete.predictor import Suggestion as WordSuggestion
-from autocomplete.tokenizer import printable, printable_word
+from autocomplete.tokenizer import printable, printable_word, without_controls
 from autocomplete.styles import pick_style
 
 KEYS = """\
@@ -62,6 +63,7 @@ Keys
   Backspace              right after accepting: take it back
   Ctrl-R                 search the history
   Ctrl-C, Ctrl-D         clear the line (or stop a reply), quit
+  Ctrl-Z                 suspend (fg in the shell resumes)
 """
 
 COMMANDS = f"""\
@@ -483,12 +485,23 @@ def build_prompt(
         output=output,
         reserve_space_for_menu=6,
         enable_history_search=False,
+        enable_suspend=True,  # Ctrl-Z stops the session like any terminal program (where the platform can)
     )
+    prompt.default_buffer.on_text_changed += _drop_controls
     # Esc (dismissing a sample) waited a second: Alt keys are Esc-prefixed, and prompt_toolkit waits 1 s for a key
     # after a lone Esc and 0.5 s for the rest of an escape sequence. A terminal sends Alt-F or an arrow key in one
     # piece, so a tenth of a second is plenty for both (vim's ttimeoutlen is 100 ms too).
     prompt.app.ttimeoutlen, prompt.app.timeoutlen = 0.1, 0.2
     return prompt
+
+
+def _drop_controls(buffer: Buffer) -> None:
+    """Control characters typed (Ctrl-V and a key; Ctrl-Z where nothing suspends) or pasted into the line are
+    dropped as they come in: never shown, kept in the history or learned (a ``^Z`` taught the model ``fg``)."""
+    text = buffer.text
+    kept = without_controls(text)
+    if kept != text:
+        buffer.document = Document(kept, len(without_controls(text[: buffer.cursor_position])))
 
 
 @contextlib.contextmanager

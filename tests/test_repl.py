@@ -437,6 +437,40 @@ def test_the_real_command_shows_ghost_text_in_a_terminal_and_accepts_it(trained_
 
 
 @needs_tmux
+def test_ctrl_z_suspends_the_session_and_fg_brings_it_back_with_its_line(trained_model_path, tmp_path):
+    term = Tmux(["bash", "--norc", "--noprofile", "-i"], {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.send("-l", f"{sys.executable} -m autocomplete --model {trained_model_path}")
+        term.send("Enter")
+        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
+        term.send("-l", "hear me")
+        term.wait(lambda s: prompt_line(s).startswith("› hear me"))
+        term.send("C-z")
+        term.wait(lambda s: "Stopped" in s, timeout=20)
+        term.send("-l", "fg")
+        term.send("Enter")
+        screen = term.wait(lambda s: "│ temp" in s.split("Stopped")[-1] and prompt_line(s).startswith("› hear me"))
+        assert "^Z" not in screen
+        term.send("C-c")
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+def test_control_characters_typed_or_pasted_never_reach_the_line_or_its_history(session):
+    history = InMemoryHistory()
+
+    def script(pipe, buffer):
+        pipe.send_text("The train was \x16\x07late")  # Ctrl-V Ctrl-G: a bell typed in
+        pipe.send_text("\x1b[200~ly, \x1b[31mred\x7f\x9b\x85 \tthen\x1b[201~")  # pasted: ESC, DEL, C1 controls
+        wait_for(lambda: buffer.text.endswith("then"))
+        pipe.send_text("\r\x04")
+
+    code, _ = drive(session, history, script)
+    assert code == 0 and history.get_strings() == ["The train was lately, [31mred \tthen"]
+
+
+@needs_tmux
 def test_a_terminal_sees_the_model_loading_and_then_only_the_error_if_it_fails(tmp_path):
     missing = tmp_path / "missing.pt"
     command = [sys.executable, "-m", "autocomplete", "--model", str(missing), ";", "sleep", "30"]
