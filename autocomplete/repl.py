@@ -398,7 +398,8 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         personal.enabled = arg == "on"
     elif arg:
         return CommandResult("usage: :learn on|off")
-    return CommandResult(describe(personal, "--no-history" if not session.save else session.unsaved_why))
+    # never waits for the learner (a pasted 200 KB line took it 95 s): what is still queued is said instead
+    return CommandResult(describe(personal, "--no-history" if not session.save else session.unsaved_why, wait=False))
 
 
 def _cmd_forget(session: Session, arg: str) -> CommandResult:

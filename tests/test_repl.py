@@ -831,13 +831,31 @@ def test_a_line_recalled_with_ctrl_r_gets_the_cursor_at_its_end_and_its_grey_tex
 def test_learn_and_forget_commands_switch_learning_and_erase_it(trained_lm):
     from autocomplete.personal import Personal
 
-    session = Session(Predictor(trained_lm, personal=Personal(trained_lm)), "tiny")
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny")
     typed = ["my friend Zorblax", ":learn off", "my friend Quuxly", ":learn", ":learn on", ":forget", ":learn"]
-    lines = [message for line in typed if (message := session.handle(line).message)]
+    lines = []
+    for line in typed:
+        personal.wait()  # :learn says what is learned so far: the line before is learned first
+        if message := session.handle(line).message:
+            lines.append(message)
     assert lines[0].startswith("learning off") and "3 words (1 new to the model)" in lines[0]
     assert lines[1] == lines[0]  # nothing was learned while it was off
     assert lines[2].startswith("learning on")
     assert lines[3].startswith("forgot") and lines[4].startswith("learning on: 0 words")
+
+
+def test_learn_answers_at_once_while_a_line_waits_to_be_learned(trained_lm):
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny")
+    with personal.gate.serving():  # a query in flight: the learner starts nothing until it ends
+        session.handle("my friend Zorblax")
+        started = time.monotonic()
+        message = session.command(":learn").message
+        assert time.monotonic() - started < 2.0
+    assert message.startswith("learning on (1 line still to learn)")
+    personal.wait()
+    assert "3 words (1 new to the model)" in session.command(":learn").message
 
 
 def test_line_mode_answers_its_lines_without_learning_from_them(trained_lm):
