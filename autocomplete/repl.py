@@ -33,7 +33,8 @@ from prompt_toolkit import search
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bindings
 from prompt_toolkit.output import Output
-from prompt_toolkit.styles import Style
+from prompt_toolkit.output.color_depth import ColorDepth
+from prompt_toolkit.styles import BaseStyle, DynamicStyle, Style, merge_styles
 
 from autocomplete.completion import (
     LanguageModelAutoSuggest,
@@ -101,6 +102,15 @@ STYLE = Style.from_dict(
         "completion-menu.meta.completion.current": "bg:#00aaaa #000000",
     }
 )
+
+# Without colours (NO_COLOR, a monochrome terminal) grey is drawn as plain text: the ghost text is underlined there
+# instead (prompt_toolkit renders attributes at every colour depth; underline is the one nearly every terminal shows).
+MONOCHROME_STYLE = merge_styles([STYLE, Style.from_dict({"auto-suggestion": "underline"})])
+
+
+def session_style(color_depth: Callable[[], ColorDepth]) -> BaseStyle:
+    """:data:`STYLE`, or :data:`MONOCHROME_STYLE` while ``color_depth()`` is one bit."""
+    return DynamicStyle(lambda: MONOCHROME_STYLE if color_depth() == ColorDepth.DEPTH_1_BIT else STYLE)
 
 
 class SafeFileHistory(FileHistory):
@@ -481,7 +491,7 @@ def build_prompt(
         complete_while_typing=True,
         key_bindings=merge_key_bindings([key_bindings(session.suggest), repl_keys]),
         bottom_toolbar=toolbar,
-        style=STYLE,
+        style=session_style(lambda: prompt.app.color_depth),
         input=input,
         output=output,
         reserve_space_for_menu=6,

@@ -244,6 +244,19 @@ def test_accepting_the_ghost_text_in_the_session_keeps_it_in_the_line(session):
     assert lines[1].rstrip() == ("hear me " + lines[0]).rstrip()
 
 
+def test_without_colours_the_ghost_text_is_underlined_and_in_colour_it_stays_grey(session):
+    from prompt_toolkit.output.color_depth import ColorDepth
+
+    with create_pipe_input() as pipe:
+        prompt = build_prompt(session, InMemoryHistory(), input=pipe, output=DummyOutput())
+        looks = {}
+        for depth in (ColorDepth.DEPTH_1_BIT, ColorDepth.DEPTH_8_BIT):
+            prompt.color_depth = depth  # NO_COLOR=1 makes it one bit
+            looks[depth] = prompt.style.get_attrs_for_style_str("class:auto-suggestion")
+    assert looks[ColorDepth.DEPTH_1_BIT].underline
+    assert not looks[ColorDepth.DEPTH_8_BIT].underline and looks[ColorDepth.DEPTH_8_BIT].color == "6c6c6c"
+
+
 def test_history_is_saved_in_the_user_data_directory_and_searchable(session, tmp_path):
     path = tmp_path / "history"
 
