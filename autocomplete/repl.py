@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -639,15 +640,53 @@ def _typed_lines(stream: TextIO, write: Callable[[str], None], limit: int = 1 <<
         yield raw.rstrip("\n")
 
 
+# what a key sends that is no text: CSI sequences (arrows: ESC [ D), SS3 ones (ESC O P), Alt-key pairs, one-byte CSI
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|.)?|\x9b[0-?]*[ -/]*[@-~]", re.DOTALL)
+
+
+def typed_text(line: str) -> str:
+    """A line typed at a terminal without the escape sequences and control characters keys put into it (Left
+    typed ``^[[D`` where nothing edits the line): none of them is text to predict from or learn."""
+    return without_controls(_ESCAPE.sub("", line))
+
+
+def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterator[str]:
+    """Lines typed at a terminal, read with :func:`input`: with the standard library's readline (where the platform
+    has it) Left and Right move, Up recalls a line, as in a shell; whatever keys still put into a line is dropped
+    (:func:`typed_text`). Ctrl-C drops the line being typed; a line longer than ``limit`` is refused as
+    :func:`_typed_lines` refuses it."""
+    try:
+        import readline  # importing it is what gives input() its line editing and history
+    except ImportError:
+        pass
+    else:
+        readline.set_completer(lambda text, state: None)  # Tab would complete file names
+    number = 0
+    while True:
+        try:
+            line = input()
+        except KeyboardInterrupt:
+            write("\n")
+            continue
+        except EOFError:
+            return
+        number += 1
+        if len(line) > limit:
+            raise ConfigError(f"line {number:,} is longer than {limit:,} characters, the most line mode takes")
+        yield typed_text(line)
+
+
 def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _print) -> int:
     """Line mode for pipes and dumb terminals: predictions (type) or replies (chat) after each line.
 
     In type mode each line is a question (its next words, or the completions of its last word) and conditions the
     next ones, but nothing is learned from it: ``how are yo`` asked ten times must not teach the model the word
-    ``yo``. A chat message is the user's own text and is learned as in the session."""
+    ``yo``. A chat message is the user's own text and is learned as in the session. At a terminal, lines are read
+    with line editing (:func:`_edited_lines`); from a pipe, as they come (:func:`_typed_lines`)."""
     session.line_mode = True
+    lines = _edited_lines(write) if stream.isatty() else _typed_lines(stream, write)
     try:
-        for line in _typed_lines(stream, write):
+        for line in lines:
             if session.mode == "chat" and not line.lstrip().startswith(":"):
                 session.predictor.commit(line + "\n")
                 session.reply(write)

@@ -654,6 +654,30 @@ def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(sessi
 
 
 @needs_tmux
+def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "line mode" in s)
+        term.send("-l", "k 3")
+        term.send("Left", "Left", "Left")  # to the start of the line: `:` goes before the rest
+        term.send("-l", ":")
+        term.send("Enter")
+        term.wait(lambda s: "candidates shown = 3" in s)
+        term.send("Up", "Enter")  # the line before, again
+        screen = term.wait(lambda s: s.count("candidates shown = 3") == 2)
+        assert "[D" not in screen and "[A" not in screen
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+def test_keys_that_reach_a_line_typed_without_line_editing_leave_nothing_in_it():
+    from autocomplete.repl import typed_text
+
+    assert typed_text("hear\x1b[D\x1b[A me\x1bOP\x1b[15~\x1bf\x9b2~ \x7fyou\x01\x1a") == "hear me you"
+
+
 def test_plain_mode_greets_a_person_at_a_terminal_and_completes_words(toy_model_path, tmp_path):
     term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
                 {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
