@@ -45,7 +45,7 @@ from autocomplete.completion import (
     key_bindings,
 )
 from autocomplete.display import percent
-from autocomplete.errors import AutocompleteError, ConfigError
+from autocomplete.errors import AutocompleteError, CheckpointError, ConfigError
 from autocomplete.paths import data_dir
 from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
@@ -307,13 +307,13 @@ class Session:
         :data:`LIMITS` alone."""
         label = _LABELS[name]
         if not arg:
-            return CommandResult(f"{label} = {getattr(self.settings, name):g} ({usage} to change it)")
+            return CommandResult(f"{label} = {_number(getattr(self.settings, name))} ({usage} to change it)")
         try:
             value = SamplingConfig.parse(name, arg)
         except ConfigError:
             return CommandResult(f"usage: {usage}, {LIMITS[name].describe()}")
         self.settings.update(**{name: value})
-        return CommandResult(f"{label} = {value:g}")
+        return CommandResult(f"{label} = {_number(value)}")
 
     def toolbar(self, alternatives: list[WordSuggestion], line_end: float | None = None) -> FormattedText:
         """Model, temperature, mode and the candidates; ``line_end``, the chance that the line ends here, is shown
@@ -333,6 +333,11 @@ class Session:
         if not alternatives:
             parts.append(("class:bottom-toolbar.prob", "…"))
         return FormattedText(parts)
+
+
+def _number(value: float | int) -> str:
+    """A setting's value as the user would write it: a count in full (``1,000,000``, not ``1e+06``)."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
 _LABELS = {"temperature": "temperature", "top_k": "top-k", "max_words": "words per continuation",
@@ -395,7 +400,10 @@ def _cmd_model(session: Session, arg: str) -> CommandResult:
         path = Path(arg).expanduser()
     except RuntimeError:  # ~nosuchuser/x.pt
         return CommandResult(f"{arg}: no such user's home folder")
-    predictor = load(path, quantize=session.quantize, threads=None, learn=session.learn, save=session.save)
+    try:
+        predictor = load(path, quantize=session.quantize, threads=None, learn=session.learn, save=session.save)
+    except KeyboardInterrupt:
+        return CommandResult(f"loading {arg} was interrupted; still using {session.model_name}")
     session.set_predictor(predictor, predictor.lm.name)
     warning = predictor.personal.warning if predictor.personal is not None else None
     return CommandResult(f"model = {predictor.lm.name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
@@ -416,8 +424,15 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
 def _cmd_forget(session: Session, arg: str) -> CommandResult:
     personal = session.predictor.personal
     if personal is None:
-        return CommandResult("learning is off for this session (--no-learn): nothing to forget")
-    personal.forget()
+        return CommandResult("learning is off in this session (--no-learn), so it learned nothing; what other sessions"
+                             " saved is left as it is (`autocomplete forget` erases it)")
+    try:
+        personal.forget()
+    except CheckpointError:
+        if personal.held_by is None:
+            raise
+        return CommandResult(f"another autocomplete session or program{personal.held_by} is learning into"
+                             f" {personal.path}: use :forget in that one (or quit it, then :forget here)")
     return CommandResult("forgot everything learned from you; the model is as shipped")
 
 

@@ -23,7 +23,7 @@ from autocomplete.predictor import Predictor, load
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
-from .conftest import CTRL_T, RIGHT, Tmux, needs_tmux, prompt_line, wait_for
+from .conftest import CTRL_T, RIGHT, Tmux, held_by_another_program, needs_tmux, prompt_line, wait_for
 from .test_data import EndlessStream
 
 
@@ -951,7 +951,40 @@ def test_the_models_replies_are_not_learned_in_chat(trained_lm):
 
 def test_without_learning_the_commands_say_so(session):
     assert "--no-learn" in session.command(":learn").message
-    assert "nothing to forget" in session.command(":forget").message
+    message = session.command(":forget").message  # what other sessions saved is there still
+    assert "--no-learn" in message and "`autocomplete forget` erases it" in message and "nothing to forget" not in message
+
+
+def test_a_count_too_large_for_short_notation_is_shown_in_full(session):
+    assert session.command(":topk 1000000").message == "top-k = 1,000,000"
+    assert session.command(":topk").message == "top-k = 1,000,000 (:topk N to change it)"
+
+
+def test_ctrl_c_while_a_model_loads_says_so_and_which_model_is_still_in_use(session, monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("autocomplete.repl.load", interrupted)
+    predictor = session.predictor
+    try:
+        message = session.command(f":model {tmp_path / 'big.pt'}").message
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C while loading left :model without a word")
+    assert message == f"loading {tmp_path / 'big.pt'} was interrupted; still using tiny"
+    assert session.predictor is predictor
+
+
+def test_forget_in_a_session_that_does_not_hold_the_state_points_at_the_one_that_does(trained_model_path):
+    from autocomplete.personal import open_personal
+
+    first, _ = open_personal(load(trained_model_path).lm)
+    first.close()
+    with held_by_another_program(first.path) as pid:
+        session = Session(load(trained_model_path), "tiny")
+        message = session.command(":forget").message
+        session.close()
+    assert message == (f"another autocomplete session or program (process {pid}) is learning into {first.path}:"
+                       " use :forget in that one (or quit it, then :forget here)")
 
 
 def test_line_mode_in_type_mode_leaves_the_state_to_a_session_that_learns_into_it(trained_model_path, tmp_path):
