@@ -138,6 +138,18 @@ class SamplingSettings:
         return self.config.suggestions
 
 
+@dataclass(frozen=True)
+class _Sample:
+    """A Ctrl-T continuation. It is shown instead of the greedy grey text only while the text and the committed
+    context are the ones it was sampled for: a line committed since, or a line cleared and typed again, drops it."""
+
+    text: str  # the model's text it continues
+    context: tuple[int, int]  # (id of the predictor, its context_version) when it was sampled
+    continuation: str  # the grey text
+    joins: bool = False  # it starts with punctuation that goes right after the word before the typed space(s):
+    # accepting it takes them away (``Yes `` + ``, he was`` → ``Yes, he was``), as typing the punctuation would
+
+
 @dataclass
 class _BufferState:
     """What the suggester knows about one buffer. Each piece says which text it belongs to."""
@@ -148,10 +160,10 @@ class _BufferState:
     insertions: list[str] = field(default_factory=list)  # what each alternative appends to ``text``
     end: float = 0.0  # probability that the line ends here (the end-of-utterance token), for the toolbar
     index: int = 0  # which alternative the grey text shows
-    sample_for: str | None = None  # the text ``sample`` continues
-    sample: str | None = None  # a Ctrl-T continuation shown instead of the greedy one
+    sample: _Sample | None = None  # a Ctrl-T continuation shown instead of the greedy one (see _Sample)
     shown: tuple[object, Suggestion | None] | None = None  # (what it depends on, the grey text computed for it)
-    accepted: tuple[Document, str, str, bool] | None = None  # last acceptance: (before, text after, suggestion, sampled)
+    accepted: tuple[Document, str, str, _Sample | None] | None = None  # last acceptance: (before, text after,
+    # suggestion, the sample it came from if any)
     auto_space: str | None = None  # the text right after an acceptance added a space (punctuation replaces it)
     pending: tuple[str, _Key] | None = None  # (text, key) being computed for the toolbar
     watched: bool = False  # a text-change handler is attached to the buffer
@@ -304,8 +316,40 @@ class LanguageModelAutoSuggest(AutoSuggest):
         return state
 
     def _shown_key(self, state: _BufferState, text: str) -> object:
-        sample = state.sample if state.sample_for == text else None
-        return text, self._key(), state.index, sample, self.settings.ghost_words
+        return text, self._key(), state.index, self._sample(state, text), self.settings.ghost_words
+
+    def _context_id(self) -> tuple[int, int]:
+        return id(self.predictor), self.predictor.context_version
+
+    def _sample(self, state: _BufferState, text: str | None) -> _Sample | None:
+        """``state``'s sample if it continues ``text`` in the committed context as it is now, else None."""
+        sample = state.sample
+        if sample is None or text is None or sample.text != text or sample.context != self._context_id():
+            return None
+        return sample
+
+    def _sample_continuation(self, text: str) -> _Sample:
+        """A sampled continuation of ``text``. After typed space(s), it is sampled as if they were not typed, so
+        that the detokenizer says whether its first piece takes a space (as :meth:`Predictor.insertions` does for
+        one word): a word drops its space (it is already typed), punctuation ``joins`` the word before them."""
+        config = self.settings.config
+        context = self._context_id()
+        word_end = text.rstrip(" \t")
+        if word_end == text or not word_end or word_end[-1].isspace():
+            continuation = self.predictor.continuation(text, config, stop_at="sentence", nonempty=True).text
+            return _Sample(text, context, continuation)
+        continuation = self.predictor.continuation(
+            word_end, config, stop_at="sentence", nonempty=True, finished=True
+        ).text
+        if continuation[:1].isspace():
+            return _Sample(text, context, continuation.lstrip(" \t"))
+        return _Sample(text, context, continuation, joins=bool(continuation))
+
+    def dismiss_sample(self, buffer: Buffer) -> None:
+        """Drop ``buffer``'s Ctrl-T sample (Esc; a host's new prompt or cleared line), so the greedy text comes back."""
+        state = self.state(buffer)
+        with self._lock:
+            state.sample = None
 
     def compute(self, buffer: Buffer, document: Document, cycle: int = 0, sample: bool = False) -> Suggestion | None:
         """The grey text for ``document`` in ``buffer`` (model work: call it from a worker thread), cycling the
@@ -314,11 +358,10 @@ class LanguageModelAutoSuggest(AutoSuggest):
         if text is None:
             return None
         state = self._alternatives(buffer, text)
-        s = self.settings
         if sample:
-            continuation = self.predictor.continuation(text, s.config, stop_at="sentence", nonempty=True)
+            sampled = self._sample_continuation(text)
             with self._lock:
-                state.sample_for, state.sample = text, continuation.text or None
+                state.sample = sampled if sampled.continuation else None
         if cycle and state.alternatives:
             with self._lock:
                 state.index = (state.index + cycle) % len(state.alternatives)
@@ -330,8 +373,9 @@ class LanguageModelAutoSuggest(AutoSuggest):
         return suggestion
 
     def _ghost(self, state: _BufferState, text: str) -> Suggestion | None:
-        if state.sample and state.sample_for == text:
-            return Suggestion(state.sample)
+        sample = self._sample(state, text)
+        if sample is not None:
+            return Suggestion(sample.continuation)
         if not state.alternatives:
             return None
         insert = state.insertions[min(state.index, len(state.alternatives) - 1)]
@@ -393,17 +437,31 @@ class LanguageModelAutoSuggest(AutoSuggest):
 
     def _watch(self, buffer: Buffer) -> None:
         """prompt_toolkit suggests after typed insertions only; also refresh after deletions, a menu word put in by
-        Tab, a history recall and any other change, so the grey text always follows the text."""
+        Tab, a history recall and any other change, so the grey text always follows the text. A Ctrl-T sample ends
+        with any edit and with the line: the next run of the application (a new prompt) starts without it."""
         state = self.state(buffer)
         if state.watched:
             return
         state.watched = True
 
         def changed(_: Buffer) -> None:
+            sample = state.sample
+            if sample is not None and self.model_text(buffer.document) != sample.text:
+                self.dismiss_sample(buffer)  # a sample continues one text: an edit or a cleared line ends it
             if buffer.suggestion is None:
                 self.refresh(buffer)
 
         buffer.on_text_changed += changed
+        app = get_app_or_none()
+        if app is not None:  # each run of the host's application reads a new line (after Enter or Ctrl-C)
+            owner = weakref.ref(buffer)
+
+            def new_line(_: Application[Any]) -> None:
+                held = owner()
+                if held is not None:
+                    self.dismiss_sample(held)
+
+            app.on_reset += new_line
 
     def refresh(self, buffer: Buffer, cycle: int = 0, sample: bool = False) -> None:
         """Recompute the grey text in the background; it is shown only if the text is still the same. Does nothing
@@ -473,7 +531,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
         with self._lock:
             if text is None or not self._fresh(state, text) or not state.alternatives or buffer.suggestion is None:
                 return None
-            if state.sample_for == text and state.sample:
+            if self._sample(state, text) is not None:
                 return None
             return state.alternatives[min(state.index, len(state.alternatives) - 1)].word
 
@@ -481,7 +539,7 @@ class LanguageModelAutoSuggest(AutoSuggest):
         """Whether the grey text is a sampled continuation (Ctrl-T) rather than the greedy one."""
         state = self.state(buffer)
         text = self.model_text(buffer.document)
-        return text is not None and state.sample_for == text and state.sample is not None and buffer.suggestion is not None
+        return self._sample(state, text) is not None and buffer.suggestion is not None
 
 
 def show_learned(app: Application[Any], buffer: Buffer, suggest: LanguageModelAutoSuggest) -> None:
@@ -636,17 +694,21 @@ def key_bindings(
         before = b.document
         rest = full[len(text) :]
         state = suggest.state(b)
-        was_sample = state.sample is not None and state.sample_for == suggest.model_text(before)
+        sample = suggest._sample(state, suggest.model_text(before))
         space = text[-1:].isalnum() and (not rest or rest[0].isspace())
         if space:
             text, rest = text + " ", rest.lstrip()
+        if sample is not None and sample.joins:  # ``Yes `` + ``, he`` → ``Yes, he``
+            typed = before.text_before_cursor
+            b.delete_before_cursor(len(typed) - len(typed.rstrip(" \t")))
         b.insert_text(text)
-        state.accepted = (before, b.text, full, was_sample)
+        state.accepted = (before, b.text, full, sample)
         state.auto_space = b.text if space else None
         if rest:  # keep showing what is left of the suggestion (e.g. the rest of a sampled continuation)
             b.suggestion = Suggestion(rest)
-            if was_sample:
-                state.sample_for, state.sample = suggest.model_text(b.document), rest
+            after = suggest.model_text(b.document)
+            if sample is not None and after is not None:
+                state.sample = _Sample(after, sample.context, rest)
 
     @Condition
     def after_auto_space() -> bool:
@@ -708,7 +770,7 @@ def key_bindings(
     @add("escape", filter=sampling)
     def _dismiss(event: KeyPressEvent) -> None:
         b = event.current_buffer
-        suggest.state(b).sample = None
+        suggest.dismiss_sample(b)
         b.suggestion = None
         suggest.refresh(b)
 
@@ -731,12 +793,12 @@ def key_bindings(
         b = event.current_buffer
         state = suggest.state(b)
         assert state.accepted is not None
-        before, _, full, was_sample = state.accepted
+        before, _, full, sample = state.accepted
         state.accepted = None
         b.document = before
         b.suggestion = Suggestion(full)
-        if was_sample:
-            state.sample_for, state.sample = suggest.model_text(before), full
+        if sample is not None:
+            state.sample = sample
 
     return kb
 

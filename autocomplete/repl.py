@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -32,7 +34,8 @@ from prompt_toolkit import search
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent, merge_key_bindings
 from prompt_toolkit.output import Output
-from prompt_toolkit.styles import Style
+from prompt_toolkit.output.color_depth import ColorDepth
+from prompt_toolkit.styles import BaseStyle, DynamicStyle, Style, merge_styles
 
 from autocomplete.completion import (
     LanguageModelAutoSuggest,
@@ -42,13 +45,13 @@ from autocomplete.completion import (
     key_bindings,
 )
 from autocomplete.display import percent
-from autocomplete.errors import AutocompleteError, ConfigError
+from autocomplete.errors import AutocompleteError, CheckpointError, ConfigError
 from autocomplete.paths import data_dir
 from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
 from autocomplete.predictor import Suggestion as WordSuggestion
-from autocomplete.tokenizer import printable, printable_word
+from autocomplete.tokenizer import printable, printable_word, without_controls
 from autocomplete.styles import pick_style
 
 KEYS = """\
@@ -62,6 +65,7 @@ Keys
   Backspace              right after accepting: take it back
   Ctrl-R                 search the history
   Ctrl-C, Ctrl-D         clear the line (or stop a reply), quit
+  Ctrl-Z                 suspend (fg in the shell resumes)
 """
 
 COMMANDS = f"""\
@@ -99,6 +103,15 @@ STYLE = Style.from_dict(
         "completion-menu.meta.completion.current": "bg:#00aaaa #000000",
     }
 )
+
+# Without colours (NO_COLOR, a monochrome terminal) grey is drawn as plain text: the ghost text is underlined there
+# instead (prompt_toolkit renders attributes at every colour depth; underline is the one nearly every terminal shows).
+MONOCHROME_STYLE = merge_styles([STYLE, Style.from_dict({"auto-suggestion": "underline"})])
+
+
+def session_style(color_depth: Callable[[], ColorDepth]) -> BaseStyle:
+    """:data:`STYLE`, or :data:`MONOCHROME_STYLE` while ``color_depth()`` is one bit."""
+    return DynamicStyle(lambda: MONOCHROME_STYLE if color_depth() == ColorDepth.DEPTH_1_BIT else STYLE)
 
 
 class SafeFileHistory(FileHistory):
@@ -294,13 +307,13 @@ class Session:
         :data:`LIMITS` alone."""
         label = _LABELS[name]
         if not arg:
-            return CommandResult(f"{label} = {getattr(self.settings, name):g} ({usage} to change it)")
+            return CommandResult(f"{label} = {_number(getattr(self.settings, name))} ({usage} to change it)")
         try:
             value = SamplingConfig.parse(name, arg)
         except ConfigError:
             return CommandResult(f"usage: {usage}, {LIMITS[name].describe()}")
         self.settings.update(**{name: value})
-        return CommandResult(f"{label} = {value:g}")
+        return CommandResult(f"{label} = {_number(value)}")
 
     def toolbar(self, alternatives: list[WordSuggestion], line_end: float | None = None) -> FormattedText:
         """Model, temperature, mode and the candidates; ``line_end``, the chance that the line ends here, is shown
@@ -320,6 +333,11 @@ class Session:
         if not alternatives:
             parts.append(("class:bottom-toolbar.prob", "…"))
         return FormattedText(parts)
+
+
+def _number(value: float | int) -> str:
+    """A setting's value as the user would write it: a count in full (``1,000,000``, not ``1e+06``)."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
 _LABELS = {"temperature": "temperature", "top_k": "top-k", "max_words": "words per continuation",
@@ -382,7 +400,10 @@ def _cmd_model(session: Session, arg: str) -> CommandResult:
         path = Path(arg).expanduser()
     except RuntimeError:  # ~nosuchuser/x.pt
         return CommandResult(f"{arg}: no such user's home folder")
-    predictor = load(path, quantize=session.quantize, threads=None, learn=session.learn, save=session.save)
+    try:
+        predictor = load(path, quantize=session.quantize, threads=None, learn=session.learn, save=session.save)
+    except KeyboardInterrupt:
+        return CommandResult(f"loading {arg} was interrupted; still using {session.model_name}")
     session.set_predictor(predictor, predictor.lm.name)
     warning = predictor.personal.warning if predictor.personal is not None else None
     return CommandResult(f"model = {predictor.lm.name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
@@ -396,14 +417,22 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
         personal.enabled = arg == "on"
     elif arg:
         return CommandResult("usage: :learn on|off")
-    return CommandResult(describe(personal, "--no-history" if not session.save else session.unsaved_why))
+    # never waits for the learner (a pasted 200 KB line took it 95 s): what is still queued is said instead
+    return CommandResult(describe(personal, "--no-history" if not session.save else session.unsaved_why, wait=False))
 
 
 def _cmd_forget(session: Session, arg: str) -> CommandResult:
     personal = session.predictor.personal
     if personal is None:
-        return CommandResult("learning is off for this session (--no-learn): nothing to forget")
-    personal.forget()
+        return CommandResult("learning is off in this session (--no-learn), so it learned nothing; what other sessions"
+                             " saved is left as it is (`autocomplete forget` erases it)")
+    try:
+        personal.forget()
+    except CheckpointError:
+        if personal.held_by is None:
+            raise
+        return CommandResult(f"another autocomplete session or program{personal.held_by} is learning into"
+                             f" {personal.path}: use :forget in that one (or quit it, then :forget here)")
     return CommandResult("forgot everything learned from you; the model is as shipped")
 
 
@@ -478,17 +507,28 @@ def build_prompt(
         complete_while_typing=True,
         key_bindings=merge_key_bindings([key_bindings(session.suggest), repl_keys]),
         bottom_toolbar=toolbar,
-        style=STYLE,
+        style=session_style(lambda: prompt.app.color_depth),
         input=input,
         output=output,
         reserve_space_for_menu=6,
         enable_history_search=False,
+        enable_suspend=True,  # Ctrl-Z stops the session like any terminal program (where the platform can)
     )
+    prompt.default_buffer.on_text_changed += _drop_controls
     # Esc (dismissing a sample) waited a second: Alt keys are Esc-prefixed, and prompt_toolkit waits 1 s for a key
     # after a lone Esc and 0.5 s for the rest of an escape sequence. A terminal sends Alt-F or an arrow key in one
     # piece, so a tenth of a second is plenty for both (vim's ttimeoutlen is 100 ms too).
     prompt.app.ttimeoutlen, prompt.app.timeoutlen = 0.1, 0.2
     return prompt
+
+
+def _drop_controls(buffer: Buffer) -> None:
+    """Control characters typed (Ctrl-V and a key; Ctrl-Z where nothing suspends) or pasted into the line are
+    dropped as they come in: never shown, kept in the history or learned (a ``^Z`` taught the model ``fg``)."""
+    text = buffer.text
+    kept = without_controls(text)
+    if kept != text:
+        buffer.document = Document(kept, len(without_controls(text[: buffer.cursor_position])))
 
 
 @contextlib.contextmanager
@@ -615,15 +655,53 @@ def _typed_lines(stream: TextIO, write: Callable[[str], None], limit: int = 1 <<
         yield raw.rstrip("\n")
 
 
+# what a key sends that is no text: CSI sequences (arrows: ESC [ D), SS3 ones (ESC O P), Alt-key pairs, one-byte CSI
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|.)?|\x9b[0-?]*[ -/]*[@-~]", re.DOTALL)
+
+
+def typed_text(line: str) -> str:
+    """A line typed at a terminal without the escape sequences and control characters keys put into it (Left
+    typed ``^[[D`` where nothing edits the line): none of them is text to predict from or learn."""
+    return without_controls(_ESCAPE.sub("", line))
+
+
+def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterator[str]:
+    """Lines typed at a terminal, read with :func:`input`: with the standard library's readline (where the platform
+    has it) Left and Right move, Up recalls a line, as in a shell; whatever keys still put into a line is dropped
+    (:func:`typed_text`). Ctrl-C drops the line being typed; a line longer than ``limit`` is refused as
+    :func:`_typed_lines` refuses it."""
+    try:
+        import readline  # importing it is what gives input() its line editing and history
+    except ImportError:
+        pass
+    else:
+        readline.set_completer(lambda text, state: None)  # Tab would complete file names
+    number = 0
+    while True:
+        try:
+            line = input()
+        except KeyboardInterrupt:
+            write("\n")
+            continue
+        except EOFError:
+            return
+        number += 1
+        if len(line) > limit:
+            raise ConfigError(f"line {number:,} is longer than {limit:,} characters, the most line mode takes")
+        yield typed_text(line)
+
+
 def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _print) -> int:
     """Line mode for pipes and dumb terminals: predictions (type) or replies (chat) after each line.
 
     In type mode each line is a question (its next words, or the completions of its last word) and conditions the
     next ones, but nothing is learned from it: ``how are yo`` asked ten times must not teach the model the word
-    ``yo``. A chat message is the user's own text and is learned as in the session."""
+    ``yo``. A chat message is the user's own text and is learned as in the session. At a terminal, lines are read
+    with line editing (:func:`_edited_lines`); from a pipe, as they come (:func:`_typed_lines`)."""
     session.line_mode = True
+    lines = _edited_lines(write) if stream.isatty() else _typed_lines(stream, write)
     try:
-        for line in _typed_lines(stream, write):
+        for line in lines:
             if session.mode == "chat" and not line.lstrip().startswith(":"):
                 session.predictor.commit(line + "\n")
                 session.reply(write)

@@ -80,6 +80,12 @@ def printable_word(word: str) -> str:
     return printable(word).replace("\n", "\\n").replace("\t", "\\t")
 
 
+def without_controls(text: str) -> str:
+    """``text`` without C0 controls (but tab and newline), DEL and C1 controls: what a key like Ctrl-Z, or a paste,
+    can put into a line that no one meant as text (the tokenizer drops them too, see :func:`clean`)."""
+    return text.translate(_CONTROL)
+
+
 def _is_attachment(token: str) -> bool:
     """Characters that modify the previous one: combining marks, joiners, variation selectors, skin tones."""
     return all(

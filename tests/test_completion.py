@@ -204,6 +204,54 @@ def test_ctrl_t_samples_a_continuation_that_can_be_accepted_or_dismissed(predict
     assert driver.sample
 
 
+def sampled(suggest, text):
+    """A buffer holding ``text`` whose grey text is a Ctrl-T sample (computed as the key would, with no terminal)."""
+    buffer = Buffer(document=Document(text))
+    suggest.get_suggestion(buffer, buffer.document)  # watches the buffer, as the first key of a session does
+    buffer.suggestion = suggest.compute(buffer, buffer.document, sample=True)
+    assert suggest.sampling(buffer)
+    return buffer
+
+
+def test_a_sample_is_dropped_once_a_line_is_committed_even_where_the_same_text_comes_back(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, SamplingSettings(SamplingConfig(temperature=1.5)))
+    buffer = sampled(suggest, "hear me ")
+    predictor.commit("The ship sailed at dawn.\n")
+    assert not suggest.sampling(buffer)
+    buffer.suggestion = suggest.compute(buffer, buffer.document)
+    assert not suggest.sampling(buffer)
+    assert buffer.suggestion.text == LanguageModelAutoSuggest(predictor).compute(Buffer(), buffer.document).text
+
+
+def test_a_sample_is_dropped_when_its_line_is_cleared_and_the_same_text_is_typed_again(predictor):
+    suggest = LanguageModelAutoSuggest(predictor, SamplingSettings(SamplingConfig(temperature=1.5)))
+    buffer = sampled(suggest, "hear me ")
+    buffer.document = Document("")  # Ctrl-C in a host that clears the line
+    buffer.document = Document("hear me ")
+    buffer.suggestion = suggest.compute(buffer, buffer.document)
+    assert not suggest.sampling(buffer)
+
+
+def test_a_sample_after_a_typed_space_that_starts_with_punctuation_takes_the_space_when_accepted(cased_lm):
+    cased_lm.model.decoder.bias.data[cased_lm.vocab.itos.index(".")] = 50.0  # it always ends the sentence
+    driver = Driver(Predictor(cased_lm), SamplingSettings(SamplingConfig(temperature=0)))
+
+    def script(pipe, d):
+        d.type(pipe, "how are you ")
+        pipe.send_text(CTRL_T)
+        wait_for(lambda: d.suggest.sampling(d.buffer))
+        d.sample = d.suggestion()
+        pipe.send_text(RIGHT)
+        wait_for(lambda: d.buffer.text != "how are you ")
+        d.accepted = d.buffer.text
+        pipe.send_text(BACKSPACE)  # taken back: the space and the sample are back
+        wait_for(lambda: d.buffer.text == "how are you " and d.suggest.sampling(d.buffer))
+        pipe.send_text(RIGHT + ENTER)
+
+    assert driver.run(script) == "how are you."
+    assert (driver.sample, driver.accepted) == (".", "how are you.")
+
+
 def test_backspace_after_accepting_brings_the_suggestion_back(predictor):
     driver = Driver(predictor)
 

@@ -23,7 +23,7 @@ from autocomplete.predictor import Predictor, load
 from autocomplete.settings import SamplingConfig
 from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
-from .conftest import RIGHT, Tmux, needs_tmux, prompt_line, wait_for
+from .conftest import CTRL_T, RIGHT, Tmux, held_by_another_program, needs_tmux, prompt_line, wait_for
 from .test_data import EndlessStream
 
 
@@ -199,6 +199,21 @@ def test_ctrl_c_clears_the_line_and_the_session_goes_on(session):
     assert code == 0 and session.predictor.context_length == 1
 
 
+def test_a_sample_on_an_empty_line_is_gone_after_ctrl_c(session):
+    session.settings.update(temperature=1.5)
+    buffers = []
+
+    def script(pipe, buffer):
+        buffers.append(buffer)
+        pipe.send_text(CTRL_T)
+        wait_for(lambda: session.suggest.sampling(buffer))
+        pipe.send_text("\x03\x04")  # Ctrl-D on the next, empty, line: its text never changed
+
+    code, _ = drive(session, InMemoryHistory(), script)
+    greedy = Session(session.predictor, "tiny").suggest.compute(Buffer(), Document("")).text
+    assert code == 0 and session.suggest.compute(buffers[0], Document("")).text == greedy
+
+
 def test_a_waiting_prompt_shows_in_its_grey_text_what_was_learned_meanwhile_without_a_key(trained_lm):
     personal = Personal(trained_lm)
     session = Session(Predictor(trained_lm, personal=personal), "tiny")
@@ -228,6 +243,19 @@ def test_accepting_the_ghost_text_in_the_session_keeps_it_in_the_line(session):
 
     drive(session, InMemoryHistory(), script)
     assert lines[1].rstrip() == ("hear me " + lines[0]).rstrip()
+
+
+def test_without_colours_the_ghost_text_is_underlined_and_in_colour_it_stays_grey(session):
+    from prompt_toolkit.output.color_depth import ColorDepth
+
+    with create_pipe_input() as pipe:
+        prompt = build_prompt(session, InMemoryHistory(), input=pipe, output=DummyOutput())
+        looks = {}
+        for depth in (ColorDepth.DEPTH_1_BIT, ColorDepth.DEPTH_8_BIT):
+            prompt.color_depth = depth  # NO_COLOR=1 makes it one bit
+            looks[depth] = prompt.style.get_attrs_for_style_str("class:auto-suggestion")
+    assert looks[ColorDepth.DEPTH_1_BIT].underline
+    assert not looks[ColorDepth.DEPTH_8_BIT].underline and looks[ColorDepth.DEPTH_8_BIT].color == "6c6c6c"
 
 
 def test_history_is_saved_in_the_user_data_directory_and_searchable(session, tmp_path):
@@ -423,6 +451,40 @@ def test_the_real_command_shows_ghost_text_in_a_terminal_and_accepts_it(trained_
 
 
 @needs_tmux
+def test_ctrl_z_suspends_the_session_and_fg_brings_it_back_with_its_line(trained_model_path, tmp_path):
+    term = Tmux(["bash", "--norc", "--noprofile", "-i"], {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.send("-l", f"{sys.executable} -m autocomplete --model {trained_model_path}")
+        term.send("Enter")
+        term.wait(lambda s: "Ctrl-D to quit" in s and "│ temp" in s)
+        term.send("-l", "hear me")
+        term.wait(lambda s: prompt_line(s).startswith("› hear me"))
+        term.send("C-z")
+        term.wait(lambda s: "Stopped" in s, timeout=20)
+        term.send("-l", "fg")
+        term.send("Enter")
+        screen = term.wait(lambda s: "│ temp" in s.split("Stopped")[-1] and prompt_line(s).startswith("› hear me"))
+        assert "^Z" not in screen
+        term.send("C-c")
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+def test_control_characters_typed_or_pasted_never_reach_the_line_or_its_history(session):
+    history = InMemoryHistory()
+
+    def script(pipe, buffer):
+        pipe.send_text("The train was \x16\x07late")  # Ctrl-V Ctrl-G: a bell typed in
+        pipe.send_text("\x1b[200~ly, \x1b[31mred\x7f\x9b\x85 \tthen\x1b[201~")  # pasted: ESC, DEL, C1 controls
+        wait_for(lambda: buffer.text.endswith("then"))
+        pipe.send_text("\r\x04")
+
+    code, _ = drive(session, history, script)
+    assert code == 0 and history.get_strings() == ["The train was lately, [31mred \tthen"]
+
+
+@needs_tmux
 def test_a_terminal_sees_the_model_loading_and_then_only_the_error_if_it_fails(tmp_path):
     missing = tmp_path / "missing.pt"
     command = [sys.executable, "-m", "autocomplete", "--model", str(missing), ";", "sleep", "30"]
@@ -593,6 +655,30 @@ def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(sessi
 
 
 @needs_tmux
+def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "line mode" in s)
+        term.send("-l", "k 3")
+        term.send("Left", "Left", "Left")  # to the start of the line: `:` goes before the rest
+        term.send("-l", ":")
+        term.send("Enter")
+        term.wait(lambda s: "candidates shown = 3" in s)
+        term.send("Up", "Enter")  # the line before, again
+        screen = term.wait(lambda s: s.count("candidates shown = 3") == 2)
+        assert "[D" not in screen and "[A" not in screen
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+def test_keys_that_reach_a_line_typed_without_line_editing_leave_nothing_in_it():
+    from autocomplete.repl import typed_text
+
+    assert typed_text("hear\x1b[D\x1b[A me\x1bOP\x1b[15~\x1bf\x9b2~ \x7fyou\x01\x1a") == "hear me you"
+
+
 def test_plain_mode_greets_a_person_at_a_terminal_and_completes_words(toy_model_path, tmp_path):
     term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
                 {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
@@ -783,13 +869,31 @@ def test_a_line_recalled_with_ctrl_r_gets_the_cursor_at_its_end_and_its_grey_tex
 def test_learn_and_forget_commands_switch_learning_and_erase_it(trained_lm):
     from autocomplete.personal import Personal
 
-    session = Session(Predictor(trained_lm, personal=Personal(trained_lm)), "tiny")
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny")
     typed = ["my friend Zorblax", ":learn off", "my friend Quuxly", ":learn", ":learn on", ":forget", ":learn"]
-    lines = [message for line in typed if (message := session.handle(line).message)]
+    lines = []
+    for line in typed:
+        personal.wait()  # :learn says what is learned so far: the line before is learned first
+        if message := session.handle(line).message:
+            lines.append(message)
     assert lines[0].startswith("learning off") and "3 words (1 new to the model)" in lines[0]
     assert lines[1] == lines[0]  # nothing was learned while it was off
     assert lines[2].startswith("learning on")
     assert lines[3].startswith("forgot") and lines[4].startswith("learning on: 0 words")
+
+
+def test_learn_answers_at_once_while_a_line_waits_to_be_learned(trained_lm):
+    personal = Personal(trained_lm)
+    session = Session(Predictor(trained_lm, personal=personal), "tiny")
+    with personal.gate.serving():  # a query in flight: the learner starts nothing until it ends
+        session.handle("my friend Zorblax")
+        started = time.monotonic()
+        message = session.command(":learn").message
+        assert time.monotonic() - started < 2.0
+    assert message.startswith("learning on (1 line still to learn)")
+    personal.wait()
+    assert "3 words (1 new to the model)" in session.command(":learn").message
 
 
 def test_line_mode_answers_its_lines_without_learning_from_them(trained_lm):
@@ -848,7 +952,40 @@ def test_the_models_replies_are_not_learned_in_chat(trained_lm):
 
 def test_without_learning_the_commands_say_so(session):
     assert "--no-learn" in session.command(":learn").message
-    assert "nothing to forget" in session.command(":forget").message
+    message = session.command(":forget").message  # what other sessions saved is there still
+    assert "--no-learn" in message and "`autocomplete forget` erases it" in message and "nothing to forget" not in message
+
+
+def test_a_count_too_large_for_short_notation_is_shown_in_full(session):
+    assert session.command(":topk 1000000").message == "top-k = 1,000,000"
+    assert session.command(":topk").message == "top-k = 1,000,000 (:topk N to change it)"
+
+
+def test_ctrl_c_while_a_model_loads_says_so_and_which_model_is_still_in_use(session, monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("autocomplete.repl.load", interrupted)
+    predictor = session.predictor
+    try:
+        message = session.command(f":model {tmp_path / 'big.pt'}").message
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C while loading left :model without a word")
+    assert message == f"loading {tmp_path / 'big.pt'} was interrupted; still using tiny"
+    assert session.predictor is predictor
+
+
+def test_forget_in_a_session_that_does_not_hold_the_state_points_at_the_one_that_does(trained_model_path):
+    from autocomplete.personal import open_personal
+
+    first, _ = open_personal(load(trained_model_path).lm)
+    first.close()
+    with held_by_another_program(first.path) as pid:
+        session = Session(load(trained_model_path), "tiny")
+        message = session.command(":forget").message
+        session.close()
+    assert message == (f"another autocomplete session or program (process {pid}) is learning into {first.path}:"
+                       " use :forget in that one (or quit it, then :forget here)")
 
 
 def test_line_mode_in_type_mode_leaves_the_state_to_a_session_that_learns_into_it(trained_model_path, tmp_path):
