@@ -200,7 +200,9 @@ def test_ctrl_t_samples_a_continuation_that_can_be_accepted_or_dismissed(predict
         pipe.send_text(RIGHT + ENTER)
 
     line = driver.run(script)
-    assert line.rstrip() == ("hear me " + driver.accepted).rstrip()
+    # a sample that starts with punctuation that joins the word before takes the typed space away ("hear me!")
+    joined = ("hear me" + driver.accepted).rstrip()
+    assert line.rstrip() == ("hear me " + driver.accepted).rstrip() or line.rstrip() == joined and not joined[7].isalnum()
     assert driver.sample
 
 

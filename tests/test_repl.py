@@ -978,7 +978,7 @@ def test_ctrl_c_while_a_model_loads_says_so_and_which_model_is_still_in_use(sess
 def test_forget_in_a_session_that_does_not_hold_the_state_points_at_the_one_that_does(trained_model_path):
     from autocomplete.personal import open_personal
 
-    first, _ = open_personal(load(trained_model_path).lm)
+    first, _ = open_personal(load(trained_model_path, learn=False).lm)
     first.close()
     with held_by_another_program(first.path) as pid:
         session = Session(load(trained_model_path), "tiny")
