@@ -1100,7 +1100,8 @@ class Personal:
                 if not self._dirty and not self._absorbed:
                     return False
                 payload = self.to_payload() if self._dirty else None
-                absorbed, self._absorbed = self._absorbed, []
+                # the inbox files this save holds: still counted as learned (never learned again) until removed
+                absorbed = list(self._absorbed)
                 if payload is not None:  # a kill before their removal below must not have them learned again
                     payload["handed_held"] = [handed.name for handed in absorbed]
                 self._dirty = False
@@ -1117,13 +1118,15 @@ class Personal:
                 if not written:
                     with self._lock:
                         self._dirty = True
-                        self._absorbed = absorbed + self._absorbed
             for handed in absorbed:  # the saved state holds them now
                 try:
                     handed.unlink(missing_ok=True)
                     self._queued.discard(handed)
                 except OSError:  # (a read-only inbox) never learned again by this program
                     self._kept.add(handed)
+            with self._lock:
+                removed = set(absorbed)
+                self._absorbed = [handed for handed in self._absorbed if handed not in removed]
             if absorbed:
                 with contextlib.suppress(OSError):
                     inbox_path(self.path).rmdir()  # if it is empty

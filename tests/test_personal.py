@@ -1057,3 +1057,29 @@ def test_numbers_of_three_digits_or_more_are_never_learned_nor_offered(trained_l
     assert "7294" not in words(predictor.suggest("the door pin code "))
     assert "7294" not in words(predictor.suggest("the door pin code 72"))
     assert {"door", "pin", "code"} <= set(predictor.personal.counts)  # the rest of the line is learned
+
+
+def test_what_a_save_under_way_holds_from_the_inbox_is_not_learned_again_before_it_is_removed(
+    trained_model_path, monkeypatch
+):
+    handed = holder_with_inbox(trained_model_path, ["we met Zorblax at the harbour"])
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    holder.absorb_inbox()
+    assert holder.counts["Zorblax"] == 1
+    writing, release = threading.Event(), threading.Event()
+    real_save = checkpoint.save_payload
+
+    def slow_save(payload, path):  # the snapshot is taken; the file is still there while the state is written
+        writing.set()
+        release.wait(30)
+        real_save(payload, path)
+
+    monkeypatch.setattr(checkpoint, "save_payload", slow_save)
+    saver = threading.Thread(target=holder.save)
+    saver.start()
+    writing.wait(30)
+    holder.absorb_inbox()  # `autocomplete learn` takes up the inbox meanwhile
+    release.set()
+    saver.join()
+    assert holder.counts["Zorblax"] == 1 and not handed.exists()
+    holder.close()
