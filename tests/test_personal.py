@@ -879,13 +879,13 @@ def holder_with_inbox(model_path, items):
     return handed
 
 
-def test_an_erase_waits_for_a_save_under_way_and_is_never_undone_by_it(trained_model_path, monkeypatch):
-    personal, _ = open_personal(checkpoint.load(trained_model_path))
-    personal.learn("my password is Zorblax\n", wait=True)
+def save_held_mid_write(personal, monkeypatch):
+    """A save of ``personal`` started in a thread and held once its snapshot is taken, before the file is written;
+    (the thread, the event that lets it write)."""
     writing, release = threading.Event(), threading.Event()
     real_save = checkpoint.save_payload
 
-    def slow_save(payload, path):  # the snapshot is taken; the write is slow
+    def slow_save(payload, path):
         writing.set()
         release.wait(30)
         real_save(payload, path)
@@ -894,6 +894,13 @@ def test_an_erase_waits_for_a_save_under_way_and_is_never_undone_by_it(trained_m
     saver = threading.Thread(target=personal.save)
     saver.start()
     writing.wait(30)
+    return saver, release
+
+
+def test_an_erase_waits_for_a_save_under_way_and_is_never_undone_by_it(trained_model_path, monkeypatch):
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("my password is Zorblax\n", wait=True)
+    saver, release = save_held_mid_write(personal, monkeypatch)
     forgetter = threading.Thread(target=personal.forget)
     forgetter.start()
     time.sleep(0.2)
@@ -1066,18 +1073,7 @@ def test_what_a_save_under_way_holds_from_the_inbox_is_not_learned_again_before_
     holder, _ = open_personal(checkpoint.load(trained_model_path))
     holder.absorb_inbox()
     assert holder.counts["Zorblax"] == 1
-    writing, release = threading.Event(), threading.Event()
-    real_save = checkpoint.save_payload
-
-    def slow_save(payload, path):  # the snapshot is taken; the file is still there while the state is written
-        writing.set()
-        release.wait(30)
-        real_save(payload, path)
-
-    monkeypatch.setattr(checkpoint, "save_payload", slow_save)
-    saver = threading.Thread(target=holder.save)
-    saver.start()
-    writing.wait(30)
+    saver, release = save_held_mid_write(holder, monkeypatch)  # the inbox file is still there meanwhile
     holder.absorb_inbox()  # `autocomplete learn` takes up the inbox meanwhile
     release.set()
     saver.join()
