@@ -801,11 +801,8 @@ class Personal:
             pause = self._pauser(generation)
             with self._lock:
                 self._learn(tokens, pause, style)
-                if self.hands_over and self._handed + len(tokens) <= HANDOVER_TOKENS:
-                    self._outbox.append((time.time_ns(), style, [learnable(t) for t in tokens]))
-                    self._handed += len(tokens)
-                elif self.hands_over:
-                    self.not_handed += len(tokens)
+                if self.hands_over:
+                    self._defer(tokens, style)
                 pause()
                 self._reindex()
             self._announce()
@@ -813,6 +810,7 @@ class Personal:
             self._tick()
 
     def _defer(self, tokens: list[str], style: str | None) -> None:
+        """Put ``tokens`` in the outbox, for the program that holds the state next (up to :data:`HANDOVER_TOKENS`)."""
         if self.path is None or not (self.saving or self.hands_over):  # nowhere to keep it
             return
         with self._lock:

@@ -572,7 +572,6 @@ def test_a_device_may_be_a_torch_device_or_auto(tiny_lm, tmp_path, monkeypatch):
 
 
 def test_insertion_and_candidates_refuse_what_is_not_text_or_a_suggestion_at_the_call(tiny_lm):
-    from autocomplete.predictor import Suggestion
 
     predictor = Predictor(tiny_lm)
     word = predictor.suggest("hear ")[0]
