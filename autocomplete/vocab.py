@@ -136,12 +136,12 @@ class Vocab:
         The same vocabulary as :meth:`build` with that ``min_count`` gives, as long as this one was built with a
         lower one and the same ``max_size`` (both keep the most frequent words, so dropping rare ones commutes).
         """
-        specials = len(SPECIALS)
-        keep = [i for i in range(specials, len(self)) if self.counts[i] >= min_count]
-        dropped = sum(self.counts[specials:]) - sum(self.counts[i] for i in keep)
-        itos = self.itos[:specials] + [self.itos[i] for i in keep]
-        counts = [self.counts[0] + dropped, *self.counts[1:specials]] + [self.counts[i] for i in keep]
-        return Vocab(itos, counts, self.case_fold)
+        reserved = len(SPECIALS) + len(self.styles)  # the special and style tokens stay, whatever their counts
+        keep = [i for i in range(reserved, len(self)) if self.counts[i] >= min_count]
+        dropped = sum(self.counts[reserved:]) - sum(self.counts[i] for i in keep)
+        itos = self.itos[:reserved] + [self.itos[i] for i in keep]
+        counts = [self.counts[0] + dropped, *self.counts[1:reserved]] + [self.counts[i] for i in keep]
+        return Vocab(itos, counts, self.case_fold, self.styles)
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"itos": self.itos, "counts": self.counts, "case_fold": self.case_fold}

@@ -25,12 +25,14 @@ def test_max_size_and_min_count_drop_rare_words_to_unknown():
     assert "c" not in build(["a a c"], min_count=2)
 
 
-@pytest.mark.parametrize("max_size", [None, 4])
-def test_pruning_rare_words_gives_the_vocabulary_that_min_count_builds(max_size):
+@pytest.mark.parametrize("styles", [(), ("prose", "dialogue")])
+@pytest.mark.parametrize("max_size", [None, 6])
+def test_pruning_rare_words_gives_the_vocabulary_that_min_count_builds(max_size, styles):
     lines = ["The a a a b b c d", "e e b The", "f g a"]
-    pruned = build(lines, max_size=max_size).pruned(2)
-    direct = build(lines, max_size=max_size, min_count=2)
+    pruned = build(lines, max_size=max_size, styles=styles).pruned(2)
+    direct = build(lines, max_size=max_size, min_count=2, styles=styles)
     assert pruned.itos == direct.itos and pruned.counts == direct.counts
+    assert pruned.styles == direct.styles == styles  # a styled training run that prunes keeps its styles
     assert sum(pruned.counts) == sum(build(lines).counts)  # every token is still counted, the dropped ones as <unk>
 
 
