@@ -5,6 +5,7 @@ with the candidates for the word at the cursor. Ctrl-Q leaves and prints what wa
 """
 
 import argparse
+import sys
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
@@ -15,12 +16,18 @@ from prompt_toolkit.widgets import TextArea
 
 import autocomplete
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, key_bindings
+from autocomplete.errors import AutocompleteError
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", help="model file (default: the shipped model)")
 args = parser.parse_args()
 
-predictor = autocomplete.load(args.model).session()  # a context of its own for this editor
+try:
+    predictor = autocomplete.load(args.model).session()  # a context of its own for this editor
+except KeyboardInterrupt:  # Ctrl-C while the model loads
+    sys.exit(130)
+except AutocompleteError as e:  # a missing or broken model file: one line, not a traceback
+    sys.exit(f"embed_textarea: {e}")
 suggest = LanguageModelAutoSuggest(predictor)
 editor = TextArea(
     completer=LanguageModelCompleter(predictor, suggest.settings, suggest=suggest),

@@ -534,6 +534,14 @@ def test_the_embedding_examples_leave_on_ctrl_c_or_ctrl_d_without_a_traceback(tr
         term.close()
 
 
+@pytest.mark.parametrize("example", ["embed_prompt.py", "embed_application.py", "embed_textarea.py"])
+def test_the_embedding_examples_refuse_a_missing_model_in_one_line(tmp_path, example):
+    done = subprocess.run([sys.executable, f"examples/{example}", "--model", str(tmp_path / "missing.pt")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"{example[:-3]}: {tmp_path / 'missing.pt'}: no such model file"]
+
+
 # ---- the toolbar follows what is on the screen ------------------------------------------------------------------
 
 
