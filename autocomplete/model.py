@@ -20,6 +20,17 @@ from torch.func import functional_call
 from autocomplete.errors import ConfigError
 from autocomplete.settings import MODEL_SIZE_LIMITS
 
+# PyTorch's notes on paths this package takes on purpose: a projected LSTM on its own kernel (oneDNN has none, noted on
+# every call) and the int8 quantisation API it announces will move. Ignored for good, these messages only: a
+# ``warnings.catch_warnings()`` around each call (a keystroke's step, the learner's re-quantisation in its thread) is
+# not thread-safe — two interleaved ones let the note through, or leave "ignore everything" in the host's filters.
+for _note in (
+    r"LSTM with projections is not supported with oneDNN",
+    r"torch\.ao\.quantization is deprecated",
+    r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
+):
+    warnings.filterwarnings("ignore", message=_note)
+
 # One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
 State = list[tuple[Tensor, Tensor]]
 # A replacement for the last LSTM layer: (input (B, T, H), its (h, c)) → (output (B, T, D), new (h, c)).
@@ -132,12 +143,7 @@ def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def _run_layer(layer: nn.Module, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """One LSTM layer. oneDNN has no projected LSTM, so PyTorch runs that one on its own kernel and warns on every
-    call: expected here, so that warning (and only it, only around this call) is silenced."""
-    if getattr(layer, "proj_size", 0) and torch.backends.mkldnn.enabled:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-            return layer(x, state)
+    """One LSTM layer (a projected one warns nothing: see the filters at the top)."""
     return layer(x, state)
 
 
@@ -376,10 +382,8 @@ class Int8Linear(nn.Module):
         ints = torch.round(weight * (1.0 / scale).unsqueeze(1)).clamp_(-128, 127).to(torch.int8)
         zero = torch.zeros(weight.size(0), dtype=torch.long)
         self.in_features, self.out_features = weight.size(1), weight.size(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PyTorch announces a future move of quantised tensors to torchao
-            qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
-            self._packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+        qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
+        self._packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.ops.quantized.linear_dynamic(x, self._packed, reduce_range=True)
@@ -441,9 +445,7 @@ def quantize_dynamic(model: LSTMLanguageModel) -> LSTMLanguageModel:
     # the embedding table (41 MB at 40,000 × 256) is only read: the copy shares it
     weight = model.embedding.weight
     copied = copy.deepcopy(model, {id(weight): weight}).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
-        quantized = torch.ao.quantization.quantize_dynamic(copied, names, dtype=torch.qint8, inplace=True)
+    quantized = torch.ao.quantization.quantize_dynamic(copied, names, dtype=torch.qint8, inplace=True)
     for i, layer in enumerate(quantized.layers):
         if isinstance(layer, nn.LSTM) and layer.proj_size:
             quantized.layers[i] = Int8ProjectedLSTM(dict(layer.named_parameters()))

@@ -65,7 +65,6 @@ import stat
 import threading
 import time
 import unicodedata
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -284,9 +283,7 @@ class AdaptedTop:
         lstm = unfilled(nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True, device="meta"))
         holder = nn.Sequential(lstm)
         holder[0].load_state_dict(weights)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PyTorch announces a future move of this API to torchao
-            return torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8, inplace=True)[0]
+        return torch.ao.quantization.quantize_dynamic(holder.eval(), {nn.LSTM}, dtype=torch.qint8, inplace=True)[0]
 
 
 @dataclass(frozen=True)
@@ -495,11 +492,9 @@ class Personal:
         self, weights: dict[str, Tensor] | None, x: Tensor, state: tuple[Tensor, Tensor]
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The float top layer with ``weights`` (None: the base ones)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-            if weights is None:
-                return self._top_layer(x, state)
-            return functional_call(self._top_layer, weights, (x, state))
+        if weights is None:
+            return self._top_layer(x, state)
+        return functional_call(self._top_layer, weights, (x, state))
 
     @property
     def words(self) -> int:

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -203,3 +207,33 @@ def test_invalid_model_settings_are_refused(settings, message):
 def test_config_round_trips_through_a_plain_dict():
     config = ModelConfig(vocab_size=50, tie_weights=False, adaptive_cutoffs=(10, 20))
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_stepping_and_learning_on_two_threads_warns_nothing_and_leaves_the_hosts_filters_alone(
+    trained_model_path, tmp_path
+):
+    # a projected top layer (oneDNN's note on every call) stepped by the caller while the learner re-quantises it
+    # (PyTorch's int8 notes) in its thread: a host running with warnings as errors sees none, and gets no "ignore
+    # everything" filter left behind (catch_warnings() interleaved on two threads could leave one)
+    script = f"""
+import sys, threading, warnings
+import autocomplete
+predictor = autocomplete.load({str(trained_model_path)!r})
+entered = []
+class Counting(warnings.catch_warnings):
+    def __enter__(self):
+        entered.append(threading.current_thread().name)
+        return super().__enter__()
+warnings.catch_warnings = Counting
+for i in range(30):
+    predictor.commit("the king is dead and the queen is here\\n")
+    predictor.suggest("the king is ")
+predictor.personal.wait()
+predictor.suggest("the king is ")
+assert not any(f[:4] == ("ignore", None, Warning, None) for f in warnings.filters), warnings.filters
+assert not entered, entered  # steps and learning swap no filters in and out
+"""
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
