@@ -104,6 +104,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        """What argparse does, except that an option the command does not take is that command's usage error
+        (``autocomplete predict hi -t 1`` points at ``autocomplete predict --help``, not the top level's)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            (command_parser(self, command) if command else self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
 
 
 def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
@@ -302,7 +311,12 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     _add_learn_option(p)
     p.add_argument("--json", action="store_true", help='print [{"word": …, "probability": …}, …] as JSON')
 
-    p = sub.add_parser("generate", help="sample continuations of a prompt")
+    p = sub.add_parser(
+        "generate", help="sample continuations of a prompt",
+        description="Sample continuations of a prompt, a word at a time, printed as they come: --temperature 0 is "
+                    "greedy (always the same text), higher is more varied; --top-k and --top-p keep only the likeliest "
+                    "words; the same --seed gives the same text.",
+    )
     p.add_argument("prompt", nargs="?", default="", help="the prompt, or - to read it from standard input")
     _add_model_option(p)
     _add_sampling_options(p)
@@ -362,7 +376,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--cache-dir", type=_path, default=None, help="the cache folder (default: token-cache in the data folder)")
     p.add_argument("--clear", action="store_true", help="remove the entries (those a running training reads are kept)")
-    p.add_argument("--older-than", type=_number(float, 0, None, "days"), default=None, metavar="DAYS",
+    p.add_argument("--older-than", type=_number(float, 0, None, "number of days"), default=None, metavar="DAYS",
                    help="with --clear: only entries not used for this many days")
     _share_global_options(parser, sub)
     if not train_defaults:  # what was typed before the command counts too (--threads)

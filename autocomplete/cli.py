@@ -265,7 +265,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         raise ConfigError(_no_valid_text(valid_sources))
     s = corpus.stats
     log(
-        f"corpus: {s.files} file(s), {s.utterances:,} utterances, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
+        f"corpus: {s.files} file(s), {_count(s.utterances, 'utterance')}, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
         f"({s.unknown / max(1, s.tokens):.1%} unknown)"
         + (f"; validation {len(corpus.valid):,} tokens" if corpus.valid is not None else "; no validation text")
     )
@@ -676,6 +676,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             _out(f"  {key.replace('_', ' '):<18}{value}")
         if key == "valid_perplexity" and (curve := _validation_curve(m.get("history"))):
             _out(f"  {'validation curve':<18}{curve}")  # did training converge?
+    if isinstance(m.get("corpus"), dict):
+        _out(f"  {'trained on':<18}{_corpus(m['corpus'])}")
     origin, added = m.get("fine_tuned_from"), m.get("added_words")
     if isinstance(origin, dict):  # written by `train --from`
         count = added.get("count", 0) if isinstance(added, dict) else None
@@ -717,6 +719,29 @@ _NUMBERS: dict[str, tuple[float, float, bool, Callable[[Any], str]]] = {
     "epochs": (0, 1e9, False, lambda v: f"{v:g}"),
     "wall_time": (0, 1e10, False, lambda v: _duration(v)),  # seconds: some three centuries
 }
+
+
+def _corpus(corpus: dict[str, Any]) -> str:
+    """What a model was trained on, from its metadata's ``corpus`` (as train writes it; any entry may be missing or
+    hostile): ``3 files (a.txt, b.txt, notes.md): 12,345 tokens in 678 utterances``."""
+    files = corpus.get("files")
+    names = list(dict.fromkeys(str(f) for f in files)) if isinstance(files, list) else []
+    count = f"{len(names)}{'+' if len(names) >= 200 else ''} files"  # train keeps the first 200 names
+    try:
+        common = os.path.commonpath(names) if len(names) > 1 else ""
+    except ValueError:  # absolute and relative paths mixed
+        common = ""
+    if len(names) == 1:
+        parts = [names[0]]
+    elif common and common not in names:
+        parts = [f"{count} under {common}"]
+    else:
+        parts = [f"{count}: {', '.join(names[:3])}{', …' if len(names) > 3 else ''}" if names else ""]
+    tokens, utterances = corpus.get("tokens"), corpus.get("utterances")
+    if _sensible(tokens, 0, 1e15, whole=True):
+        parts.append(_count(tokens, "token") + (f" in {_count(utterances, 'utterance')}"
+                                                if _sensible(utterances, 0, 1e15, whole=True) else ""))
+    return ": ".join(p for p in parts if p) or UNKNOWN
 
 
 def _sensible(value: object, low: float, high: float, whole: bool = False) -> bool:

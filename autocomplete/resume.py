@@ -36,10 +36,12 @@ def unfinished(path: Path) -> str | None:
         training = check_training(checkpoint.read_payload(path, kind="resume"), path)
     except CheckpointError:
         return None
-    if training.get("finished") is True:
-        return None
     epochs = training["config"].get("epochs")
-    of = f" of {epochs}" if isinstance(epochs, int) and not isinstance(epochs, bool) else ""
+    counted = isinstance(epochs, int) and not isinstance(epochs, bool)
+    # finished: said so, or (a file from before that flag) every epoch was run
+    if training.get("finished") is True or counted and training["epoch"] >= epochs:
+        return None
+    of = f" of {epochs}" if counted else ""
     return f"epoch {training['epoch'] + 1}{of}, step {training['step']:,}"
 
 

@@ -337,6 +337,7 @@ def test_info_describes_the_shipped_model_in_readable_units(capsys):
     assert rows["valid perplexity"] == "75.52"
     assert rows["styles"] == "prose, dialogue, tech"
     assert rows["storage"] == "int8 matrices (per-row scales), float16 rest"
+    assert rows["trained on"].endswith(": 8,666,692 tokens in 358,658 utterances")  # the text, not only the command
 
 
 @pytest.mark.parametrize(
@@ -350,6 +351,8 @@ def test_info_describes_the_shipped_model_in_readable_units(capsys):
         (["--temperature", "50"], "temperature must be a number in [0, 5]"),
         (["predict", "x", "--threads", "100000"], "out of range"),
         (["train", "a.txt", "-o", "m.pt", "--epochs", "0"], "out of range"),
+        (["predict", "x", "-t", "0.5"], "autocomplete predict: error: unrecognized arguments: -t 0.5 (see autocomplete predict --help)"),
+        (["cache", "--clear", "--older-than", "abc"], "'abc' is not a valid number of days"),
     ],
 )
 def test_bad_arguments_get_a_usage_error_naming_the_valid_range(capsys, argv, message):

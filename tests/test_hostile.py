@@ -289,6 +289,7 @@ def test_info_describes_absurd_training_numbers_as_unknown_instead_of_printing_t
         "history": [{"epoch": 1, "valid_loss": 1e300}, {"epoch": 10**300, "valid_loss": -5.0},
                     {"epoch": 3, "valid_loss": 2.0}],
         "fine_tuned_from": {"name": "base", "file": "base.pt", "sha256": "ab"}, "added_words": {"count": "many"},
+        "corpus": {"files": [7, "\x1b[2Jnotes.txt"], "tokens": -4, "utterances": "lots"},
     }
     torch.save(payload, tmp_path / "absurd.pt")
     assert main(["info", str(tmp_path / "absurd.pt")]) == 0
@@ -298,6 +299,7 @@ def test_info_describes_absurd_training_numbers_as_unknown_instead_of_printing_t
         assert rows[key] == "unknown (the file holds an impossible value)"
     assert rows["fine-tuned from"].endswith("words added: unknown (the file holds an impossible value)")
     assert rows["validation curve"].endswith("perplexity inf → 7.39 over 2 validations (best 7.39 at epoch 3)")
+    assert rows["trained on"] == "2 files: 7, \\x1b[2Jnotes.txt"  # no token count from -4; the escape shown
     assert max(map(len, out.splitlines())) < 200 and err == ""
 
 

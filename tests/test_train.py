@@ -62,6 +62,10 @@ def test_resume_after_an_interruption_reaches_the_same_weights(tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "lr_at", original)
     assert unfinished(resume_path(tmp_path / "b.pt")) == "epoch 1 of 2, step 38"  # a new run must not replace it
     assert unfinished(resume_path(tmp_path / "a.pt")) is None  # finished: a new run may
+    older = checkpoint.read_payload(resume_path(tmp_path / "a.pt"), kind="resume")
+    del older["training"]["finished"]  # as versions before that flag wrote it: every epoch run is finished too
+    torch.save(older, tmp_path / "older.pt.resume")
+    assert unfinished(tmp_path / "older.pt.resume") is None
 
     resumed = make_lm(seed=99, dropout=0.3)  # different initial weights: all must come from the resume file
     result = Trainer(resumed, small_corpus(resumed), config, tmp_path / "b.pt", progress=False).run(resume=True)
