@@ -83,6 +83,7 @@ from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
 from autocomplete.paths import data_dir
+from autocomplete.signals import calm
 from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
@@ -1727,6 +1728,7 @@ _sharing = threading.Lock()  # counts the predictors that share a state
 @atexit.register
 def _save_all() -> None:
     """Programs that embed the predictor rarely close it: what they learned is saved when they exit."""
+    calm()  # a guest's SIGHUP/SIGTERM handler no longer cuts the save short
     for personal in list(_open):
         try:
             if personal._users > 0:

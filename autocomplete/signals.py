@@ -6,7 +6,9 @@ command in a thread of its own) the block runs with the signals as the host set 
 
 from __future__ import annotations
 
+import atexit
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -37,11 +39,39 @@ def handling(signals: Iterable[signal.Signals], handler: Handler) -> Iterator[bo
             signal.signal(sig, old)
 
 
+_ending = False  # a guest's SIGHUP/SIGTERM handler has ended the program, or the program is ending anyway
+
+
 def _end_through_exit(signum: int, frame: FrameType | None) -> None:
-    for sig in named("SIGTERM", "SIGHUP"):  # a second signal (a terminal often sends both) ends it on the spot
-        if signal.getsignal(sig) is _end_through_exit:
-            signal.signal(sig, signal.SIG_DFL)
-    raise SystemExit(128 + signum)
+    """The first SIGHUP or SIGTERM ends the program through :class:`SystemExit`; any after it, or one that arrives while
+    the program already ends (its exit handlers running), does nothing: a closed terminal window sends SIGHUP twice
+    (the kernel, then the shell passing it on), and the second must not cut short the save the first started. SIGKILL
+    still ends it."""
+    global _ending
+    if not _ending:
+        _ending = True
+        if not _shutting_down(frame):
+            raise SystemExit(128 + signum)
+
+
+def _shutting_down(frame: FrameType | None) -> bool:
+    """Whether the main thread is past the program's end, waiting for its other threads (a terminal closed under a
+    program that its end of input just ended): raising there only prints "Exception ignored"; the exit handlers
+    run next anyway."""
+    while frame is not None and frame.f_back is not None:
+        frame = frame.f_back
+    shutdown = getattr(threading, "_shutdown", None)  # what the interpreter runs once the main program returns
+    return frame is not None and frame.f_code is getattr(shutdown, "__code__", None)
+
+
+def calm() -> None:
+    """The program is ending (an exit handler runs): from now on the guest's handler lets SIGHUP and SIGTERM pass, so
+    they no longer interrupt what the exit handlers save."""
+    global _ending
+    _ending = True
+
+
+_calm_at_exit = False
 
 
 def exit_on_hangup() -> None:
@@ -49,9 +79,13 @@ def exit_on_hangup() -> None:
     SIGTERM, where the host leaves them to kill the process on the spot, end it through :class:`SystemExit` instead,
     so that its exit handlers run and what was learned is saved. A host's own handlers are left alone, and so is
     every signal off the main thread."""
+    global _calm_at_exit
     try:
         for sig in named("SIGTERM", "SIGHUP"):
             if signal.getsignal(sig) is signal.SIG_DFL:
                 signal.signal(sig, _end_through_exit)
     except ValueError:  # not the main thread
-        pass
+        return
+    if not _calm_at_exit:  # exit handlers run last registered first: this one before those registered until now
+        atexit.register(calm)
+        _calm_at_exit = True

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 from autocomplete.signals import handling, named
@@ -42,3 +44,47 @@ def test_off_the_main_thread_the_block_runs_with_the_signals_left_as_they_are():
 
 def test_only_the_signals_this_platform_has_are_named():
     assert named("SIGTERM", "SIGNOTONANYPLATFORM") == [signal.SIGTERM]
+
+
+GUEST = """
+import atexit, os, signal, sys, time
+from autocomplete.signals import exit_on_hangup
+
+def save():  # an exit handler that saves what was learned, hit by another SIGHUP halfway
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.2)
+    print("saved", flush=True)
+
+atexit.register(save)
+exit_on_hangup()
+if sys.argv[1] == "hang up":
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(10)
+    print("not ended", flush=True)
+elif sys.argv[1] == "hang up at the end":  # the program returns while a thread of its own still runs
+    import threading
+
+    def late():
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGHUP)  # caught by the main thread waiting for this one
+        time.sleep(0.5)
+
+    threading.Thread(target=late).start()
+"""
+
+
+def test_a_guest_ends_on_a_hang_up_and_a_second_one_does_not_cut_its_exit_handlers_short():
+    # a closed terminal window: SIGHUP from the kernel, then from the shell passing it on to its job
+    done = subprocess.run([sys.executable, "-c", GUEST, "hang up"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (128 + signal.SIGHUP, "saved\n", "")
+
+
+def test_a_hang_up_while_a_guest_ends_on_its_own_does_not_interrupt_its_exit_handlers():
+    done = subprocess.run([sys.executable, "-c", GUEST, "end"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "saved\n", "")
+
+
+def test_a_hang_up_after_a_guest_returned_while_its_threads_finish_prints_nothing_and_its_exit_handlers_run():
+    done = subprocess.run([sys.executable, "-c", GUEST, "hang up at the end"], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "saved\n", "")
