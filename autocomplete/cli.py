@@ -29,7 +29,7 @@ from autocomplete.arguments import build_parser, check_train, command_parser, re
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import handling, named
-from autocomplete.tokenizer import printable
+from autocomplete.tokenizer import printable, printable_word
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -567,7 +567,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _err("no word in the vocabulary starts like that")
         return EXIT_ERROR
     from autocomplete.display import percent
-    from autocomplete.tokenizer import printable_word
 
     shown = [printable_word(s.word) for s in suggestions]
     width = max(map(len, shown))
@@ -1119,9 +1118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a full disk shows here, inside the try, not in the interpreter's exit
         return code
     except UsageError as e:  # as argparse says a bad option: one line, exit status 2
-        command_parser(parser, args.command).error(printable(str(e)))
-    except AutocompleteError as e:
-        _err(f"autocomplete: error: {_rank_prefix()}{e}")
+        command_parser(parser, args.command).error(printable_word(str(e)))
+    except AutocompleteError as e:  # one line, whatever it quotes (a path with a newline in it)
+        _err(f"autocomplete: error: {_rank_prefix()}{printable_word(str(e))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _err("interrupted")

@@ -185,7 +185,7 @@ def describe(personal: Personal, unsaved_why: str | None = None, wait: bool = Tr
     if personal.path is None:  # a model held in memory; or a saved state left alone (said at the start)
         where = "; kept in memory only (see the warning at the start)" if personal.warning else ""
     elif personal.saving:
-        where = f"; saved in {personal.path}"
+        where = f"; kept in {personal.path} (saved within a minute, and at exit)"
     elif personal.hands_over and not unsaved_why:
         where = f"; handed over to another autocomplete session or program{personal.held_by}, which saves it"
         if personal.not_handed:

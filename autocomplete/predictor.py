@@ -134,6 +134,12 @@ class PrefixIndex:
         return self.ids[lo:hi]
 
 
+# a copy would share this context's state under its own lock and version (caches keyed on them go stale); a pickle
+# would hold a learner thread and a file lock
+_NO_COPY = ("a Predictor cannot be copied or pickled: predictor.session() gives another context over the same model, "
+            "autocomplete.load() another predictor")
+
+
 class Predictor:
     """One context over a loaded model; :meth:`session` makes more over the same weights."""
 
@@ -182,6 +188,15 @@ class Predictor:
     @classmethod
     def load(cls, path: Path | str, **kwargs: object) -> Predictor:
         return cls(checkpoint.load(path), **kwargs)  # type: ignore[arg-type]
+
+    def __copy__(self) -> Predictor:
+        raise TypeError(_NO_COPY)
+
+    def __deepcopy__(self, memo: object) -> Predictor:
+        raise TypeError(_NO_COPY)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError(_NO_COPY)
 
     def session(self) -> Predictor:
         """A new, empty context over the same loaded weights: its own committed context, state cache and encoding.
@@ -384,7 +399,7 @@ class Predictor:
             at_start = ends_sentence(line)
             merged = self._rank(logp, partial, k, at_start, words_only)
             if mixture is not None and self.personal is not None:
-                self._add_own_words(merged, mixture, partial, k, at_start)
+                self._add_own_words(merged, mixture, partial, k, at_start, line[-1] if line and not partial else None)
             return self._best(merged, partial, k, at_start)
 
     def complete_or_next(self, text: str, k: int = SamplingConfig.suggestions) -> list[Suggestion]:
@@ -482,10 +497,16 @@ class Predictor:
             _merge(merged, shown, math.exp(score), index, token.startswith(partial))
         return merged
 
-    def _add_own_words(self, merged: dict[str, _Match], mixture: Mixture, partial: str, k: int, at_start: bool) -> None:
-        """Merge the user's own words outside the vocabulary into ``merged``, shown as the vocabulary's are."""
+    def _add_own_words(
+        self, merged: dict[str, _Match], mixture: Mixture, partial: str, k: int, at_start: bool, previous: str | None
+    ) -> None:
+        """Merge the user's own words outside the vocabulary into ``merged``, shown as the vocabulary's are; never
+        ``previous``, the word just typed: the model gives a word it does not know after one it does not know
+        (names of two words) a share that the lexicon would hand to the name just typed ("Ravindra Ravindra")."""
         assert self.personal is not None
-        for word, p in self.personal.unknown_words(mixture, partial, k):
+        for word, p in self.personal.unknown_words(mixture, partial, k + (previous is not None)):
+            if word == previous:
+                continue
             shown = in_typed_case(partial, self._display(word, at_start))
             _merge(merged, shown, p, UNK_ID, True)  # a capital mid-sentence prefers them too (names, mostly)
 

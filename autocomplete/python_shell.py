@@ -175,6 +175,10 @@ class PythonGuest:
             self.enabled = True
             return "autocomplete: on in comments, strings and docstrings"
         if name in ("temp", "temperature"):
+            if not value:  # the current one, as ``learn`` alone shows the learning state
+                return f"autocomplete: temperature = {self.settings.temperature:g}"
+            if " " in value:
+                return self.usage()
             try:
                 self.settings.update(temperature=SamplingConfig.parse("temperature", value))
             except AutocompleteError as e:

@@ -372,6 +372,8 @@ def test_user_errors_are_one_line_and_exit_non_zero(capsys, tmp_path):
     assert code == 1 and "does not exist" in err
     code, _, err = run(capsys, "train", str(SHAKESPEARE), "-o", str(tmp_path / "m.pt"), "--resume")
     assert code == 1 and "nothing to resume" in err
+    code, _, err = run(capsys, "predict", "x", "--model", str(tmp_path / "two\nlines\x1b[31m.pt"))  # a hostile path
+    assert code == 1 and err == f"autocomplete: error: {tmp_path}/two\\nlines\\x1b[31m.pt: no such model file\n"
 
 
 def test_a_corrupt_model_fails_cleanly_through_the_real_command(tmp_path):

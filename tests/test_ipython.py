@@ -153,7 +153,7 @@ def test_a_name_written_in_one_cells_comment_is_offered_in_the_next_and_saved(te
     term.send("-l", "y = 2  # then Zorb")
     term.wait(lambda s: line_of(s, "In [2]:").rstrip() == "In [2]: y = 2  # then Zorblax")  # grey "lax"
     status = run_magic(term, "%autocomplete learn")
-    assert status.startswith("autocomplete: learning on: 6 words (") and "saved in" in status
+    assert status.startswith("autocomplete: learning on: 6 words (") and "kept in" in status
     term.send("-l", "exit")
     term.send("Enter")
     wait_for(lambda: list((tmp_path / "personal").glob("*.pt")))  # saved when IPython ends

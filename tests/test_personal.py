@@ -122,6 +122,16 @@ def test_an_unknown_words_share_goes_to_the_words_outside_the_vocabulary_typed_i
     assert by_context["Zorblax"] > 2 * by_count["Zorblax"]
 
 
+def test_a_word_outside_the_vocabulary_is_never_offered_right_after_itself(trained_lm):
+    predictor = learning_predictor(trained_lm, LEXICON_ONLY)
+    for _ in range(3):
+        predictor.commit("I met my lord Zorblax today .\n")
+    predictor.personal.wait()
+    assert "Zorblax" in words(predictor.suggest("I met my lord ", 40))
+    assert "Zorblax" not in words(predictor.suggest("I met my lord Zorblax ", 40))
+    assert words(predictor.suggest("I met my lord Zorblax Zo", 5)) == ["Zorblax"]  # typed again: completed
+
+
 def test_the_lexicon_completes_a_word_outside_the_vocabulary_from_its_first_two_letters(trained_lm):
     assert not any(w.lower().startswith("ku") for w in trained_lm.vocab.itos)
     predictor = learning_predictor(trained_lm, LEXICON_ONLY)

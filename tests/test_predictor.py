@@ -1,4 +1,6 @@
+import copy
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -606,3 +608,9 @@ def test_a_generator_that_is_no_torch_generator_is_refused_when_sampling_is_aske
             call("hear", generator="x")  # stream: at the call, not at the first token
     generator = torch.Generator().manual_seed(3)
     assert predictor.continuation("hear", generator=generator, max_words=3).words <= 3
+
+
+@pytest.mark.parametrize("copy_it", [copy.copy, copy.deepcopy, pickle.dumps])
+def test_a_predictor_is_not_copied_but_points_at_session(tiny_lm, copy_it):
+    with pytest.raises(TypeError, match=r"^a Predictor cannot be copied or pickled: predictor.session\(\) gives"):
+        copy_it(Predictor(tiny_lm))

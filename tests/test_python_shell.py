@@ -74,7 +74,7 @@ def test_an_input_that_starts_with_a_space_or_runs_while_learning_is_off_is_not_
         guest.wait()  # the status says at once what is still queued, without waiting for it
         status = guest.command("learn")
         assert status.startswith("autocomplete: learning on: 4 words (")  # one line, counted once
-        assert status.endswith(f"saved in {personal.path}")
+        assert status.endswith(f"kept in {personal.path} (saved within a minute, and at exit)")
         assert guest.command("forget") == "autocomplete: forgot everything learned from you; the model is as shipped"
         assert personal.words == 0 and not personal.path.exists()
         assert guest.command("learn sometimes") == "usage: %autocomplete learn [on|off]"
@@ -183,6 +183,9 @@ def test_the_usage_line_says_how_the_host_gives_a_command(trained_model_path):
     try:
         assert guest.command("bogus") == 'usage: guest.command("on|off|temp T|learn [on|off]|forget|status")'
         assert guest.command("learn sometimes") == 'usage: guest.command("learn [on|off]")'
+        assert guest.command("temp 0.7 0.8") == 'usage: guest.command("on|off|temp T|learn [on|off]|forget|status")'
+        assert guest.command("temp") == "autocomplete: temperature = 0.8"  # alone: the current one
+        assert guest.command("temp 0.5") == "autocomplete: temperature = 0.5"
     finally:
         guest.predictor.personal.close()
     python_shell._loaded.clear()
