@@ -64,17 +64,19 @@ def check_replaceable(path: Path | str) -> Path:
     return target
 
 
-def atomic_write(path: Path | str, write: Callable[[Any], None], mode: str = "wb") -> None:
+def atomic_write(path: Path | str, write: Callable[[Any], None], mode: str = "wb", private: bool = False) -> None:
     """Call ``write(file_object)`` on a temp file beside ``path``'s target (opened with ``mode``), then rename it over
     the target: readers see the old file or the whole new one, and a failure or a kill leaves the old one.
 
     A symbolic link is written through (the file it points to is replaced); anything but a regular file at the
-    target raises :class:`OutputError` before anything is written."""
+    target raises :class:`OutputError` before anything is written. ``private``: readable by its user only (0600),
+    for what holds the user's own text; otherwise the file keeps its mode, or gets the umask's for a new one."""
     target = check_replaceable(path)
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
-        os.fchmod(fd, _file_mode(target))  # mkstemp makes 0600; a model file should read like any other file
+        if not private:  # mkstemp makes 0600; a model file should read like any other file
+            os.fchmod(fd, _file_mode(target))
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import pickletools
+import stat
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -116,13 +117,18 @@ def storage_of(payload: dict[str, Any]) -> str:
     return "int8 matrices (per-row scales)" + (f", {'/'.join(rest)} rest" if rest else "")
 
 
-def save_payload(payload: dict[str, Any], path: Path) -> None:
-    """Write ``payload`` atomically; a full disk or a vanished folder is a :class:`CheckpointError` naming ``path``
-    (the previous file at ``path``, if any, is left as it was)."""
+def save_payload(payload: dict[str, Any], path: Path, private: bool = False) -> None:
+    """Write ``payload`` atomically (``private``: readable by its user only); a full disk or a vanished folder is a
+    :class:`CheckpointError` naming ``path`` (the previous file at ``path``, if any, is left as it was)."""
     try:
-        atomic_write(path, lambda f: torch.save(payload, f))
+        atomic_write(path, lambda f: torch.save(payload, f), private=private)
     except OSError as e:
         raise CheckpointError(f"{path}: could not save ({e.strerror or e}); the previous file is unchanged") from None
+    except RuntimeError as e:  # PyTorch's zip writer reports a failed write (a full disk) as its own error
+        if not isinstance(e.__context__, OSError):
+            raise
+        why = e.__context__.strerror or e.__context__
+        raise CheckpointError(f"{path}: could not save ({why}); the previous file is unchanged") from None
 
 
 def read_payload(
@@ -132,13 +138,17 @@ def read_payload(
     problem. ``version`` is the newest format version this program reads (default: the model files')."""
     newest = READABLE_VERSION if version is None else version
     path = as_path(path, kind)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such {kind} file")
-    if path.is_dir():
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such {kind} file") from None
+    except OSError as e:  # a name too long, a loop of symbolic links, a folder on the way that cannot be read
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(found.st_mode):
         raise CheckpointError(f"{path}: is a folder, not a {kind} file")
-    if not path.is_file():  # a pipe or a device: torch.load needs to seek, and a FIFO would block forever
+    if not stat.S_ISREG(found.st_mode):  # a pipe or a device: torch.load needs to seek, and a FIFO would block forever
         raise CheckpointError(f"{path}: is not a regular file; give the {kind} file itself")
-    if path.stat().st_size == 0:
+    if found.st_size == 0:
         raise CheckpointError(f"{path}: file is empty")
     try:  # the system's refusals (permissions, an I/O error) apart from what the reader makes of the bytes
         with open(path, "rb") as f:

@@ -41,3 +41,12 @@ def data_dir() -> Path:
     """The user's data directory (history lives here); $AUTOCOMPLETE_DATA_DIR overrides it."""
     override = os.environ.get(DATA_ENV)
     return Path(override).expanduser() if override else user_data_path("autocomplete", appauthor=False)
+
+
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` if it is missing, readable by its user only (0700), as shells keep their history: it holds
+    what the user typed (the history, the words and text learned). Its missing parents get the usual mode."""
+    if folder.is_dir():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)

@@ -82,7 +82,7 @@ from autocomplete.checkpoint import LanguageModel
 from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
-from autocomplete.paths import data_dir
+from autocomplete.paths import data_dir, private_folder
 from autocomplete.signals import calm
 from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
@@ -1103,8 +1103,8 @@ class Personal:
             written = False
             try:
                 if payload is not None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    checkpoint.save_payload(payload, self.path)
+                    private_folder(self.path.parent)
+                    checkpoint.save_payload(payload, self.path, private=True)
                 written = True
             except OSError as e:
                 raise CheckpointError(f"{self.path}: could not save ({e.strerror or e})") from None
@@ -1152,10 +1152,10 @@ class Personal:
         folder, start, tries = inbox_path(self.path), 0, 0
         while start < len(items):
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                private_folder(folder)
                 payload = {"format": INBOX_FORMAT, "model": self.model_hash, "items": items[start : start + _HANDED_ITEMS]}
                 data = json.dumps(payload, ensure_ascii=True).encode("ascii")
-                atomic_write(folder / f"{time.time_ns()}-{os.getpid()}.json", lambda f: f.write(data))
+                atomic_write(folder / f"{time.time_ns()}-{os.getpid()}.json", lambda f: f.write(data), private=True)
                 start += _HANDED_ITEMS
             except (OSError, OutputError) as e:
                 tries += 1
@@ -1497,7 +1497,8 @@ def _hold(personal: Personal, path: Path) -> str | None:
     from autocomplete.errors import OutputError
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent.parent)  # the data folder (the history's too), then its personal/
+        private_folder(path.parent)
         if not os.access(path.parent, os.W_OK):
             raise OutputError(f"{path.parent}: not writable")
         personal._held.enter_context(exclusive_lock(path, "another autocomplete process"))
@@ -1644,7 +1645,7 @@ def _rewrite_handed(path: Path, model_hash: str, items: Sequence[tuple[int, str 
     """Put ``items`` back in the inbox file ``path`` (what was not learned of it), in the format it was read in."""
     data = json.dumps({"format": INBOX_FORMAT, "model": model_hash, "items": list(items)}, ensure_ascii=True)
     with contextlib.suppress(OSError, OutputError):
-        atomic_write(path, lambda f: f.write(data.encode("ascii")))
+        atomic_write(path, lambda f: f.write(data.encode("ascii")), private=True)
 
 
 def _set_aside_file(path: Path) -> None:

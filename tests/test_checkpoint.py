@@ -1,6 +1,8 @@
 import errno
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,12 @@ def test_the_file_describes_itself(tiny_lm, tmp_path):
 def test_missing_empty_and_folder_paths_are_named_in_the_error(tmp_path):
     with pytest.raises(CheckpointError, match="no such model file"):
         checkpoint.load(tmp_path / "nope.pt")
+    (tmp_path / "a.pt").symlink_to(tmp_path / "b.pt")
+    (tmp_path / "b.pt").symlink_to(tmp_path / "a.pt")
+    with pytest.raises(CheckpointError, match=r"a.pt: cannot read \(Too many levels of symbolic links\)$"):
+        checkpoint.load(tmp_path / "a.pt")
+    with pytest.raises(CheckpointError, match=r": cannot read \(File name too long\)$"):
+        checkpoint.load(tmp_path / ("b" * 300))
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt: file is empty"):
         checkpoint.load(tmp_path / "empty.pt")
@@ -140,6 +148,30 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tiny_lm, tmp_
         checkpoint.save(tiny_lm, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
+
+
+def test_a_disk_that_fills_up_during_a_save_is_one_error_naming_the_cause_and_the_previous_file_stays(tmp_path):
+    # a real failed write under PyTorch's zip writer (which reports it as its own RuntimeError): files past 64 KB
+    # cannot grow here, as on a full disk
+    script = f"""
+import resource, signal, torch
+from pathlib import Path
+from autocomplete import checkpoint
+from autocomplete.errors import CheckpointError
+path = Path({str(tmp_path / "state.pt")!r})
+checkpoint.save_payload({{"weights": torch.zeros(10)}}, path)
+before = path.read_bytes()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+try:
+    checkpoint.save_payload({{"weights": torch.zeros(100_000)}}, path)
+except CheckpointError as e:
+    print(e)
+assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["state.pt"]
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{tmp_path / 'state.pt'}: could not save (File too large); the previous file is unchanged\n"
 
 
 def next_word_distributions(lm, texts):

@@ -1,3 +1,5 @@
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -613,6 +615,29 @@ def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, 
 def test_the_state_lives_in_the_user_data_folder(trained_model_path, isolated_user_dirs):
     lm = checkpoint.load(trained_model_path)
     assert state_path(lm, "ab" * 32).parent == isolated_user_dirs / "personal"
+
+
+def test_what_was_learned_and_handed_over_is_readable_by_its_user_only(trained_model_path, tmp_path, monkeypatch):
+    # as shells keep their history: the state holds every word typed; a shared machine's other users must not read it
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path / "new" / "data"))
+    umask = os.umask(0o022)
+    try:
+        lm = checkpoint.load(trained_model_path)
+        personal, _ = open_personal(lm)
+        personal.learn("my password is hunter2\n", wait=True)
+        personal.close()
+        with held_by_another_program(personal.path):  # this one is the second program: it hands over
+            second, _ = open_personal(lm)
+            second.hand_over(["hello", "there", EOS])
+            second.close()
+    finally:
+        os.umask(umask)
+    data = tmp_path / "new" / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == stat.S_IMODE((data / "personal").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o755  # above the data folder: the usual mode
+    files = [f for f in (data / "personal").rglob("*") if f.is_file() and not f.name.endswith(".lock")]
+    assert any(f.suffix == ".pt" for f in files)
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
 
 
 def test_the_adapted_top_layer_survives_a_restart_exactly(trained_model_path):

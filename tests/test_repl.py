@@ -99,6 +99,8 @@ def test_switching_to_a_missing_model_says_so_and_keeps_the_current_one(session,
     predictor = session.predictor
     result = session.command(f":model {tmp_path / 'gone.pt'}")
     assert "gone.pt: no such model file" in result.message and session.predictor is predictor
+    result = session.command(f":model {tmp_path / ('b' * 300)}")  # a name no file system takes: still one line
+    assert result.message.endswith(": cannot read (File name too long)") and session.predictor is predictor
 
 
 def test_switching_models_swaps_the_predictor_everywhere(session, toy_model_path):
