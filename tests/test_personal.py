@@ -920,10 +920,10 @@ def save_held_mid_write(personal, monkeypatch):
     writing, release = threading.Event(), threading.Event()
     real_save = checkpoint.save_payload
 
-    def slow_save(payload, path):
+    def slow_save(payload, path, **kwargs):
         writing.set()
         release.wait(30)
-        real_save(payload, path)
+        real_save(payload, path, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save_payload", slow_save)
     saver = threading.Thread(target=personal.save)
@@ -1013,7 +1013,7 @@ def test_a_holder_killed_between_its_save_and_the_removal_of_what_it_learned_fro
     handed = holder_with_inbox(trained_model_path, ["we met Zorblax at the harbour"])
     code = ("import os, sys; from autocomplete import checkpoint; from autocomplete.personal import open_personal\n"
             "real = checkpoint.save_payload\n"
-            "def save_then_die(payload, path):\n    real(payload, path); os._exit(9)\n"
+            "def save_then_die(payload, path, **kwargs):\n    real(payload, path, **kwargs); os._exit(9)\n"
             "checkpoint.save_payload = save_then_die\n"
             "p, _ = open_personal(checkpoint.load(sys.argv[1])); p.absorb_inbox(); p.save()")
     done = subprocess.run([sys.executable, "-c", code, str(trained_model_path)], env=os.environ.copy())
@@ -1032,12 +1032,12 @@ def test_a_hand_over_whose_inbox_the_holder_removes_meanwhile_makes_it_again(tra
     real_write = personal_module.atomic_write
     raced = []
 
-    def write_after_the_holder_emptied_the_inbox(path, write):
+    def write_after_the_holder_emptied_the_inbox(path, write, **kwargs):
         if not raced:  # the holder removes the inbox it has just emptied, between mkdir and the write
             raced.append(path)
             path.parent.rmdir()
             raise FileNotFoundError(2, "No such file or directory")
-        return real_write(path, write)
+        return real_write(path, write, **kwargs)
 
     monkeypatch.setattr(personal_module, "atomic_write", write_after_the_holder_emptied_the_inbox)
     with held_by_another_program(state):
