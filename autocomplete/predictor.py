@@ -491,10 +491,12 @@ class Predictor:
         scores = logp[ids]
         top = torch.topk(scores, min(ids.numel(), 2 * k + 8))
         merged: dict[str, _Match] = {}
+        # the user's own spellings count as spelled too: "Zed", typed before, where the vocabulary has only "zed"
+        own = self.personal.counts if self.personal is not None and partial[:1].isupper() else {}
         for score, index in zip(top.values.tolist(), ids[top.indices].tolist()):
             token = self.vocab.itos[index]
             shown = in_typed_case(partial, self._display(token, at_start))
-            _merge(merged, shown, math.exp(score), index, token.startswith(partial))
+            _merge(merged, shown, math.exp(score), index, token.startswith(partial) or shown in own)
         return merged
 
     def _add_own_words(

@@ -134,6 +134,17 @@ def test_a_word_outside_the_vocabulary_is_never_offered_right_after_itself(train
     assert words(predictor.suggest("I met my lord Zorblax Zo", 5)) == ["Zorblax"]  # typed again: completed
 
 
+def test_a_word_typed_with_a_capital_the_vocabulary_lacks_is_offered_before_capitalised_words_less_likely(trained_lm):
+    # "Zed" typed once, the vocabulary holding only "zed": a capital mid-sentence prefers words spelled that way, and
+    # the user's own spelling is one of them (it came last, under words of <0.1 %, and the grey text was another)
+    vocab = trained_lm.vocab
+    assert "first" in vocab and "First" not in vocab and any(w.startswith("Fi") for w in vocab.itos)
+    predictor = learning_predictor(trained_lm, CACHE_ONLY)
+    predictor.commit("I met First at the gate .\n")
+    predictor.personal.wait()
+    assert words(predictor.suggest("I met Fi", 5))[0] == "First"
+
+
 def test_the_lexicon_completes_a_word_outside_the_vocabulary_from_its_first_two_letters(trained_lm):
     assert not any(w.lower().startswith("ku") for w in trained_lm.vocab.itos)
     predictor = learning_predictor(trained_lm, LEXICON_ONLY)
