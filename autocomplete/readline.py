@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import readline
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autocomplete.display import percent
-from autocomplete.predictor import Predictor, Suggestion
+from autocomplete.predictor import Predictor, Suggestion, _check_flag, _whole
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
@@ -74,7 +75,8 @@ class ReadlineCompleter:
 
     def __init__(self, predictor: Predictor, k: int = SamplingConfig.suggestions, learn: bool = True) -> None:
         self.predictor = predictor
-        self.k = k
+        self.k = _whole("k", k, 1)  # a ConfigError here, not a Tab that silently does nothing
+        _check_flag("learn", learn)
         self.learn = learn  # lines read by the program become context
         self._history = readline.get_current_history_length()  # lines already there are not the user's new text
         self._seen = self._history  # the history's length when the last line was read (see _before_input)
@@ -153,8 +155,14 @@ def install(
     With GNU readline this switches readline's alphabetical sorting of matches off and shows the candidates with
     their probabilities (both process-wide, until :func:`uninstall`); with libedit the candidates are offered as
     libedit lists them.
+
+    Bad arguments are a :class:`TypeError` (``predictor`` not a :class:`~autocomplete.predictor.Predictor`,
+    ``completer_delims`` not text, ``learn`` or ``tab`` not True or False) or a
+    :class:`~autocomplete.errors.ConfigError` (``k`` not an integer ≥ 1), said before readline is changed: inside
+    readline an error at Tab would only make Tab do nothing.
     """
     global _saved
+    _check_arguments(predictor, completer_delims, k, learn, tab)
     if predictor is None:
         from autocomplete.predictor import load
 
@@ -178,6 +186,18 @@ def install(
     if tab:
         readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else "tab: complete")
     return completer
+
+
+def _check_arguments(predictor: object, completer_delims: object, k: object, learn: object, tab: object) -> None:
+    """:func:`install`'s arguments, each checked as :func:`autocomplete.load` checks its own."""
+    if predictor is not None and not isinstance(predictor, Predictor):
+        note = " (load it first: autocomplete.load(path))" if isinstance(predictor, (str, os.PathLike)) else ""
+        raise TypeError(f"predictor must be a Predictor or None{note}, got {type(predictor).__name__}")
+    if not isinstance(completer_delims, str):
+        raise TypeError(f"completer_delims must be str, got {type(completer_delims).__name__}")
+    _whole("k", k, 1)
+    _check_flag("learn", learn)
+    _check_flag("tab", tab)
 
 
 def uninstall() -> None:

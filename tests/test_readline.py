@@ -1,12 +1,15 @@
 """readline completion, driven through a real pseudo-terminal: a cmd.Cmd program and a plain input() loop."""
 
 import os
+import re
 import select
 import signal
 import sys
 import time
 
 import pytest
+
+from autocomplete.errors import ConfigError
 
 pty = pytest.importorskip("pty")
 readline = pytest.importorskip("readline")
@@ -235,3 +238,39 @@ def test_a_readline_program_whose_terminal_closes_saves_the_lines_it_read(traine
     info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
                           capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"learn": "no"}, TypeError, "learn must be True or False, got 'no'"),
+        ({"learn": None}, TypeError, "learn must be True or False, got None"),
+        ({"tab": 1}, TypeError, "tab must be True or False, got 1"),
+        ({"k": 0}, ConfigError, "k must be an integer ≥ 1, got 0"),
+        ({"k": None}, ConfigError, "k must be an integer ≥ 1, got None"),
+        ({"k": 2.5}, ConfigError, "k must be an integer ≥ 1, got 2.5"),
+        ({"completer_delims": None}, TypeError, "completer_delims must be str, got NoneType"),
+        ({"predictor": "mine.pt"}, TypeError, "predictor must be a Predictor or None (load it first"),
+    ],
+)
+def test_install_refuses_a_bad_argument_with_one_clear_error_before_changing_readline(arguments, error, message):
+    import autocomplete.readline as rl
+
+    def previous(text, state):
+        return None
+
+    readline.set_completer(previous)
+    readline.set_completer_delims(" ")
+    predictor = arguments.pop("predictor", None)
+    with pytest.raises(error, match=re.escape(message)):
+        rl.install(predictor, **arguments)  # checked before the shipped model would be loaded
+    assert readline.get_completer() is previous and readline.get_completer_delims() == " "
+    assert rl._saved is None  # nothing half-installed for uninstall() to undo
+
+
+def test_a_completer_made_directly_refuses_a_k_that_would_make_tab_do_nothing(trained_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    with pytest.raises(ConfigError, match="k must be an integer ≥ 1, got 0"):
+        ReadlineCompleter(Predictor(trained_lm), k=0)
