@@ -123,6 +123,14 @@ class ReadlineCompleter:
             self._history = length
         self._seen = length
 
+    def stop(self) -> None:
+        """Learn the lines read so far and none after (:func:`uninstall` calls it): a :class:`cmd.Cmd` program may
+        still ask :meth:`matches`, which then only completes."""
+        if self.learn:
+            self._absorb_history()
+            atexit.unregister(self._absorb_history)  # registered by install()
+            self.learn = False
+
     def display(self, substitution: str, matches: Sequence[str], longest: int) -> None:
         """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
         shown = set(matches)
@@ -136,6 +144,7 @@ class ReadlineCompleter:
 
 _library = _readline_library()
 _saved: _Saved | None = None
+_installed: ReadlineCompleter | None = None  # the completer install() put in place, until uninstall()
 
 
 def install(
@@ -161,7 +170,7 @@ def install(
     :class:`~autocomplete.errors.ConfigError` (``k`` not an integer ≥ 1), said before readline is changed: inside
     readline an error at Tab would only make Tab do nothing.
     """
-    global _saved
+    global _saved, _installed
     _check_arguments(predictor, completer_delims, k, learn, tab)
     if predictor is None:
         from autocomplete.predictor import load
@@ -170,6 +179,9 @@ def install(
         if predictor.personal is not None and predictor.personal.warning:  # e.g. a session holds the state
             print(printable(f"autocomplete: warning: {predictor.personal.warning}"), file=sys.stderr)
     completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
+    if _installed is not None:  # installed again without uninstall(): the new completer takes over the learning
+        _installed.stop()
+    _installed = completer
     if learn:  # the lines read since the last Tab are learned too (before the state is saved at exit)
         atexit.register(completer._absorb_history)
         exit_on_hangup()  # a closed terminal window runs those exit handlers too
@@ -201,8 +213,12 @@ def _check_arguments(predictor: object, completer_delims: object, k: object, lea
 
 
 def uninstall() -> None:
-    """Put back the completer, delimiters and sorting that :func:`install` replaced."""
-    global _saved
+    """Put back the completer, delimiters and sorting that :func:`install` replaced, and stop learning: the lines
+    read until now are learned, those read after are not (a program may uninstall before it asks for a password)."""
+    global _saved, _installed
+    if _installed is not None:
+        _installed.stop()
+        _installed = None
     if _saved is None:
         return
     readline.set_completer(_saved.completer)

@@ -274,3 +274,32 @@ def test_a_completer_made_directly_refuses_a_k_that_would_make_tab_do_nothing(tr
 
     with pytest.raises(ConfigError, match="k must be an integer ≥ 1, got 0"):
         ReadlineCompleter(Predictor(trained_lm), k=0)
+
+
+def test_lines_read_after_uninstall_are_neither_context_nor_learned_and_those_before_it_are(trained_lm):
+    import autocomplete.readline as rl
+    from autocomplete.predictor import Predictor
+
+    completer = rl.install(Predictor(trained_lm), tab=False)
+    readline.add_history("hear me speak")  # a line input() read while the completer was in place
+    rl.uninstall()
+    context = completer.predictor.context_length
+    assert context > 1  # taken in at uninstall(), not left for a later Tab
+    readline.add_history("my password is swordfish")
+    completer.matches("s", "s", 0, 1)  # a cmd.Cmd program may still route its completion here
+    assert completer.predictor.context_length == context
+
+
+def test_a_program_that_uninstalls_learns_nothing_it_reads_afterwards(trained_model_path, tmp_path):
+    import json
+    import subprocess
+
+    script = ("import readline, autocomplete.readline\nautocomplete.readline.install()\n"
+              "readline.add_history('my friend Zorblax')\nautocomplete.readline.uninstall()\n"
+              "readline.add_history('my password is Quuxwobble')  # read after uninstall: private\n")
+    env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
+                          capture_output=True, text=True, check=True, timeout=120)
+    personal = json.loads(info.stdout)["personal"]
+    assert personal["lines"] == 1 and personal["new_words"] == 1  # Zorblax's line; not Quuxwobble's
