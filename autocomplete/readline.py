@@ -20,7 +20,10 @@ completed word gets its space (one Tab finishes the word and moves on), apostrop
 (``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
 readline asks. Lines the program reads become context for the next ones and are learned (they are taken from
 readline's history; a history file the program loads, ``read_history_file``, is not learned again: the completer
-sets readline's pre-input hook to tell its lines from those typed).
+runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU readline
+it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
+running; with libedit :func:`install` takes the hook, and a program with its own calls
+:meth:`ReadlineCompleter.before_input` from it.
 
 The completer works on its own :meth:`~autocomplete.predictor.Predictor.session` of the predictor, so sharing a
 loaded model with the rest of the program does not disturb its contexts. :func:`uninstall` puts back what
@@ -62,11 +65,28 @@ def _readline_library() -> ctypes.CDLL | None:
     return library
 
 
+#: readline's C pre-input hook, ``int (*)(void)``.
+_Hook = ctypes.CFUNCTYPE(ctypes.c_int)
+
+
+def _pre_input_hook(library: ctypes.CDLL | None) -> ctypes.c_void_p | None:
+    """GNU readline's ``rl_pre_input_hook``. The :mod:`readline` module points it once, at import, at its own function,
+    which calls what ``set_pre_input_hook()`` was last given: the completer wraps the C hook, and the program's own
+    Python hook, set before or after :func:`install`, keeps running."""
+    if library is None:
+        return None
+    try:
+        return ctypes.c_void_p.in_dll(library, "rl_pre_input_hook")
+    except ValueError:
+        return None
+
+
 @dataclass
 class _Saved:
     completer: Callable[[str, int], str | None] | None
     delims: str
     sort: int | None
+    pre_input: int | None  # the address in GNU readline's C pre-input hook (the readline module's function)
 
 
 class ReadlineCompleter:
@@ -79,7 +99,7 @@ class ReadlineCompleter:
         _check_flag("learn", learn)
         self.learn = learn  # lines read by the program become context
         self._history = readline.get_current_history_length()  # lines already there are not the user's new text
-        self._seen = self._history  # the history's length when the last line was read (see _before_input)
+        self._seen = self._history  # the history's length when the last line was read (see before_input)
         self._key: tuple[int, str, str] | None = None  # (context version, text before the word, the word)
         self._ranked: list[Suggestion] = []
         self._matches: list[str] = []
@@ -113,10 +133,13 @@ class ReadlineCompleter:
             self.predictor.commit("".join(item + "\n" for item in items if item))
         self._history = length
 
-    def _before_input(self) -> None:
+    def before_input(self) -> None:
         """readline is about to read a line (its pre-input hook): since the last line read, the history grew by that
         line; if it grew by more, the program loaded a history file (``read_history_file`` at its start), whose lines
-        were learned when they were typed and are not learned again."""
+        were learned when they were typed and are not learned again.
+
+        With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
+        readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
         length = readline.get_current_history_length()
         if length - self._seen > 1:
             self._absorb_history(upto=self._seen)  # the lines read before the load are the user's
@@ -143,6 +166,8 @@ class ReadlineCompleter:
 
 
 _library = _readline_library()
+_pre_input = _pre_input_hook(_library)
+_hook: Callable[[], int] | None = None  # the C function in the pre-input hook while installed (kept alive here)
 _saved: _Saved | None = None
 _installed: ReadlineCompleter | None = None  # the completer install() put in place, until uninstall()
 
@@ -170,7 +195,7 @@ def install(
     :class:`~autocomplete.errors.ConfigError` (``k`` not an integer ≥ 1), said before readline is changed: inside
     readline an error at Tab would only make Tab do nothing.
     """
-    global _saved, _installed
+    global _saved, _installed, _hook
     _check_arguments(predictor, completer_delims, k, learn, tab)
     if predictor is None:
         from autocomplete.predictor import load
@@ -187,17 +212,37 @@ def install(
         exit_on_hangup()  # a closed terminal window runs those exit handlers too
     if _saved is None:
         sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
-        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort)
+        hook = _pre_input.value if _pre_input is not None else None
+        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook)
     readline.set_completer(completer)
     readline.set_completer_delims(completer_delims)
-    if learn and hasattr(readline, "set_pre_input_hook"):  # tells a loaded history file from lines typed
-        readline.set_pre_input_hook(completer._before_input)
+    if learn:  # the pre-input hook tells a loaded history file from lines typed
+        if _pre_input is not None:
+            _hook = _Hook(_before_input_then(completer, _saved.pre_input))
+            _pre_input.value = ctypes.cast(_hook, ctypes.c_void_p).value
+        elif hasattr(readline, "set_pre_input_hook"):
+            readline.set_pre_input_hook(completer.before_input)
     if _library is not None:
         ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = 0
         readline.set_completion_display_matches_hook(completer.display)
     if tab:
         readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else "tab: complete")
     return completer
+
+
+def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callable[[], int]:
+    """The C pre-input hook: ``completer.before_input()``, then the hook that was there (the readline module's, which
+    runs the program's own Python hook)."""
+    previous = _Hook(host) if host else None
+
+    def hook() -> int:
+        try:
+            completer.before_input()
+        except Exception:  # as readline treats an error in a Python hook: the line is read all the same
+            pass
+        return previous() if previous is not None else 0
+
+    return hook
 
 
 def _check_arguments(predictor: object, completer_delims: object, k: object, learn: object, tab: object) -> None:
@@ -215,7 +260,7 @@ def _check_arguments(predictor: object, completer_delims: object, k: object, lea
 def uninstall() -> None:
     """Put back the completer, delimiters and sorting that :func:`install` replaced, and stop learning: the lines
     read until now are learned, those read after are not (a program may uninstall before it asks for a password)."""
-    global _saved, _installed
+    global _saved, _installed, _hook
     if _installed is not None:
         _installed.stop()
         _installed = None
@@ -223,8 +268,11 @@ def uninstall() -> None:
         return
     readline.set_completer(_saved.completer)
     readline.set_completer_delims(_saved.delims)
-    if hasattr(readline, "set_pre_input_hook"):
-        readline.set_pre_input_hook(None)
+    if _pre_input is not None:
+        _pre_input.value = _saved.pre_input  # the program's own Python hook was never touched
+        _hook = None
+    elif hasattr(readline, "set_pre_input_hook"):
+        readline.set_pre_input_hook(None)  # libedit: install() took the hook (the program's own is not knowable)
     readline.set_completion_display_matches_hook(None)
     if _library is not None and _saved.sort is not None:
         ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = _saved.sort

@@ -303,3 +303,48 @@ def test_a_program_that_uninstalls_learns_nothing_it_reads_afterwards(trained_mo
                           capture_output=True, text=True, check=True, timeout=120)
     personal = json.loads(info.stdout)["personal"]
     assert personal["lines"] == 1 and personal["new_words"] == 1  # Zorblax's line; not Quuxwobble's
+
+
+HOST_HOOK = """
+import readline, sys
+import autocomplete, autocomplete.readline
+
+def prefill():  # the program's own pre-input hook: each line starts with a word in it
+    readline.insert_text("well ")
+    readline.redisplay()
+
+if sys.argv[3] == "before":
+    readline.set_pre_input_hook(prefill)
+autocomplete.readline.install(autocomplete.load(sys.argv[1]))
+readline.read_history_file(sys.argv[2])
+if sys.argv[3] == "after":
+    readline.set_pre_input_hook(prefill)
+while (line := input("> ")) != "well quit":
+    print("got:", repr(line))
+    if line == "well uninstall":
+        autocomplete.readline.uninstall()
+"""
+
+
+@pytest.mark.skipif("libedit" in (readline.__doc__ or ""), reason="libedit: install() takes the hook")
+@pytest.mark.parametrize("host_sets_it", ["before", "after"])
+def test_the_programs_own_pre_input_hook_keeps_running_and_its_history_file_is_still_not_learned(
+    trained_model_path, tmp_path, monkeypatch, host_sets_it
+):
+    import json
+    import subprocess
+
+    history = tmp_path / "history"
+    history.write_text("my friend Zorblax\nwe met Quuxly\n")  # typed, and learned, in earlier runs
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
+    term = Terminal(HOST_HOOK, str(trained_model_path), str(history), host_sets_it)
+    term.read_until("> well ")
+    term.send("hello there\r", until="got: 'well hello there'")  # the host's hook ran
+    term.send("uninstall\r", until="got: 'well uninstall'")
+    term.send("again\r", until="got: 'well again'")  # and still runs after uninstall()
+    os.write(term.fd, b"quit\r")
+    os.waitpid(term.pid, 0)
+    os.close(term.fd)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["lines"] == 2  # the two lines typed before uninstall(); no history
