@@ -18,7 +18,8 @@ What readline users otherwise solve themselves: the ranking is kept (readline so
 readline the sort is switched off and the list of candidates is shown most likely first, with probabilities), a
 completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
 (``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
-readline asks. Lines the program reads become context for the next ones and are learned (they are taken from
+readline asks (and again once a line is learned). Lines the program reads become context for the next ones, as
+soon as the next is asked for, and are learned (they are taken from
 readline's history; a history file the program loads, ``read_history_file``, is not learned again: the completer
 runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU readline
 it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
@@ -99,8 +100,8 @@ class ReadlineCompleter:
         _check_flag("learn", learn)
         self.learn = learn  # lines read by the program become context
         self._history = readline.get_current_history_length()  # lines already there are not the user's new text
-        self._seen = self._history  # the history's length when the last line was read (see before_input)
-        self._key: tuple[int, str, str] | None = None  # (context version, text before the word, the word)
+        # (the predictor's answers_version: its context and what was learned, text before the word, the word)
+        self._key: tuple[tuple[int, int, int], str, str] | None = None
         self._ranked: list[Suggestion] = []
         self._matches: list[str] = []
         self.computed = 0  # how many times the model was asked (tests check the per-line cache with it)
@@ -116,7 +117,7 @@ class ReadlineCompleter:
         first, each with the space that follows a finished word."""
         before = line[:begidx]
         self._absorb_history()
-        key = (self.predictor.context_version, before, text)
+        key = (self.predictor.answers_version, before, text)  # a Tab after a line is learned asks again
         if key != self._key:
             self._ranked = self.predictor.suggest(before, self.k, partial=text)
             self._matches = [s.word + " " for s in self._ranked]
@@ -124,27 +125,26 @@ class ReadlineCompleter:
             self.computed += 1
         return list(self._matches)
 
-    def _absorb_history(self, upto: int | None = None) -> None:
-        """Commit the lines the program has read since the last completion (readline adds them to its history), up
-        to the ``upto``-th."""
-        length = readline.get_current_history_length() if upto is None else upto
+    def _absorb_history(self) -> None:
+        """Commit the lines the program has read since the last line or completion (readline adds them to its
+        history)."""
+        length = readline.get_current_history_length()
         if self.learn and length > self._history:
             items = (readline.get_history_item(i) for i in range(self._history + 1, length + 1))
             self.predictor.commit("".join(item + "\n" for item in items if item))
         self._history = length
 
     def before_input(self) -> None:
-        """readline is about to read a line (its pre-input hook): since the last line read, the history grew by that
-        line; if it grew by more, the program loaded a history file (``read_history_file`` at its start), whose lines
-        were learned when they were typed and are not learned again.
+        """readline is about to read a line (its pre-input hook): the line read last is committed now, so that the
+        words it brought are offered on this one. Since the last line read, the history grew by that line; if it grew
+        by more, the program loaded a history file (``read_history_file`` at its start), whose lines were learned when
+        they were typed and are not learned again.
 
         With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
         readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
-        length = readline.get_current_history_length()
-        if length - self._seen > 1:
-            self._absorb_history(upto=self._seen)  # the lines read before the load are the user's
-            self._history = length
-        self._seen = length
+        if readline.get_current_history_length() - self._history > 1:
+            self._history = readline.get_current_history_length()
+        self._absorb_history()
 
     def stop(self) -> None:
         """Learn the lines read so far and none after (:func:`uninstall` calls it): a :class:`cmd.Cmd` program may

@@ -18,7 +18,8 @@ NOTES = """
 import cmd, sys
 import autocomplete, autocomplete.readline
 
-completer = autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))
+# the base model: its answers change only with the context, so the count of computations is exact
+completer = autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None, learn=False))
 
 class Notes(cmd.Cmd):
     prompt = "notes> "
@@ -348,3 +349,25 @@ def test_the_programs_own_pre_input_hook_keeps_running_and_its_history_file_is_s
     info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
                           capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(info.stdout)["personal"]["lines"] == 2  # the two lines typed before uninstall(); no history
+
+
+def test_the_line_just_read_becomes_context_before_the_next_one_is_typed(trained_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    completer = ReadlineCompleter(Predictor(trained_lm))
+    readline.add_history("hear me speak")  # the line input() just read
+    completer.before_input()  # readline's pre-input hook, as the next line starts: no Tab needed
+    assert completer.predictor.context_length == 1 + 3 + 1
+
+
+def test_a_tab_after_a_word_is_learned_offers_it_though_the_line_and_cursor_are_the_same(trained_model_path):
+    import autocomplete
+    from autocomplete.readline import ReadlineCompleter
+
+    predictor = autocomplete.load(trained_model_path)  # with the user's personal state (an empty, isolated one)
+    completer = ReadlineCompleter(predictor.session())
+    assert "Zorblax " not in completer.matches("Zo", "Later I saw Zo", 12, 14)
+    predictor.commit("I met Zorblax at the station\n")  # learned from another session of the same user
+    predictor.personal.wait()
+    assert "Zorblax " in completer.matches("Zo", "Later I saw Zo", 12, 14)
