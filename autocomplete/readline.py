@@ -142,8 +142,9 @@ class ReadlineCompleter:
 
         With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
         readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
-        if readline.get_current_history_length() - self._history > 1:
-            self._history = readline.get_current_history_length()
+        length = readline.get_current_history_length()
+        if length - self._history > 1:
+            self._history = length  # skipped, the line typed just before the load with it (one cannot tell them)
         self._absorb_history()
 
     def stop(self) -> None:
