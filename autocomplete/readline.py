@@ -18,9 +18,13 @@ What readline users otherwise solve themselves: the ranking is kept (readline so
 readline the sort is switched off and the list of candidates is shown most likely first, with probabilities), a
 completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
 (``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
-readline asks. Lines the program reads become context for the next ones and are learned (they are taken from
+readline asks (and again once a line is learned). Lines the program reads become context for the next ones, as
+soon as the next is asked for, and are learned (they are taken from
 readline's history; a history file the program loads, ``read_history_file``, is not learned again: the completer
-sets readline's pre-input hook to tell its lines from those typed).
+runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU readline
+it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
+running; with libedit :func:`install` takes the hook, and a program with its own calls
+:meth:`ReadlineCompleter.before_input` from it.
 
 The completer works on its own :meth:`~autocomplete.predictor.Predictor.session` of the predictor, so sharing a
 loaded model with the rest of the program does not disturb its contexts. :func:`uninstall` puts back what
@@ -31,13 +35,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import readline
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autocomplete.display import percent
-from autocomplete.predictor import Predictor, Suggestion
+from autocomplete.predictor import Predictor, Suggestion, _check_flag, _whole
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
@@ -61,11 +66,28 @@ def _readline_library() -> ctypes.CDLL | None:
     return library
 
 
+#: readline's C pre-input hook, ``int (*)(void)``.
+_Hook = ctypes.CFUNCTYPE(ctypes.c_int)
+
+
+def _pre_input_hook(library: ctypes.CDLL | None) -> ctypes.c_void_p | None:
+    """GNU readline's ``rl_pre_input_hook``. The :mod:`readline` module points it once, at import, at its own function,
+    which calls what ``set_pre_input_hook()`` was last given: the completer wraps the C hook, and the program's own
+    Python hook, set before or after :func:`install`, keeps running."""
+    if library is None:
+        return None
+    try:
+        return ctypes.c_void_p.in_dll(library, "rl_pre_input_hook")
+    except ValueError:
+        return None
+
+
 @dataclass
 class _Saved:
     completer: Callable[[str, int], str | None] | None
     delims: str
     sort: int | None
+    pre_input: int | None  # the address in GNU readline's C pre-input hook (the readline module's function)
 
 
 class ReadlineCompleter:
@@ -74,11 +96,12 @@ class ReadlineCompleter:
 
     def __init__(self, predictor: Predictor, k: int = SamplingConfig.suggestions, learn: bool = True) -> None:
         self.predictor = predictor
-        self.k = k
+        self.k = _whole("k", k, 1)  # a ConfigError here, not a Tab that silently does nothing
+        _check_flag("learn", learn)
         self.learn = learn  # lines read by the program become context
         self._history = readline.get_current_history_length()  # lines already there are not the user's new text
-        self._seen = self._history  # the history's length when the last line was read (see _before_input)
-        self._key: tuple[int, str, str] | None = None  # (context version, text before the word, the word)
+        # (the predictor's answers_version: its context and what was learned, text before the word, the word)
+        self._key: tuple[tuple[int, int, int], str, str] | None = None
         self._ranked: list[Suggestion] = []
         self._matches: list[str] = []
         self.computed = 0  # how many times the model was asked (tests check the per-line cache with it)
@@ -94,7 +117,7 @@ class ReadlineCompleter:
         first, each with the space that follows a finished word."""
         before = line[:begidx]
         self._absorb_history()
-        key = (self.predictor.context_version, before, text)
+        key = (self.predictor.answers_version, before, text)  # a Tab after a line is learned asks again
         if key != self._key:
             self._ranked = self.predictor.suggest(before, self.k, partial=text)
             self._matches = [s.word + " " for s in self._ranked]
@@ -102,24 +125,35 @@ class ReadlineCompleter:
             self.computed += 1
         return list(self._matches)
 
-    def _absorb_history(self, upto: int | None = None) -> None:
-        """Commit the lines the program has read since the last completion (readline adds them to its history), up
-        to the ``upto``-th."""
-        length = readline.get_current_history_length() if upto is None else upto
+    def _absorb_history(self) -> None:
+        """Commit the lines the program has read since the last line or completion (readline adds them to its
+        history)."""
+        length = readline.get_current_history_length()
         if self.learn and length > self._history:
             items = (readline.get_history_item(i) for i in range(self._history + 1, length + 1))
             self.predictor.commit("".join(item + "\n" for item in items if item))
         self._history = length
 
-    def _before_input(self) -> None:
-        """readline is about to read a line (its pre-input hook): since the last line read, the history grew by that
-        line; if it grew by more, the program loaded a history file (``read_history_file`` at its start), whose lines
-        were learned when they were typed and are not learned again."""
+    def before_input(self) -> None:
+        """readline is about to read a line (its pre-input hook): the line read last is committed now, so that the
+        words it brought are offered on this one. Since the last line read, the history grew by that line; if it grew
+        by more, the program loaded a history file (``read_history_file`` at its start), whose lines were learned when
+        they were typed and are not learned again.
+
+        With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
+        readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
         length = readline.get_current_history_length()
-        if length - self._seen > 1:
-            self._absorb_history(upto=self._seen)  # the lines read before the load are the user's
-            self._history = length
-        self._seen = length
+        if length - self._history > 1:
+            self._history = length  # skipped, the line typed just before the load with it (one cannot tell them)
+        self._absorb_history()
+
+    def stop(self) -> None:
+        """Learn the lines read so far and none after (:func:`uninstall` calls it): a :class:`cmd.Cmd` program may
+        still ask :meth:`matches`, which then only completes."""
+        if self.learn:
+            self._absorb_history()
+            atexit.unregister(self._absorb_history)  # registered by install()
+            self.learn = False
 
     def display(self, substitution: str, matches: Sequence[str], longest: int) -> None:
         """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
@@ -133,7 +167,10 @@ class ReadlineCompleter:
 
 
 _library = _readline_library()
+_pre_input = _pre_input_hook(_library)
+_hook: Callable[[], int] | None = None  # the C function in the pre-input hook while installed (kept alive here)
 _saved: _Saved | None = None
+_installed: ReadlineCompleter | None = None  # the completer install() put in place, until uninstall()
 
 
 def install(
@@ -153,8 +190,14 @@ def install(
     With GNU readline this switches readline's alphabetical sorting of matches off and shows the candidates with
     their probabilities (both process-wide, until :func:`uninstall`); with libedit the candidates are offered as
     libedit lists them.
+
+    Bad arguments are a :class:`TypeError` (``predictor`` not a :class:`~autocomplete.predictor.Predictor`,
+    ``completer_delims`` not text, ``learn`` or ``tab`` not True or False) or a
+    :class:`~autocomplete.errors.ConfigError` (``k`` not an integer ≥ 1), said before readline is changed: inside
+    readline an error at Tab would only make Tab do nothing.
     """
-    global _saved
+    global _saved, _installed, _hook
+    _check_arguments(predictor, completer_delims, k, learn, tab)
     if predictor is None:
         from autocomplete.predictor import load
 
@@ -162,16 +205,24 @@ def install(
         if predictor.personal is not None and predictor.personal.warning:  # e.g. a session holds the state
             print(printable(f"autocomplete: warning: {predictor.personal.warning}"), file=sys.stderr)
     completer = ReadlineCompleter(predictor.session(), k=k, learn=learn)
+    if _installed is not None:  # installed again without uninstall(): the new completer takes over the learning
+        _installed.stop()
+    _installed = completer
     if learn:  # the lines read since the last Tab are learned too (before the state is saved at exit)
         atexit.register(completer._absorb_history)
         exit_on_hangup()  # a closed terminal window runs those exit handlers too
     if _saved is None:
         sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
-        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort)
+        hook = _pre_input.value if _pre_input is not None else None
+        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook)
     readline.set_completer(completer)
     readline.set_completer_delims(completer_delims)
-    if learn and hasattr(readline, "set_pre_input_hook"):  # tells a loaded history file from lines typed
-        readline.set_pre_input_hook(completer._before_input)
+    if learn:  # the pre-input hook tells a loaded history file from lines typed
+        if _pre_input is not None:
+            _hook = _Hook(_before_input_then(completer, _saved.pre_input))
+            _pre_input.value = ctypes.cast(_hook, ctypes.c_void_p).value
+        elif hasattr(readline, "set_pre_input_hook"):
+            readline.set_pre_input_hook(completer.before_input)
     if _library is not None:
         ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = 0
         readline.set_completion_display_matches_hook(completer.display)
@@ -180,15 +231,49 @@ def install(
     return completer
 
 
+def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callable[[], int]:
+    """The C pre-input hook: ``completer.before_input()``, then the hook that was there (the readline module's, which
+    runs the program's own Python hook)."""
+    previous = _Hook(host) if host else None
+
+    def hook() -> int:
+        try:
+            completer.before_input()
+        except Exception:  # as readline treats an error in a Python hook: the line is read all the same
+            pass
+        return previous() if previous is not None else 0
+
+    return hook
+
+
+def _check_arguments(predictor: object, completer_delims: object, k: object, learn: object, tab: object) -> None:
+    """:func:`install`'s arguments, each checked as :func:`autocomplete.load` checks its own."""
+    if predictor is not None and not isinstance(predictor, Predictor):
+        note = " (load it first: autocomplete.load(path))" if isinstance(predictor, (str, os.PathLike)) else ""
+        raise TypeError(f"predictor must be a Predictor or None{note}, got {type(predictor).__name__}")
+    if not isinstance(completer_delims, str):
+        raise TypeError(f"completer_delims must be str, got {type(completer_delims).__name__}")
+    _whole("k", k, 1)
+    _check_flag("learn", learn)
+    _check_flag("tab", tab)
+
+
 def uninstall() -> None:
-    """Put back the completer, delimiters and sorting that :func:`install` replaced."""
-    global _saved
+    """Put back the completer, delimiters and sorting that :func:`install` replaced, and stop learning: the lines
+    read until now are learned, those read after are not (a program may uninstall before it asks for a password)."""
+    global _saved, _installed, _hook
+    if _installed is not None:
+        _installed.stop()
+        _installed = None
     if _saved is None:
         return
     readline.set_completer(_saved.completer)
     readline.set_completer_delims(_saved.delims)
-    if hasattr(readline, "set_pre_input_hook"):
-        readline.set_pre_input_hook(None)
+    if _pre_input is not None:
+        _pre_input.value = _saved.pre_input  # the program's own Python hook was never touched
+        _hook = None
+    elif hasattr(readline, "set_pre_input_hook"):
+        readline.set_pre_input_hook(None)  # libedit: install() took the hook (the program's own is not knowable)
     readline.set_completion_display_matches_hook(None)
     if _library is not None and _saved.sort is not None:
         ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = _saved.sort

@@ -617,3 +617,22 @@ def test_an_embedding_that_follows_learning_shows_a_line_learned_meanwhile_witho
     (before, after), = shown
     assert not before.startswith("rblax")
     assert after.startswith("rblax") == follow  # without it, the grey text waits for the next key
+
+
+def test_the_readmes_being_a_good_guest_snippet_runs_as_pasted(trained_model_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    snippet = readme.split("**Being a good guest.**")[1].split("```python\n")[1].split("```")[0]
+    monkeypatch.setenv("AUTOCOMPLETE_MODEL", str(trained_model_path))  # its autocomplete.load(), without the shipped one
+    names: dict[str, object] = {}
+    exec(snippet, names)  # a NameError if it uses what nothing defines
+    buffer = Buffer()
+    with create_pipe_input() as pipe:
+        app = Application(layout=Layout(Window(BufferControl(buffer))), input=pipe, output=DummyOutput(),
+                          key_bindings=names["keys"])
+        with set_app(app):
+            buffer.document = Document("x = 1  # the weather is ni")
+            assert names["in_prose"]() and not names["cursor_in_leading_whitespace"]()
+            buffer.document = Document("    ")
+            assert not names["in_prose"]() and names["cursor_in_leading_whitespace"]()

@@ -1,12 +1,15 @@
 """readline completion, driven through a real pseudo-terminal: a cmd.Cmd program and a plain input() loop."""
 
 import os
+import re
 import select
 import signal
 import sys
 import time
 
 import pytest
+
+from autocomplete.errors import ConfigError
 
 pty = pytest.importorskip("pty")
 readline = pytest.importorskip("readline")
@@ -15,7 +18,8 @@ NOTES = """
 import cmd, sys
 import autocomplete, autocomplete.readline
 
-completer = autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))
+# the base model: its answers change only with the context, so the count of computations is exact
+completer = autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None, learn=False))
 
 class Notes(cmd.Cmd):
     prompt = "notes> "
@@ -235,3 +239,135 @@ def test_a_readline_program_whose_terminal_closes_saves_the_lines_it_read(traine
     info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
                           capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"learn": "no"}, TypeError, "learn must be True or False, got 'no'"),
+        ({"learn": None}, TypeError, "learn must be True or False, got None"),
+        ({"tab": 1}, TypeError, "tab must be True or False, got 1"),
+        ({"k": 0}, ConfigError, "k must be an integer ≥ 1, got 0"),
+        ({"k": None}, ConfigError, "k must be an integer ≥ 1, got None"),
+        ({"k": 2.5}, ConfigError, "k must be an integer ≥ 1, got 2.5"),
+        ({"completer_delims": None}, TypeError, "completer_delims must be str, got NoneType"),
+        ({"predictor": "mine.pt"}, TypeError, "predictor must be a Predictor or None (load it first"),
+    ],
+)
+def test_install_refuses_a_bad_argument_with_one_clear_error_before_changing_readline(arguments, error, message):
+    import autocomplete.readline as rl
+
+    def previous(text, state):
+        return None
+
+    readline.set_completer(previous)
+    readline.set_completer_delims(" ")
+    predictor = arguments.pop("predictor", None)
+    with pytest.raises(error, match=re.escape(message)):
+        rl.install(predictor, **arguments)  # checked before the shipped model would be loaded
+    assert readline.get_completer() is previous and readline.get_completer_delims() == " "
+    assert rl._saved is None  # nothing half-installed for uninstall() to undo
+
+
+def test_a_completer_made_directly_refuses_a_k_that_would_make_tab_do_nothing(trained_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    with pytest.raises(ConfigError, match="k must be an integer ≥ 1, got 0"):
+        ReadlineCompleter(Predictor(trained_lm), k=0)
+
+
+def test_lines_read_after_uninstall_are_neither_context_nor_learned_and_those_before_it_are(trained_lm):
+    import autocomplete.readline as rl
+    from autocomplete.predictor import Predictor
+
+    completer = rl.install(Predictor(trained_lm), tab=False)
+    readline.add_history("hear me speak")  # a line input() read while the completer was in place
+    rl.uninstall()
+    context = completer.predictor.context_length
+    assert context > 1  # taken in at uninstall(), not left for a later Tab
+    readline.add_history("my password is swordfish")
+    completer.matches("s", "s", 0, 1)  # a cmd.Cmd program may still route its completion here
+    assert completer.predictor.context_length == context
+
+
+def test_a_program_that_uninstalls_learns_nothing_it_reads_afterwards(trained_model_path, tmp_path):
+    import json
+    import subprocess
+
+    script = ("import readline, autocomplete.readline\nautocomplete.readline.install()\n"
+              "readline.add_history('my friend Zorblax')\nautocomplete.readline.uninstall()\n"
+              "readline.add_history('my password is Quuxwobble')  # read after uninstall: private\n")
+    env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
+                          capture_output=True, text=True, check=True, timeout=120)
+    personal = json.loads(info.stdout)["personal"]
+    assert personal["lines"] == 1 and personal["new_words"] == 1  # Zorblax's line; not Quuxwobble's
+
+
+HOST_HOOK = """
+import readline, sys
+import autocomplete, autocomplete.readline
+
+def prefill():  # the program's own pre-input hook: each line starts with a word in it
+    readline.insert_text("well ")
+    readline.redisplay()
+
+if sys.argv[3] == "before":
+    readline.set_pre_input_hook(prefill)
+autocomplete.readline.install(autocomplete.load(sys.argv[1]))
+readline.read_history_file(sys.argv[2])
+if sys.argv[3] == "after":
+    readline.set_pre_input_hook(prefill)
+while (line := input("> ")) != "well quit":
+    print("got:", repr(line))
+    if line == "well uninstall":
+        autocomplete.readline.uninstall()
+"""
+
+
+@pytest.mark.skipif("libedit" in (readline.__doc__ or ""), reason="libedit: install() takes the hook")
+@pytest.mark.parametrize("host_sets_it", ["before", "after"])
+def test_the_programs_own_pre_input_hook_keeps_running_and_its_history_file_is_still_not_learned(
+    trained_model_path, tmp_path, monkeypatch, host_sets_it
+):
+    import json
+    import subprocess
+
+    history = tmp_path / "history"
+    history.write_text("my friend Zorblax\nwe met Quuxly\n")  # typed, and learned, in earlier runs
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
+    term = Terminal(HOST_HOOK, str(trained_model_path), str(history), host_sets_it)
+    term.read_until("> well ")
+    term.send("hello there\r", until="got: 'well hello there'")  # the host's hook ran
+    term.send("uninstall\r", until="got: 'well uninstall'")
+    term.send("again\r", until="got: 'well again'")  # and still runs after uninstall()
+    os.write(term.fd, b"quit\r")
+    os.waitpid(term.pid, 0)
+    os.close(term.fd)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["lines"] == 2  # the two lines typed before uninstall(); no history
+
+
+def test_the_line_just_read_becomes_context_before_the_next_one_is_typed(trained_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    completer = ReadlineCompleter(Predictor(trained_lm))
+    readline.add_history("hear me speak")  # the line input() just read
+    completer.before_input()  # readline's pre-input hook, as the next line starts: no Tab needed
+    assert completer.predictor.context_length == 1 + 3 + 1
+
+
+def test_a_tab_after_a_word_is_learned_offers_it_though_the_line_and_cursor_are_the_same(trained_model_path):
+    import autocomplete
+    from autocomplete.readline import ReadlineCompleter
+
+    predictor = autocomplete.load(trained_model_path)  # with the user's personal state (an empty, isolated one)
+    completer = ReadlineCompleter(predictor.session())
+    assert "Zorblax " not in completer.matches("Zo", "Later I saw Zo", 12, 14)
+    predictor.commit("I met Zorblax at the station\n")  # learned from another session of the same user
+    predictor.personal.wait()
+    assert "Zorblax " in completer.matches("Zo", "Later I saw Zo", 12, 14)
