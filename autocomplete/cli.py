@@ -19,6 +19,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -1070,10 +1071,25 @@ def _exit_on_termination() -> Iterator[None]:
         nonlocal ending
         if not ending:
             ending = True
+            threading.Thread(target=_end_anyway, args=(128 + signum,), name="autocomplete-end", daemon=True).start()
             raise SystemExit(128 + signum)
 
     with handling(named("SIGTERM", "SIGHUP"), handler):
         yield
+
+
+END_WAIT = 15.0  # seconds a program ended by a signal has to finish cleanly before it is ended anyway
+
+
+def _end_anyway(code: int) -> None:
+    """After SIGTERM or SIGHUP, if the program has not ended within :data:`END_WAIT` seconds (its exit can wait for
+    ever on the terminal's event loop, whose tasks a closed terminal may never let finish): save what was learned
+    and end the process, so that a closed window never leaves it running, holding the personal state's lock."""
+    time.sleep(END_WAIT)
+    from autocomplete import personal
+
+    personal.save_all()
+    os._exit(code)
 
 
 def _silence(stream: Any) -> None:

@@ -1727,8 +1727,9 @@ _sharing = threading.Lock()  # counts the predictors that share a state
 
 
 @atexit.register
-def _save_all() -> None:
-    """Programs that embed the predictor rarely close it: what they learned is saved when they exit."""
+def save_all() -> None:
+    """Programs that embed the predictor rarely close it: what they learned is saved when they exit (or when a signal
+    ended them and their exit never finished: see ``cli._end_anyway``)."""
     calm()  # a guest's SIGHUP/SIGTERM handler no longer cuts the save short
     for personal in list(_open):
         try:

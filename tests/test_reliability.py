@@ -25,7 +25,7 @@ from autocomplete.errors import CheckpointError
 from autocomplete.predictor import Predictor
 from autocomplete.train import TrainConfig, Trainer, resume_path
 
-from .conftest import SHAKESPEARE, Tmux, make_lm, needs_tmux, prompt_line, wait_for
+from .conftest import SHAKESPEARE, Tmux, make_lm, needs_tmux, prompt_line, saved_words, wait_for
 
 # ---- corpora ------------------------------------------------------------------------------------------------------
 
@@ -365,3 +365,30 @@ def test_an_unknown_device_for_training_names_the_valid_choices(capsys, tmp_path
 def test_checkpoint_error_type_is_what_library_users_catch(tmp_path):
     with pytest.raises(CheckpointError):
         Predictor.load(tmp_path / "missing.pt")
+
+
+def test_a_program_ended_by_a_signal_whose_exit_never_finishes_saves_what_it_learned_and_ends(trained_model_path,
+                                                                                            tmp_path):
+    # a closed terminal's SIGHUP ended the session, whose terminal event loop then waited for ever on a task that
+    # never finished cancelling: it kept running, holding the personal state's lock, deaf to further signals
+    script = """
+import os, signal, sys, time
+from autocomplete import checkpoint, cli
+from autocomplete.personal import open_personal
+
+cli.END_WAIT = 0.5
+personal, _ = open_personal(checkpoint.load(sys.argv[1]))
+personal.learn("we met Zorblax at the harbour\\n", wait=True)
+with cli._exit_on_termination():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    except SystemExit:
+        while True:  # an exit that never finishes
+            time.sleep(1)
+"""
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script, str(trained_model_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert "Zorblax" in saved_words(tmp_path)
