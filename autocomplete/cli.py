@@ -738,9 +738,9 @@ def _corpus(corpus: dict[str, Any]) -> str:
     else:
         parts = [f"{count}: {', '.join(names[:3])}{', …' if len(names) > 3 else ''}" if names else ""]
     tokens, utterances = corpus.get("tokens"), corpus.get("utterances")
-    if _sensible(tokens, 0, 1e15, whole=True):
-        parts.append(_count(tokens, "token") + (f" in {_count(utterances, 'utterance')}"
-                                                if _sensible(utterances, 0, 1e15, whole=True) else ""))
+    if isinstance(tokens, int) and _sensible(tokens, 0, 1e15, whole=True):
+        parts.append(_count(tokens, "token") + (f" in {_count(utterances, 'utterance')}" if isinstance(
+            utterances, int) and _sensible(utterances, 0, 1e15, whole=True) else ""))
     return ": ".join(p for p in parts if p) or UNKNOWN
 
 
