@@ -636,3 +636,15 @@ def test_the_readmes_being_a_good_guest_snippet_runs_as_pasted(trained_model_pat
             assert names["in_prose"]() and not names["cursor_in_leading_whitespace"]()
             buffer.document = Document("    ")
             assert not names["in_prose"]() and names["cursor_in_leading_whitespace"]()
+
+
+@pytest.mark.parametrize("suggestion, taken", [
+    ("end, I", "end"), (", I said", ","), (" I said", " I"), ("don't know", "don't"), ("well-known fact", "well-known"),
+    ("...", "..."), ("—", "—"),
+])
+def test_alt_f_takes_the_next_word_without_the_punctuation_after_it(suggestion, taken):
+    # "Hello my fri" + Alt-F: "end", not "end," (a user typing the comma next got "friend,,")
+    from autocomplete.completion import _FIRST_WORD
+
+    match = _FIRST_WORD.match(suggestion)
+    assert match is not None and match.group() == taken
