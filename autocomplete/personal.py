@@ -1313,58 +1313,66 @@ class Personal:
             raise CheckpointError(f"{where}: personal state of another model")
         if self.model_hash and model.get("sha256") != self.model_hash:
             raise CheckpointError(f"{where}: personal state of another model file (its SHA-256 differs)")
+        part = "lexicon"  # the part being read, named when it is unreadable in a way no check below foresaw
         try:
             lexicon = payload["lexicon"]
             words, counts = list(lexicon["words"]), [int(n) for n in lexicon["counts"]]
             if len(words) != len(counts) or not all(isinstance(w, str) for w in words) or min(counts, default=1) < 1:
-                raise ValueError("lexicon")
+                raise _Inconsistent("lexicon")
+            if len(set(words)) != len(words) or max(counts, default=1) > _MAX_COUNT:
+                raise _Inconsistent("lexicon words or counts")
+            part = "cache"
             cache = payload["cache"]
             keys, ids, surface = cache["keys"].float(), cache["ids"].long(), tuple(cache["surface"])
             n = keys.size(0)
             if keys.dim() != 2 or keys.size(1) != d or ids.shape != (n,) or len(surface) != n:
-                raise ValueError("cache shapes")
+                raise _Inconsistent("cache shapes")
             if n and (int(ids.min()) < 0 or int(ids.max()) >= v) or not all(isinstance(s, str) for s in surface):
-                raise ValueError("cache contents")
+                raise _Inconsistent("cache contents")
             if not torch.isfinite(keys).all():
-                raise ValueError("cache values")
-            adapter = None
+                raise _Inconsistent("cache values")
+            part, adapter = "adapted output layer", None
             if payload["adapter"] is not None:
                 a, c, b = (payload["adapter"][k].float() for k in ("a", "c", "b"))
                 if a.shape != (d, d) or c.shape != (d,) or b.shape != (v,):
-                    raise ValueError("adapter shapes")
+                    raise _Inconsistent("adapter shapes")
                 if not all(torch.isfinite(t).all() for t in (a, c, b)):
-                    raise ValueError("adapter values")
+                    raise _Inconsistent("adapter values")
                 adapter = Adapter(a, c, b)
+            part = "adapted top layer"
             top, mean_square, top_steps = self._load_top(payload.get("top"))  # absent from version 1 files
+            part = "learner"
             learner = payload["learner"]
             state = None
             if learner["state"] is not None:
                 reference = self.model.init_state(1)
                 state = [(h.float(), c.float()) for h, c in learner["state"]]
                 if [(h.shape, c.shape) for h, c in state] != [(h.shape, c.shape) for h, c in reference]:
-                    raise ValueError("learner state shapes")
+                    raise _Inconsistent("learner state shapes")
             last_id, at_start = int(learner["last_id"]), bool(learner["at_start"])
             if not 0 <= last_id < v:
-                raise ValueError("learner position")
+                raise _Inconsistent("learner position")
             lam = float(learner.get("cache_weight", self.config.cache_weight))  # absent from version 1 files
             if not 0.0 <= lam < 1.0:  # NaN fails too
-                raise ValueError("cache weight")
+                raise _Inconsistent("cache weight")
             if not self.config.cache_weight or not self.config.cache_rate:  # switched off or fixed by the settings
                 lam = self.config.cache_weight
+            part = "statistics"
             stats = Stats(**{f.name: payload["stats"].get(f.name, Stats.__dataclass_fields__[f.name].default)
                              for f in fields(Stats)})
             counted = (stats.lines, stats.tokens, stats.steps)
             if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counted):
-                raise ValueError("stats counts")
+                raise _Inconsistent("stats counts")
             if not all(isinstance(t, str) and t.isprintable() and len(t) <= 40 for t in (stats.created, stats.updated)):
-                raise ValueError("stats times")
+                raise _Inconsistent("stats times")
             held = payload.get("handed_held", [])  # absent from files saved before it was noted
             if not isinstance(held, list) or not all(isinstance(name, str) for name in held):
-                raise ValueError("hand-over files")
+                raise _Inconsistent("hand-over files")
         except KeyError as e:
             raise CheckpointError(f"{where}: personal state is incomplete (no {e.args[0]!s})") from None
         except (TypeError, ValueError, AttributeError, RuntimeError) as e:
-            raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({e})") from None
+            detail = str(e) if isinstance(e, _Inconsistent) else f"unreadable {part}"
+            raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({detail})") from None
         with self._lock:
             self._reset()
             self.counts = dict(zip(words, counts))
@@ -1385,13 +1393,13 @@ class Personal:
         weights, mean_square, steps = dict(saved["weights"]), dict(saved["mean_square"]), int(saved["steps"])
         base = self._base_top
         if set(weights) != set(base) or not set(mean_square) <= set(base) or steps < 0:
-            raise ValueError("top layer parameters")
+            raise _Inconsistent("top layer parameters")
         for name, t in weights.items():
             if not isinstance(t, Tensor) or t.shape != base[name].shape or not torch.isfinite(t).all():
-                raise ValueError("top layer shapes or values")
+                raise _Inconsistent("top layer shapes or values")
         for t in mean_square.values():
             if not isinstance(t, Tensor) or t.shape != () or not bool(torch.isfinite(t)) or float(t) < 0:
-                raise ValueError("top layer mean squares")
+                raise _Inconsistent("top layer mean squares")
         weights = {name: weights[name].float() for name in base}
         return AdaptedTop.of(self._top_layer, weights), {k: v.float() for k, v in mean_square.items()}, steps
 
@@ -1400,6 +1408,13 @@ class Personal:
             return self.path.stat().st_size if self.path is not None else 0
         except OSError:
             return 0
+
+
+class _Inconsistent(ValueError):
+    """A part of a saved personal state that fails its check (its message names the part)."""
+
+
+_MAX_COUNT = 10**12  # more times than anyone types a word: a count beyond it is a damaged file
 
 
 def _position(keys: list[str], words: list[str], word: str) -> tuple[int, bool]:

@@ -756,6 +756,24 @@ def test_a_saved_state_with_crafted_stats_is_set_aside(trained_model_path, field
     assert "personal state is incomplete or inconsistent (stats" in warning and again.words == 0
 
 
+@pytest.mark.parametrize("lexicon, why", [
+    ("x", "unreadable lexicon"),  # not Python's "string indices must be integers"
+    ({"words": ["Zorblax", "Zorblax"], "counts": [1, 1]}, "lexicon words or counts"),
+    ({"words": ["Zorblax"], "counts": [10**40]}, "lexicon words or counts"),
+])
+def test_a_saved_state_with_a_crafted_lexicon_is_set_aside_saying_which_part(trained_model_path, lexicon, why):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    payload = read_state(personal.path)
+    payload["lexicon"] = lexicon
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(lm)
+    again.close()
+    assert f"personal state is incomplete or inconsistent ({why})" in warning and again.words == 0
+
+
 def state_of(model_path):
     """Where the personal state of the model at ``model_path`` is saved (its folder made)."""
     state = state_path(checkpoint.load(model_path), model_hash(model_path))
