@@ -19,7 +19,7 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from autocomplete.completion import LanguageModelAutoSuggest, LanguageModelCompleter, SamplingSettings
-from autocomplete.model import quantize_dynamic
+from autocomplete.model import LSTMLanguageModel, quantize_dynamic
 from autocomplete.context import batch_one
 from autocomplete.predictor import Predictor
 from autocomplete.vocab import EOS_ID
@@ -130,11 +130,10 @@ def generation(report: Report, predictor: Predictor, quick: bool, command: str) 
         report.add("generation", f"{name}, batch 1, CPU", command, words_per_s=words / seconds)
 
 
-def step_latency(predictor: Predictor, steps: int = 200, onednn: bool = False) -> float:
+def step_latency(model: LSTMLanguageModel, steps: int = 200, onednn: bool = False) -> float:
     """Median ms of one LSTM step plus the next-word distribution (the per-word cost of the predictor).
 
     The predictor steps with oneDNN off; ``onednn=True`` measures PyTorch's default instead."""
-    model = predictor.model
     state = model.init_state(1)
     token = torch.tensor([[5]])
     times = []
@@ -153,29 +152,25 @@ def levers(report: Report, predictor: Predictor, eval_ids: torch.Tensor, quick: 
 
     ids = eval_ids[: 2000 if quick else 20000]
     threads = torch.get_num_threads()
-    base_ms = step_latency(predictor)
+    base_ms = step_latency(predictor.model)
     base_loss, _, _ = evaluate_stream(predictor.model, ids)
     report.add("levers", f"baseline: float32, {threads} threads, oneDNN off for batch-1 steps", command,
                step_ms=base_ms, perplexity=float(torch.tensor(base_loss).exp()))
     report.add("levers", "float32 with oneDNN on (PyTorch's default)", command,
-               step_ms=step_latency(predictor, onednn=True))
+               step_ms=step_latency(predictor.model, onednn=True))
     for n in sorted({1, 2, threads} - {threads}):
         torch.set_num_threads(n)
-        report.add("levers", f"{n} thread(s)", command, step_ms=step_latency(predictor))
+        report.add("levers", f"{n} thread(s)", command, step_ms=step_latency(predictor.model))
     torch.set_num_threads(threads)
-    quantized = copy.copy(predictor)
-    quantized.model = quantize_dynamic(predictor.model)
-    q_loss, _, _ = evaluate_stream(quantized.model, ids)
+    quantized = quantize_dynamic(predictor.model)
+    q_loss, _, _ = evaluate_stream(quantized, ids)
     report.add("levers", "int8 dynamic quantisation (LSTM + Linear)", command,
                step_ms=step_latency(quantized), perplexity=float(torch.tensor(q_loss).exp()))
-    half = copy.copy(predictor)
-    half.model = copy.deepcopy(predictor.model).to(torch.bfloat16)
+    half = copy.deepcopy(predictor.model).to(torch.bfloat16)
     report.add("levers", "bfloat16 weights", command, step_ms=step_latency(half))
     if not quick:
-        compiled = copy.copy(predictor)
-        model = copy.deepcopy(predictor.model)
-        model.features = torch.compile(model.features, dynamic=False)  # type: ignore[method-assign]
-        compiled.model = model
+        compiled = copy.deepcopy(predictor.model)
+        compiled.features = torch.compile(compiled.features, dynamic=False)  # type: ignore[method-assign]
         started = time.perf_counter()
         step_latency(compiled, steps=3)
         warm = time.perf_counter() - started
