@@ -193,8 +193,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--valid", nargs="+", default=[], help="validation text (default: the tail of each file)")
     g.add_argument("--valid-fraction", type=fraction, default=None,
-                   help="tail of each file held out (default: about 1,000 tokens, 2-10%% of the text, none below "
-                        "1,000 tokens; with --from 0.02-0.1 by text size)")
+                   help="tail of each file held out, short files pooled (default: about 1,000 tokens, 2-10%% of the "
+                        "text, none below 1,000 tokens; with --from 0.02-0.1 by text size)")
     g.add_argument("--tokenizer", choices=["words", "whitespace"], default=None,
                    help="words (default): running text; whitespace: pre-tokenized corpora such as PTB")
     g.add_argument("--interleave", action="store_true",

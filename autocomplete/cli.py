@@ -268,6 +268,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         f"corpus: {s.files} file(s), {_count(s.utterances, 'utterance')}, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
         f"({s.unknown / max(1, s.tokens):.1%} unknown)"
         + (f"; validation {len(corpus.valid):,} tokens" if corpus.valid is not None else "; no validation text")
+        + (f" ({len(corpus.valid) / max(1, s.tokens):.1%} of the text held out)"
+           if corpus.valid is not None and not valid_sources else "")
     )
     if s.replaced_bytes:
         log(f"warning: {_replaced(s)}")
