@@ -107,7 +107,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
             run.enter_context(atomic.exclusive_lock(args.output))
+            _remove_leftovers(args.output, log)
         return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _remove_leftovers(output: Path, log: Callable[[str], None]) -> None:
+    """Remove what saves of ``output`` and its resume file left when a kill cut them short (hidden ``.tmp`` files,
+    as large as the model or three times it), saying so. Called under ``output``'s lock: no other write owns them."""
+    from autocomplete.atomic import remove_leftovers
+    from autocomplete.resume import resume_path
+
+    removed = [*remove_leftovers(output), *remove_leftovers(resume_path(output))]
+    if removed:
+        log(f"removed {_count(len(removed), 'temporary file')} ({_bytes(sum(size for _, size in removed))}) left by an "
+            "interrupted save")
 
 
 def _no_valid_text(sources: Sequence[Any]) -> str:
@@ -969,6 +982,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     before = args.source.stat().st_size
     dtype = {"float32": None, "float16": torch.float16, "int8": torch.float16}[args.to]
     with atomic.exclusive_lock(args.output):  # a training writing -o would otherwise save over this (or this over it)
+        atomic.remove_leftovers(args.output)
         checkpoint.save(lm, args.output, dtype, int8=args.to == "int8")
     after = args.output.stat().st_size
     _out(f"{args.output}: {_bytes(after)} ({args.to}; {args.source} was {_bytes(before)})")

@@ -226,6 +226,17 @@ def test_a_run_no_better_than_word_frequencies_ends_with_a_warning(capsys, tmp_p
     assert code == 0 and "warning: the model is no better than word frequencies alone" in err
 
 
+def test_training_removes_what_killed_saves_of_its_model_and_resume_file_left_beside_them(capsys, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    leftovers = [tmp_path / ".toy.pt.a1b2c3d4.tmp", tmp_path / ".toy.pt.resume.e5f6g7h8.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"PK" * 500)  # half a model: what `kill -9` during a save leaves
+    code, _, err = run(capsys, "train", str(corpus), "-o", str(tmp_path / "toy.pt"), "--epochs", "1", "--no-cache")
+    assert code == 0 and not any(path.exists() for path in leftovers)
+    assert "removed 2 temporary files (2.0 kB) left by an interrupted save" in err
+
+
 class ClosedPipe(io.TextIOBase):
     """Standard error piped into ``head -2`` after head has exited: every write is a broken pipe."""
 
