@@ -106,6 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave, warn=warn))
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
+            _refuse_replacing_what_is_not_a_model(args.output, "training")
+            _refuse_replacing_what_is_not_a_model(resume_path(args.output), "training")
             run.enter_context(atomic.exclusive_lock(args.output))
             _remove_leftovers(args.output, log)
         return _train(args, sources, valid_sources, log, main_rank)
@@ -121,6 +123,24 @@ def _remove_leftovers(output: Path, log: Callable[[str], None]) -> None:
     if removed:
         log(f"removed {_count(len(removed), 'temporary file')} ({_bytes(sum(size for _, size in removed))}) left by an "
             "interrupted save")
+
+
+def _refuse_replacing_what_is_not_a_model(path: Path, who: str) -> None:
+    """An ``-o`` is a model file to replace (or a resume file), never a text or anything else that a mistyped ``-o``
+    would destroy (``convert tiny.pt -o tiny.txt``). An existing file must be empty or be what ``torch.save`` writes
+    for a model: a zip archive whose first entry is its pickle, naming the model format in its first bytes (so a
+    model that an old program left truncated can still be replaced)."""
+    from autocomplete.checkpoint import FORMAT
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:  # absent, or not readable: check_writable says what matters
+        return
+    if not head or (head.startswith(b"PK\x03\x04") and b"/data.pkl" in head[:200] and FORMAT.encode() in head):
+        return
+    raise ConfigError(f"{path}: exists and is not an autocomplete model; {who} would replace it. Remove it or "
+                      "choose another -o")
 
 
 def _no_valid_text(sources: Sequence[Any]) -> str:
@@ -979,6 +999,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     lm = checkpoint.load(args.source)
     atomic.check_writable(args.output)
+    _refuse_replacing_what_is_not_a_model(args.output, "convert")
     before = args.source.stat().st_size
     dtype = {"float32": None, "float16": torch.float16, "int8": torch.float16}[args.to]
     with atomic.exclusive_lock(args.output):  # a training writing -o would otherwise save over this (or this over it)

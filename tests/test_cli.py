@@ -674,6 +674,29 @@ def test_convert_refuses_an_output_a_training_is_writing(capsys, trained_model_p
     assert code == 1 and "is writing this file" in err and not out.exists()
 
 
+def test_convert_and_train_refuse_to_replace_a_file_that_is_not_a_model(capsys, trained_model_path, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    precious = tmp_path / "notes.txt"
+    precious.write_text("my own words\n")
+    code, _, err = run(capsys, "convert", str(trained_model_path), "-o", str(precious))
+    assert code == 1 and precious.read_text() == "my own words\n"
+    assert err == (f"autocomplete: error: {precious}: exists and is not an autocomplete model; convert would replace "
+                   "it. Remove it or choose another -o\n")
+    code, _, err = run(capsys, "train", str(corpus), "-o", str(precious), "--epochs", "1", "--no-cache")
+    assert code == 1 and "training would replace it" in err and precious.read_text() == "my own words\n"
+
+
+def test_convert_and_train_replace_a_model_or_an_empty_file(capsys, trained_model_path, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    out = tmp_path / "out.pt"
+    out.touch()
+    assert run(capsys, "convert", str(trained_model_path), "-o", str(out), "--to", "int8")[0] == 0
+    assert run(capsys, "train", str(corpus), "-o", str(out), "--epochs", "1", "--no-cache")[0] == 0
+    assert checkpoint.load(out).metadata["corpus"]["tokens"] == 8  # the int8 model was replaced by the new one
+
+
 def test_a_word_of_the_vocabulary_with_a_newline_in_it_is_shown_on_its_line(capsys):
     from autocomplete.tokenizer import printable_word
 
