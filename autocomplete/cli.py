@@ -170,9 +170,10 @@ def _check_vocab_room(args: argparse.Namespace) -> None:
 
 
 def _log_until_unread() -> Callable[[str], None]:
-    """The training log on standard error, until its reader goes away (``train … 2>&1 | head -2``): from then on
-    the lines are dropped and standard error points at /dev/null (for the progress bar too), and training goes on,
-    since the model is what was asked for, not the log."""
+    """The training log on standard error, until it cannot be written: its reader went away (``train … 2>&1 |
+    head -2``), or it is a file on a full disk (``2>/dev/full``). From then on the lines are dropped and standard error
+    points at /dev/null (for the progress bar too), and training goes on, since the model is what was asked for, not
+    the log."""
     unread = False
 
     def log(message: str) -> None:
@@ -181,7 +182,7 @@ def _log_until_unread() -> Callable[[str], None]:
             return
         try:
             _err(message)
-        except BrokenPipeError:
+        except OSError:  # a broken pipe, a full disk, an I/O error: the same, nobody can read the log
             unread = True
             _silence(sys.stderr)
 

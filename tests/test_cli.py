@@ -255,6 +255,21 @@ def test_training_goes_on_and_writes_the_model_when_its_log_is_no_longer_read(ca
     assert code == 0 and checkpoint.load(out).model.config.hidden_dim == 8
 
 
+class FullDisk(ClosedPipe):
+    """Standard error redirected to a file on a full disk (``2>/dev/full``): every write fails with ENOSPC."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_training_goes_on_and_writes_the_model_when_its_log_is_on_a_full_disk(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "stderr", FullDisk())
+    out = tmp_path / "m.pt"
+    code = main(["train", str(small_text(tmp_path)), "-o", str(out), "--epochs", "1", "--embedding-dim", "8",
+                 "--hidden-dim", "8", "--layers", "1", "--no-cache", "--threads", "1"])
+    assert code == 0 and checkpoint.load(out).model.config.hidden_dim == 8
+
+
 def test_a_broken_pipe_that_stops_a_training_before_its_model_is_written_is_no_success(capsys, monkeypatch, tmp_path):
     from autocomplete.train import Trainer
 
