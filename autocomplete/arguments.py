@@ -4,9 +4,11 @@ usage errors that state the valid range (exit status 2). :mod:`autocomplete.cli`
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -103,6 +105,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def print_help(self, file=None):  # type: ignore[no-untyped-def]
+        """The help on standard output, where a failed write raises (argparse drops it, and with standard output
+        closed prints the help on standard error): ``--help > /dev/full`` is an error, as for every command."""
+        if file is None and sys.stdout is None:  # started with standard output closed (`>&-`)
+            raise OSError(errno.EBADF, "standard output is closed")
+        (file or sys.stdout).write(self.format_help())
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
         """What argparse does, except that an option the command does not take is that command's usage error

@@ -1138,10 +1138,32 @@ def _escape_what_cannot_be_encoded() -> None:
                 pass
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, with the help flushed before ``--help`` exits: a write that fails raises here."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:
+        if e.code in (0, None) and sys.stdout is not None:
+            sys.stdout.flush()
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _escape_what_cannot_be_encoded()
     parser = build_parser()
-    args = resolve(parser.parse_args(argv), parser)
+    try:
+        parsed = _parse(parser, argv)
+    except BrokenPipeError:  # `autocomplete --help | head -3`
+        _silence(sys.stdout)
+        return 0
+    except OSError as e:  # `--help > /dev/full` or `>&-`
+        if sys.stdout is None:
+            _err("autocomplete: error: standard output is closed; there is nowhere to print to")
+            return EXIT_ERROR
+        _silence(sys.stdout)
+        _err(f"autocomplete: error: standard output: cannot write ({e.strerror or e})")
+        return EXIT_ERROR
+    args = resolve(parsed, parser)
     if args.command == "train":
         args.typed = typed_options(argv)
         check_train(args, parser)

@@ -270,6 +270,22 @@ def test_training_goes_on_and_writes_the_model_when_its_log_is_on_a_full_disk(ca
     assert code == 0 and checkpoint.load(out).model.config.hidden_dim == 8
 
 
+class FullOnFlush(io.StringIO):
+    """Standard output redirected to a file on a full disk, buffered: the writes succeed, the flush fails."""
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("command", [[], ["train"]])
+@pytest.mark.parametrize("stdout", [FullDisk, FullOnFlush, type(None)])
+def test_help_into_a_full_or_closed_standard_output_is_an_error(capsys, monkeypatch, command, stdout):
+    monkeypatch.setattr(sys, "stdout", stdout())
+    assert main([*command, "--help"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("autocomplete: error: standard output") and len(err.splitlines()) == 1  # not the help
+
+
 def test_a_broken_pipe_that_stops_a_training_before_its_model_is_written_is_no_success(capsys, monkeypatch, tmp_path):
     from autocomplete.train import Trainer
 
