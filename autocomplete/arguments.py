@@ -30,6 +30,16 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+class _OptionalModel(argparse.Action):
+    """``--from`` alone: ``""``, the shipped model; ``--from MODEL``: that file, where an empty name (``--from ""``)
+    is a usage error as for every other path. (A string ``const`` would go through a ``type`` that refuses "".)"""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        if values == "":
+            raise argparse.ArgumentError(self, "an empty path")
+        setattr(namespace, self.dest, "" if values is None else values)
+
+
 def _number(kind: type, low: float | None, high: float | None, what: str, low_open: bool = False):  # type: ignore[no-untyped-def]
     def parse(text: str):  # type: ignore[no-untyped-def]
         try:
@@ -55,6 +65,8 @@ def _bound(value: float) -> str:
 
 positive_int = _number(int, 1, None, "positive integer")
 non_negative_int = _number(int, 0, None, "integer ≥ 0")
+MAX_SAMPLES = 10_000  # generate --num: more is a typo (99999999999999999999 ran until interrupted), not a request
+samples = _number(int, 1, MAX_SAMPLES, "number of samples")
 threads = _number(int, 1, os.cpu_count() or 1, "thread count")  # more than the CPUs present only slows it (or crashes)
 seed = _number(int, 0, 2**64 - 1, "seed (an integer from 0 to 2^64 - 1)")  # what torch.manual_seed accepts
 fraction = _number(float, 0, 0.5, "fraction")
@@ -192,7 +204,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--resume-anyway", action="store_true",
                    help="--resume even though the corpus, validation text or settings differ from the saved run's "
                         "(the saved model settings and vocabulary are kept)")
-    p.add_argument("--from", dest="base", nargs="?", const="", default=None, metavar="MODEL",
+    p.add_argument("--from", dest="base", action=_OptionalModel, nargs="?", default=None, metavar="MODEL",
                    help="fine-tune MODEL (alone: the shipped model) on your text instead of training from scratch: its "
                         "sizes, tokenizer and words are kept, your text's new words added (put it after the files)")
     p.add_argument("--new-words", type=non_negative_int, default=10000, metavar="N",
@@ -330,7 +342,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     _add_model_option(p)
     _add_sampling_options(p)
     _add_learn_option(p)
-    p.add_argument("--num", type=positive_int, default=1, help="how many samples (default 1)")
+    p.add_argument("--num", type=samples, default=1, help=f"how many samples (default 1, at most {MAX_SAMPLES:,})")
 
     p = sub.add_parser(
         "learn", help="teach the model your words from existing text",
