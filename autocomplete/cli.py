@@ -250,6 +250,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
             log(f"building the vocabulary from {len(sources)} file(s)…")
             vocab = data.build_vocab(sources, tokenizer, args.breaks, vocab_size, counted)
         tokens, model_config = sum(vocab.counts), None
+    if not args.resume:  # an empty text is said before the settings fitted to it (a resumed run counts its own)
+        data.check_trainable(tokens, sources)
     sized = model_config is not None  # resumed or fine-tuned: the model's sizes are fixed
     fit = fit_to_corpus(
         tokens, epochs=args.epochs, optimizer=args.optimizer,
@@ -538,14 +540,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return shown[0].update
 
     ksr_k = ks if args.ksr_words != 0 else ()
+    top = tuple(k for k in (1, 3, 5) if k <= len(predictor.vocab))  # a model of a few words has no top-5
     learned = None
     try:
-        report = evaluate(predictor, ids, surface, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
+        report = evaluate(predictor, ids, surface, ks=top, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
         if args.learn:
             from autocomplete.personal import Personal
 
             predictor.personal = Personal(predictor.lm)  # in memory only: the user's own state is not touched
-            learned = evaluate(predictor, ids, surface, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
+            learned = evaluate(predictor, ids, surface, ks=top, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
     finally:
         for progress in shown:
             progress.close()
@@ -564,7 +567,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _out("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
         for r in report.keystrokes:
             _out(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
-                 f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
+                 f"({r.keys_with:,} of {_count(r.keys_without, 'key')}, {_count(r.words, 'word')})")
         return 0
     _out(f"{'':<28}{'without learning':>18}{'learning as it types':>24}")
     change = learned.perplexity / report.perplexity - 1
@@ -575,7 +578,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         gain = (on.savings - r.savings) * 100
         _out(f"{f'keystrokes saved, {r.k} shown':<28}{r.savings:>18.1%}{on.savings:>17.1%} ({gain:+.1f})")
     if report.keystrokes:
-        _out(f"(keystrokes over the first {report.keystrokes[0].words:,} words)")
+        _out(f"(keystrokes over the first {_count(report.keystrokes[0].words, 'word')})")
     return 0
 
 

@@ -194,6 +194,22 @@ def test_the_notebook_toy_typed_as_is_predicts_you(capsys, tmp_path, monkeypatch
         assert code == 0 and out.split()[0] == word, (text, out)
 
 
+def test_a_one_word_text_trains_and_evaluates_in_the_singular_without_a_top_5_its_model_cannot_have(capsys, tmp_path):
+    text, model = tmp_path / "one.txt", tmp_path / "one.pt"
+    text.write_text("hello\n")
+    code, _, err = run(capsys, "train", str(text), "-o", str(model), "--epochs", "1", "--no-cache", "--verbose")
+    assert code == 0 and "(1 step)" in err and ": 1 step/epoch" in err and "; 1 token in" in err
+    code, out, _ = run(capsys, "eval", str(text), "-m", str(model))  # 3 words in all: <unk>, <eos>, hello
+    assert code == 0 and "top-3" in out and "top-5" not in out and out.rstrip().endswith(", 1 word)")
+
+
+def test_an_empty_text_is_refused_before_settings_are_fitted_to_it(capsys, tmp_path):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  \n\n")
+    code, _, err = run(capsys, "train", str(blank), "-o", str(tmp_path / "b.pt"), "--no-cache")
+    assert code == 1 and "no text to train on" in err and "fitted to" not in err
+
+
 def test_training_into_a_log_writes_a_few_plain_lines_without_carriage_returns(tmp_path):
     (tmp_path / "toy.txt").write_text("hello how are you hello how is\n")
     proc = subprocess.run(
