@@ -4,9 +4,11 @@ usage errors that state the valid range (exit status 2). :mod:`autocomplete.cli`
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -26,6 +28,16 @@ def _path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
     return Path(text)
+
+
+class _OptionalModel(argparse.Action):
+    """``--from`` alone: ``""``, the shipped model; ``--from MODEL``: that file, where an empty name (``--from ""``)
+    is a usage error as for every other path. (A string ``const`` would go through a ``type`` that refuses "".)"""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        if values == "":
+            raise argparse.ArgumentError(self, "an empty path")
+        setattr(namespace, self.dest, "" if values is None else values)
 
 
 def _number(kind: type, low: float | None, high: float | None, what: str, low_open: bool = False):  # type: ignore[no-untyped-def]
@@ -53,6 +65,8 @@ def _bound(value: float) -> str:
 
 positive_int = _number(int, 1, None, "positive integer")
 non_negative_int = _number(int, 0, None, "integer ≥ 0")
+MAX_SAMPLES = 10_000  # generate --num: more is a typo (99999999999999999999 ran until interrupted), not a request
+samples = _number(int, 1, MAX_SAMPLES, "number of samples")
 threads = _number(int, 1, os.cpu_count() or 1, "thread count")  # more than the CPUs present only slows it (or crashes)
 seed = _number(int, 0, 2**64 - 1, "seed (an integer from 0 to 2^64 - 1)")  # what torch.manual_seed accepts
 fraction = _number(float, 0, 0.5, "fraction")
@@ -103,6 +117,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def print_help(self, file=None):  # type: ignore[no-untyped-def]
+        """The help on standard output, where a failed write raises (argparse drops it, and with standard output
+        closed prints the help on standard error): ``--help > /dev/full`` is an error, as for every command."""
+        if file is None and sys.stdout is None:  # started with standard output closed (`>&-`)
+            raise OSError(errno.EBADF, "standard output is closed")
+        (file or sys.stdout).write(self.format_help())
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
         """What argparse does, except that an option the command does not take is that command's usage error
@@ -183,7 +204,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--resume-anyway", action="store_true",
                    help="--resume even though the corpus, validation text or settings differ from the saved run's "
                         "(the saved model settings and vocabulary are kept)")
-    p.add_argument("--from", dest="base", nargs="?", const="", default=None, metavar="MODEL",
+    p.add_argument("--from", dest="base", action=_OptionalModel, nargs="?", default=None, metavar="MODEL",
                    help="fine-tune MODEL (alone: the shipped model) on your text instead of training from scratch: its "
                         "sizes, tokenizer and words are kept, your text's new words added (put it after the files)")
     p.add_argument("--new-words", type=non_negative_int, default=10000, metavar="N",
@@ -193,8 +214,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--valid", nargs="+", default=[], help="validation text (default: the tail of each file)")
     g.add_argument("--valid-fraction", type=fraction, default=None,
-                   help="tail of each file held out (default: about 1,000 tokens, 2-10%% of the text, none below "
-                        "1,000 tokens; with --from 0.02-0.1 by text size)")
+                   help="tail of each file held out, short files pooled (default: about 1,000 tokens, 2-10%% of the "
+                        "text, none below 1,000 tokens; with --from 0.02-0.1 by text size)")
     g.add_argument("--tokenizer", choices=["words", "whitespace"], default=None,
                    help="words (default): running text; whitespace: pre-tokenized corpora such as PTB")
     g.add_argument("--interleave", action="store_true",
@@ -321,7 +342,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     _add_model_option(p)
     _add_sampling_options(p)
     _add_learn_option(p)
-    p.add_argument("--num", type=positive_int, default=1, help="how many samples (default 1)")
+    p.add_argument("--num", type=samples, default=1, help=f"how many samples (default 1, at most {MAX_SAMPLES:,})")
 
     p = sub.add_parser(
         "learn", help="teach the model your words from existing text",

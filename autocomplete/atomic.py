@@ -13,6 +13,7 @@ instead of silently replacing the first one's work).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -93,6 +94,37 @@ def atomic_write(path: Path | str, write: Callable[[Any], None], mode: str = "wb
             os.close(dir_fd)
     except OSError:
         pass
+
+
+_TEMPORARY = re.compile(r"[a-z0-9_]{8}\.(tmp|probe)")  # mkstemp's eight random characters, then our suffix
+
+
+def remove_leftovers(path: Path | str) -> list[tuple[Path, int]]:
+    """Remove the temporary files (``.NAME.XXXXXXXX.tmp``, ``.probe``) that :func:`atomic_write` and
+    :func:`check_writable` leave beside ``path``'s target when a kill cuts a save short, and return them with their
+    sizes. Only a caller holding ``path``'s :func:`exclusive_lock` may call it: then no running write owns them.
+    A file that cannot be removed is left alone, and not returned."""
+    target = resolve_target(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    prefix = f".{target.name}."
+    removed = []
+    try:
+        names = [name for name in os.listdir(directory) if name.startswith(prefix)]
+    except OSError:
+        return []
+    for name in names:
+        if not _TEMPORARY.fullmatch(name[len(prefix):]):
+            continue
+        leftover = directory / name
+        try:
+            info = os.lstat(leftover)
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            leftover.unlink()
+        except OSError:
+            continue
+        removed.append((leftover, info.st_size))
+    return removed
 
 
 def _file_mode(path: Path) -> int:
@@ -186,6 +218,7 @@ __all__ = [
     "check_writable",
     "exclusive_lock",
     "lock_path",
+    "remove_leftovers",
     "resolve_target",
     "same_file",
 ]

@@ -107,8 +107,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         sources = run.enter_context(data.opened_sources(args.corpus, interleave=args.interleave, warn=warn))
         _refuse_outputs_that_are_inputs(args.output, [*sources, *valid_sources])
         if main_rank:
+            _refuse_replacing_what_is_not_a_model(args.output, "training")
+            _refuse_replacing_what_is_not_a_model(resume_path(args.output), "training")
             run.enter_context(atomic.exclusive_lock(args.output))
+            _remove_leftovers(args.output, log)
         return _train(args, sources, valid_sources, log, main_rank)
+
+
+def _remove_leftovers(output: Path, log: Callable[[str], None]) -> None:
+    """Remove what saves of ``output`` and its resume file left when a kill cut them short (hidden ``.tmp`` files,
+    as large as the model or three times it), saying so. Called under ``output``'s lock: no other write owns them."""
+    from autocomplete.atomic import remove_leftovers
+    from autocomplete.resume import resume_path
+
+    removed = [*remove_leftovers(output), *remove_leftovers(resume_path(output))]
+    if removed:
+        log(f"removed {_count(len(removed), 'temporary file')} ({_bytes(sum(size for _, size in removed))}) left by an "
+            "interrupted save")
+
+
+def _refuse_replacing_what_is_not_a_model(path: Path, who: str) -> None:
+    """An ``-o`` is a model file to replace (or a resume file), never a text or anything else that a mistyped ``-o``
+    would destroy (``convert tiny.pt -o tiny.txt``). An existing file must be empty or be what ``torch.save`` writes
+    for a model: a zip archive whose first entry is its pickle, naming the model format in its first bytes (so a
+    model that an old program left truncated can still be replaced)."""
+    from autocomplete.checkpoint import FORMAT
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:  # absent, or not readable: check_writable says what matters
+        return
+    if not head or (head.startswith(b"PK\x03\x04") and b"/data.pkl" in head[:200] and FORMAT.encode() in head):
+        return
+    raise ConfigError(f"{path}: exists and is not an autocomplete model; {who} would replace it. Remove it or "
+                      "choose another -o")
 
 
 def _no_valid_text(sources: Sequence[Any]) -> str:
@@ -138,9 +171,10 @@ def _check_vocab_room(args: argparse.Namespace) -> None:
 
 
 def _log_until_unread() -> Callable[[str], None]:
-    """The training log on standard error, until its reader goes away (``train … 2>&1 | head -2``): from then on
-    the lines are dropped and standard error points at /dev/null (for the progress bar too), and training goes on,
-    since the model is what was asked for, not the log."""
+    """The training log on standard error, until it cannot be written: its reader went away (``train … 2>&1 |
+    head -2``), or it is a file on a full disk (``2>/dev/full``). From then on the lines are dropped and standard error
+    points at /dev/null (for the progress bar too), and training goes on, since the model is what was asked for, not
+    the log."""
     unread = False
 
     def log(message: str) -> None:
@@ -149,7 +183,7 @@ def _log_until_unread() -> Callable[[str], None]:
             return
         try:
             _err(message)
-        except BrokenPipeError:
+        except OSError:  # a broken pipe, a full disk, an I/O error: the same, nobody can read the log
             unread = True
             _silence(sys.stderr)
 
@@ -217,6 +251,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
             log(f"building the vocabulary from {len(sources)} file(s)…")
             vocab = data.build_vocab(sources, tokenizer, args.breaks, vocab_size, counted)
         tokens, model_config = sum(vocab.counts), None
+    if not args.resume:  # an empty text is said before the settings fitted to it (a resumed run counts its own)
+        data.check_trainable(tokens, sources)
     sized = model_config is not None  # resumed or fine-tuned: the model's sizes are fixed
     fit = fit_to_corpus(
         tokens, epochs=args.epochs, optimizer=args.optimizer,
@@ -269,6 +305,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         f"corpus: {s.files} file(s), {_count(s.utterances, 'utterance')}, {s.tokens:,} tokens; vocabulary {len(vocab):,} "
         f"({s.unknown / max(1, s.tokens):.1%} unknown)"
         + (f"; validation {len(corpus.valid):,} tokens" if corpus.valid is not None else "; no validation text")
+        + (f" ({len(corpus.valid) / max(1, s.tokens):.1%} of the text held out)"
+           if corpus.valid is not None and not valid_sources else "")
     )
     if s.replaced_bytes:
         log(f"warning: {_replaced(s)}")
@@ -503,14 +541,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return shown[0].update
 
     ksr_k = ks if args.ksr_words != 0 else ()
+    top = tuple(k for k in (1, 3, 5) if k <= len(predictor.vocab))  # a model of a few words has no top-5
     learned = None
     try:
-        report = evaluate(predictor, ids, surface, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
+        report = evaluate(predictor, ids, surface, ks=top, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
         if args.learn:
             from autocomplete.personal import Personal
 
             predictor.personal = Personal(predictor.lm)  # in memory only: the user's own state is not touched
-            learned = evaluate(predictor, ids, surface, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
+            learned = evaluate(predictor, ids, surface, ks=top, ksr_k=ksr_k, ksr_words=args.ksr_words, phases=phase)
     finally:
         for progress in shown:
             progress.close()
@@ -529,7 +568,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _out("accuracy        " + "  ".join(f"top-{k} {v:.1%}" for k, v in report.accuracy.items()))
         for r in report.keystrokes:
             _out(f"keystrokes      {r.savings:.1%} saved with {r.k} suggestions "
-                 f"({r.keys_with:,} of {r.keys_without:,} keys, {r.words:,} words)")
+                 f"({r.keys_with:,} of {_count(r.keys_without, 'key')}, {_count(r.words, 'word')})")
         return 0
     _out(f"{'':<28}{'without learning':>18}{'learning as it types':>24}")
     change = learned.perplexity / report.perplexity - 1
@@ -540,7 +579,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         gain = (on.savings - r.savings) * 100
         _out(f"{f'keystrokes saved, {r.k} shown':<28}{r.savings:>18.1%}{on.savings:>17.1%} ({gain:+.1f})")
     if report.keystrokes:
-        _out(f"(keystrokes over the first {report.keystrokes[0].words:,} words)")
+        _out(f"(keystrokes over the first {_count(report.keystrokes[0].words, 'word')})")
     return 0
 
 
@@ -965,9 +1004,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     lm = checkpoint.load(args.source)
     atomic.check_writable(args.output)
+    _refuse_replacing_what_is_not_a_model(args.output, "convert")
     before = args.source.stat().st_size
     dtype = {"float32": None, "float16": torch.float16, "int8": torch.float16}[args.to]
     with atomic.exclusive_lock(args.output):  # a training writing -o would otherwise save over this (or this over it)
+        atomic.remove_leftovers(args.output)
         checkpoint.save(lm, args.output, dtype, int8=args.to == "int8")
     after = args.output.stat().st_size
     _out(f"{args.output}: {_bytes(after)} ({args.to}; {args.source} was {_bytes(before)})")
@@ -1116,10 +1157,32 @@ def _escape_what_cannot_be_encoded() -> None:
                 pass
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, with the help flushed before ``--help`` exits: a write that fails raises here."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:
+        if e.code in (0, None) and sys.stdout is not None:
+            sys.stdout.flush()
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _escape_what_cannot_be_encoded()
     parser = build_parser()
-    args = resolve(parser.parse_args(argv), parser)
+    try:
+        parsed = _parse(parser, argv)
+    except BrokenPipeError:  # `autocomplete --help | head -3`
+        _silence(sys.stdout)
+        return 0
+    except OSError as e:  # `--help > /dev/full` or `>&-`
+        if sys.stdout is None:
+            _err("autocomplete: error: standard output is closed; there is nowhere to print to")
+            return EXIT_ERROR
+        _silence(sys.stdout)
+        _err(f"autocomplete: error: standard output: cannot write ({e.strerror or e})")
+        return EXIT_ERROR
+    args = resolve(parsed, parser)
     if args.command == "train":
         args.typed = typed_options(argv)
         check_train(args, parser)

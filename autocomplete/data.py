@@ -45,6 +45,7 @@ MAX_SEGMENT = 1 << 20  # characters; longer lines are cut at whitespace into pie
 SPOOL_CHUNK = 1 << 20  # bytes of a stream copied (and checked for NUL) at a time
 _SNIFF_LINES = 2000
 MIN_VALID_TOKENS = 2  # a held-out tail shorter than this is trained on instead (one token predicts nothing)
+MIN_TAIL = 50  # tokens: a validation tail is cut once the text since the last cut gives at least this many
 
 
 @dataclass
@@ -548,6 +549,32 @@ def check_trainable(train_tokens: int, sources: Sequence[Source]) -> None:
         raise CorpusError(f"{names}: no text to train on (the corpus is empty or whitespace only)")
 
 
+class ValidationSplit:
+    """How many tokens to hold out for validation from the end of the text read so far, file after file: the tail
+    of about ``fraction`` of the text since the previous cut. :func:`load_corpus` and the token cache both ask it, so
+    their streams are the same.
+
+    A tail is cut once the text since the previous cut gives at least :data:`MIN_TAIL` tokens, and after the last
+    file. A file that long gives its own tail; shorter ones are pooled with the files after them, so that a folder
+    of one-line notes holds out a stretch of whole notes, not the last token of every note: that token is its
+    ``<eos>``, which training would then never see and validation would measure alone. A tail is rounded down, so
+    what is held out is ``fraction`` of the text to within a token per cut."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+        self.pending = 0  # tokens read since the last cut
+
+    def after(self, tokens: int, last: bool) -> int:
+        """The tokens to hold out from the end of the text, now that a file of ``tokens`` tokens was read (0: none,
+        the tail is cut later)."""
+        self.pending += tokens
+        held = int(self.pending * self.fraction)
+        if held < MIN_TAIL and not last:
+            return 0
+        self.pending = 0
+        return held
+
+
 def load_corpus(
     sources: Sequence[Source],
     tokenizer: Tokenizer,
@@ -556,20 +583,24 @@ def load_corpus(
     valid_sources: Sequence[Source] = (),
     valid_fraction: float = 0.0,
 ) -> Corpus:
-    """Encode the training sources in memory; validation comes from ``valid_sources`` or the tail of every training
-    file. Tails that add up to too little to validate on stay in the training stream (a tiny text loses no token).
-    :class:`~autocomplete.token_cache.TokenCache` produces the same streams on disk, for corpora of any size."""
+    """Encode the training sources in memory; validation comes from ``valid_sources`` or the tails that
+    :class:`ValidationSplit` cuts from the training files. Tails that add up to too little to validate on stay in the
+    training stream (a tiny text loses no token). :class:`~autocomplete.token_cache.TokenCache` produces the same
+    streams on disk, for corpora of any size."""
     stats = CorpusStats()
     encoded = [encode_source(source, tokenizer, vocab, breaks, stats) for source in sources]
-    split = valid_fraction > 0 and not valid_sources
-    cuts = [int(len(ids) * (1 - valid_fraction)) if split else len(ids) for ids in encoded]
-    if split and sum(len(ids) - cut for ids, cut in zip(encoded, cuts)) < MIN_VALID_TOKENS:
-        cuts = [len(ids) for ids in encoded]  # too little to validate on: every token is trained on instead
-    train_parts = [ids[:cut] for ids, cut in zip(encoded, cuts)]
-    valid_parts = [ids[cut:] for ids, cut in zip(encoded, cuts) if cut < len(ids)]
+    stream = torch.cat(encoded) if encoded else torch.zeros(0, dtype=torch.int32)
+    kept = torch.ones(stream.numel(), dtype=torch.bool)
+    split, end = ValidationSplit(0.0 if valid_sources else valid_fraction), 0
+    for i, ids in enumerate(encoded):
+        end += len(ids)
+        kept[end - split.after(len(ids), last=i == len(encoded) - 1) : end] = False
+    if stream.numel() - int(kept.sum()) < MIN_VALID_TOKENS:
+        kept[:] = True  # too little to validate on: every token is trained on instead
+    train = stream[kept]
+    valid_parts = [stream[~kept]] if not bool(kept.all()) else []
     for source in valid_sources:
         valid_parts.append(encode_source(source, tokenizer, vocab, breaks, CorpusStats()))
-    train = torch.cat(train_parts) if train_parts else torch.zeros(0, dtype=torch.int32)
     valid = torch.cat(valid_parts) if valid_parts else None
     check_trainable(train.numel(), sources)
     if valid is not None and valid.numel() < MIN_VALID_TOKENS:
@@ -637,6 +668,7 @@ __all__ = [
     "Source",
     "TokenFile",
     "TokenIds",
+    "ValidationSplit",
     "batchify",
     "bptt_batches",
     "build_vocab",

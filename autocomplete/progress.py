@@ -29,6 +29,11 @@ def choose_mode(quiet: bool = False, stream: TextIO | None = None) -> Mode:
         return "lines"
 
 
+def count(n: int, noun: str) -> str:
+    """``1 step``, ``0 steps``, ``1,234 tokens``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def duration(seconds: float) -> str:
     """A short human duration: ``42 s``, ``5 min``, ``2 h 7 min``."""
     s = max(0, round(seconds))

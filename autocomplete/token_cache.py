@@ -54,7 +54,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "autocomplete-tokens"
-FORMAT_VERSION = 3  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
+FORMAT_VERSION = 4  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
 _SCAN_CHUNK = 1 << 24  # bytes checked at a time when an ids file is verified
 _COPY_CHUNK = 1 << 22  # bytes moved at a time when splitting off validation tails
 
@@ -234,8 +234,9 @@ class TokenCache:
     ) -> dict[str, Any]:
         """Encode into a temporary file, laid out like load_corpus's streams, and rename it to ``target``.
 
-        Memory stays bounded: ids are written as they come, and a file's validation tail (known only once the file
-        is done) is moved from the training file to a side file in chunks, the training file truncated behind it.
+        Memory stays bounded: ids are written as they come, and a validation tail (known only once a file is done:
+        :class:`~autocomplete.data.ValidationSplit`) is moved from the training file to a side file in chunks, the
+        training file truncated behind it.
         """
         stats = CorpusStats()
         split = valid_fraction > 0 and not valid_sources
@@ -243,20 +244,20 @@ class TokenCache:
 
         def encode(train: BinaryIO, split: bool = split) -> None:
             nonlocal n_train, n_valid, stats
+            tails = data.ValidationSplit(valid_fraction if split else 0.0)
             with tempfile.TemporaryFile(dir=self.folder) as valid:
-                for source in sources:
+                for i, source in enumerate(sources):
                     n = 0
                     for part in data.iter_source_ids(source, tokenizer, vocab, breaks, stats):
                         part.tofile(train)
                         n += len(part)
-                    if split:
-                        cut = int(n * (1 - valid_fraction))
-                        _copy(train, (n_train + cut) * TokenFile.ITEMSIZE, (n - cut) * TokenFile.ITEMSIZE, valid)
-                        train.truncate((n_train + cut) * TokenFile.ITEMSIZE)
+                    n_train += n
+                    held = tails.after(n, last=i == len(sources) - 1)
+                    if held:
+                        _copy(train, (n_train - held) * TokenFile.ITEMSIZE, held * TokenFile.ITEMSIZE, valid)
+                        train.truncate((n_train - held) * TokenFile.ITEMSIZE)
                         train.seek(0, os.SEEK_END)
-                        n_train, n_valid = n_train + cut, n_valid + n - cut
-                    else:
-                        n_train += n
+                        n_train, n_valid = n_train - held, n_valid + held
                 if split and n_valid < data.MIN_VALID_TOKENS:
                     # too little to validate on: load_corpus trains on every token then; so do these ids. Only a
                     # tiny text gets here, so encoding it once more costs nothing.

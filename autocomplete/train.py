@@ -49,7 +49,7 @@ from autocomplete.evaluate import evaluate_loss, perplexity
 from autocomplete.model import LSTMLanguageModel, State, detach_state
 from autocomplete.signals import handling, named
 from autocomplete.resume import check_optimizer, check_state, check_training, restore_rng, resume_path
-from autocomplete.progress import Mode, Progress
+from autocomplete.progress import Mode, Progress, count
 
 Log = Callable[[str], None]
 DEFAULT_LR = {"adamw": 2e-3, "sgd": 20.0}  # AdamW's usual rate; 20 for SGD is the classic word-level LSTM recipe
@@ -471,7 +471,7 @@ class Trainer:
             self.log(
                 f"training {self.model.num_parameters():,} parameters on {self.device}"
                 + (f" × {self.dist.world} processes" if self.dist.active else "")
-                + f": {self.batches_per_epoch:,} steps/epoch, effective batch {eff} × {c.bptt} tokens, "
+                + f": {count(self.batches_per_epoch, 'step')}/epoch, effective batch {eff} × {c.bptt} tokens, "
                 f"{c.optimizer} lr {c.lr:g} ({c.schedule})"
             )
         interrupted = stopped = False
@@ -618,7 +618,7 @@ class Trainer:
             where = "stopped" if partial else f"epoch {self.epoch}/{self.config.epochs}"
             rate = self.tokens_seen / max(1e-9, self.elapsed)
             valid = f"valid loss {loss:.3f}, perplexity {perplexity(loss):.2f}" if loss is not None else "no validation"
-            self._say(f"{where}: {valid}; {self.tokens_seen:,} tokens in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
+            self._say(f"{where}: {valid}; {count(self.tokens_seen, 'token')} in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
         # (due: tiny epochs would otherwise rewrite both files many times a second)
         self.history.append(
             {"epoch": round(self.step / max(1, self.batches_per_epoch), 3), "step": self.step,
@@ -688,9 +688,9 @@ class CorpusFit:
                 f"hidden {self.hidden_dim}"
             )
         if d & {"batch_size", "bptt"}:
-            parts.append(f"batch {self.batch_size} × bptt {self.bptt} ({self.steps:,} steps)")
+            parts.append(f"batch {self.batch_size} × bptt {self.bptt} ({count(self.steps, 'step')})")
         if "warmup_steps" in d:
-            parts.append(f"warm-up {self.warmup_steps} steps")
+            parts.append(f"warm-up {count(self.warmup_steps, 'step')}")
         if "lr" in d:
             parts.append(f"lr {self.lr:g}")
         if "threads" in d and self.threads:

@@ -99,7 +99,8 @@ def test_eval_and_predict_take_the_same_range_of_suggestions(capsys, command):
     assert "argument -k: suggestions must be an integer in [1, 100], got 1000000000 (out of range)" in err
 
 
-@pytest.mark.parametrize("argv", [["predict", "x", "-m", ""], ["train", "a.txt", "-o", ""], ["convert", "", "-o", "b.pt"]])
+@pytest.mark.parametrize("argv", [["predict", "x", "-m", ""], ["train", "a.txt", "-o", ""], ["convert", "", "-o", "b.pt"],
+                                  ["train", "a.txt", "-o", "m.pt", "--from", ""]])
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys, argv):
     with pytest.raises(SystemExit) as exit:
         build_parser().parse_args(argv)
@@ -112,3 +113,16 @@ def test_cache_older_than_without_clear_is_a_usage_error(capsys):
         resolve(parser.parse_args(["cache", "--older-than", "5"]), parser)
     assert exit.value.code == EXIT_USAGE and "--older-than goes with --clear" in capsys.readouterr().err
     assert resolve(parser.parse_args(["cache", "--clear", "--older-than", "5"]), parser).older_than == 5
+
+
+def test_from_alone_fine_tunes_the_shipped_model_and_from_a_file_that_file():
+    assert build_parser().parse_args(["train", "a.txt", "-o", "m.pt", "--from"]).base == ""
+    assert build_parser().parse_args(["train", "a.txt", "-o", "m.pt", "--from", "b.pt"]).base == "b.pt"
+    assert build_parser().parse_args(["train", "a.txt", "-o", "m.pt"]).base is None
+
+
+def test_generate_takes_up_to_ten_thousand_samples_not_an_endless_number(capsys):
+    assert build_parser().parse_args(["generate", "x", "--num", "10000"]).num == 10_000
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["generate", "x", "--num", "99999999999999999999"])
+    assert exit.value.code == EXIT_USAGE and "out of range (must be ≥ 1 and ≤ 10000)" in capsys.readouterr().err

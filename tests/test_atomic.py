@@ -113,3 +113,14 @@ def test_a_second_writer_of_a_locked_output_is_refused_naming_the_first(tmp_path
     with atomic.exclusive_lock(out):  # the holder died: its lock went with it
         assert atomic.lock_path(out).exists()
     assert not atomic.lock_path(out).exists()  # released and tidied
+
+
+def test_the_leftovers_of_saves_a_kill_cut_short_are_removed_and_nothing_else(tmp_path):
+    leftovers = [tmp_path / ".m.pt.k3x_9q0a.tmp", tmp_path / ".m.pt.zz0011aa.probe"]
+    kept = [tmp_path / "m.pt", tmp_path / ".m.pt.resume.k3x_9q0a.tmp", tmp_path / ".other.pt.k3x_9q0a.tmp",
+            tmp_path / ".m.pt.my-notes.tmp", tmp_path / "m.pt.k3x_9q0a.tmp"]
+    for path in leftovers + kept:
+        path.write_text("partial")
+    assert sorted(atomic.remove_leftovers(tmp_path / "m.pt")) == sorted((p, 7) for p in leftovers)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert atomic.remove_leftovers(tmp_path / "m.pt.resume") == [(tmp_path / ".m.pt.resume.k3x_9q0a.tmp", 7)]

@@ -194,6 +194,22 @@ def test_the_notebook_toy_typed_as_is_predicts_you(capsys, tmp_path, monkeypatch
         assert code == 0 and out.split()[0] == word, (text, out)
 
 
+def test_a_one_word_text_trains_and_evaluates_in_the_singular_without_a_top_5_its_model_cannot_have(capsys, tmp_path):
+    text, model = tmp_path / "one.txt", tmp_path / "one.pt"
+    text.write_text("hello\n")
+    code, _, err = run(capsys, "train", str(text), "-o", str(model), "--epochs", "1", "--no-cache", "--verbose")
+    assert code == 0 and "(1 step)" in err and ": 1 step/epoch" in err and "; 1 token in" in err
+    code, out, _ = run(capsys, "eval", str(text), "-m", str(model))  # 3 words in all: <unk>, <eos>, hello
+    assert code == 0 and "top-3" in out and "top-5" not in out and out.rstrip().endswith(", 1 word)")
+
+
+def test_an_empty_text_is_refused_before_settings_are_fitted_to_it(capsys, tmp_path):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  \n\n")
+    code, _, err = run(capsys, "train", str(blank), "-o", str(tmp_path / "b.pt"), "--no-cache")
+    assert code == 1 and "no text to train on" in err and "fitted to" not in err
+
+
 def test_training_into_a_log_writes_a_few_plain_lines_without_carriage_returns(tmp_path):
     (tmp_path / "toy.txt").write_text("hello how are you hello how is\n")
     proc = subprocess.run(
@@ -226,6 +242,17 @@ def test_a_run_no_better_than_word_frequencies_ends_with_a_warning(capsys, tmp_p
     assert code == 0 and "warning: the model is no better than word frequencies alone" in err
 
 
+def test_training_removes_what_killed_saves_of_its_model_and_resume_file_left_beside_them(capsys, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    leftovers = [tmp_path / ".toy.pt.a1b2c3d4.tmp", tmp_path / ".toy.pt.resume.e5f6g7h8.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"PK" * 500)  # half a model: what `kill -9` during a save leaves
+    code, _, err = run(capsys, "train", str(corpus), "-o", str(tmp_path / "toy.pt"), "--epochs", "1", "--no-cache")
+    assert code == 0 and not any(path.exists() for path in leftovers)
+    assert "removed 2 temporary files (2.0 kB) left by an interrupted save" in err
+
+
 class ClosedPipe(io.TextIOBase):
     """Standard error piped into ``head -2`` after head has exited: every write is a broken pipe."""
 
@@ -242,6 +269,37 @@ def test_training_goes_on_and_writes_the_model_when_its_log_is_no_longer_read(ca
     code = main(["train", str(small_text(tmp_path)), "-o", str(out), "--epochs", "1", "--embedding-dim", "8",
                  "--hidden-dim", "8", "--layers", "1", "--no-cache", "--threads", "1"])
     assert code == 0 and checkpoint.load(out).model.config.hidden_dim == 8
+
+
+class FullDisk(ClosedPipe):
+    """Standard error redirected to a file on a full disk (``2>/dev/full``): every write fails with ENOSPC."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_training_goes_on_and_writes_the_model_when_its_log_is_on_a_full_disk(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "stderr", FullDisk())
+    out = tmp_path / "m.pt"
+    code = main(["train", str(small_text(tmp_path)), "-o", str(out), "--epochs", "1", "--embedding-dim", "8",
+                 "--hidden-dim", "8", "--layers", "1", "--no-cache", "--threads", "1"])
+    assert code == 0 and checkpoint.load(out).model.config.hidden_dim == 8
+
+
+class FullOnFlush(io.StringIO):
+    """Standard output redirected to a file on a full disk, buffered: the writes succeed, the flush fails."""
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("command", [[], ["train"]])
+@pytest.mark.parametrize("stdout", [FullDisk, FullOnFlush, type(None)])
+def test_help_into_a_full_or_closed_standard_output_is_an_error(capsys, monkeypatch, command, stdout):
+    monkeypatch.setattr(sys, "stdout", stdout())
+    assert main([*command, "--help"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("autocomplete: error: standard output") and len(err.splitlines()) == 1  # not the help
 
 
 def test_a_broken_pipe_that_stops_a_training_before_its_model_is_written_is_no_success(capsys, monkeypatch, tmp_path):
@@ -661,6 +719,29 @@ def test_convert_refuses_an_output_a_training_is_writing(capsys, trained_model_p
     with atomic.exclusive_lock(out):  # what `train … -o t.pt` holds while it runs
         code, _, err = run(capsys, "convert", str(trained_model_path), "-o", str(out))
     assert code == 1 and "is writing this file" in err and not out.exists()
+
+
+def test_convert_and_train_refuse_to_replace_a_file_that_is_not_a_model(capsys, trained_model_path, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    precious = tmp_path / "notes.txt"
+    precious.write_text("my own words\n")
+    code, _, err = run(capsys, "convert", str(trained_model_path), "-o", str(precious))
+    assert code == 1 and precious.read_text() == "my own words\n"
+    assert err == (f"autocomplete: error: {precious}: exists and is not an autocomplete model; convert would replace "
+                   "it. Remove it or choose another -o\n")
+    code, _, err = run(capsys, "train", str(corpus), "-o", str(precious), "--epochs", "1", "--no-cache")
+    assert code == 1 and "training would replace it" in err and precious.read_text() == "my own words\n"
+
+
+def test_convert_and_train_replace_a_model_or_an_empty_file(capsys, trained_model_path, tmp_path):
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("hello how are you hello how is\n")
+    out = tmp_path / "out.pt"
+    out.touch()
+    assert run(capsys, "convert", str(trained_model_path), "-o", str(out), "--to", "int8")[0] == 0
+    assert run(capsys, "train", str(corpus), "-o", str(out), "--epochs", "1", "--no-cache")[0] == 0
+    assert checkpoint.load(out).metadata["corpus"]["tokens"] == 8  # the int8 model was replaced by the new one
 
 
 def test_a_word_of_the_vocabulary_with_a_newline_in_it_is_shown_on_its_line(capsys):

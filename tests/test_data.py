@@ -228,6 +228,34 @@ def test_validation_is_the_tail_of_each_file():
     assert corpus.valid.numel() == pytest.approx(total * 0.1, abs=2)
 
 
+def notes(folder, count=300, words=4):
+    """A folder of one-line notes, ``words`` words each (``count`` files), as a notes app or a chat export leaves."""
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"n{i:04}.txt").write_text(" ".join(f"w{(i + j) % 50}" for j in range(words)) + "\n")
+    return data.resolve_sources([folder])
+
+
+def test_a_folder_of_one_line_notes_keeps_their_ends_in_training_and_holds_out_the_fraction_asked(tmp_path):
+    sources = notes(tmp_path / "notes")  # 300 notes of 5 tokens: each one's last token is its <eos>
+    vocab = data.build_vocab(sources, tok)
+    corpus = data.load_corpus(sources, tok, vocab, valid_fraction=0.1)
+    total = corpus.train.numel() + corpus.valid.numel()
+    assert corpus.valid.numel() == pytest.approx(total * 0.1, abs=5)
+    train_ends = (corpus.train == EOS_ID).sum().item()
+    valid_ends = (corpus.valid == EOS_ID).sum().item()
+    assert train_ends + valid_ends == 300 and train_ends == pytest.approx(270, abs=5)
+    assert valid_ends < corpus.valid.numel() / 2  # whole notes, not only their ends
+
+
+def test_the_validation_split_pools_short_files_and_cuts_long_ones_alone():
+    split = data.ValidationSplit(0.1)
+    assert [split.after(100, last=False) for _ in range(5)] == [0, 0, 0, 0, 50]
+    assert split.after(2_000, last=False) == 200  # a long file gives its own tail, as it always has
+    assert split.after(7, last=True) == 0  # the last file ends the pool: a tenth of 7 tokens rounds down to none
+    assert data.ValidationSplit(0.0).after(10_000, last=True) == 0
+
+
 def test_a_validation_tail_too_short_to_use_is_trained_on(tmp_path):
     path = tmp_path / "toy.txt"
     path.write_text("hello how are you hello how is\n")  # 8 tokens: a 2% tail is one token, too few to validate on

@@ -57,6 +57,19 @@ def test_cached_streams_hold_the_same_ids_as_the_in_memory_corpus(tmp_path, corp
     assert disk.stats == memory.stats
 
 
+def test_a_cached_folder_of_short_notes_is_split_as_the_in_memory_corpus_is(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"n{i:04}.txt").write_text(f"note {i % 7} says hi\n")
+    sources = data.resolve_sources([folder])
+    vocab = data.build_vocab(sources, tok)
+    memory = data.load_corpus(sources, tok, vocab, valid_fraction=0.05)
+    disk = TokenCache(tmp_path / "cache").corpus(sources, tok, vocab, valid_fraction=0.05)
+    assert torch.equal(disk.train.read(), memory.train) and torch.equal(disk.valid.read(), memory.valid)
+    assert len(disk.valid) == pytest.approx(0.05 * 1_500, abs=5)
+
+
 def test_a_cached_tiny_text_keeps_its_last_token_when_its_tail_is_too_short_to_validate_on(tmp_path):
     path = tmp_path / "toy.txt"
     path.write_text("hello how are you hello how is\n")

@@ -171,6 +171,11 @@ def test_validating_first_writes_the_starting_model_before_any_step(tmp_path, mo
     assert torch.equal(params(checkpoint.load(tmp_path / "m.pt").model), before)  # the best is still the start
 
 
+def test_the_start_up_line_counts_one_step_in_the_singular():
+    described = fit_to_corpus(2, epochs=1).describe()
+    assert "(1 step)" in described and "warm-up 0 steps" in described
+
+
 def test_a_tiny_text_gets_a_small_model_every_word_and_no_validation_on_defaults():
     fit = fit_to_corpus(8, epochs=300)
     assert fit.min_count == 1 and fit.valid_fraction == 0.0 and fit.batch_size == 1
