@@ -1106,27 +1106,32 @@ def _exit_on_termination() -> Iterator[None]:
     what was learned saved) instead of killing it on the spot. Only the first one does: a closed terminal window
     often sends both, and a second signal must not cut short the clean-up the first one started (SIGKILL still
     ends it). The trainer installs its own, gentler handler while it runs."""
-    ending = False
+    ending, ended = False, threading.Event()
 
     def handler(signum: int, frame: object) -> None:
         nonlocal ending
         if not ending:
             ending = True
-            threading.Thread(target=_end_anyway, args=(128 + signum,), name="autocomplete-end", daemon=True).start()
+            threading.Thread(target=_end_anyway, args=(128 + signum, ended), name="autocomplete-end",
+                             daemon=True).start()
             raise SystemExit(128 + signum)
 
-    with handling(named("SIGTERM", "SIGHUP"), handler):
-        yield
+    try:
+        with handling(named("SIGTERM", "SIGHUP"), handler):
+            yield
+    finally:
+        ended.set()
 
 
 END_WAIT = 15.0  # seconds a program ended by a signal has to finish cleanly before it is ended anyway
 
 
-def _end_anyway(code: int) -> None:
-    """After SIGTERM or SIGHUP, if the program has not ended within :data:`END_WAIT` seconds (its exit can wait for
+def _end_anyway(code: int, ended: threading.Event) -> None:
+    """After SIGTERM or SIGHUP, if the command has not ended within :data:`END_WAIT` seconds (its exit can wait for
     ever on the terminal's event loop, whose tasks a closed terminal may never let finish): save what was learned
     and end the process, so that a closed window never leaves it running, holding the personal state's lock."""
-    time.sleep(END_WAIT)
+    if ended.wait(END_WAIT):
+        return
     from autocomplete import personal
 
     personal.save_all()

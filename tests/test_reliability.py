@@ -392,3 +392,23 @@ with cli._exit_on_termination():
                           text=True, timeout=120)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert "Zorblax" in saved_words(tmp_path)
+
+
+def test_a_command_that_a_signal_ended_cleanly_is_not_ended_again_later():
+    # the program that ran the command goes on (a test run, a host calling main()): nothing ends it afterwards
+    script = """
+import os, signal, time
+from autocomplete import cli
+
+cli.END_WAIT = 0.2
+try:
+    with cli._exit_on_termination():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+except SystemExit:
+    pass
+time.sleep(1)
+print("still here", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "still here\n"), done.stderr
