@@ -733,7 +733,8 @@ def _utf8(stream: TextIO) -> TextIO:
 
 def can_run_full_screen() -> bool:
     term = os.environ.get("TERM", "")
-    return sys.stdin.isatty() and sys.stdout.isatty() and term not in ("dumb", "unknown")
+    return (sys.stdin is not None and sys.stdin.isatty() and sys.stdout is not None and sys.stdout.isatty()
+            and term not in ("dumb", "unknown"))
 
 
 def run_session(
@@ -752,6 +753,8 @@ def run_session(
     ``save_history``: keep the lines typed in ``history`` and what was learned from them in the user data folder
     (False: nothing of the session is written there; both are kept in memory only); ``style`` overrides the mode's
     style (see :mod:`autocomplete.styles`); ``learn``: the user's personal state (False: the model as shipped)."""
+    if sys.stdin is None:  # started with standard input closed (`<&-`): no line will ever come
+        raise ConfigError("standard input is closed: there is nothing to read")
     line_mode = plain_mode or not can_run_full_screen()
     # line mode in type mode answers questions and learns nothing: it does not hold the state a session or `learn`
     # may be saving into (`echo "how are" | autocomplete` while a session runs says nothing of it)

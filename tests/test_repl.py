@@ -430,6 +430,16 @@ def test_the_command_falls_back_to_line_mode_without_a_terminal(trained_model_pa
     assert lines[0].count("%") == 5 and lines[1] == "candidates shown = 2" and lines[2].count("%") == 2
 
 
+@pytest.mark.parametrize("flags", [[], ["--plain"]])
+def test_the_session_with_standard_input_closed_says_so_in_one_line(trained_model_path, tmp_path, flags):
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "autocomplete", *flags, "--model", str(trained_model_path)]
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *command], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "autocomplete: error: standard input is closed: there is nothing to read\n"
+
+
 # ---- the real program in a real terminal (tmux) ------------------------------------------------------------------
 
 @needs_tmux
