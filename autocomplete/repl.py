@@ -469,6 +469,19 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
+def _tell(text: str) -> None:
+    """A line for the person at the terminal, not for the program reading the output (a warning, line mode's
+    greeting): on standard error, so that ``echo hi | autocomplete --mode chat > reply.txt`` gets the reply alone.
+    Lost where standard error is closed or full: a message that cannot be said must not end the session."""
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(printable(text))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def build_prompt(
     session: Session,
     history: History,
@@ -731,10 +744,20 @@ def _utf8(stream: TextIO) -> TextIO:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", line_buffering=True)
 
 
-def can_run_full_screen() -> bool:
+def why_not_full_screen() -> str | None:
+    """Why the full-screen prompt cannot run here (said to a person typing at a terminal), or None if it can."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        return "standard input is not a terminal"
+    if sys.stdout is None or not sys.stdout.isatty():
+        return "standard output is not a terminal"
     term = os.environ.get("TERM", "")
-    return (sys.stdin is not None and sys.stdin.isatty() and sys.stdout is not None and sys.stdout.isatty()
-            and term not in ("dumb", "unknown"))
+    if term in ("dumb", "unknown"):
+        return f"TERM={term}"
+    return None
+
+
+def can_run_full_screen() -> bool:
+    return why_not_full_screen() is None
 
 
 def run_session(
@@ -769,15 +792,16 @@ def run_session(
     if save_history and not saving:
         session.unsaved_why = "line mode started in type mode"
     on_ready()
+    warn = lambda message: _tell(f"autocomplete: warning: {message}\n")  # noqa: E731
     if predictor.personal is not None and predictor.personal.warning:
-        _print(f"autocomplete: warning: {predictor.personal.warning}\n")
+        warn(predictor.personal.warning)
     if line_mode:
         if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)
-            if not plain_mode:
-                _print("this terminal cannot show suggestions inline (TERM=dumb?)\n")
-            _print(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
+            why = None if plain_mode else why_not_full_screen()
+            if why:
+                _tell(f"{why}: line mode (no suggestions inline)\n")
+            _tell(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
         return plain(session, _utf8(sys.stdin))
-    warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
     history = history_for(data_dir() / "history" if save_history else None, warn)
     _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
     try:

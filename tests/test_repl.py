@@ -440,6 +440,32 @@ def test_the_session_with_standard_input_closed_says_so_in_one_line(trained_mode
     assert proc.stderr == "autocomplete: error: standard input is closed: there is nothing to read\n"
 
 
+def test_a_warning_goes_to_standard_error_and_never_into_the_piped_reply(trained_model_path, tmp_path):
+    (tmp_path / "data").write_text("a file where the data folder should be")
+    proc = subprocess.run([sys.executable, "-m", "autocomplete", "--mode", "chat", "--model", str(trained_model_path)],
+                          input="hear me speak\n", capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0 and "warning" not in proc.stdout and proc.stdout.strip()
+    assert proc.stderr.startswith(f"autocomplete: warning: {tmp_path / 'data'}/personal: ")
+
+
+def test_a_person_typing_into_a_redirected_output_is_told_why_on_standard_error(toy_model_path, tmp_path):
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()  # a terminal on standard input only: `autocomplete > out.txt`
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "autocomplete", "--model", str(toy_model_path)], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+        os.write(master, b"how are yo\n\x04")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0 and out.split()[0] == "you" and len(out.splitlines()) == 1  # the answer alone
+    assert err.splitlines()[0] == "standard output is not a terminal: line mode (no suggestions inline)"
+    assert "TERM" not in err
+
+
 # ---- the real program in a real terminal (tmux) ------------------------------------------------------------------
 
 @needs_tmux
