@@ -487,6 +487,16 @@ def test_an_interrupted_learn_keeps_and_saves_what_it_learned_until_then(capsys,
     assert read_state(saved)["stats"]["tokens"] == calls[0] >= 4096
 
 
+def test_learn_with_standard_error_closed_learns_the_text_and_says_so_on_standard_output(trained_model_path, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("We deploy Kubernetes on Fridays.\n")
+    command = [sys.executable, "-m", "autocomplete", "learn", str(notes), "--model", str(trained_model_path)]
+    proc = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0 and "learned" in proc.stdout and proc.stderr == ""
+    assert len(list((tmp_path / "data" / "personal").glob("*.pt"))) == 1
+
+
 def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_refuses_to_run(
     capsys, monkeypatch, trained_model_path, tmp_path
 ):
