@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.buffer import Buffer
@@ -678,6 +678,32 @@ def typed_text(line: str) -> str:
     return without_controls(_ESCAPE.sub("", line))
 
 
+# Keys that GNU readline, where nothing binds them, leaves (a part of) in the line: F5 left ``~``, PageUp ``5~``,
+# Shift-Left ``D``. Function keys, Insert, PageUp and PageDown, and Delete, the arrows, Home, End and F1-F4 with Shift,
+# Alt or Ctrl held (xterm's codes, which most terminals send), in inputrc notation.
+_KEYS_WITHOUT_TEXT = (
+    [f"\\e[{n}~" for n in (2, 5, 6, 15, 17, 18, 19, 20, 21, 23, 24)]
+    + [f"\\e[{n};{m}~" for n in (2, 3, 5, 6, 15, 17, 18, 19, 20, 21, 23, 24) for m in range(2, 9)]
+    + [f"\\e[1;{m}{c}" for c in "ABCDHFPQRS" for m in range(2, 9)]
+)
+
+
+def _bind_keys_to_nothing(readline: Any) -> None:
+    """Make the keys of :data:`_KEYS_WITHOUT_TEXT` do nothing, unless the user's inputrc (or the system's) binds
+    them: it is read again after, so that its bindings (Ctrl-Left to backward-word) win. Insert does nothing either
+    way: Debian binds it to quoted-insert, which made the next Enter a ``^M`` in the line, and a control character
+    is dropped from the line anyway. GNU readline only: libedit reads other bindings."""
+    if getattr(readline, "backend", "editline" if "libedit" in (readline.__doc__ or "") else "readline") != "readline":
+        return
+    for keys in _KEYS_WITHOUT_TEXT:
+        readline.parse_and_bind(f'"{keys}": ""')  # an empty macro: the key is read whole and inserts nothing
+    try:
+        readline.read_init_file()
+    except OSError:  # no inputrc at all
+        pass
+    readline.parse_and_bind('"\\e[2~": ""')
+
+
 def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterator[str]:
     """Lines typed at a terminal, read with :func:`input`: with the standard library's readline (where the platform
     has it) Left and Right move, Up recalls a line, as in a shell; whatever keys still put into a line is dropped
@@ -689,6 +715,7 @@ def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterato
         pass
     else:
         readline.set_completer(lambda text, state: None)  # Tab would complete file names
+        _bind_keys_to_nothing(readline)
     number = 0
     while True:
         try:

@@ -719,6 +719,22 @@ def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_mo
         term.close()
 
 
+@needs_tmux
+def test_plain_mode_at_a_terminal_ignores_function_keys_page_keys_and_insert(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "line mode" in s)
+        term.send("-l", "how are yo")
+        term.send("F5", "F12", "PPage", "S-Left", "IC", "Enter")  # F5 left "~" in the line, Insert ate the Enter
+        screen = term.wait(lambda s: "%" in s)
+        assert "how are yo" in screen.splitlines() and "~" not in screen, screen
+        assert [line for line in screen.splitlines() if "%" in line][0].startswith("you "), screen
+        term.send("C-d")
+    finally:
+        term.close()
+
+
 def test_keys_that_reach_a_line_typed_without_line_editing_leave_nothing_in_it():
     from autocomplete.repl import typed_text
 
