@@ -46,7 +46,7 @@ from autocomplete.completion import (
 )
 from autocomplete.display import percent
 from autocomplete.errors import AutocompleteError, CheckpointError, ConfigError
-from autocomplete.paths import data_dir
+from autocomplete.paths import data_dir, private_folder
 from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
@@ -119,8 +119,12 @@ class SafeFileHistory(FileHistory):
 
     Like :class:`FileHistory` it only ever appends, so a file it could not read is never overwritten with less. A path
     that exists but is no regular file (a folder, a named pipe, a device) is never opened: opening a FIFO waits for a
-    writer, and the session hung at its first Enter. It is said once, when the history is made (before the prompt),
-    and the session's lines are kept in memory only.
+    writer, and the session hung at its first Enter. A missing file is made at once, so that a folder that cannot be
+    written is found then too. Either is said once, when the history is made (before the prompt; said at the first
+    Enter, it landed inside the prompt's line), and the session's lines are kept in memory only.
+
+    The file holds every line typed: it is made readable by its user only (0600) and a missing folder 0700, as
+    shells keep their history.
     """
 
     def __init__(self, filename: Path, warn: Callable[[str], None]) -> None:
@@ -138,8 +142,12 @@ class SafeFileHistory(FileHistory):
             return False
         try:
             mode = self._file.stat().st_mode
-        except FileNotFoundError:  # not made yet (or a link to nowhere): the first line creates it
-            return True
+        except FileNotFoundError:  # not made yet (or a link to nowhere): made now, or said now why it cannot be
+            try:
+                self._create()
+                return True
+            except OSError as e:
+                reason = f"could not be written ({e.strerror or e})"
         except OSError as e:
             reason = f"could not be read ({e.strerror or e})"
         else:
@@ -152,6 +160,12 @@ class SafeFileHistory(FileHistory):
         self._broken = True
         self._warn(f"history {self._file} {reason}; not saving")
         return False
+
+    def _create(self) -> None:
+        """The file, if it is missing, readable by its user only, in a folder readable by its user only."""
+        private_folder(self._file.parent)
+        # (never waits: a named pipe put there since the check fails at once instead of waiting for a reader)
+        os.close(os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NONBLOCK", 0), 0o600))
 
     def load_history_strings(self) -> Iterable[str]:
         if not self._usable():
@@ -167,8 +181,7 @@ class SafeFileHistory(FileHistory):
         if not self._usable():
             return
         try:
-            self._file.parent.mkdir(parents=True, exist_ok=True)
-            super().store_string(string)
+            super().store_string(string)  # (a file removed since was made again by _usable, never the umask's way)
         except OSError as e:
             self._broken = True
             self._warn(f"history {self._file} could not be written ({e.strerror or e}); not saving")

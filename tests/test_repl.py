@@ -344,6 +344,35 @@ def test_an_unreadable_history_does_not_stop_the_session(session, tmp_path):
     assert code == 0
 
 
+def test_the_history_and_the_folder_made_for_it_are_readable_by_their_user_only(tmp_path):
+    path = tmp_path / "data" / "history"
+    warnings: list[str] = []
+    umask = os.umask(0o022)
+    try:
+        history = SafeFileHistory(path, warnings.append)
+        history.store_string("my password is hunter2")
+    finally:
+        os.umask(umask)
+    assert warnings == [] and "hunter2" in path.read_text()
+    assert (path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777) == (0o700, 0o600)
+
+
+def test_a_history_folder_that_cannot_be_written_is_said_when_the_history_is_made(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("permissions do not bind here (running as root)")
+        warnings: list[str] = []
+        history = SafeFileHistory(folder / "history", warnings.append)  # before the prompt: said before it
+        assert warnings == [f"history {folder / 'history'} could not be written (Permission denied); not saving"]
+        history.store_string("a line")
+        assert len(warnings) == 1 and list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o700)
+
+
 def release(fifo: Path) -> None:
     """Let go of a thread blocked opening ``fifo`` (for reading or for writing), by opening its other end."""
     for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
