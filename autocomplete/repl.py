@@ -495,6 +495,21 @@ def _tell(text: str) -> None:
         pass
 
 
+class _FittingPrompt(PromptSession[str]):
+    """A prompt whose room kept free for the candidate menu fits the window: prompt_toolkit reserves that room under
+    the line whatever the window's height, and a window of 6 rows or fewer showed nothing but "Window too small..."
+    (a 6-row split is ordinary). The menu gets the rows left by the line and the toolbars; below that it has none."""
+
+    @property
+    def reserve_space_for_menu(self) -> int:
+        taken = 3 if is_searching() else 2  # the line and the toolbar; the search line while Ctrl-R is open
+        return max(0, min(self._menu_rows, self.app.output.get_size().rows - taken))
+
+    @reserve_space_for_menu.setter
+    def reserve_space_for_menu(self, rows: int) -> None:
+        self._menu_rows = rows
+
+
 def build_prompt(
     session: Session,
     history: History,
@@ -525,7 +540,7 @@ def build_prompt(
             )
         return session.toolbar(session.suggest.alternatives(buffer, update=True), session.suggest.line_end(buffer))
 
-    prompt: PromptSession[str] = PromptSession(
+    prompt: PromptSession[str] = _FittingPrompt(
         message,
         history=history,
         completer=session.completer,

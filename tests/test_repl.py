@@ -831,6 +831,22 @@ def test_the_menu_and_the_toolbar_show_the_same_numbers_once_the_line_before_is_
     finally:
         term.close()
 
+@needs_tmux
+def test_a_window_of_four_rows_shows_the_line_its_grey_text_and_the_toolbar(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}, height=4)
+    try:
+        term.wait(lambda s: "│ temp" in s)  # it showed "Window too small..." and nothing else
+        term.send("-l", "how are yo")
+        screen = term.wait(lambda s: "› how are you" in s and "│ type │ you " in s)
+        assert "too small" not in screen, screen
+        term.send("C-r")  # the search line takes a row too
+        screen = term.wait(lambda s: "i-search" in s)
+        assert "too small" not in screen and "│ temp" in screen, screen
+    finally:
+        term.close()
+
+
 def session_with_a_line_entered(model: Path, data: Path, *flags: str) -> Tmux:
     """A session in tmux (its shell then prints ``ENDED=<exit status>``) in which "hello how" has been entered."""
     command = [sys.executable, "-m", "autocomplete", *flags, "--model", str(model), ";", "echo", "ENDED=$?",
