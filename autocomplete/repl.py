@@ -330,7 +330,9 @@ class Session:
 
     def toolbar(self, alternatives: list[WordSuggestion], line_end: float | None = None) -> FormattedText:
         """Model, temperature, mode and the candidates; ``line_end``, the chance that the line ends here, is shown
-        in its rank (``↵ 61%`` after ``restaurant?``: why every word then looks unlikely)."""
+        in its rank (``↵ 61%`` after ``restaurant?``: why every word then looks unlikely). ``line_end`` is None while
+        the candidates are being computed: no candidates then show ``…``, and once computed ``no suggestion`` (no
+        word the model knows starts like the one typed), which must not look like a model still at work."""
         s = self.settings
         parts: list[tuple[str, str]] = [
             ("class:bottom-toolbar.key", f" {self.model_name} "),
@@ -344,7 +346,7 @@ class Session:
             parts.append(("class:bottom-toolbar.word", word))
             parts.append(("class:bottom-toolbar.prob", f" {percent(p)}  "))
         if not alternatives:
-            parts.append(("class:bottom-toolbar.prob", "…"))
+            parts.append(("class:bottom-toolbar.prob", "…" if line_end is None else "no suggestion"))
         return FormattedText(parts)
 
 

@@ -729,6 +729,20 @@ def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(sessi
     assert toolbar_words(unlikely) == [w.word for w in words]
 
 
+def test_the_toolbar_tells_a_word_nothing_starts_like_from_candidates_still_being_computed(session):
+    shown_at_end = []
+
+    def script(pipe, buffer, shown):
+        pipe.send_text("hear me xqzw")  # no word of the model starts with "xqzw"
+        wait_for(lambda: shown[0].endswith("no suggestion"))  # it stayed on "…", as if the model were still at work
+        shown_at_end.append(shown[0])
+        pipe.send_text("\x03\x04")
+
+    drive_recording_toolbar(session, InMemoryHistory(), script)
+    assert "…" not in shown_at_end[0]
+    assert "".join(text for _, text in session.toolbar([], line_end=None)).endswith("…")  # not computed yet
+
+
 @needs_tmux
 def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_model_path, tmp_path):
     term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
