@@ -890,7 +890,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     batch: list[str] = []
     try:
         with data.opened_sources(args.text, warn=_warn) as sources, tqdm(
-            unit=" tokens", unit_scale=True, disable=args.quiet or not sys.stderr.isatty(), leave=False
+            unit=" tokens", unit_scale=True, leave=False,
+            disable=args.quiet or sys.stderr is None or not sys.stderr.isatty(),  # None: `2>&-` (no bar, still learns)
         ) as bar:
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
                 batch += tokens + ([EOS] if ends else [])

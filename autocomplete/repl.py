@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.buffer import Buffer
@@ -46,7 +46,7 @@ from autocomplete.completion import (
 )
 from autocomplete.display import percent
 from autocomplete.errors import AutocompleteError, CheckpointError, ConfigError
-from autocomplete.paths import data_dir
+from autocomplete.paths import data_dir, private_folder
 from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
@@ -119,8 +119,12 @@ class SafeFileHistory(FileHistory):
 
     Like :class:`FileHistory` it only ever appends, so a file it could not read is never overwritten with less. A path
     that exists but is no regular file (a folder, a named pipe, a device) is never opened: opening a FIFO waits for a
-    writer, and the session hung at its first Enter. It is said once, when the history is made (before the prompt),
-    and the session's lines are kept in memory only.
+    writer, and the session hung at its first Enter. A missing file is made at once, so that a folder that cannot be
+    written is found then too. Either is said once, when the history is made (before the prompt; said at the first
+    Enter, it landed inside the prompt's line), and the session's lines are kept in memory only.
+
+    The file holds every line typed: it is made readable by its user only (0600) and a missing folder 0700, as
+    shells keep their history.
     """
 
     def __init__(self, filename: Path, warn: Callable[[str], None]) -> None:
@@ -138,8 +142,12 @@ class SafeFileHistory(FileHistory):
             return False
         try:
             mode = self._file.stat().st_mode
-        except FileNotFoundError:  # not made yet (or a link to nowhere): the first line creates it
-            return True
+        except FileNotFoundError:  # not made yet (or a link to nowhere): made now, or said now why it cannot be
+            try:
+                self._create()
+                return True
+            except OSError as e:
+                reason = f"could not be written ({e.strerror or e})"
         except OSError as e:
             reason = f"could not be read ({e.strerror or e})"
         else:
@@ -152,6 +160,12 @@ class SafeFileHistory(FileHistory):
         self._broken = True
         self._warn(f"history {self._file} {reason}; not saving")
         return False
+
+    def _create(self) -> None:
+        """The file, if it is missing, readable by its user only, in a folder readable by its user only."""
+        private_folder(self._file.parent)
+        # (never waits: a named pipe put there since the check fails at once instead of waiting for a reader)
+        os.close(os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NONBLOCK", 0), 0o600))
 
     def load_history_strings(self) -> Iterable[str]:
         if not self._usable():
@@ -167,8 +181,7 @@ class SafeFileHistory(FileHistory):
         if not self._usable():
             return
         try:
-            self._file.parent.mkdir(parents=True, exist_ok=True)
-            super().store_string(string)
+            super().store_string(string)  # (a file removed since was made again by _usable, never the umask's way)
         except OSError as e:
             self._broken = True
             self._warn(f"history {self._file} could not be written ({e.strerror or e}); not saving")
@@ -317,7 +330,9 @@ class Session:
 
     def toolbar(self, alternatives: list[WordSuggestion], line_end: float | None = None) -> FormattedText:
         """Model, temperature, mode and the candidates; ``line_end``, the chance that the line ends here, is shown
-        in its rank (``↵ 61%`` after ``restaurant?``: why every word then looks unlikely)."""
+        in its rank (``↵ 61%`` after ``restaurant?``: why every word then looks unlikely). ``line_end`` is None while
+        the candidates are being computed: no candidates then show ``…``, and once computed ``no suggestion`` (no
+        word the model knows starts like the one typed), which must not look like a model still at work."""
         s = self.settings
         parts: list[tuple[str, str]] = [
             ("class:bottom-toolbar.key", f" {self.model_name} "),
@@ -331,7 +346,7 @@ class Session:
             parts.append(("class:bottom-toolbar.word", word))
             parts.append(("class:bottom-toolbar.prob", f" {percent(p)}  "))
         if not alternatives:
-            parts.append(("class:bottom-toolbar.prob", "…"))
+            parts.append(("class:bottom-toolbar.prob", "…" if line_end is None else "no suggestion"))
         return FormattedText(parts)
 
 
@@ -469,6 +484,34 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
+def _tell(text: str) -> None:
+    """A line for the person at the terminal, not for the program reading the output (a warning, line mode's
+    greeting): on standard error, so that ``echo hi | autocomplete --mode chat > reply.txt`` gets the reply alone.
+    Lost where standard error is closed or full: a message that cannot be said must not end the session."""
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(printable(text))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _FittingPrompt(PromptSession[str]):
+    """A prompt whose room kept free for the candidate menu fits the window: prompt_toolkit reserves that room under
+    the line whatever the window's height, and a window of 6 rows or fewer showed nothing but "Window too small..."
+    (a 6-row split is ordinary). The menu gets the rows left by the line and the toolbars; below that it has none."""
+
+    @property
+    def reserve_space_for_menu(self) -> int:
+        taken = 3 if is_searching() else 2  # the line and the toolbar; the search line while Ctrl-R is open
+        return max(0, min(self._menu_rows, self.app.output.get_size().rows - taken))
+
+    @reserve_space_for_menu.setter
+    def reserve_space_for_menu(self, rows: int) -> None:
+        self._menu_rows = rows
+
+
 def build_prompt(
     session: Session,
     history: History,
@@ -499,7 +542,7 @@ def build_prompt(
             )
         return session.toolbar(session.suggest.alternatives(buffer, update=True), session.suggest.line_end(buffer))
 
-    prompt: PromptSession[str] = PromptSession(
+    prompt: PromptSession[str] = _FittingPrompt(
         message,
         history=history,
         completer=session.completer,
@@ -665,6 +708,32 @@ def typed_text(line: str) -> str:
     return without_controls(_ESCAPE.sub("", line))
 
 
+# Keys that GNU readline, where nothing binds them, leaves (a part of) in the line: F5 left ``~``, PageUp ``5~``,
+# Shift-Left ``D``. Function keys, Insert, PageUp and PageDown, and Delete, the arrows, Home, End and F1-F4 with Shift,
+# Alt or Ctrl held (xterm's codes, which most terminals send), in inputrc notation.
+_KEYS_WITHOUT_TEXT = (
+    [f"\\e[{n}~" for n in (2, 5, 6, 15, 17, 18, 19, 20, 21, 23, 24)]
+    + [f"\\e[{n};{m}~" for n in (2, 3, 5, 6, 15, 17, 18, 19, 20, 21, 23, 24) for m in range(2, 9)]
+    + [f"\\e[1;{m}{c}" for c in "ABCDHFPQRS" for m in range(2, 9)]
+)
+
+
+def _bind_keys_to_nothing(readline: Any) -> None:
+    """Make the keys of :data:`_KEYS_WITHOUT_TEXT` do nothing, unless the user's inputrc (or the system's) binds
+    them: it is read again after, so that its bindings (Ctrl-Left to backward-word) win. Insert does nothing either
+    way: Debian binds it to quoted-insert, which made the next Enter a ``^M`` in the line, and a control character
+    is dropped from the line anyway. GNU readline only: libedit reads other bindings."""
+    if getattr(readline, "backend", "editline" if "libedit" in (readline.__doc__ or "") else "readline") != "readline":
+        return
+    for keys in _KEYS_WITHOUT_TEXT:
+        readline.parse_and_bind(f'"{keys}": ""')  # an empty macro: the key is read whole and inserts nothing
+    try:
+        readline.read_init_file()
+    except OSError:  # no inputrc at all
+        pass
+    readline.parse_and_bind('"\\e[2~": ""')
+
+
 def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterator[str]:
     """Lines typed at a terminal, read with :func:`input`: with the standard library's readline (where the platform
     has it) Left and Right move, Up recalls a line, as in a shell; whatever keys still put into a line is dropped
@@ -676,6 +745,7 @@ def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterato
         pass
     else:
         readline.set_completer(lambda text, state: None)  # Tab would complete file names
+        _bind_keys_to_nothing(readline)
     number = 0
     while True:
         try:
@@ -731,9 +801,20 @@ def _utf8(stream: TextIO) -> TextIO:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", line_buffering=True)
 
 
-def can_run_full_screen() -> bool:
+def why_not_full_screen() -> str | None:
+    """Why the full-screen prompt cannot run here (said to a person typing at a terminal), or None if it can."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        return "standard input is not a terminal"
+    if sys.stdout is None or not sys.stdout.isatty():
+        return "standard output is not a terminal"
     term = os.environ.get("TERM", "")
-    return sys.stdin.isatty() and sys.stdout.isatty() and term not in ("dumb", "unknown")
+    if term in ("dumb", "unknown"):
+        return f"TERM={term}"
+    return None
+
+
+def can_run_full_screen() -> bool:
+    return why_not_full_screen() is None
 
 
 def run_session(
@@ -752,6 +833,8 @@ def run_session(
     ``save_history``: keep the lines typed in ``history`` and what was learned from them in the user data folder
     (False: nothing of the session is written there; both are kept in memory only); ``style`` overrides the mode's
     style (see :mod:`autocomplete.styles`); ``learn``: the user's personal state (False: the model as shipped)."""
+    if sys.stdin is None:  # started with standard input closed (`<&-`): no line will ever come
+        raise ConfigError("standard input is closed: there is nothing to read")
     line_mode = plain_mode or not can_run_full_screen()
     # line mode in type mode answers questions and learns nothing: it does not hold the state a session or `learn`
     # may be saving into (`echo "how are" | autocomplete` while a session runs says nothing of it)
@@ -766,15 +849,16 @@ def run_session(
     if save_history and not saving:
         session.unsaved_why = "line mode started in type mode"
     on_ready()
+    warn = lambda message: _tell(f"autocomplete: warning: {message}\n")  # noqa: E731
     if predictor.personal is not None and predictor.personal.warning:
-        _print(f"autocomplete: warning: {predictor.personal.warning}\n")
+        warn(predictor.personal.warning)
     if line_mode:
         if sys.stdin.isatty():  # someone types: say what this is (a pipe's reader wants the predictions only)
-            if not plain_mode:
-                _print("this terminal cannot show suggestions inline (TERM=dumb?)\n")
-            _print(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
+            why = None if plain_mode else why_not_full_screen()
+            if why:
+                _tell(f"{why}: line mode (no suggestions inline)\n")
+            _tell(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
         return plain(session, _utf8(sys.stdin))
-    warn = lambda message: _print(f"autocomplete: warning: {message}\n")  # noqa: E731
     history = history_for(data_dir() / "history" if save_history else None, warn)
     _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
     try:

@@ -545,6 +545,16 @@ def test_an_interrupted_learn_keeps_and_saves_what_it_learned_until_then(capsys,
     assert read_state(saved)["stats"]["tokens"] == calls[0] >= 4096
 
 
+def test_learn_with_standard_error_closed_learns_the_text_and_says_so_on_standard_output(trained_model_path, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("We deploy Kubernetes on Fridays.\n")
+    command = [sys.executable, "-m", "autocomplete", "learn", str(notes), "--model", str(trained_model_path)]
+    proc = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0 and "learned" in proc.stdout and proc.stderr == ""
+    assert len(list((tmp_path / "data" / "personal").glob("*.pt"))) == 1
+
+
 def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_refuses_to_run(
     capsys, monkeypatch, trained_model_path, tmp_path
 ):
@@ -554,9 +564,9 @@ def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_ref
     blocked.write_text("a file where the data folder should be\n")
     monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(blocked))
     monkeypatch.setattr(sys, "stdin", io.StringIO("hear me\n:learn\n"))
-    code, out, _ = run(capsys, "--model", str(trained_model_path), "--mode", "chat")  # line mode learns chat lines
+    code, out, err = run(capsys, "--model", str(trained_model_path), "--mode", "chat")  # line mode learns chat lines
     lines = out.splitlines()
-    assert code == 0 and "what is learned is not saved" in lines[0] and out.count("not saved") == 1  # at the start
+    assert code == 0 and "what is learned is not saved" in err and (err + out).count("not saved") == 1  # at the start
     assert "kept in memory only" in lines[-1] and "cannot be written" in lines[-1]  # :learn, and no error at the end
     notes = tmp_path / "notes.txt"
     notes.write_text("We deploy Kubernetes on Fridays.\n")

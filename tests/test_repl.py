@@ -344,6 +344,35 @@ def test_an_unreadable_history_does_not_stop_the_session(session, tmp_path):
     assert code == 0
 
 
+def test_the_history_and_the_folder_made_for_it_are_readable_by_their_user_only(tmp_path):
+    path = tmp_path / "data" / "history"
+    warnings: list[str] = []
+    umask = os.umask(0o022)
+    try:
+        history = SafeFileHistory(path, warnings.append)
+        history.store_string("my password is hunter2")
+    finally:
+        os.umask(umask)
+    assert warnings == [] and "hunter2" in path.read_text()
+    assert (path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777) == (0o700, 0o600)
+
+
+def test_a_history_folder_that_cannot_be_written_is_said_when_the_history_is_made(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("permissions do not bind here (running as root)")
+        warnings: list[str] = []
+        history = SafeFileHistory(folder / "history", warnings.append)  # before the prompt: said before it
+        assert warnings == [f"history {folder / 'history'} could not be written (Permission denied); not saving"]
+        history.store_string("a line")
+        assert len(warnings) == 1 and list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o700)
+
+
 def release(fifo: Path) -> None:
     """Let go of a thread blocked opening ``fifo`` (for reading or for writing), by opening its other end."""
     for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
@@ -428,6 +457,42 @@ def test_the_command_falls_back_to_line_mode_without_a_terminal(trained_model_pa
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].count("%") == 5 and lines[1] == "candidates shown = 2" and lines[2].count("%") == 2
+
+
+@pytest.mark.parametrize("flags", [[], ["--plain"]])
+def test_the_session_with_standard_input_closed_says_so_in_one_line(trained_model_path, tmp_path, flags):
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "autocomplete", *flags, "--model", str(trained_model_path)]
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *command], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "autocomplete: error: standard input is closed: there is nothing to read\n"
+
+
+def test_a_warning_goes_to_standard_error_and_never_into_the_piped_reply(trained_model_path, tmp_path):
+    (tmp_path / "data").write_text("a file where the data folder should be")
+    proc = subprocess.run([sys.executable, "-m", "autocomplete", "--mode", "chat", "--model", str(trained_model_path)],
+                          input="hear me speak\n", capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0 and "warning" not in proc.stdout and proc.stdout.strip()
+    assert proc.stderr.startswith(f"autocomplete: warning: {tmp_path / 'data'}/personal: ")
+
+
+def test_a_person_typing_into_a_redirected_output_is_told_why_on_standard_error(toy_model_path, tmp_path):
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()  # a terminal on standard input only: `autocomplete > out.txt`
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "autocomplete", "--model", str(toy_model_path)], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+        os.write(master, b"how are yo\n\x04")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0 and out.split()[0] == "you" and len(out.splitlines()) == 1  # the answer alone
+    assert err.splitlines()[0] == "standard output is not a terminal: line mode (no suggestions inline)"
+    assert "TERM" not in err
 
 
 # ---- the real program in a real terminal (tmux) ------------------------------------------------------------------
@@ -664,6 +729,20 @@ def test_after_a_sentence_the_toolbar_shows_the_line_end_share_in_its_rank(sessi
     assert toolbar_words(unlikely) == [w.word for w in words]
 
 
+def test_the_toolbar_tells_a_word_nothing_starts_like_from_candidates_still_being_computed(session):
+    shown_at_end = []
+
+    def script(pipe, buffer, shown):
+        pipe.send_text("hear me xqzw")  # no word of the model starts with "xqzw"
+        wait_for(lambda: shown[0].endswith("no suggestion"))  # it stayed on "…", as if the model were still at work
+        shown_at_end.append(shown[0])
+        pipe.send_text("\x03\x04")
+
+    drive_recording_toolbar(session, InMemoryHistory(), script)
+    assert "…" not in shown_at_end[0]
+    assert "".join(text for _, text in session.toolbar([], line_end=None)).endswith("…")  # not computed yet
+
+
 @needs_tmux
 def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_model_path, tmp_path):
     term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
@@ -678,6 +757,22 @@ def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_mo
         term.send("Up", "Enter")  # the line before, again
         screen = term.wait(lambda s: s.count("candidates shown = 3") == 2)
         assert "[D" not in screen and "[A" not in screen
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_plain_mode_at_a_terminal_ignores_function_keys_page_keys_and_insert(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        term.wait(lambda s: "line mode" in s)
+        term.send("-l", "how are yo")
+        term.send("F5", "F12", "PPage", "S-Left", "IC", "Enter")  # F5 left "~" in the line, Insert ate the Enter
+        screen = term.wait(lambda s: "%" in s)
+        assert "how are yo" in screen.splitlines() and "~" not in screen, screen
+        assert [line for line in screen.splitlines() if "%" in line][0].startswith("you "), screen
         term.send("C-d")
     finally:
         term.close()
@@ -749,6 +844,22 @@ def test_the_menu_and_the_toolbar_show_the_same_numbers_once_the_line_before_is_
         assert toolbar and menu[: len(toolbar)] == toolbar, screen  # (the line end takes one of the toolbar's places)
     finally:
         term.close()
+
+@needs_tmux
+def test_a_window_of_four_rows_shows_the_line_its_grey_text_and_the_toolbar(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--model", str(toy_model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"}, height=4)
+    try:
+        term.wait(lambda s: "│ temp" in s)  # it showed "Window too small..." and nothing else
+        term.send("-l", "how are yo")
+        screen = term.wait(lambda s: "› how are you" in s and "│ type │ you " in s)
+        assert "too small" not in screen, screen
+        term.send("C-r")  # the search line takes a row too
+        screen = term.wait(lambda s: "i-search" in s)
+        assert "too small" not in screen and "│ temp" in screen, screen
+    finally:
+        term.close()
+
 
 def session_with_a_line_entered(model: Path, data: Path, *flags: str) -> Tmux:
     """A session in tmux (its shell then prints ``ENDED=<exit status>``) in which "hello how" has been entered."""
