@@ -40,7 +40,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _err(message: str) -> None:
-    print(printable(message), file=sys.stderr, flush=True)
+    if sys.stderr is not None:  # started with it closed (`2>&-`): print(file=None) would write to standard output
+        print(printable(message), file=sys.stderr, flush=True)
 
 
 def _warn(message: str) -> None:
@@ -1139,6 +1140,19 @@ def _end_anyway(code: int, ended: threading.Event) -> None:
     os._exit(code)
 
 
+def _hold_closed_descriptors() -> None:
+    """Standard input, output and error closed when the program started (``2>&-``) are held by /dev/null, so the
+    files it opens (a lock, a model) never get those numbers, where a stray write to "standard error" from PyTorch's
+    C code would land in them. ``sys.stdin``/``stdout``/``stderr`` stay None: the commands see what was closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, os.O_RDWR)
+            if held != fd:  # a lower one was free too and got it: it is held in its turn
+                os.close(held)
+
+
 def _silence(stream: Any) -> None:
     """Point ``stream`` (standard output or error) at /dev/null, so that writing to it, and the interpreter's last
     flush of what is still buffered, cannot fail again (and print a traceback) once its reader is gone."""
@@ -1175,6 +1189,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     _escape_what_cannot_be_encoded()
+    _hold_closed_descriptors()
     parser = build_parser()
     try:
         parsed = _parse(parser, argv)

@@ -553,6 +553,9 @@ def test_learn_with_standard_error_closed_learns_the_text_and_says_so_on_standar
                           env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0 and "learned" in proc.stdout and proc.stderr == ""
     assert len(list((tmp_path / "data" / "personal").glob("*.pt"))) == 1
+    missing = [sys.executable, "-m", "autocomplete", "predict", "hi", "--model", str(tmp_path / "nope.pt")]
+    proc = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *missing], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""  # an error with nowhere to go is not written into the output
 
 
 def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_refuses_to_run(
