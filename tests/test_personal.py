@@ -711,17 +711,23 @@ def test_a_word_with_an_invisible_character_in_it_is_never_learned_as_a_word_nor
         assert all(s.word.isprintable() for s in predictor.suggest(text, 10)), text
 
 
-def test_a_saved_state_whose_cache_holds_nan_is_set_aside(trained_model_path):
-    lm = checkpoint.load(trained_model_path)
+def reopened_after(model_path, change):
+    """(the warning, the words) of a state that learned one line, saved, changed by ``change(payload)``, reopened."""
+    lm = checkpoint.load(model_path)
     personal, _ = open_personal(lm)
     personal.learn("my friend Zorblax\n", wait=True)
     personal.close()
     payload = read_state(personal.path)
-    payload["cache"]["keys"][0, 0] = float("nan")
+    change(payload)
     checkpoint.save_payload(payload, personal.path)
     again, warning = open_personal(lm)
     again.close()
-    assert "personal state is incomplete or inconsistent (cache values)" in warning and again.words == 0
+    return warning, again.words
+
+
+def test_a_saved_state_whose_cache_holds_nan_is_set_aside(trained_model_path):
+    warning, words = reopened_after(trained_model_path, lambda p: p["cache"]["keys"].__setitem__((0, 0), float("nan")))
+    assert "personal state is incomplete or inconsistent (cache values)" in warning and words == 0
 
 
 def test_a_personal_folder_that_cannot_be_searched_leaves_the_model_working(trained_model_path, monkeypatch):
@@ -744,16 +750,8 @@ def test_a_personal_folder_that_cannot_be_searched_leaves_the_model_working(trai
 
 @pytest.mark.parametrize("field, value", [("lines", "x"), ("tokens", -1), ("updated", "\x1b[2J"), ("created", 5)])
 def test_a_saved_state_with_crafted_stats_is_set_aside(trained_model_path, field, value):
-    lm = checkpoint.load(trained_model_path)
-    personal, _ = open_personal(lm)
-    personal.learn("my friend Zorblax\n", wait=True)
-    personal.close()
-    payload = read_state(personal.path)
-    payload["stats"][field] = value
-    checkpoint.save_payload(payload, personal.path)
-    again, warning = open_personal(lm)
-    again.close()
-    assert "personal state is incomplete or inconsistent (stats" in warning and again.words == 0
+    warning, words = reopened_after(trained_model_path, lambda payload: payload["stats"].__setitem__(field, value))
+    assert "personal state is incomplete or inconsistent (stats" in warning and words == 0
 
 
 @pytest.mark.parametrize("lexicon, why", [
@@ -762,16 +760,8 @@ def test_a_saved_state_with_crafted_stats_is_set_aside(trained_model_path, field
     ({"words": ["Zorblax"], "counts": [10**40]}, "lexicon words or counts"),
 ])
 def test_a_saved_state_with_a_crafted_lexicon_is_set_aside_saying_which_part(trained_model_path, lexicon, why):
-    lm = checkpoint.load(trained_model_path)
-    personal, _ = open_personal(lm)
-    personal.learn("my friend Zorblax\n", wait=True)
-    personal.close()
-    payload = read_state(personal.path)
-    payload["lexicon"] = lexicon
-    checkpoint.save_payload(payload, personal.path)
-    again, warning = open_personal(lm)
-    again.close()
-    assert f"personal state is incomplete or inconsistent ({why})" in warning and again.words == 0
+    warning, words = reopened_after(trained_model_path, lambda payload: payload.__setitem__("lexicon", lexicon))
+    assert f"personal state is incomplete or inconsistent ({why})" in warning and words == 0
 
 
 def state_of(model_path):

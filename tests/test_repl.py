@@ -1,5 +1,6 @@
 """The interactive session: commands, modes, chat replies, history, line mode, and the real command in tmux."""
 
+import contextlib
 import io
 import os
 import signal
@@ -743,12 +744,22 @@ def test_the_toolbar_tells_a_word_nothing_starts_like_from_candidates_still_bein
     assert "".join(text for _, text in session.toolbar([], line_end=None)).endswith("…")  # not computed yet
 
 
-@needs_tmux
-def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_model_path, tmp_path):
-    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
-                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+@contextlib.contextmanager
+def plain_session(model_path, data_dir):
+    """``autocomplete --plain`` in a real terminal, once it reads lines."""
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(model_path)],
+                {"AUTOCOMPLETE_DATA_DIR": str(data_dir), "TERM": "xterm-256color"})
     try:
         term.wait(lambda s: "line mode" in s)
+        yield term
+        term.send("C-d")
+    finally:
+        term.close()
+
+
+@needs_tmux
+def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_model_path, tmp_path):
+    with plain_session(toy_model_path, tmp_path) as term:
         term.send("-l", "k 3")
         term.send("Left", "Left", "Left")  # to the start of the line: `:` goes before the rest
         term.send("-l", ":")
@@ -757,25 +768,16 @@ def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_mo
         term.send("Up", "Enter")  # the line before, again
         screen = term.wait(lambda s: s.count("candidates shown = 3") == 2)
         assert "[D" not in screen and "[A" not in screen
-        term.send("C-d")
-    finally:
-        term.close()
 
 
 @needs_tmux
 def test_plain_mode_at_a_terminal_ignores_function_keys_page_keys_and_insert(toy_model_path, tmp_path):
-    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path)],
-                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
-    try:
-        term.wait(lambda s: "line mode" in s)
+    with plain_session(toy_model_path, tmp_path) as term:
         term.send("-l", "how are yo")
         term.send("F5", "F12", "PPage", "S-Left", "IC", "Enter")  # F5 left "~" in the line, Insert ate the Enter
         screen = term.wait(lambda s: "%" in s)
         assert "how are yo" in screen.splitlines() and "~" not in screen, screen
         assert [line for line in screen.splitlines() if "%" in line][0].startswith("you "), screen
-        term.send("C-d")
-    finally:
-        term.close()
 
 
 def test_keys_that_reach_a_line_typed_without_line_editing_leave_nothing_in_it():
