@@ -527,8 +527,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autocomplete.progress import Progress, choose_mode
 
     predictor = _load_predictor(args, args.model, learn=False)  # measurements never use the user's own state
+    stats = data.CorpusStats()
     with data.opened_sources(args.text, warn=_warn) as sources:  # pipes are read once, into a copy
-        ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks)
+        ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks, stats)
+    if stats.replaced_bytes:  # as train and learn say it
+        _warn(_replaced(stats))
     if ids.numel() == 0:
         raise ConfigError("the evaluation text holds no words")
     ks = list(dict.fromkeys(args.k or [5]))  # -k 3 -k 3: one line

@@ -280,13 +280,15 @@ class EvalReport:
 
 
 def read_eval_text(
-    sources: Sequence[Source], tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks = "auto"
+    sources: Sequence[Source], tokenizer: Tokenizer, vocab: Vocab, breaks: Breaks = "auto",
+    stats: CorpusStats | None = None,
 ) -> tuple[Tensor, list[str]]:
-    """(ids with EOS after every utterance, surface tokens with EOS) of the evaluation sources."""
+    """(ids with EOS after every utterance, surface tokens with EOS) of the evaluation sources; ``stats`` counts
+    what was read (the undecodable bytes replaced among it)."""
     ids: list[int] = []
     surface: list[str] = []
     at_start = True
-    for tokens, ends in iter_token_lines(sources, tokenizer, breaks, CorpusStats()):
+    for tokens, ends in iter_token_lines(sources, tokenizer, breaks, stats if stats is not None else CorpusStats()):
         ids.extend(vocab.encode(tokens, at_start))
         surface.extend(tokens)
         if ends:

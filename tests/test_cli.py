@@ -630,11 +630,13 @@ def test_info_counts_one_word_and_one_line_in_the_singular(capsys, trained_model
     assert "1 word (1 new to the model) from 2 tokens, 1 line; last " in out  # the word and the end of its line
 
 
-def test_learn_says_when_it_replaced_bytes_that_are_not_utf8(capsys, trained_model_path, tmp_path):
+@pytest.mark.parametrize("command, said", [("learn", "learned"), ("eval", "perplexity")])
+def test_learn_and_eval_say_when_they_replaced_bytes_that_are_not_utf8(capsys, trained_model_path, tmp_path,
+                                                                      command, said):
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"caf\xe9 au lait with Zorblax\n")  # Latin-1, not UTF-8
-    code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
-    assert code == 0 and "learned" in out
+    code, out, err = run(capsys, command, str(notes), "--model", str(trained_model_path), *(["-q"] * (command == "eval")))
+    assert code == 0 and said in out
     assert err == f"autocomplete: warning: 1 undecodable byte sequence(s) replaced in {notes}\n"
 
 
