@@ -660,7 +660,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for i in range(args.num):
         if i:
             print()
-        sys.stdout.write(prompt)
+        sys.stdout.write(printable(prompt))  # a prompt from a file may hold escape sequences: shown, not obeyed
         sys.stdout.flush()
         for _, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
             sys.stdout.write(printable(piece))

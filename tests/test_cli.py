@@ -77,6 +77,11 @@ def test_generate_prints_several_samples(capsys, trained_model_path):
     assert code == 0 and out.count("All:") == 3
 
 
+def test_generate_shows_a_prompts_escape_sequences_instead_of_sending_them_to_the_terminal(capsys, trained_model_path):
+    code, out, _ = run(capsys, "generate", "\x1b[2JAll:", "--words", "2", "--model", str(trained_model_path))
+    assert code == 0 and out.startswith("\\x1b[2JAll:") and "\x1b" not in out
+
+
 def test_generate_reads_the_prompt_from_stdin(capsys, monkeypatch, trained_model_path):
     import io
 
