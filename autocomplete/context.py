@@ -83,10 +83,13 @@ def _common_prefix(a: str, b: str, end: int) -> int:
     return lo
 
 
-def _common_ids(a: list[int], b: list[int]) -> int:
+def _common_ids(a: list[int], b: list[int], a_tokens: list[str] | None = None, b_tokens: list[str] | None = None) -> int:
+    """How many leading ids ``a`` and ``b`` share; given their surface tokens, how many tokens they share, id and
+    surface alike: two words outside the vocabulary are one id (``<unk>``), and what the line says (its own words the
+    cache offers, the word just typed) reads the surface."""
     n = 0
     for x, y in zip(a, b):
-        if x != y:
+        if x != y or a_tokens is not None and b_tokens is not None and a_tokens[n] != b_tokens[n]:
             break
         n += 1
     return n
@@ -314,7 +317,7 @@ class Context:
             if text[cut - 1].isspace() and text[cut - 1] != "\r":
                 marks.append((cut, len(ids)))
             pos = cut
-        same = _common_ids(ids, self._ids[n : n + len(ids)])
+        same = _common_ids(ids, self._ids[n : n + len(ids)], tokens, self._tokens[n : n + len(tokens)])
         if same == len(ids) and (n + same < len(self._ids) or end <= len(self._text)):
             return n + same, partial  # a prefix of what was seen: keep the text ahead and its states
         self._truncate(n + same)
