@@ -79,8 +79,9 @@ __all__ = [
 Context = Callable[[Document], "str | None"]
 _Key = tuple[int, tuple[int, int, int], int]  # (id of the predictor, its answers_version, how many words)
 # the next word of a suggestion, as Alt-F takes it: its letters (with the apostrophes and hyphens inside a word), or
-# a run of punctuation on its own ("end, I" is taken as "end", then ",", then " I")
-_FIRST_WORD = re.compile(r"\s*(?:\w+(?:['’-]\w+)*|[^\w\s]+)")
+# a run of punctuation on its own ("end, I" is taken as "end", then ",", then " I"); the rest of a word after its
+# apostrophe or hyphen is one ("I don" + "'t know": "'t")
+_FIRST_WORD = re.compile(r"\s*(?:['’-]?\w+(?:['’-]\w+)*|[^\w\s]+)")
 _MISSING = object()
 
 

@@ -640,7 +640,7 @@ def test_the_readmes_being_a_good_guest_snippet_runs_as_pasted(trained_model_pat
 
 @pytest.mark.parametrize("suggestion, taken", [
     ("end, I", "end"), (", I said", ","), (" I said", " I"), ("don't know", "don't"), ("well-known fact", "well-known"),
-    ("...", "..."), ("—", "—"),
+    ("...", "..."), ("—", "—"), ("'t know", "'t"), ("'s room", "'s"), ("-known fact", "-known"), ("' said", "'"),
 ])
 def test_alt_f_takes_the_next_word_without_the_punctuation_after_it(suggestion, taken):
     # "Hello my fri" + Alt-F: "end", not "end," (a user typing the comma next got "friend,,")
