@@ -21,15 +21,25 @@ from autocomplete.errors import ConfigError
 from autocomplete.settings import MODEL_SIZE_LIMITS
 
 # PyTorch's notes on paths this package takes on purpose: a projected LSTM on its own kernel (oneDNN has none, noted on
-# every call) and the int8 quantisation API it announces will move. Ignored for good, these messages only: a
-# ``warnings.catch_warnings()`` around each call (a keystroke's step, the learner's re-quantisation in its thread) is
-# not thread-safe — two interleaved ones let the note through, or leave "ignore everything" in the host's filters.
-for _note in (
+# every call) and the int8 quantisation API it announces will move.
+_NOTES = (
     r"LSTM with projections is not supported with oneDNN",
     r"torch\.ao\.quantization is deprecated",
     r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
-):
-    warnings.filterwarnings("ignore", message=_note)
+)
+
+
+def quiet_notes() -> None:
+    """Ignore :data:`_NOTES`, and only them, ahead of every other warnings filter. Filters for good, not a
+    ``warnings.catch_warnings()`` around each call (a keystroke's step, the learner's re-quantisation in its thread):
+    that is not thread-safe, and two interleaved ones let the note through or leave "ignore everything" in the host's
+    filters. Put back ahead by the learner before each piece it learns, and by :func:`quantize_dynamic`: a host that
+    turns warnings into errors after the import (``simplefilter("error")``) must not stop learning with a note."""
+    for note in _NOTES:
+        warnings.filterwarnings("ignore", message=note)  # an identical filter already there moves to the front
+
+
+quiet_notes()
 
 # One (h, c) pair per layer; h is (1, B, out_dim), c is (1, B, hidden_dim).
 State = list[tuple[Tensor, Tensor]]
@@ -444,6 +454,7 @@ def quantize_dynamic(model: LSTMLanguageModel) -> LSTMLanguageModel:
     }
     # the embedding table (41 MB at 40,000 × 256) is only read: the copy shares it
     weight = model.embedding.weight
+    quiet_notes()
     copied = copy.deepcopy(model, {id(weight): weight}).eval()
     quantized = torch.ao.quantization.quantize_dynamic(copied, names, dtype=torch.qint8, inplace=True)
     for i, layer in enumerate(quantized.layers):

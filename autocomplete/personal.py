@@ -81,7 +81,7 @@ from autocomplete import checkpoint
 from autocomplete.checkpoint import LanguageModel
 from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
-from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, unfilled
+from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, quiet_notes, unfilled
 from autocomplete.paths import data_dir, private_folder
 from autocomplete.signals import calm
 from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
@@ -857,6 +857,7 @@ class Personal:
         ``pause`` is called before each slice of the work (the learner thread's defers to keystrokes in flight).
         ``eager``: each step's int8 copy of the top layer is made at once, off the keystroke path (False: when first
         used, for text learned at once that no keystroke reads before the end)."""
+        quiet_notes()  # ahead of a host's filters set since ("error"): a note must not stop learning
         step = self.config.segment
         # counted as it goes: a save after an interruption (Ctrl-C in `autocomplete learn`) keeps what was learned
         self._dirty = True

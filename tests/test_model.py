@@ -219,6 +219,7 @@ def test_stepping_and_learning_on_two_threads_warns_nothing_and_leaves_the_hosts
 import sys, threading, warnings
 import autocomplete
 predictor = autocomplete.load({str(trained_model_path)!r})
+warnings.simplefilter("error")  # a host that turns warnings into errors after the import, too
 entered = []
 class Counting(warnings.catch_warnings):
     def __enter__(self):
@@ -232,6 +233,7 @@ predictor.personal.wait()
 predictor.suggest("the king is ")
 assert not any(f[:4] == ("ignore", None, Warning, None) for f in warnings.filters), warnings.filters
 assert not entered, entered  # steps and learning swap no filters in and out
+assert predictor.personal.error is None and predictor.personal.stats.lines == 30, predictor.personal.error
 """
     env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, env=env,
