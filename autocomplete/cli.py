@@ -29,7 +29,7 @@ from typing import Any, TypedDict, final
 from autocomplete.arguments import build_parser, check_train, command_parser, resolve, typed_options
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
-from autocomplete.signals import handling, named
+from autocomplete.signals import end_anyway, handling, named
 from autocomplete.tokenizer import printable, printable_word
 
 EXIT_ERROR = 1
@@ -1117,8 +1117,7 @@ def _exit_on_termination() -> Iterator[None]:
         nonlocal ending
         if not ending:
             ending = True
-            threading.Thread(target=_end_anyway, args=(128 + signum, ended), name="autocomplete-end",
-                             daemon=True).start()
+            end_anyway(128 + signum, ended)
             raise SystemExit(128 + signum)
 
     try:
@@ -1126,21 +1125,6 @@ def _exit_on_termination() -> Iterator[None]:
             yield
     finally:
         ended.set()
-
-
-END_WAIT = 15.0  # seconds a program ended by a signal has to finish cleanly before it is ended anyway
-
-
-def _end_anyway(code: int, ended: threading.Event) -> None:
-    """After SIGTERM or SIGHUP, if the command has not ended within :data:`END_WAIT` seconds (its exit can wait for
-    ever on the terminal's event loop, whose tasks a closed terminal may never let finish): save what was learned
-    and end the process, so that a closed window never leaves it running, holding the personal state's lock."""
-    if ended.wait(END_WAIT):
-        return
-    from autocomplete import personal
-
-    personal.save_all()
-    os._exit(code)
 
 
 def _hold_closed_descriptors() -> None:

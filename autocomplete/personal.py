@@ -1745,7 +1745,7 @@ _sharing = threading.Lock()  # counts the predictors that share a state
 @atexit.register
 def save_all() -> None:
     """Programs that embed the predictor rarely close it: what they learned is saved when they exit (or when a signal
-    ended them and their exit never finished: see ``cli._end_anyway``)."""
+    ended them and their exit never finished: see :func:`autocomplete.signals.end_anyway`)."""
     calm()  # a guest's SIGHUP/SIGTERM handler no longer cuts the save short
     for personal in list(_open):
         try:

@@ -7,6 +7,7 @@ command in a thread of its own) the block runs with the signals as the host set 
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,25 @@ def handling(signals: Iterable[signal.Signals], handler: Handler) -> Iterator[bo
 
 
 _ending = False  # a guest's SIGHUP/SIGTERM handler has ended the program, or the program is ending anyway
+_calmed = threading.Event()  # the program's exit handlers run (it got to its end)
+END_WAIT = 15.0  # seconds a program ended by a signal has to reach its end cleanly before it is ended anyway
+
+
+def end_anyway(code: int, ended: threading.Event = _calmed) -> None:
+    """After SIGTERM or SIGHUP: if ``ended`` is not set within :data:`END_WAIT` seconds (the command, or the program,
+    has not got to its end: an event loop can wait for ever on a task a closed terminal never lets finish, and a host
+    may swallow the :class:`SystemExit` and spin on its dead terminal), save what was learned and end the process
+    with ``code``, so that a closed window never leaves it running, holding the personal state's lock."""
+
+    def watch() -> None:
+        if ended.wait(END_WAIT):
+            return
+        from autocomplete import personal
+
+        personal.save_all()
+        os._exit(code)
+
+    threading.Thread(target=watch, name="autocomplete-end", daemon=True).start()
 
 
 def _end_through_exit(signum: int, frame: FrameType | None) -> None:
@@ -51,6 +71,7 @@ def _end_through_exit(signum: int, frame: FrameType | None) -> None:
     if not _ending:
         _ending = True
         if not _shutting_down(frame):
+            end_anyway(128 + signum)  # a host that swallows the SystemExit (and spins on a dead terminal) ends too
             raise SystemExit(128 + signum)
 
 
@@ -69,6 +90,7 @@ def calm() -> None:
     they no longer interrupt what the exit handlers save."""
     global _ending
     _ending = True
+    _calmed.set()
 
 
 _calm_at_exit = False

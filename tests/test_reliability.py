@@ -373,10 +373,10 @@ def test_a_program_ended_by_a_signal_whose_exit_never_finishes_saves_what_it_lea
     # never finished cancelling: it kept running, holding the personal state's lock, deaf to further signals
     script = """
 import os, signal, sys, time
-from autocomplete import checkpoint, cli
+from autocomplete import checkpoint, cli, signals
 from autocomplete.personal import open_personal
 
-cli.END_WAIT = 0.5
+signals.END_WAIT = 0.5
 personal, _ = open_personal(checkpoint.load(sys.argv[1]))
 personal.learn("we met Zorblax at the harbour\\n", wait=True)
 with cli._exit_on_termination():
@@ -394,13 +394,39 @@ with cli._exit_on_termination():
     assert "Zorblax" in saved_words(tmp_path)
 
 
+def test_a_host_that_swallows_the_guests_hang_up_is_ended_once_what_it_learned_is_saved(trained_model_path, tmp_path):
+    # ptpython with its standard error redirected caught the SystemExit of a closed window and spun on the dead
+    # terminal for good, holding the state's lock
+    script = """
+import os, signal, sys, time
+from autocomplete import checkpoint, signals
+from autocomplete.personal import open_personal
+
+signals.END_WAIT = 0.5
+personal, _ = open_personal(checkpoint.load(sys.argv[1]))
+personal.learn("we met Zorblax at the harbour\\n", wait=True)
+signals.exit_on_hangup()
+while True:  # a host's loop that takes SystemExit for one more error
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(30)
+    except SystemExit:
+        time.sleep(0.1)
+"""
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script, str(trained_model_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGHUP, done.stderr
+    assert "Zorblax" in saved_words(tmp_path)
+
+
 def test_a_command_that_a_signal_ended_cleanly_is_not_ended_again_later():
     # the program that ran the command goes on (a test run, a host calling main()): nothing ends it afterwards
     script = """
 import os, signal, time
-from autocomplete import cli
+from autocomplete import cli, signals
 
-cli.END_WAIT = 0.2
+signals.END_WAIT = 0.2
 try:
     with cli._exit_on_termination():
         os.kill(os.getpid(), signal.SIGTERM)
