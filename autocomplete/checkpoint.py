@@ -120,15 +120,16 @@ def storage_of(payload: dict[str, Any]) -> str:
 def save_payload(payload: dict[str, Any], path: Path, private: bool = False) -> None:
     """Write ``payload`` atomically (``private``: readable by its user only); a full disk or a vanished folder is a
     :class:`CheckpointError` naming ``path`` (the previous file at ``path``, if any, is left as it was)."""
+    kept = "; the previous file is unchanged" if os.path.exists(path) else ""
     try:
         atomic_write(path, lambda f: torch.save(payload, f), private=private)
     except OSError as e:
-        raise CheckpointError(f"{path}: could not save ({e.strerror or e}); the previous file is unchanged") from None
+        raise CheckpointError(f"{path}: could not save ({e.strerror or e}){kept}") from None
     except RuntimeError as e:  # PyTorch's zip writer reports a failed write (a full disk) as its own error
         if not isinstance(e.__context__, OSError):
             raise
         why = e.__context__.strerror or e.__context__
-        raise CheckpointError(f"{path}: could not save ({why}); the previous file is unchanged") from None
+        raise CheckpointError(f"{path}: could not save ({why}){kept}") from None
 
 
 def read_payload(
