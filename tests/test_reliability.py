@@ -367,6 +367,15 @@ def test_checkpoint_error_type_is_what_library_users_catch(tmp_path):
         Predictor.load(tmp_path / "missing.pt")
 
 
+def ended_after_saving(script, model_path, data_dir):
+    """The exit status of ``script`` run on ``model_path``, once the personal state it saved in ``data_dir`` holds
+    the name it learned."""
+    done = subprocess.run([sys.executable, "-c", script, str(model_path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(data_dir)})
+    assert "Zorblax" in saved_words(data_dir), done.stderr
+    return done.returncode
+
+
 def test_a_program_ended_by_a_signal_whose_exit_never_finishes_saves_what_it_learned_and_ends(trained_model_path,
                                                                                             tmp_path):
     # a closed terminal's SIGHUP ended the session, whose terminal event loop then waited for ever on a task that
@@ -387,11 +396,7 @@ with cli._exit_on_termination():
         while True:  # an exit that never finishes
             time.sleep(1)
 """
-    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script, str(trained_model_path)], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 128 + signal.SIGTERM, done.stderr
-    assert "Zorblax" in saved_words(tmp_path)
+    assert ended_after_saving(script, trained_model_path, tmp_path) == 128 + signal.SIGTERM
 
 
 def test_a_host_that_swallows_the_guests_hang_up_is_ended_once_what_it_learned_is_saved(trained_model_path, tmp_path):
@@ -413,11 +418,7 @@ while True:  # a host's loop that takes SystemExit for one more error
     except SystemExit:
         time.sleep(0.1)
 """
-    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script, str(trained_model_path)], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 128 + signal.SIGHUP, done.stderr
-    assert "Zorblax" in saved_words(tmp_path)
+    assert ended_after_saving(script, trained_model_path, tmp_path) == 128 + signal.SIGHUP
 
 
 def test_a_command_that_a_signal_ended_cleanly_is_not_ended_again_later():
