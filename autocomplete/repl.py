@@ -769,7 +769,10 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
     ``yo``. A chat message is the user's own text and is learned as in the session. At a terminal, lines are read
     with line editing (:func:`_edited_lines`); from a pipe, as they come (:func:`_typed_lines`)."""
     session.line_mode = True
-    lines = _edited_lines(write) if stream.isatty() else _typed_lines(stream, write)
+    # input() needs standard error (it raises "lost sys.stderr" without one): started with it closed, lines are read
+    # as from a pipe
+    edited = stream.isatty() and sys.stderr is not None
+    lines = _edited_lines(write) if edited else _typed_lines(stream, write)
     try:
         for line in lines:
             if session.mode == "chat" and not line.lstrip().startswith(":"):

@@ -771,6 +771,23 @@ def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_mo
 
 
 @needs_tmux
+def test_plain_mode_at_a_terminal_with_standard_error_closed_still_reads_lines(toy_model_path, tmp_path):
+    # input() raises "lost sys.stderr" without one: the session ended at once with exit status 1 and no word
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path), "2>&-", ";", "echo",
+                 "EXIT=$?", ";", "sleep", "30"], {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
+    try:
+        time.sleep(1)  # nothing says when it reads (its greeting went to the closed standard error)
+        term.send("-l", "how are yo")
+        term.send("Enter")
+        term.wait(lambda s: "%" in s or "EXIT=" in s)
+        term.send("C-d")
+        screen = term.wait(lambda s: "EXIT=" in s)
+        assert "EXIT=0" in screen and [line for line in screen.splitlines() if "%" in line], screen
+    finally:
+        term.close()
+
+
+@needs_tmux
 def test_plain_mode_at_a_terminal_ignores_function_keys_page_keys_and_insert(toy_model_path, tmp_path):
     with plain_session(toy_model_path, tmp_path) as term:
         term.send("-l", "how are yo")
