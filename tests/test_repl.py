@@ -745,12 +745,16 @@ def test_the_toolbar_tells_a_word_nothing_starts_like_from_candidates_still_bein
 
 
 @contextlib.contextmanager
-def plain_session(model_path, data_dir):
-    """``autocomplete --plain`` in a real terminal, once it reads lines."""
-    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(model_path)],
+def plain_session(model_path, data_dir, then=()):
+    """``autocomplete --plain`` in a real terminal, once it reads lines; ``then``: shell words after the command
+    (a redirection, a command to run after it)."""
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(model_path), *then],
                 {"AUTOCOMPLETE_DATA_DIR": str(data_dir), "TERM": "xterm-256color"})
     try:
-        term.wait(lambda s: "line mode" in s)
+        if then:  # its greeting may go nowhere: keys typed before it reads wait in the terminal
+            time.sleep(1)
+        else:
+            term.wait(lambda s: "line mode" in s)
         yield term
         term.send("C-d")
     finally:
@@ -773,18 +777,13 @@ def test_plain_mode_at_a_terminal_edits_the_line_and_recalls_the_last_one(toy_mo
 @needs_tmux
 def test_plain_mode_at_a_terminal_with_standard_error_closed_still_reads_lines(toy_model_path, tmp_path):
     # input() raises "lost sys.stderr" without one: the session ended at once with exit status 1 and no word
-    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path), "2>&-", ";", "echo",
-                 "EXIT=$?", ";", "sleep", "30"], {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color"})
-    try:
-        time.sleep(1)  # nothing says when it reads (its greeting went to the closed standard error)
+    with plain_session(toy_model_path, tmp_path, ["2>&-", ";", "echo", "EXIT=$?", ";", "sleep", "30"]) as term:
         term.send("-l", "how are yo")
         term.send("Enter")
         term.wait(lambda s: "%" in s or "EXIT=" in s)
         term.send("C-d")
         screen = term.wait(lambda s: "EXIT=" in s)
         assert "EXIT=0" in screen and [line for line in screen.splitlines() if "%" in line], screen
-    finally:
-        term.close()
 
 
 @needs_tmux
