@@ -132,6 +132,18 @@ def save_payload(payload: dict[str, Any], path: Path, private: bool = False) -> 
         raise CheckpointError(f"{path}: could not save ({why}){kept}") from None
 
 
+def replaceable_by_a_model(path: Path) -> bool:
+    """Whether a model (or resume) file may be written over ``path``: nothing is there, it cannot be read (the write
+    says what matters), it is empty, or it is what ``torch.save`` writes for one: a zip archive whose first entry is
+    its pickle, naming this format in its first bytes (a model an old program left truncated is replaceable too)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return True
+    return not head or head.startswith(b"PK\x03\x04") and b"/data.pkl" in head[:200] and FORMAT.encode() in head
+
+
 def read_payload(
     path: Path | str, kind: str = "model", fmt: str = FORMAT, version: int | None = None
 ) -> dict[str, Any]:

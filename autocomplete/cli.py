@@ -33,6 +33,7 @@ from autocomplete.signals import end_anyway, handling, named
 from autocomplete.tokenizer import printable, printable_word
 
 EXIT_ERROR = 1
+STDOUT_CLOSED = "autocomplete: error: standard output is closed; there is nowhere to print to"  # started with `>&-`
 EXIT_INTERRUPTED = 130
 
 
@@ -129,17 +130,10 @@ def _remove_leftovers(output: Path, log: Callable[[str], None]) -> None:
 
 def _refuse_replacing_what_is_not_a_model(path: Path, who: str) -> None:
     """An ``-o`` is a model file to replace (or a resume file), never a text or anything else that a mistyped ``-o``
-    would destroy (``convert tiny.pt -o tiny.txt``). An existing file must be empty or be what ``torch.save`` writes
-    for a model: a zip archive whose first entry is its pickle, naming the model format in its first bytes (so a
-    model that an old program left truncated can still be replaced)."""
-    from autocomplete.checkpoint import FORMAT
+    would destroy (``convert tiny.pt -o tiny.txt``)."""
+    from autocomplete.checkpoint import replaceable_by_a_model
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:  # absent, or not readable: check_writable says what matters
-        return
-    if not head or (head.startswith(b"PK\x03\x04") and b"/data.pkl" in head[:200] and FORMAT.encode() in head):
+    if replaceable_by_a_model(path):
         return
     raise ConfigError(f"{path}: exists and is not an autocomplete model; {who} would replace it. Remove it or "
                       "choose another -o")
@@ -1185,7 +1179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as e:  # `--help > /dev/full` or `>&-`
         if sys.stdout is None:
-            _err("autocomplete: error: standard output is closed; there is nowhere to print to")
+            _err(STDOUT_CLOSED)
             return EXIT_ERROR
         _silence(sys.stdout)
         _err(f"autocomplete: error: standard output: cannot write ({e.strerror or e})")
@@ -1195,7 +1189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.typed = typed_options(argv)
         check_train(args, parser)
     if sys.stdout is None and args.command != "train":  # started with standard output closed (`>&-`)
-        _err("autocomplete: error: standard output is closed; there is nowhere to print to")
+        _err(STDOUT_CLOSED)
         return EXIT_ERROR
     handler = COMMANDS.get(args.command, cmd_session) if args.command else cmd_session
     try:

@@ -152,11 +152,6 @@ def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _run_layer(layer: nn.Module, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """One LSTM layer (a projected one warns nothing: see the filters at the top)."""
-    return layer(x, state)
-
-
 def _dropout_mask(x: Tensor, p: float, locked: bool) -> Tensor:
     """A scaled Bernoulli mask for ``x`` (B, T, D); ``locked`` shares it over T."""
     shape = (x.size(0), 1, x.size(2)) if locked else x.shape
@@ -230,7 +225,7 @@ class LSTMLanguageModel(nn.Module):
                 w = F.dropout(cast(Tensor, layer.weight_hh_l0), c.weight_dropout, training=True)
                 x, layer_state = functional_call(layer, {"weight_hh_l0": w}, (x, layer_state), strict=False)
             else:
-                x, layer_state = _run_layer(layer, x, layer_state)  # (B, T, H or E)
+                x, layer_state = layer(x, layer_state)  # (B, T, H or E)
             new_state.append(layer_state)
             if self.training and c.dropout:
                 x = x * _dropout_mask(x, c.dropout, c.locked_dropout)
