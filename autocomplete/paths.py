@@ -50,3 +50,17 @@ def private_folder(folder: Path) -> None:
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
+
+
+def keep_private(path: Path) -> None:
+    """A file of the user's that an older version left readable by others (made under the umask, 0644) becomes
+    readable by its user only: it holds what they typed. Only a file they own, never its folder (which may be one they
+    share); one that cannot be changed is left as it is."""
+    if not hasattr(os, "getuid"):
+        return
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            os.chmod(path, info.st_mode & 0o700)
+    except OSError:
+        pass

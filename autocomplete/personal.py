@@ -82,7 +82,7 @@ from autocomplete.checkpoint import LanguageModel
 from autocomplete.atomic import atomic_write
 from autocomplete.errors import CheckpointError, ConfigError, NewerFormatError, OutputError
 from autocomplete.model import Int8ProjectedLSTM, LSTMLanguageModel, State, TopLayer, quiet_notes, unfilled
-from autocomplete.paths import data_dir, private_folder
+from autocomplete.paths import data_dir, keep_private, private_folder
 from autocomplete.signals import calm
 from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, UNK, capitalize, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
@@ -1502,6 +1502,8 @@ def open_personal(
     personal.warning = warning
     _open.add(personal)
     if personal.saving:  # what other programs handed over, now and as it comes
+        if exists:
+            keep_private(path)
         personal._start()
         personal._check_inbox()
     return personal, warning

@@ -17,6 +17,7 @@ import contextlib
 import io
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from autocomplete.completion import (
 )
 from autocomplete.display import percent
 from autocomplete.errors import AutocompleteError, CheckpointError, ConfigError
-from autocomplete.paths import data_dir, private_folder
+from autocomplete.paths import data_dir, keep_private, private_folder
 from autocomplete.personal import describe
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import LIMITS, SamplingConfig
@@ -136,8 +137,6 @@ class SafeFileHistory(FileHistory):
 
     def _usable(self) -> bool:
         """Whether the file may be opened; warns (once) and gives up on it if not."""
-        import stat
-
         if self._broken:
             return False
         try:
@@ -152,6 +151,8 @@ class SafeFileHistory(FileHistory):
             reason = f"could not be read ({e.strerror or e})"
         else:
             if stat.S_ISREG(mode):
+                if mode & 0o077:
+                    keep_private(self._file)
                 return True
             kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)

@@ -656,6 +656,18 @@ def test_what_was_learned_and_handed_over_is_readable_by_its_user_only(trained_m
     assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
 
 
+def test_a_state_an_older_version_left_readable_by_others_becomes_its_users_only_when_opened(trained_model_path):
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("my password is hunter2\n", wait=True)
+    personal.close()
+    personal.path.chmod(0o644)  # as a version before 0600 saved it, under umask 022
+    again, _ = open_personal(lm)
+    assert stat.S_IMODE(personal.path.stat().st_mode) == 0o600
+    assert again.counts.get("hunter2") == 1  # what it held is kept
+    again.close()
+
+
 def test_the_adapted_top_layer_survives_a_restart_exactly(trained_model_path):
     lm = checkpoint.load(trained_model_path)
     personal, _ = open_personal(lm, TOP_ONLY)

@@ -358,6 +358,20 @@ def test_the_history_and_the_folder_made_for_it_are_readable_by_their_user_only(
     assert (path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777) == (0o700, 0o600)
 
 
+def test_a_history_an_older_version_left_readable_by_others_becomes_its_users_only_and_keeps_its_lines(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    path = folder / "history"
+    path.write_text("\n# 2026-11-01 10:00:00.000000\n+an old line\n")
+    path.chmod(0o644)
+    warnings: list[str] = []
+    history = SafeFileHistory(path, warnings.append)
+    assert warnings == [] and list(history.load_history_strings()) == ["an old line"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o755  # a folder the user chose is never changed
+
+
 def test_a_history_folder_that_cannot_be_written_is_said_when_the_history_is_made(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
