@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application.current import get_app_or_none
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
@@ -603,10 +604,36 @@ def no_echo(stream: TextIO) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
-def interactive(session: Session, prompt: PromptSession[str], write: Callable[[str], None] = _print) -> int:
-    """Read lines with the full-screen prompt until :quit or Ctrl-D."""
+class HeldWhilePrompting:
+    """Says warnings (``say``) at once, except those that come while a prompt is drawn (the history's file could not
+    be written when Enter stored the line: written then, the warning landed inside the prompt's line): those are
+    held until :meth:`release`, which the session calls once the prompt has returned."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._held: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        app = get_app_or_none()
+        if app is not None and app.is_running:
+            self._held.append(message)
+        else:
+            self._say(message)
+
+    def release(self) -> None:
+        held, self._held = self._held, []
+        for message in held:
+            self._say(message)
+
+
+def interactive(
+    session: Session, prompt: PromptSession[str], write: Callable[[str], None] = _print,
+    after_prompt: Callable[[], None] = lambda: None,
+) -> int:
+    """Read lines with the full-screen prompt until :quit or Ctrl-D; ``after_prompt`` runs each time the prompt has
+    returned (to say what was held while it was drawn, :class:`HeldWhilePrompting`)."""
     with no_echo(sys.stdin):
-        return _read_lines(session, prompt, write)
+        return _read_lines(session, prompt, write, after_prompt)
 
 
 def _history_before_typeahead(prompt: PromptSession[str]) -> None:
@@ -649,7 +676,9 @@ def _before_prompt(session: Session, prompt: PromptSession[str]) -> None:
     _follow_learning(session, prompt)
 
 
-def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[str], None]) -> int:
+def _read_lines(
+    session: Session, prompt: PromptSession[str], write: Callable[[str], None], after_prompt: Callable[[], None]
+) -> int:
     while True:
         try:
             line = prompt.prompt(pre_run=lambda: _before_prompt(session, prompt))
@@ -657,6 +686,8 @@ def _read_lines(session: Session, prompt: PromptSession[str], write: Callable[[s
             continue  # Ctrl-C clears the line
         except EOFError:
             return 0
+        finally:
+            after_prompt()
         if session.mode == "chat" and not line.lstrip().startswith(":"):
             write("bot › ")
         try:
@@ -863,9 +894,10 @@ def run_session(
                 _tell(f"{why}: line mode (no suggestions inline)\n")
             _tell(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
         return plain(session, _utf8(sys.stdin))
-    history = history_for(data_dir() / "history" if save_history else None, warn)
+    held = HeldWhilePrompting(warn)
+    history = history_for(data_dir() / "history" if save_history else None, held)
     _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
     try:
-        return interactive(session, build_prompt(session, history))
+        return interactive(session, build_prompt(session, history), after_prompt=held.release)
     finally:
         session.close()

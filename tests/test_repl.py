@@ -22,7 +22,7 @@ from autocomplete.errors import ConfigError
 from autocomplete.personal import Personal
 from autocomplete.predictor import Predictor, load
 from autocomplete.settings import SamplingConfig
-from autocomplete.repl import CommandResult, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
+from autocomplete.repl import CommandResult, HeldWhilePrompting, SafeFileHistory, Session, build_prompt, history_for, interactive, plain
 
 from .conftest import CTRL_T, RIGHT, Tmux, held_by_another_program, needs_tmux, prompt_line, wait_for
 from .test_data import EndlessStream
@@ -149,7 +149,7 @@ def test_reset_forgets_the_context(session):
     assert session.predictor.context_length == 1
 
 
-def drive(session, history, script):
+def drive(session, history, script, after_prompt=lambda: None):
     with create_pipe_input() as pipe:
         prompt = build_prompt(session, history, input=pipe, output=DummyOutput())
         written = []
@@ -165,7 +165,7 @@ def drive(session, history, script):
         thread = threading.Thread(target=typist)
         thread.start()
         try:
-            code = interactive(session, prompt, written.append)
+            code = interactive(session, prompt, written.append, after_prompt)
         except BaseException:
             if not failed:
                 raise
@@ -386,6 +386,28 @@ def test_a_history_folder_that_cannot_be_written_is_said_when_the_history_is_mad
         assert len(warnings) == 1 and list(folder.iterdir()) == []
     finally:
         folder.chmod(0o700)
+
+
+def test_a_history_that_cannot_be_written_mid_session_is_said_after_the_prompt_not_inside_its_line(session, tmp_path):
+    path = tmp_path / "history"
+    events: list[str] = []
+    held = HeldWhilePrompting(lambda message: events.append("warned: " + message))
+    history = history_for(path, held)
+
+    def script(pipe, buffer):
+        pipe.send_text("first line\r")
+        wait_for(lambda: "first line" in path.read_text())
+        path.unlink()
+        path.mkdir()  # the file is gone: the next Enter cannot store its line
+        pipe.send_text("second line\r")
+        wait_for(lambda: any(e.startswith("warned") for e in events))
+        pipe.send_text("\x04")
+
+    code, _ = drive(session, history, script, lambda: (events.append("prompt returned"), held.release()))
+    assert code == 0
+    # said once the prompt of the line it could not keep was gone, not while it was drawn
+    warning = f"warned: history {path} is a folder, not a file; not saving"
+    assert events == ["prompt returned", "prompt returned", warning, "prompt returned"]
 
 
 def release(fifo: Path) -> None:
