@@ -54,7 +54,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "autocomplete-tokens"
-FORMAT_VERSION = 4  # bump when the ids of a text could change (tokenizer, encoding, layout of the file)
+FORMAT_VERSION = 5  # bump when the ids of a text could change (tokenizer, encoding, file layout); 5: accents composed
 _SCAN_CHUNK = 1 << 24  # bytes checked at a time when an ids file is verified
 _COPY_CHUNK = 1 << 22  # bytes moved at a time when splitting off validation tails
 

@@ -54,10 +54,16 @@ SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(  # tokens t
     a + b for a in "!?" for b in "!?"
 )
 _TRANSPARENT = frozenset({'"', "'", "(", "[", "-", "--", "—", "*", "_"})  # do not end a sentence's start
-_NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…") | frozenset({"...", "'s", "n't"})
-_NO_SPACE_AFTER = frozenset("([{$#@")
+# (with the full-width and ideographic punctuation of Chinese and Japanese, and Arabic's comma, semicolon and question
+# mark, which take no space before them either)
+_NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…。、，．：；！？）］｝」』】〕〉》،؛؟") | frozenset({"...", "'s", "n't"})
+_NO_SPACE_AFTER = frozenset("([{$#@（［｛「『【〔〈《")
 _DASHES = frozenset({"--", "—", "–", "---"})
 _CONTROL = dict.fromkeys(c for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n")
+# what the tokenizer reads as a space (vertical tab, form feed, the file/group/record/unit separators, next line, the
+# zero-width space that marks word breaks in Thai or Khmer) and drops (a soft hyphen is a hint where a line may break;
+# a byte-order mark, at a file's start or inside after a join, is not text)
+_CLEAN = _CONTROL | dict.fromkeys((0x0B, 0x0C, *range(0x1C, 0x20), 0x85, 0x200B), " ") | dict.fromkeys((0xAD, 0xFEFF))
 
 
 # What a terminal would obey instead of showing: C0 and C1 controls (ESC starts escape sequences, 0x9B is a one-byte
@@ -99,11 +105,16 @@ def _is_attachment(token: str) -> bool:
 
 
 def clean(text: str) -> str:
-    """Drop control characters and lone surrogates; fold curly quotes; turn CR/LF pairs into newlines."""
+    """Drop control characters, lone surrogates, soft hyphens and byte-order marks; read vertical tabs, form feeds and
+    zero-width spaces as spaces; fold curly quotes; turn CR/LF pairs into newlines; compose accents (NFC), so that a
+    word typed with a combining accent (``cafe`` + U+0301, as some keyboards and macOS file names give it) is the same
+    word as the one written with ``é``."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_FOLD)
+    if text.isascii():
+        return text.translate(_CLEAN)
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
         text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
-    return text.translate(_CONTROL)
+    return unicodedata.normalize("NFC", text.translate(_CLEAN))
 
 
 @dataclass(frozen=True)
@@ -169,13 +180,28 @@ class Tokenizer:
         start = len(text)  # tokens never span whitespace: only the text after the last space matters
         while start > 0 and not text[start - 1].isspace() and len(text) - start < _MAX_PARTIAL:
             start -= 1
-        tokens = list(_TOKEN_RE.finditer(text, start))
-        if not tokens or tokens[-1].end() != len(text):
+        # as the tokenizer splits it (a word goes on after an accent or a vowel sign: ``Reme`` U+0301 ``dios``), with
+        # curly apostrophes read as straight ones (``don’`` is ``don'`` being typed); the tokens cover the text
+        tokens = _split_words(text[start:].translate(_FOLD))
+        last = tokens[-1] if tokens else ""
+        if last in ("'", "-") and len(tokens) > 1 and _is_word(tokens[-2]):
+            last = tokens[-2] + last  # ``don'``, ``well-``: a word being typed on, not a quote or a dash after it
+        elif not _is_word(last):
             return text, ""
-        last = tokens[-1]
-        if not re.fullmatch(_WORD, last.group()):
-            return text, ""
-        return text[: last.start()], last.group()
+        return text[: len(text) - len(last)], last
+
+
+def _is_word(token: str) -> bool:
+    """A word (letters, digits, inner apostrophes and hyphens), its accents and vowel signs included."""
+    if re.fullmatch(_WORD, token):
+        return True
+    bare = "".join(ch for ch in token if not unicodedata.category(ch).startswith("M"))
+    return bare[:1] == token[:1] != "" and re.fullmatch(_WORD, bare) is not None
+
+
+def _regional(token: str) -> bool:
+    """One regional indicator letter: two of them make a flag (``🇫`` ``🇷`` is 🇫🇷)."""
+    return len(token) == 1 and 0x1F1E6 <= ord(token) <= 0x1F1FF
 
 
 def _split_words(line: str) -> list[str]:
@@ -184,7 +210,14 @@ def _split_words(line: str) -> list[str]:
     for match in _TOKEN_RE.finditer(line):
         token = match.group()
         adjacent = match.start() == prev_end and tokens
-        if adjacent and (_is_attachment(token) or tokens[-1].endswith(_ZWJ)):
+        if adjacent and (
+            _is_attachment(token)
+            or tokens[-1].endswith(_ZWJ)
+            # a word goes on after a mark Python's ``\w`` leaves out: a Devanagari virama (नमस् + ते), a Thai vowel
+            # sign, an accent that did not compose
+            or unicodedata.category(tokens[-1][-1]).startswith("M") and token[0].isalnum() and tokens[-1][0].isalnum()
+            or _regional(token) and _regional(tokens[-1])
+        ):
             tokens[-1] += token
         else:
             tokens.append(token)
@@ -220,7 +253,15 @@ def ends_sentence(tokens: Sequence[str]) -> bool:
 
 
 def capitalize(word: str) -> str:
-    return word[:1].upper() + word[1:]
+    """``word`` with its first letter as a sentence starts it (title case: ``ﬁnal`` → ``Final``, not ``FInal``)."""
+    return word[:1].title() + word[1:]
+
+
+def _unspaced(ch: str) -> bool:
+    """Characters of scripts written without spaces between words (Chinese, Japanese kana) and their punctuation."""
+    o = ord(ch)
+    return (0x3000 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
+            or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFF65 or 0x20000 <= o <= 0x3FFFF)
 
 
 class Detokenizer:
@@ -265,9 +306,12 @@ class Detokenizer:
             space = ""
         elif token in _NO_SPACE_BEFORE or not token.strip(".!?") or prev in _NO_SPACE_AFTER or token in _DASHES or prev in _DASHES:
             space = ""
+        elif _unspaced(prev[-1]) and _unspaced(surface[0]):
+            space = ""  # 我喜欢 + 你: Chinese and Japanese put no space between words (the tokenizer reads them as one)
         else:
             space = " "
-        if not space and prev is not None and prev != EOS and _split_words(prev + surface) != [prev, surface]:
+        if (not space and prev is not None and prev != EOS and _split_words(prev + surface) != [prev, surface]
+                and not (_unspaced(prev[-1]) and _unspaced(surface[0]))):
             space = " "  # gluing would change how the text re-tokenizes ("a" + "-b")
         self._advance(token)
         return space + surface

@@ -54,8 +54,19 @@ def test_newlines_become_end_of_utterance_tokens():
 
 def test_emoji_sequences_and_combining_marks_stay_attached():
     family = "👨\u200d👩\u200d👧"
-    tokens = roundtrip(f"cafe\u0301 {family} 👍🏽 ok")
-    assert tokens == ["cafe\u0301", family, "👍🏽", "ok"]
+    tokens = roundtrip(f"cafe\u0301 {family} 👍🏽 ok 🇫🇷")
+    assert tokens == ["caf\u00e9", family, "👍🏽", "ok", "🇫🇷"]  # the accent composed (NFC); a flag's two letters one
+
+
+def test_a_word_goes_on_after_an_accent_or_a_vowel_sign_and_is_the_same_word_however_its_accents_were_typed():
+    assert roundtrip("Reme\u0301dios nai\u0308ve") == roundtrip("Remédios naïve") == ["Remédios", "naïve"]
+    assert roundtrip("नमस्ते दुनिया, สวัสดีครับ") == ["नमस्ते", "दुनिया", ",", "สวัสดีครับ"]
+    assert roundtrip("Ọjọ́bọ") == ["Ọjọ́bọ"]
+
+
+def test_invisible_hints_are_dropped_and_page_breaks_and_zero_width_spaces_separate_words():
+    assert tok.tokenize("\ufeffco\xadoperation") == ["cooperation"]  # a byte-order mark, a soft hyphen
+    assert tok.tokenize("page\x0cNext\x0bline zero\u200bwidth") == ["page", "Next", "line", "zero", "width"]
 
 
 def test_control_characters_are_dropped():
@@ -84,6 +95,15 @@ def test_split_partial_separates_the_word_being_typed():
     assert tok.split_partial("") == ("", "")
 
 
+def test_a_word_typed_up_to_its_apostrophe_or_hyphen_or_accent_is_still_being_typed():
+    assert tok.split_partial("I don'") == tok.split_partial("I don’") == ("I ", "don'")  # then ``t``, not a new word
+    assert tok.split_partial("a well-") == ("a ", "well-")
+    assert tok.split_partial("she said 'yes'") == ("she said '", "yes'")  # no word starts so: no suggestion glued on
+    assert tok.split_partial("Later I met Reme\u0301") == ("Later I met ", "Reme\u0301")
+    assert tok.split_partial("नमस्") == ("", "नमस्")
+    assert tok.split_partial("a --") == ("a --", "") and tok.split_partial("pi is 3.14") == ("pi is 3.14", "")
+
+
 def test_sentence_starts_follow_terminators_and_skip_opening_quotes():
     tokens = tok.tokenize('He left. "The end," I said.')
     flags = dict(zip(tokens, sentence_starts(tokens)))
@@ -93,6 +113,14 @@ def test_sentence_starts_follow_terminators_and_skip_opening_quotes():
 
 def test_detokenizer_capitalises_sentence_starts_when_asked():
     assert detokenize(["i", "went", ".", "then", "i", "left", "."], sentence_case=True) == "I went. Then i left."
+    assert detokenize(["ﬁnal", "."], sentence_case=True) == "Final."  # a ligature's title case, not "FInal"
+
+
+def test_chinese_and_japanese_get_no_spaces_and_their_punctuation_and_arabics_none_before_it():
+    assert detokenize(["我喜欢吃苹果", "。", "你喜欢吃什么", "？"]) == "我喜欢吃苹果。你喜欢吃什么？"
+    assert detokenize(["「", "東京", "」", "です"]) == "「東京」です"
+    assert detokenize(["مرحبا", "،", "كيف", "حالك", "؟"]) == "مرحبا، كيف حالك؟"
+    assert detokenize(["한국어", "문장", "."]) == "한국어 문장."  # Korean spaces its words
 
 
 def test_detokenizer_streams_the_same_text_as_a_whole_join():
