@@ -30,7 +30,7 @@ from autocomplete.arguments import build_parser, check_train, command_parser, re
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import end_anyway, handling, named
-from autocomplete.tokenizer import printable, printable_word
+from autocomplete.tokenizer import EOS, printable, printable_word
 
 EXIT_ERROR = 1
 STDOUT_CLOSED = "autocomplete: error: standard output is closed; there is nowhere to print to"  # started with `>&-`
@@ -43,6 +43,9 @@ EXIT_INTERRUPTED = 130
 def _err(message: str) -> None:
     if sys.stderr is not None:  # started with it closed (`2>&-`): print(file=None) would write to standard output
         print(printable(message), file=sys.stderr, flush=True)
+
+
+UNKNOWN_NOTE = 0.2  # eval says how little perplexity and top-k mean when this share of the tokens is unknown
 
 
 def _warn(message: str) -> None:
@@ -526,7 +529,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks, stats)
     if stats.replaced_bytes:  # as train and learn say it
         _warn(_replaced(stats))
-    if ids.numel() == 0:
+    if all(token == EOS for token in surface):  # nothing, or only what reads as nothing (a byte-order mark)
         raise ConfigError("the evaluation text holds no words")
     ks = list(dict.fromkeys(args.k or [5]))  # -k 3 -k 3: one line
     mode = choose_mode(args.quiet)
@@ -551,6 +554,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         for progress in shown:
             progress.close()
+    if report.unknown_rate >= UNKNOWN_NOTE:  # gibberish, or a language it never read, would look easy
+        _err(f"autocomplete: note: {report.unknown_rate:.1%} of the tokens are outside the model's vocabulary: "
+             "perplexity and top-k count each as one word, <unk>, which flatters them; keystroke savings count such "
+             "words typed in full")
     if args.json:
         result = {"model": str(args.model or predictor.lm.path or "default"), "style": predictor.style,
                   **report.to_dict()}
@@ -856,7 +863,6 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autocomplete import checkpoint, data
     from autocomplete.paths import default_model_path
     from autocomplete.personal import open_personal
-    from autocomplete.tokenizer import EOS
 
     # one segment of batch 1 at a time: by default one thread, as several spin-wait on cores other programs use
     # (6x slower on a busy 2-core machine)
@@ -891,8 +897,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
             unit=" tokens", unit_scale=True, leave=False,
             disable=args.quiet or sys.stderr is None or not sys.stderr.isatty(),  # None: `2>&-` (no bar, still learns)
         ) as bar:
+            ended = True  # whether what was read so far ends an utterance
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
+                if not tokens and ended:
+                    continue  # a line of nothing but what reads as nothing (a byte-order mark): not an utterance
                 batch += tokens + ([EOS] if ends else [])
+                ended = ends
                 while len(batch) >= 4096:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
                     feed(batch[:4096])
                     bar.update(4096)

@@ -645,6 +645,25 @@ def test_learn_and_eval_say_when_they_replaced_bytes_that_are_not_utf8(capsys, t
     assert err == f"autocomplete: warning: 1 undecodable byte sequence(s) replaced in {notes}\n"
 
 
+@pytest.mark.parametrize("command, error", [("eval", "the evaluation text holds no words"),
+                                            ("learn", "the text holds no words to learn")])
+def test_a_text_of_only_a_byte_order_mark_holds_no_words(capsys, trained_model_path, tmp_path, command, error):
+    text = tmp_path / "bom.txt"
+    text.write_bytes(b"\xef\xbb\xbf\n")
+    code, out, err = run(capsys, command, str(text), "--model", str(trained_model_path))
+    assert (code, out, err) == (1, "", f"autocomplete: error: {error}\n")
+
+
+def test_eval_says_when_most_of_the_text_is_outside_the_vocabulary(capsys, trained_model_path, tmp_path):
+    gibberish = tmp_path / "gibberish.txt"
+    gibberish.write_text("qxzvkjq zzkvqxj jvqxkzz kqzjvxq\n" * 20)
+    code, out, err = run(capsys, "eval", str(gibberish), "--model", str(trained_model_path))
+    assert code == 0 and "(80.0% unknown)" in out  # four unknown words and an end of line, in each line
+    assert err.startswith("autocomplete: note: 80.0% of the tokens are outside the model's vocabulary") and err.count("\n") == 1
+    code, out, err = run(capsys, "eval", str(SHAKESPEARE), "--model", str(trained_model_path), "--ksr-words", "20")
+    assert code == 0 and err == ""
+
+
 def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
     import io
 
