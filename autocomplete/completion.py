@@ -52,7 +52,7 @@ from typing import Any
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.application.current import get_app, get_app_or_none, set_app
-from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
+from prompt_toolkit.auto_suggest import AutoSuggest, DynamicAutoSuggest, Suggestion
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
@@ -286,6 +286,26 @@ class LanguageModelAutoSuggest(AutoSuggest):
             if buffer not in self._states:
                 self._states[buffer] = _BufferState()
             return self._states[buffer]
+
+    def serves(self, buffer: Buffer) -> bool:
+        """Whether ``buffer`` is one this suggester serves: its auto-suggest is this one (or wraps it: a
+        ``ThreadedAutoSuggest``, ``ConditionalAutoSuggest`` or ``DynamicAutoSuggest`` around it), or it has asked this
+        one for grey text. The keys of :func:`key_bindings` act only there, never in a host's other fields."""
+        with self._lock:
+            state = self._states.get(buffer)
+        if state is not None and state.watched:
+            return True
+        suggester: object = buffer.auto_suggest
+        for _ in range(8):  # wrappers of wrappers, a few deep at most
+            if suggester is self:
+                return True
+            if isinstance(suggester, DynamicAutoSuggest):
+                suggester = suggester.get_auto_suggest()
+            else:
+                suggester = getattr(suggester, "auto_suggest", None)
+            if suggester is None:
+                return False
+        return False
 
     def at_ghost(self, document: Document) -> bool:
         """Whether the cursor is where grey text is drawn (the end of the text, or of the line with ``any_line``)."""
@@ -666,7 +686,12 @@ def key_bindings(
     """
     kb = KeyBindings()
     settings = suggest.settings
-    where = to_filter(filter)
+
+    @Condition
+    def served() -> bool:  # a host's other fields (a search box without a model) keep their keys
+        return suggest.serves(get_app().current_buffer)
+
+    where = served & to_filter(filter)
     tab_where = where & to_filter(tab)
 
     def add(*keys: str, filter: Filter = Always(), base: Filter = where) -> Callable[[Any], Any]:

@@ -17,7 +17,7 @@ from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
-from prompt_toolkit.layout import BufferControl, Layout, Window
+from prompt_toolkit.layout import BufferControl, HSplit, Layout, Window
 from prompt_toolkit.layout.processors import AppendAutoSuggestion
 from prompt_toolkit.output import DummyOutput
 
@@ -506,12 +506,36 @@ def test_key_bindings_are_claimed_only_where_the_host_says(predictor):
     suggest = LanguageModelAutoSuggest(predictor)
     assert not key_bindings(suggest, filter=False).bindings
     here = [False]
-    switched = key_bindings(suggest, filter=Condition(lambda: here[0]), tab=False)
-    assert switched.bindings and not any(b.filter() for b in switched.bindings)
-    no_tab = key_bindings(suggest, tab=False)
-    tab_keys = {(Keys.ControlI,), (Keys.BackTab,)}
-    assert {b.keys for b in no_tab.bindings if b.filter()} & tab_keys == set()
-    assert {b.keys for b in key_bindings(suggest).bindings if b.filter()} >= tab_keys
+    served = Buffer(auto_suggest=suggest)
+    with set_app(Application(layout=Layout(Window(BufferControl(served))), output=DummyOutput())):
+        switched = key_bindings(suggest, filter=Condition(lambda: here[0]), tab=False)
+        assert switched.bindings and not any(b.filter() for b in switched.bindings)
+        no_tab = key_bindings(suggest, tab=False)
+        tab_keys = {(Keys.ControlI,), (Keys.BackTab,)}
+        assert {b.keys for b in no_tab.bindings if b.filter()} & tab_keys == set()
+        assert {b.keys for b in key_bindings(suggest).bindings if b.filter()} >= tab_keys
+
+
+def test_the_keys_stay_the_hosts_in_a_field_the_suggester_does_not_serve(predictor):
+    suggest = LanguageModelAutoSuggest(predictor)
+    typed = Buffer(auto_suggest=suggest, completer=LanguageModelCompleter(predictor, suggest=suggest))
+    search = Buffer(multiline=False)  # the host's own field, no model
+    done = KeyBindings()
+
+    @done.add("enter")
+    def _(event):
+        event.app.exit(result=search.text)
+
+    layout = Layout(HSplit([Window(BufferControl(typed, input_processors=[AppendAutoSuggestion()])),
+                            Window(BufferControl(search))]), focused_element=search)
+    with create_pipe_input() as pipe:
+        app = Application(layout=layout, key_bindings=merge_key_bindings([key_bindings(suggest), done]),
+                          input=pipe, output=DummyOutput())
+        pipe.send_text("grep foo" + CTRL_T + RIGHT + TAB + ESC + "+" + ENTER)  # Alt-+ would warm the model
+        result = app.run()
+    assert result == "grep foo+" and search.suggestion is None  # (a bare application: Esc alone does nothing)
+    assert suggest.settings.temperature == SamplingSettings().temperature
+    assert not suggest.serves(search) and suggest.serves(typed)
 
 
 # ---- keys and screen -------------------------------------------------------------------------------------------
