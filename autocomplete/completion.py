@@ -793,7 +793,9 @@ def key_bindings(
 
     @add("c-t", filter=at_end)
     def _sample(event: KeyPressEvent) -> None:
-        suggest.refresh(event.current_buffer, sample=True)
+        b = event.current_buffer
+        b.complete_state = None  # the menu (its text kept) would cover a sample that wraps below the line
+        suggest.refresh(b, sample=True)
 
     @add("escape", filter=sampling)
     def _dismiss(event: KeyPressEvent) -> None:

@@ -206,6 +206,20 @@ def test_ctrl_t_samples_a_continuation_that_can_be_accepted_or_dismissed(predict
     assert driver.sample
 
 
+def test_ctrl_t_closes_the_menu_so_that_a_sample_that_wraps_below_the_line_is_not_covered(predictor):
+    driver = Driver(predictor, SamplingSettings(SamplingConfig(max_words=6)), complete_while_typing=True)
+
+    def script(pipe, d):
+        pipe.send_text("hear me ")
+        wait_for(lambda: d.buffer.complete_state is not None and d.buffer.complete_state.completions)
+        pipe.send_text(CTRL_T)
+        wait_for(lambda: d.suggest.sampling(d.buffer))
+        d.menu = d.buffer.complete_state
+        pipe.send_text(ENTER)
+
+    assert driver.run(script).startswith("hear me ") and driver.menu is None
+
+
 def sampled(suggest, text):
     """A buffer holding ``text`` whose grey text is a Ctrl-T sample (computed as the key would, with no terminal)."""
     buffer = Buffer(document=Document(text))
