@@ -19,11 +19,11 @@ readline the sort is switched off and the list of candidates is shown most likel
 completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
 (``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
 readline asks (and again once a line is learned). Lines the program reads become context for the next ones, as
-soon as the next is asked for, and are learned (they are taken from
-readline's history; a history file the program loads, ``read_history_file``, is not learned again: the completer
-runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU readline
-it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
-running; with libedit :func:`install` takes the hook, and a program with its own calls
+soon as the next is asked for, and are learned, each once (they are taken from readline's history, also where it is
+capped or the program removes lines from it; a history file the program loads, ``read_history_file``, is not learned
+again: the completer runs before each line is read, in readline's pre-input hook, to tell its lines from those
+typed). With GNU readline it wraps the hook in C, so a pre-input hook of the program's own, set before or after
+:func:`install`, keeps running; with libedit :func:`install` takes the hook, and a program with its own calls
 :meth:`ReadlineCompleter.before_input` from it.
 
 The completer works on its own :meth:`~autocomplete.predictor.Predictor.session` of the predictor, so sharing a
@@ -40,46 +40,21 @@ import readline
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from autocomplete import libreadline
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor, Suggestion, _check_flag, _whole
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
 
+if TYPE_CHECKING:
+    from _ctypes import CFuncPtr
+
 #: Word delimiters for readline: whitespace and punctuation, but not apostrophes, hyphens, letters or digits, so
 #: ``don't`` and ``well-known`` are completed as one word.
 DELIMS = " \t\n\"`()[]{}<>,.;:!?@#$%^&*=+|\\/~"
-
-
-def _readline_library() -> ctypes.CDLL | None:
-    """The C readline library the :mod:`readline` module runs on (its own symbols resolve through its handle)."""
-    path = getattr(readline, "__file__", None)
-    if not path or "libedit" in (readline.__doc__ or ""):
-        return None  # libedit has neither the sort switch nor a forced redisplay we can rely on
-    try:
-        library = ctypes.CDLL(path)
-        library.rl_forced_update_display  # noqa: B018 - present on GNU readline
-        ctypes.c_int.in_dll(library, "rl_sort_completion_matches")
-    except (OSError, AttributeError, ValueError):
-        return None
-    return library
-
-
-#: readline's C pre-input hook, ``int (*)(void)``.
-_Hook = ctypes.CFUNCTYPE(ctypes.c_int)
-
-
-def _pre_input_hook(library: ctypes.CDLL | None) -> ctypes.c_void_p | None:
-    """GNU readline's ``rl_pre_input_hook``. The :mod:`readline` module points it once, at import, at its own function,
-    which calls what ``set_pre_input_hook()`` was last given: the completer wraps the C hook, and the program's own
-    Python hook, set before or after :func:`install`, keeps running."""
-    if library is None:
-        return None
-    try:
-        return ctypes.c_void_p.in_dll(library, "rl_pre_input_hook")
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -99,7 +74,9 @@ class ReadlineCompleter:
         self.k = _whole("k", k, 1)  # a ConfigError here, not a Tab that silently does nothing
         _check_flag("learn", learn)
         self.learn = learn  # lines read by the program become context
-        self._history = readline.get_current_history_length()  # lines already there are not the user's new text
+        # where the history ended and its newest line when last looked: lines already there are not new text
+        self._end, self._newest = _history_end(), _newest_line(None)
+        self._reading = False  # before_input() has run: a line can have been read since the last look
         # (the predictor's answers_version: its context and what was learned, text before the word, the word)
         self._key: tuple[tuple[int, int, int], str, str] | None = None
         self._ranked: list[Suggestion] = []
@@ -128,24 +105,41 @@ class ReadlineCompleter:
     def _absorb_history(self) -> None:
         """Commit the lines the program has read since the last line or completion (readline adds them to its
         history)."""
+        self._learn(self._new_lines())
+
+    def _learn(self, lines: list[str]) -> None:
+        if self.learn and lines:
+            self.predictor.commit("".join(line + "\n" for line in lines))
+
+    def _new_lines(self) -> list[str]:
+        """The lines added to readline's history since the last look, oldest first (the look moves past them).
+
+        Each line added moves the history's end on by one, also where a capped history (``set history-size``)
+        drops its oldest line to make room. A program that keeps one copy of each line removes the older copy of the
+        line just read: then the end stays, and the newest line is what changed."""
+        end = _history_end()
         length = readline.get_current_history_length()
-        if self.learn and length > self._history:
-            items = (readline.get_history_item(i) for i in range(self._history + 1, length + 1))
-            self.predictor.commit("".join(item + "\n" for item in items if item))
-        self._history = length
+        newest = _newest_line(self._newest)
+        count = min(max(end - self._end, 0), length)
+        if count == 0 and newest is not None and newest != self._newest:
+            count = 1
+        self._end, self._newest = end, newest
+        items = (readline.get_history_item(number) for number in range(end - count, end))
+        return [item for item in items if item]
 
     def before_input(self) -> None:
         """readline is about to read a line (its pre-input hook): the line read last is committed now, so that the
         words it brought are offered on this one. Since the last line read, the history grew by that line; if it grew
-        by more, the program loaded a history file (``read_history_file`` at its start), whose lines were learned when
-        they were typed and are not learned again.
+        by more, the program loaded a history file (``read_history_file``), whose lines were learned when they were
+        typed and are not learned again. The first call comes before any line is read: whatever the history gained
+        since the completer was made was loaded (a one-line file too, as ``python -i`` loads ~/.python_history).
 
         With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
         readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
-        length = readline.get_current_history_length()
-        if length - self._history > 1:
-            self._history = length  # skipped, the line typed just before the load with it (one cannot tell them)
-        self._absorb_history()
+        lines = self._new_lines()
+        if self._reading and len(lines) == 1:
+            self._learn(lines)  # more: skipped, the line typed just before the load with it (one cannot tell them)
+        self._reading = True
 
     def stop(self) -> None:
         """Learn the lines read so far and none after (:func:`uninstall` calls it): a :class:`cmd.Cmd` program may
@@ -166,9 +160,28 @@ class ReadlineCompleter:
         _library.rl_forced_update_display()  # the prompt and the line again, below the list
 
 
-_library = _readline_library()
-_pre_input = _pre_input_hook(_library)
-_hook: Callable[[], int] | None = None  # the C function in the pre-input hook while installed (kept alive here)
+def _history_end() -> int:
+    """The number one past the newest line of readline's history, as ``get_history_item`` numbers lines: GNU
+    readline counts from ``history_base``, which a capped history moves on as it drops its oldest lines; libedit
+    from 1."""
+    first = libreadline.history_base(_library) if _library is not None else 1
+    return first + readline.get_current_history_length()
+
+
+def _newest_line(otherwise: str | None) -> str | None:
+    """The newest line of the history (None if it is empty), or ``otherwise`` while the user has it changed by going
+    back to it (GNU readline): not a line read."""
+    end = _history_end()
+    if readline.get_current_history_length() == 0:
+        return None
+    if _library is not None and libreadline.being_edited(_library, end - 1):
+        return otherwise
+    return readline.get_history_item(end - 1)
+
+
+_library = libreadline.library()
+_pre_input = libreadline.pointer(_library, "rl_pre_input_hook") if _library is not None else None
+_hook: CFuncPtr | None = None  # the C function in the pre-input hook while installed (kept alive here)
 _saved: _Saved | None = None
 _installed: ReadlineCompleter | None = None  # the completer install() put in place, until uninstall()
 
@@ -212,19 +225,19 @@ def install(
         atexit.register(completer._absorb_history)
         exit_on_hangup()  # a closed terminal window runs those exit handlers too
     if _saved is None:
-        sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
+        sort = libreadline.integer(_library, "rl_sort_completion_matches").value if _library else None
         hook = _pre_input.value if _pre_input is not None else None
         _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook)
     readline.set_completer(completer)
     readline.set_completer_delims(completer_delims)
     if learn:  # the pre-input hook tells a loaded history file from lines typed
         if _pre_input is not None:
-            _hook = _Hook(_before_input_then(completer, _saved.pre_input))
+            _hook = libreadline.Hook(_before_input_then(completer, _saved.pre_input))
             _pre_input.value = ctypes.cast(_hook, ctypes.c_void_p).value
         elif hasattr(readline, "set_pre_input_hook"):
             readline.set_pre_input_hook(completer.before_input)
     if _library is not None:
-        ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = 0
+        libreadline.integer(_library, "rl_sort_completion_matches").value = 0
         readline.set_completion_display_matches_hook(completer.display)
     if tab:
         readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else "tab: complete")
@@ -234,7 +247,7 @@ def install(
 def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callable[[], int]:
     """The C pre-input hook: ``completer.before_input()``, then the hook that was there (the readline module's, which
     runs the program's own Python hook)."""
-    previous = _Hook(host) if host else None
+    previous = libreadline.Hook(host) if host else None
 
     def hook() -> int:
         try:
@@ -276,5 +289,5 @@ def uninstall() -> None:
         readline.set_pre_input_hook(None)  # libedit: install() took the hook (the program's own is not knowable)
     readline.set_completion_display_matches_hook(None)
     if _library is not None and _saved.sort is not None:
-        ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = _saved.sort
+        libreadline.integer(_library, "rl_sort_completion_matches").value = _saved.sort
     _saved = None

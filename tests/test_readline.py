@@ -195,14 +195,15 @@ def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_lear
     assert "is handed over to it" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("loaded", ["my friend Zorblax\nwe met Quuxly\n", "my friend Zorblax\n"])
 def test_a_history_file_the_program_loads_is_not_learned_again_only_the_lines_typed(
-    trained_model_path, tmp_path, monkeypatch
+    trained_model_path, tmp_path, monkeypatch, loaded
 ):
     import json
     import subprocess
 
     history = tmp_path / "history"
-    history.write_text("my friend Zorblax\nwe met Quuxly\n")  # typed, and learned, in earlier runs
+    history.write_text(loaded)  # typed, and learned, in earlier runs (one line too: nothing is typed before it)
     program = INPUT_LOOP.replace(
         "autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))",
         "autocomplete.readline.install(autocomplete.load(sys.argv[1]))\n"
@@ -356,9 +357,52 @@ def test_the_line_just_read_becomes_context_before_the_next_one_is_typed(trained
     from autocomplete.readline import ReadlineCompleter
 
     completer = ReadlineCompleter(Predictor(trained_lm))
+    completer.before_input()  # readline's pre-input hook, as the first line starts
     readline.add_history("hear me speak")  # the line input() just read
-    completer.before_input()  # readline's pre-input hook, as the next line starts: no Tab needed
+    completer.before_input()  # the hook again, as the next line starts: no Tab needed
     assert completer.predictor.context_length == 1 + 3 + 1
+
+
+def test_a_program_that_keeps_one_copy_of_each_line_in_its_history_has_each_line_it_reads_learned(trained_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    readline.clear_history()
+    completer = ReadlineCompleter(Predictor(trained_lm))
+    completer.before_input()  # the first line starts
+    try:
+        for line in ["hear me speak", "good night", "hear me speak"]:
+            readline.add_history(line)  # input() read it
+            for number in range(readline.get_current_history_length() - 1, 0, -1):
+                if readline.get_history_item(number) == line:  # the program drops the older copy
+                    readline.remove_history_item(number - 1)
+            completer.before_input()
+        assert readline.get_current_history_length() == 2
+        assert completer.predictor.context_length == 1 + (3 + 1) + (2 + 1) + (3 + 1)
+    finally:
+        readline.clear_history()
+
+
+def test_a_program_whose_history_is_capped_still_learns_every_line_it_reads(trained_model_path, tmp_path, monkeypatch):
+    import json
+    import subprocess
+
+    program = INPUT_LOOP.replace(
+        "autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))",
+        "import readline; readline.parse_and_bind('set history-size 2')  # as an inputrc may set it\n"
+        "autocomplete.readline.install(autocomplete.load(sys.argv[1]))",
+    )
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
+    term = Terminal(program, str(trained_model_path))
+    term.read_until("> ")
+    for line in ["my friend Zorblax", "we met Quuxly", "at the Wobbleford inn", "hello there"]:
+        term.send(line + "\r", until=f"got: {line!r}")
+    os.write(term.fd, b"quit\r")
+    os.waitpid(term.pid, 0)  # it ends, learning what it read
+    os.close(term.fd)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["lines"] == 5  # each line once, though the history holds two
 
 
 def test_a_tab_after_a_word_is_learned_offers_it_though_the_line_and_cursor_are_the_same(trained_model_path):
