@@ -15,15 +15,16 @@ to this one (command names still complete as usual)::
             return completer.matches(text, line, begidx, endidx)
 
 What readline users otherwise solve themselves: the ranking is kept (readline sorts matches alphabetically; with GNU
-readline the sort is switched off and the list of candidates is shown most likely first, with probabilities), a
-completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
-(``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
-readline asks (and again once a line is learned). Lines the program reads become context for the next ones, as
-soon as the next is asked for, and are learned, each once (they are taken from readline's history, also where it is
-capped or the program removes lines from it; a history file the program loads, ``read_history_file``, is not learned
-again: the completer runs before each line is read, in readline's pre-input hook, to tell its lines from those
-typed). With GNU readline it wraps the hook in C, so a pre-input hook of the program's own, set before or after
-:func:`install`, keeps running; with libedit :func:`install` takes the hook, and a program with its own calls
+readline the sort is switched off and the list of candidates is shown most likely first, with probabilities, while
+the lists of the program's own completion are sorted and listed as readline lists them), a completed word gets its
+space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words (``don't``,
+``well-known``), and the candidates are computed once per line and cursor position, however often readline asks (and
+again once a line is learned). Lines the program reads become context for the next ones, as soon as the next is
+asked for, and are learned, each once (they are taken from readline's history, also where it is capped or the
+program removes lines from it; a history file the program loads, ``read_history_file``, is not learned again: the
+completer runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU
+readline it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
+running; with libedit :func:`install` takes the hook, and a program with its own calls
 :meth:`ReadlineCompleter.before_input` from it.
 
 The completer works on its own :meth:`~autocomplete.predictor.Predictor.session` of the predictor, so sharing a
@@ -40,7 +41,7 @@ import readline
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autocomplete import libreadline
 from autocomplete.display import percent
@@ -63,6 +64,7 @@ class _Saved:
     delims: str
     sort: int | None
     pre_input: int | None  # the address in GNU readline's C pre-input hook (the readline module's function)
+    display: int | None  # the address in GNU readline's C hook that lists matches (None: readline's own listing)
 
 
 class ReadlineCompleter:
@@ -149,8 +151,14 @@ class ReadlineCompleter:
             atexit.unregister(self._absorb_history)  # registered by install()
             self.learn = False
 
+    def offered(self, matches: Sequence[str]) -> bool:
+        """Whether ``matches`` are the candidates this completer gave last, not a list of the program's own
+        completion (a :class:`cmd.Cmd` ``complete_*`` method, pdb's names), which readline lists as usual."""
+        return bool(matches) and sorted(matches) == sorted(self._matches)
+
     def display(self, substitution: str, matches: Sequence[str], longest: int) -> None:
-        """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
+        """Readline's list of this completer's candidates, in rank order with probabilities (it would sort them
+        alphabetically)."""
         shown = set(matches)
         words = [f"{s.word} {percent(s.probability)}" for s in self._ranked if s.word + " " in shown]
         words += [m.strip() for m in matches if m not in {s.word + " " for s in self._ranked}]
@@ -181,7 +189,9 @@ def _newest_line(otherwise: str | None) -> str | None:
 
 _library = libreadline.library()
 _pre_input = libreadline.pointer(_library, "rl_pre_input_hook") if _library is not None else None
+_list_hook = libreadline.pointer(_library, "rl_completion_display_matches_hook") if _library is not None else None
 _hook: CFuncPtr | None = None  # the C function in the pre-input hook while installed (kept alive here)
+_display: CFuncPtr | None = None  # the C function that lists matches while installed (kept alive here)
 _saved: _Saved | None = None
 _installed: ReadlineCompleter | None = None  # the completer install() put in place, until uninstall()
 
@@ -200,16 +210,16 @@ def install(
     model is loaded (:func:`autocomplete.load`). ``completer_delims``: the characters that end a word for readline.
     ``k``: candidates offered. ``learn``: lines the program reads become context. ``tab``: bind Tab to completion.
 
-    With GNU readline this switches readline's alphabetical sorting of matches off and shows the candidates with
-    their probabilities (both process-wide, until :func:`uninstall`); with libedit the candidates are offered as
-    libedit lists them.
+    With GNU readline this switches readline's alphabetical sorting of matches off (process-wide, until
+    :func:`uninstall`) and shows this completer's candidates with their probabilities; lists of the program's own
+    completion are shown as before. With libedit the candidates are offered as libedit lists them.
 
     Bad arguments are a :class:`TypeError` (``predictor`` not a :class:`~autocomplete.predictor.Predictor`,
     ``completer_delims`` not text, ``learn`` or ``tab`` not True or False) or a
     :class:`~autocomplete.errors.ConfigError` (``k`` not an integer ≥ 1), said before readline is changed: inside
     readline an error at Tab would only make Tab do nothing.
     """
-    global _saved, _installed, _hook
+    global _saved, _installed, _hook, _display
     _check_arguments(predictor, completer_delims, k, learn, tab)
     if predictor is None:
         from autocomplete.predictor import load
@@ -227,7 +237,8 @@ def install(
     if _saved is None:
         sort = libreadline.integer(_library, "rl_sort_completion_matches").value if _library else None
         hook = _pre_input.value if _pre_input is not None else None
-        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook)
+        shown = _list_hook.value if _list_hook is not None else None
+        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook, shown)
     readline.set_completer(completer)
     readline.set_completer_delims(completer_delims)
     if learn:  # the pre-input hook tells a loaded history file from lines typed
@@ -236,9 +247,10 @@ def install(
             _pre_input.value = ctypes.cast(_hook, ctypes.c_void_p).value
         elif hasattr(readline, "set_pre_input_hook"):
             readline.set_pre_input_hook(completer.before_input)
-    if _library is not None:
+    if _library is not None and _list_hook is not None:
         libreadline.integer(_library, "rl_sort_completion_matches").value = 0
-        readline.set_completion_display_matches_hook(completer.display)
+        _display = libreadline.Display(_display_then(completer, _library, _saved.display, bool(_saved.sort)))
+        _list_hook.value = ctypes.cast(_display, ctypes.c_void_p).value
     if tab:
         readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else "tab: complete")
     return completer
@@ -259,6 +271,33 @@ def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callab
     return hook
 
 
+def _display_then(
+    completer: ReadlineCompleter, lib: ctypes.CDLL, host: int | None, sort: bool
+) -> Callable[[Any, int, int], None]:
+    """The C hook that lists matches: the completer's own candidates ranked, with probabilities; any other list (the
+    program's own completion) as readline would have had it: sorted if the program had readline sort (``sort``), then
+    listed by the hook that was there (a Python one of the program's, through the readline module), or else as
+    readline itself lists matches, with its columns and its question before a long list."""
+    previous = libreadline.Display(host) if host else None
+
+    def display(matches: Any, count: int, longest: int) -> None:  # (char **matches, int count, int longest)
+        try:
+            words = [os.fsdecode(matches[number] or b"") for number in range(1, count + 1)]
+            if completer.offered(words):
+                completer.display(os.fsdecode(matches[0] or b""), words, longest)
+                return
+            if sort:
+                matches, count = libreadline.sorted_matches(lib, matches, count)
+            if previous is not None:
+                previous(matches, count, longest)
+            else:
+                libreadline.display_match_list(lib, matches, count, longest)
+        except Exception:  # as readline treats an error in a Python hook: no list, the line stays as it was
+            pass
+
+    return display
+
+
 def _check_arguments(predictor: object, completer_delims: object, k: object, learn: object, tab: object) -> None:
     """:func:`install`'s arguments, each checked as :func:`autocomplete.load` checks its own."""
     if predictor is not None and not isinstance(predictor, Predictor):
@@ -272,9 +311,10 @@ def _check_arguments(predictor: object, completer_delims: object, k: object, lea
 
 
 def uninstall() -> None:
-    """Put back the completer, delimiters and sorting that :func:`install` replaced, and stop learning: the lines
-    read until now are learned, those read after are not (a program may uninstall before it asks for a password)."""
-    global _saved, _installed, _hook
+    """Put back the completer, delimiters, sorting and listing that :func:`install` replaced, and stop learning: the
+    lines read until now are learned, those read after are not (a program may uninstall before it asks for a
+    password)."""
+    global _saved, _installed, _hook, _display
     if _installed is not None:
         _installed.stop()
         _installed = None
@@ -287,7 +327,10 @@ def uninstall() -> None:
         _hook = None
     elif hasattr(readline, "set_pre_input_hook"):
         readline.set_pre_input_hook(None)  # libedit: install() took the hook (the program's own is not knowable)
-    readline.set_completion_display_matches_hook(None)
+    if _list_hook is not None and _display is not None:
+        if _list_hook.value == ctypes.cast(_display, ctypes.c_void_p).value:  # not one the program set since
+            _list_hook.value = _saved.display
+        _display = None
     if _library is not None and _saved.sort is not None:
         libreadline.integer(_library, "rl_sort_completion_matches").value = _saved.sort
     _saved = None

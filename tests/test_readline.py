@@ -1,10 +1,13 @@
 """readline completion, driven through a real pseudo-terminal: a cmd.Cmd program and a plain input() loop."""
 
+import fcntl
 import os
 import re
 import select
 import signal
+import struct
 import sys
+import termios
 import time
 
 import pytest
@@ -34,6 +37,12 @@ class Notes(cmd.Cmd):
         print("computed", completer.computed, "context", completer.predictor.context_length, "done")
         return True
 
+    def do_open(self, arg):
+        print("opened:", arg)
+
+    def complete_open(self, text, line, begidx, endidx):  # the program's own completion: 150 names, unsorted
+        return [name for name in (f"report_{i:03d}.txt" for i in reversed(range(150))) if name.startswith(text)]
+
 Notes().cmdloop()
 """
 
@@ -52,7 +61,8 @@ class Terminal:
 
     def __init__(self, program: str, *args: str) -> None:
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the program under test
+        if self.pid == 0:  # the child: the program under test, on a screen 80 columns wide
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             os.environ["TERM"] = "xterm"
             os.environ.pop("INPUTRC", None)
             os.execv(sys.executable, [sys.executable, "-c", program, *args])
@@ -107,6 +117,20 @@ def test_tab_completes_a_word_with_its_space_and_lists_candidates_by_rank_with_p
     assert len(expected) > 1 and words != sorted(words)
     notes.send("\x15" + "Before we proceed any furth\t", until="further ")
     notes.send("\r", until="saved: Before we proceed any further")  # the completion brought its space
+
+
+def test_the_programs_own_completions_are_listed_as_readline_lists_them_in_columns_that_fit_the_screen(notes):
+    start = len(notes.output)
+    notes.send("open report_\t\t", until="report_149.txt")
+    notes.read_until("notes> open report_", start=notes.output.index("report_149.txt", start))  # the line again
+    listing = notes.output[start:]
+    assert "Display all 150 possibilities? (y or n)" in listing  # readline's question before a long list
+    rows = [row for row in listing.splitlines() if re.fullmatch(r"(report_\d{3}\.txt *)+", row)]
+    assert len(rows) > 1 and all(len(row) <= 80 for row in rows)  # columns, not one line the screen wraps
+    table = [row.split() for row in rows]
+    down_the_columns = [table[r][c] for c in range(len(table[0])) for r in range(len(table)) if c < len(table[r])]
+    assert down_the_columns == [f"report_{i:03d}.txt" for i in range(150)]  # whole, sorted as readline sorts
+    notes.send("\x15say hear me s\t\t", until="%")  # the completer's own candidates are still ranked
 
 
 def test_apostrophes_stay_inside_the_word_being_completed(notes):
