@@ -15,14 +15,15 @@ to this one (command names still complete as usual)::
             return completer.matches(text, line, begidx, endidx)
 
 What readline users otherwise solve themselves: the ranking is kept (readline sorts matches alphabetically; with GNU
-readline the sort is switched off and the list of candidates is shown most likely first, with probabilities), a
-completed word gets its space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words
-(``don't``, ``well-known``), and the candidates are computed once per line and cursor position, however often
-readline asks (and again once a line is learned). Lines the program reads become context for the next ones, as
-soon as the next is asked for, and are learned (they are taken from
-readline's history; a history file the program loads, ``read_history_file``, is not learned again: the completer
-runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU readline
-it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
+readline the sort is switched off and the list of candidates is shown most likely first, with probabilities, while
+the lists of the program's own completion are sorted and listed as readline lists them), a completed word gets its
+space (one Tab finishes the word and moves on), apostrophes and hyphens stay inside words (``don't``,
+``well-known``), and the candidates are computed once per line and cursor position, however often readline asks (and
+again once a line is learned). Lines the program reads become context for the next ones, as soon as the next is
+asked for, and are learned, each once (they are taken from readline's history, also where it is capped or the
+program removes lines from it; a history file the program loads, ``read_history_file``, is not learned again: the
+completer runs before each line is read, in readline's pre-input hook, to tell its lines from those typed). With GNU
+readline it wraps the hook in C, so a pre-input hook of the program's own, set before or after :func:`install`, keeps
 running; with libedit :func:`install` takes the hook, and a program with its own calls
 :meth:`ReadlineCompleter.before_input` from it.
 
@@ -40,46 +41,21 @@ import readline
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from autocomplete import libreadline
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor, Suggestion, _check_flag, _whole
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import exit_on_hangup
 from autocomplete.tokenizer import printable
 
+if TYPE_CHECKING:
+    from _ctypes import CFuncPtr
+
 #: Word delimiters for readline: whitespace and punctuation, but not apostrophes, hyphens, letters or digits, so
 #: ``don't`` and ``well-known`` are completed as one word.
 DELIMS = " \t\n\"`()[]{}<>,.;:!?@#$%^&*=+|\\/~"
-
-
-def _readline_library() -> ctypes.CDLL | None:
-    """The C readline library the :mod:`readline` module runs on (its own symbols resolve through its handle)."""
-    path = getattr(readline, "__file__", None)
-    if not path or "libedit" in (readline.__doc__ or ""):
-        return None  # libedit has neither the sort switch nor a forced redisplay we can rely on
-    try:
-        library = ctypes.CDLL(path)
-        library.rl_forced_update_display  # noqa: B018 - present on GNU readline
-        ctypes.c_int.in_dll(library, "rl_sort_completion_matches")
-    except (OSError, AttributeError, ValueError):
-        return None
-    return library
-
-
-#: readline's C pre-input hook, ``int (*)(void)``.
-_Hook = ctypes.CFUNCTYPE(ctypes.c_int)
-
-
-def _pre_input_hook(library: ctypes.CDLL | None) -> ctypes.c_void_p | None:
-    """GNU readline's ``rl_pre_input_hook``. The :mod:`readline` module points it once, at import, at its own function,
-    which calls what ``set_pre_input_hook()`` was last given: the completer wraps the C hook, and the program's own
-    Python hook, set before or after :func:`install`, keeps running."""
-    if library is None:
-        return None
-    try:
-        return ctypes.c_void_p.in_dll(library, "rl_pre_input_hook")
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -88,6 +64,7 @@ class _Saved:
     delims: str
     sort: int | None
     pre_input: int | None  # the address in GNU readline's C pre-input hook (the readline module's function)
+    display: int | None  # the address in GNU readline's C hook that lists matches (None: readline's own listing)
 
 
 class ReadlineCompleter:
@@ -99,7 +76,9 @@ class ReadlineCompleter:
         self.k = _whole("k", k, 1)  # a ConfigError here, not a Tab that silently does nothing
         _check_flag("learn", learn)
         self.learn = learn  # lines read by the program become context
-        self._history = readline.get_current_history_length()  # lines already there are not the user's new text
+        # where the history ended and its newest line when last looked: lines already there are not new text
+        self._end, self._newest = _history_end(), _newest_line(None)
+        self._reading = False  # before_input() has run: a line can have been read since the last look
         # (the predictor's answers_version: its context and what was learned, text before the word, the word)
         self._key: tuple[tuple[int, int, int], str, str] | None = None
         self._ranked: list[Suggestion] = []
@@ -128,24 +107,41 @@ class ReadlineCompleter:
     def _absorb_history(self) -> None:
         """Commit the lines the program has read since the last line or completion (readline adds them to its
         history)."""
+        self._learn(self._new_lines())
+
+    def _learn(self, lines: list[str]) -> None:
+        if self.learn and lines:
+            self.predictor.commit("".join(line + "\n" for line in lines))
+
+    def _new_lines(self) -> list[str]:
+        """The lines added to readline's history since the last look, oldest first (the look moves past them).
+
+        Each line added moves the history's end on by one, also where a capped history (``set history-size``)
+        drops its oldest line to make room. A program that keeps one copy of each line removes the older copy of the
+        line just read: then the end stays, and the newest line is what changed."""
+        end = _history_end()
         length = readline.get_current_history_length()
-        if self.learn and length > self._history:
-            items = (readline.get_history_item(i) for i in range(self._history + 1, length + 1))
-            self.predictor.commit("".join(item + "\n" for item in items if item))
-        self._history = length
+        newest = _newest_line(self._newest)
+        count = min(max(end - self._end, 0), length)
+        if count == 0 and newest is not None and newest != self._newest:
+            count = 1
+        self._end, self._newest = end, newest
+        items = (readline.get_history_item(number) for number in range(end - count, end))
+        return [item for item in items if item]
 
     def before_input(self) -> None:
         """readline is about to read a line (its pre-input hook): the line read last is committed now, so that the
         words it brought are offered on this one. Since the last line read, the history grew by that line; if it grew
-        by more, the program loaded a history file (``read_history_file`` at its start), whose lines were learned when
-        they were typed and are not learned again.
+        by more, the program loaded a history file (``read_history_file``), whose lines were learned when they were
+        typed and are not learned again. The first call comes before any line is read: whatever the history gained
+        since the completer was made was loaded (a one-line file too, as ``python -i`` loads ~/.python_history).
 
         With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
         readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
-        length = readline.get_current_history_length()
-        if length - self._history > 1:
-            self._history = length  # skipped, the line typed just before the load with it (one cannot tell them)
-        self._absorb_history()
+        lines = self._new_lines()
+        if self._reading and len(lines) == 1:
+            self._learn(lines)  # more: skipped, the line typed just before the load with it (one cannot tell them)
+        self._reading = True
 
     def stop(self) -> None:
         """Learn the lines read so far and none after (:func:`uninstall` calls it): a :class:`cmd.Cmd` program may
@@ -155,8 +151,14 @@ class ReadlineCompleter:
             atexit.unregister(self._absorb_history)  # registered by install()
             self.learn = False
 
+    def offered(self, matches: Sequence[str]) -> bool:
+        """Whether ``matches`` are the candidates this completer gave last, not a list of the program's own
+        completion (a :class:`cmd.Cmd` ``complete_*`` method, pdb's names), which readline lists as usual."""
+        return bool(matches) and sorted(matches) == sorted(self._matches)
+
     def display(self, substitution: str, matches: Sequence[str], longest: int) -> None:
-        """Readline's list of candidates, in rank order with probabilities (it would sort them alphabetically)."""
+        """Readline's list of this completer's candidates, in rank order with probabilities (it would sort them
+        alphabetically)."""
         shown = set(matches)
         words = [f"{s.word} {percent(s.probability)}" for s in self._ranked if s.word + " " in shown]
         words += [m.strip() for m in matches if m not in {s.word + " " for s in self._ranked}]
@@ -166,9 +168,30 @@ class ReadlineCompleter:
         _library.rl_forced_update_display()  # the prompt and the line again, below the list
 
 
-_library = _readline_library()
-_pre_input = _pre_input_hook(_library)
-_hook: Callable[[], int] | None = None  # the C function in the pre-input hook while installed (kept alive here)
+def _history_end() -> int:
+    """The number one past the newest line of readline's history, as ``get_history_item`` numbers lines: GNU
+    readline counts from ``history_base``, which a capped history moves on as it drops its oldest lines; libedit
+    from 1."""
+    first = libreadline.history_base(_library) if _library is not None else 1
+    return first + readline.get_current_history_length()
+
+
+def _newest_line(otherwise: str | None) -> str | None:
+    """The newest line of the history (None if it is empty), or ``otherwise`` while the user has it changed by going
+    back to it (GNU readline): not a line read."""
+    end = _history_end()
+    if readline.get_current_history_length() == 0:
+        return None
+    if _library is not None and libreadline.being_edited(_library, end - 1):
+        return otherwise
+    return readline.get_history_item(end - 1)
+
+
+_library = libreadline.library()
+_pre_input = libreadline.pointer(_library, "rl_pre_input_hook") if _library is not None else None
+_list_hook = libreadline.pointer(_library, "rl_completion_display_matches_hook") if _library is not None else None
+_hook: CFuncPtr | None = None  # the C function in the pre-input hook while installed (kept alive here)
+_display: CFuncPtr | None = None  # the C function that lists matches while installed (kept alive here)
 _saved: _Saved | None = None
 _installed: ReadlineCompleter | None = None  # the completer install() put in place, until uninstall()
 
@@ -187,16 +210,16 @@ def install(
     model is loaded (:func:`autocomplete.load`). ``completer_delims``: the characters that end a word for readline.
     ``k``: candidates offered. ``learn``: lines the program reads become context. ``tab``: bind Tab to completion.
 
-    With GNU readline this switches readline's alphabetical sorting of matches off and shows the candidates with
-    their probabilities (both process-wide, until :func:`uninstall`); with libedit the candidates are offered as
-    libedit lists them.
+    With GNU readline this switches readline's alphabetical sorting of matches off (process-wide, until
+    :func:`uninstall`) and shows this completer's candidates with their probabilities; lists of the program's own
+    completion are shown as before. With libedit the candidates are offered as libedit lists them.
 
     Bad arguments are a :class:`TypeError` (``predictor`` not a :class:`~autocomplete.predictor.Predictor`,
     ``completer_delims`` not text, ``learn`` or ``tab`` not True or False) or a
     :class:`~autocomplete.errors.ConfigError` (``k`` not an integer ≥ 1), said before readline is changed: inside
     readline an error at Tab would only make Tab do nothing.
     """
-    global _saved, _installed, _hook
+    global _saved, _installed, _hook, _display
     _check_arguments(predictor, completer_delims, k, learn, tab)
     if predictor is None:
         from autocomplete.predictor import load
@@ -212,20 +235,22 @@ def install(
         atexit.register(completer._absorb_history)
         exit_on_hangup()  # a closed terminal window runs those exit handlers too
     if _saved is None:
-        sort = ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value if _library else None
+        sort = libreadline.integer(_library, "rl_sort_completion_matches").value if _library else None
         hook = _pre_input.value if _pre_input is not None else None
-        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook)
+        shown = _list_hook.value if _list_hook is not None else None
+        _saved = _Saved(readline.get_completer(), readline.get_completer_delims(), sort, hook, shown)
     readline.set_completer(completer)
     readline.set_completer_delims(completer_delims)
     if learn:  # the pre-input hook tells a loaded history file from lines typed
         if _pre_input is not None:
-            _hook = _Hook(_before_input_then(completer, _saved.pre_input))
+            _hook = libreadline.Hook(_before_input_then(completer, _saved.pre_input))
             _pre_input.value = ctypes.cast(_hook, ctypes.c_void_p).value
         elif hasattr(readline, "set_pre_input_hook"):
             readline.set_pre_input_hook(completer.before_input)
-    if _library is not None:
-        ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = 0
-        readline.set_completion_display_matches_hook(completer.display)
+    if _library is not None and _list_hook is not None:
+        libreadline.integer(_library, "rl_sort_completion_matches").value = 0
+        _display = libreadline.Display(_display_then(completer, _library, _saved.display, bool(_saved.sort)))
+        _list_hook.value = ctypes.cast(_display, ctypes.c_void_p).value
     if tab:
         readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else "tab: complete")
     return completer
@@ -234,7 +259,7 @@ def install(
 def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callable[[], int]:
     """The C pre-input hook: ``completer.before_input()``, then the hook that was there (the readline module's, which
     runs the program's own Python hook)."""
-    previous = _Hook(host) if host else None
+    previous = libreadline.Hook(host) if host else None
 
     def hook() -> int:
         try:
@@ -244,6 +269,33 @@ def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callab
         return previous() if previous is not None else 0
 
     return hook
+
+
+def _display_then(
+    completer: ReadlineCompleter, lib: ctypes.CDLL, host: int | None, sort: bool
+) -> Callable[[Any, int, int], None]:
+    """The C hook that lists matches: the completer's own candidates ranked, with probabilities; any other list (the
+    program's own completion) as readline would have had it: sorted if the program had readline sort (``sort``), then
+    listed by the hook that was there (a Python one of the program's, through the readline module), or else as
+    readline itself lists matches, with its columns and its question before a long list."""
+    previous = libreadline.Display(host) if host else None
+
+    def display(matches: Any, count: int, longest: int) -> None:  # (char **matches, int count, int longest)
+        try:
+            words = [os.fsdecode(matches[number] or b"") for number in range(1, count + 1)]
+            if completer.offered(words):
+                completer.display(os.fsdecode(matches[0] or b""), words, longest)
+                return
+            if sort:
+                matches, count = libreadline.sorted_matches(lib, matches, count)
+            if previous is not None:
+                previous(matches, count, longest)
+            else:
+                libreadline.display_match_list(lib, matches, count, longest)
+        except Exception:  # as readline treats an error in a Python hook: no list, the line stays as it was
+            pass
+
+    return display
 
 
 def _check_arguments(predictor: object, completer_delims: object, k: object, learn: object, tab: object) -> None:
@@ -259,9 +311,10 @@ def _check_arguments(predictor: object, completer_delims: object, k: object, lea
 
 
 def uninstall() -> None:
-    """Put back the completer, delimiters and sorting that :func:`install` replaced, and stop learning: the lines
-    read until now are learned, those read after are not (a program may uninstall before it asks for a password)."""
-    global _saved, _installed, _hook
+    """Put back the completer, delimiters, sorting and listing that :func:`install` replaced, and stop learning: the
+    lines read until now are learned, those read after are not (a program may uninstall before it asks for a
+    password)."""
+    global _saved, _installed, _hook, _display
     if _installed is not None:
         _installed.stop()
         _installed = None
@@ -274,7 +327,10 @@ def uninstall() -> None:
         _hook = None
     elif hasattr(readline, "set_pre_input_hook"):
         readline.set_pre_input_hook(None)  # libedit: install() took the hook (the program's own is not knowable)
-    readline.set_completion_display_matches_hook(None)
+    if _list_hook is not None and _display is not None:
+        if _list_hook.value == ctypes.cast(_display, ctypes.c_void_p).value:  # not one the program set since
+            _list_hook.value = _saved.display
+        _display = None
     if _library is not None and _saved.sort is not None:
-        ctypes.c_int.in_dll(_library, "rl_sort_completion_matches").value = _saved.sort
+        libreadline.integer(_library, "rl_sort_completion_matches").value = _saved.sort
     _saved = None

@@ -1,10 +1,13 @@
 """readline completion, driven through a real pseudo-terminal: a cmd.Cmd program and a plain input() loop."""
 
+import fcntl
 import os
 import re
 import select
 import signal
+import struct
 import sys
+import termios
 import time
 
 import pytest
@@ -34,6 +37,12 @@ class Notes(cmd.Cmd):
         print("computed", completer.computed, "context", completer.predictor.context_length, "done")
         return True
 
+    def do_open(self, arg):
+        print("opened:", arg)
+
+    def complete_open(self, text, line, begidx, endidx):  # the program's own completion: 150 names, unsorted
+        return [name for name in (f"report_{i:03d}.txt" for i in reversed(range(150))) if name.startswith(text)]
+
 Notes().cmdloop()
 """
 
@@ -52,7 +61,8 @@ class Terminal:
 
     def __init__(self, program: str, *args: str) -> None:
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the program under test
+        if self.pid == 0:  # the child: the program under test, on a screen 80 columns wide
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             os.environ["TERM"] = "xterm"
             os.environ.pop("INPUTRC", None)
             os.execv(sys.executable, [sys.executable, "-c", program, *args])
@@ -107,6 +117,20 @@ def test_tab_completes_a_word_with_its_space_and_lists_candidates_by_rank_with_p
     assert len(expected) > 1 and words != sorted(words)
     notes.send("\x15" + "Before we proceed any furth\t", until="further ")
     notes.send("\r", until="saved: Before we proceed any further")  # the completion brought its space
+
+
+def test_the_programs_own_completions_are_listed_as_readline_lists_them_in_columns_that_fit_the_screen(notes):
+    start = len(notes.output)
+    notes.send("open report_\t\t", until="report_149.txt")
+    notes.read_until("notes> open report_", start=notes.output.index("report_149.txt", start))  # the line again
+    listing = notes.output[start:]
+    assert "Display all 150 possibilities? (y or n)" in listing  # readline's question before a long list
+    rows = [row for row in listing.splitlines() if re.fullmatch(r"(report_\d{3}\.txt *)+", row)]
+    assert len(rows) > 1 and all(len(row) <= 80 for row in rows)  # columns, not one line the screen wraps
+    table = [row.split() for row in rows]
+    down_the_columns = [table[r][c] for c in range(len(table[0])) for r in range(len(table)) if c < len(table[r])]
+    assert down_the_columns == [f"report_{i:03d}.txt" for i in range(150)]  # whole, sorted as readline sorts
+    notes.send("\x15say hear me s\t\t", until="%")  # the completer's own candidates are still ranked
 
 
 def test_apostrophes_stay_inside_the_word_being_completed(notes):
@@ -195,14 +219,15 @@ def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_lear
     assert "is handed over to it" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("loaded", ["my friend Zorblax\nwe met Quuxly\n", "my friend Zorblax\n"])
 def test_a_history_file_the_program_loads_is_not_learned_again_only_the_lines_typed(
-    trained_model_path, tmp_path, monkeypatch
+    trained_model_path, tmp_path, monkeypatch, loaded
 ):
     import json
     import subprocess
 
     history = tmp_path / "history"
-    history.write_text("my friend Zorblax\nwe met Quuxly\n")  # typed, and learned, in earlier runs
+    history.write_text(loaded)  # typed, and learned, in earlier runs (one line too: nothing is typed before it)
     program = INPUT_LOOP.replace(
         "autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))",
         "autocomplete.readline.install(autocomplete.load(sys.argv[1]))\n"
@@ -356,9 +381,52 @@ def test_the_line_just_read_becomes_context_before_the_next_one_is_typed(trained
     from autocomplete.readline import ReadlineCompleter
 
     completer = ReadlineCompleter(Predictor(trained_lm))
+    completer.before_input()  # readline's pre-input hook, as the first line starts
     readline.add_history("hear me speak")  # the line input() just read
-    completer.before_input()  # readline's pre-input hook, as the next line starts: no Tab needed
+    completer.before_input()  # the hook again, as the next line starts: no Tab needed
     assert completer.predictor.context_length == 1 + 3 + 1
+
+
+def test_a_program_that_keeps_one_copy_of_each_line_in_its_history_has_each_line_it_reads_learned(trained_lm):
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    readline.clear_history()
+    completer = ReadlineCompleter(Predictor(trained_lm))
+    completer.before_input()  # the first line starts
+    try:
+        for line in ["hear me speak", "good night", "hear me speak"]:
+            readline.add_history(line)  # input() read it
+            for number in range(readline.get_current_history_length() - 1, 0, -1):
+                if readline.get_history_item(number) == line:  # the program drops the older copy
+                    readline.remove_history_item(number - 1)
+            completer.before_input()
+        assert readline.get_current_history_length() == 2
+        assert completer.predictor.context_length == 1 + (3 + 1) + (2 + 1) + (3 + 1)
+    finally:
+        readline.clear_history()
+
+
+def test_a_program_whose_history_is_capped_still_learns_every_line_it_reads(trained_model_path, tmp_path, monkeypatch):
+    import json
+    import subprocess
+
+    program = INPUT_LOOP.replace(
+        "autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))",
+        "import readline; readline.parse_and_bind('set history-size 2')  # as an inputrc may set it\n"
+        "autocomplete.readline.install(autocomplete.load(sys.argv[1]))",
+    )
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
+    term = Terminal(program, str(trained_model_path))
+    term.read_until("> ")
+    for line in ["my friend Zorblax", "we met Quuxly", "at the Wobbleford inn", "hello there"]:
+        term.send(line + "\r", until=f"got: {line!r}")
+    os.write(term.fd, b"quit\r")
+    os.waitpid(term.pid, 0)  # it ends, learning what it read
+    os.close(term.fd)
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["lines"] == 5  # each line once, though the history holds two
 
 
 def test_a_tab_after_a_word_is_learned_offers_it_though_the_line_and_cursor_are_the_same(trained_model_path):
