@@ -277,8 +277,9 @@ _FLOAT_NAMES = "float16, bfloat16, float32 or float64"
 def check_stored(what: str, tensor: Any, where: str = "", int8: bool = False) -> None:
     """Refuse a stored tensor that is not what :func:`to_payload` writes: a dense tensor held in the file (not
     sparse, not on the ``meta`` device, which holds no numbers) of a floating-point type PyTorch computes with (or
-    int8, for a matrix stored with per-row scales: ``int8``). Anything else (complex, integer, true/false, float8
-    values) is not a weight: it would be cast silently, warn, or fail deep inside PyTorch."""
+    int8, for a matrix stored with per-row scales: ``int8``), every value of it in the file. Anything else (complex,
+    integer, true/false, float8 values) is not a weight: it would be cast silently, warn, or fail deep inside PyTorch;
+    a view stretched over fewer stored values (``expand``) would make loading allocate what the file never held."""
     if not isinstance(tensor, Tensor):
         raise CheckpointError(f"{where}weights do not match the model settings ({what} is not a tensor)")
     if tensor.layout != torch.strided:
@@ -290,6 +291,11 @@ def check_stored(what: str, tensor: Any, where: str = "", int8: bool = False) ->
         dtype = str(tensor.dtype).removeprefix("torch.")
         kinds = "float16, bfloat16, float32, float64 or int8 (with per-row scales)" if int8 else _FLOAT_NAMES
         raise CheckpointError(f"{where}refused: {what} holds {dtype} values, not {kinds} numbers")
+    stored = tensor.untyped_storage().nbytes() // tensor.element_size()
+    if stored < tensor.numel():  # a view stretched over a few numbers (``expand``, stride 0): not in the file
+        raise CheckpointError(
+            f"{where}refused: {what} has {tensor.numel():,} values but the file stores {stored:,} of them"
+        )
 
 
 def check_weights(
@@ -300,10 +306,16 @@ def check_weights(
 
     The expected shapes are computed (:func:`~autocomplete.model.parameter_shapes`), nothing is allocated: a file
     that declares twenty layers or a huge embedding but holds small tensors is refused here, not by running out of
-    memory."""
+    memory. So is one whose tensors have the declared shapes but not the numbers: views stretched over a few stored
+    values, or several weights viewing one stored matrix (what the model is given must all be in the file)."""
     expected = parameter_shapes(config)
+    owners: dict[int, str] = {}  # the weight stored in each storage, by its address
     for name, tensor in weights.items():
         check_stored(repr(name), tensor, where, int8=name in int8)
+        storage = tensor.untyped_storage()
+        if storage.nbytes():  # two weights viewing one stored matrix would each be given memory of their own
+            if (other := owners.setdefault(storage.data_ptr(), name)) != name:
+                raise CheckpointError(f"{where}refused: {name!r} and {other!r} are views of the same stored numbers")
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     if missing or unexpected:

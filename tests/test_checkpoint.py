@@ -261,3 +261,56 @@ def test_a_truncated_file_whose_reader_fails_with_a_system_error_is_called_trunc
     with pytest.raises(CheckpointError) as error:
         checkpoint.load(path)
     assert str(error.value) == f"{path}: not a valid model file (truncated or corrupt)"
+
+
+# ---- crafted files, refused in one line before they cost memory or reach the terminal ------------------------------
+
+
+def saved(payload, path):
+    torch.save(payload, path)
+    return path
+
+
+def test_weights_stretched_over_a_few_stored_numbers_are_refused_before_a_model_of_their_size_is_built(
+    tiny_lm, tmp_path, monkeypatch
+):
+    from autocomplete.model import ModelConfig, parameter_shapes
+
+    payload = checkpoint.to_payload(tiny_lm)
+    config = dict(payload["model_config"], embedding_dim=512, hidden_dim=512)  # ~5 M parameters declared
+    payload["model_config"] = config
+    shapes = parameter_shapes(ModelConfig.from_dict(config))
+    payload["weights"] = {name: torch.zeros(1).expand(*shape) for name, shape in shapes.items()}  # stride 0
+    path = saved(payload, tmp_path / "stretched.pt")
+    assert path.stat().st_size < 100_000
+
+    def built(*args, **kwargs):
+        raise AssertionError("a model of the declared size was built")
+
+    monkeypatch.setattr(checkpoint, "LSTMLanguageModel", built)
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: refused: 'embedding.weight' has {len(tiny_lm.vocab) * 512:,} values but the file stores 1 of them"
+    )
+
+
+def test_one_weight_stretched_from_a_single_number_is_refused(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["weights"]["decoder.bias"] = torch.zeros(1).expand(len(tiny_lm.vocab))
+    path = saved(payload, tmp_path / "expanded.pt")
+    with pytest.raises(CheckpointError, match=r"refused: 'decoder.bias' has [\d,]+ values but the file stores 1 of"):
+        checkpoint.load(path)
+
+
+def test_two_weights_that_view_one_stored_matrix_are_refused(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    weights = payload["weights"]
+    assert weights["layers.1.weight_ih_l0"].shape == weights["layers.0.weight_hh_l0"].shape
+    weights["layers.1.weight_ih_l0"] = weights["layers.0.weight_hh_l0"]  # saved once, loaded as one storage
+    path = saved(payload, tmp_path / "shared.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: refused: 'layers.1.weight_ih_l0' and 'layers.0.weight_hh_l0' are views of the same stored numbers"
+    )
