@@ -246,16 +246,21 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     if isinstance(scales, dict):
         for name, scale in scales.items():
             check_stored(f"the int8 scale tensor of {name!r}", scale, where)
-    model = LSTMLanguageModel(config)
     try:
         weights = _dequantized(weights, payload.get("int8_scales"))
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    except ValueError as e:
+        raise CheckpointError(f"{where}int8 weights are inconsistent ({e})") from None
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    for name, tensor in weights.items():  # finite as stored, but beyond float32 once scaled or read as float32
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            how = "its int8 scales are applied" if isinstance(scales, dict) and name in scales else "read as float32"
+            raise CheckpointError(f"{where}refused: {name!r} holds numbers beyond float32's range once {how}")
+    model = LSTMLanguageModel(config)
+    try:
         model.load_state_dict(weights)
     except (RuntimeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}weights do not match the model settings ({first})") from None
-    except ValueError as e:
-        raise CheckpointError(f"{where}int8 weights are inconsistent ({e})") from None
     model.eval()
     return LanguageModel(model, vocab, tokenizer, metadata, path)
 
