@@ -335,3 +335,17 @@ def test_float64_weights_beyond_float32s_range_are_refused_in_one_line(tiny_lm, 
     with pytest.raises(CheckpointError, match="refused: 'decoder.bias' holds numbers beyond float32's range once"
                                               " read as float32$"):
         checkpoint.load(path)
+
+
+def test_a_vocabulary_word_far_longer_than_any_build_keeps_is_refused_naming_its_index(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["vocab"]["itos"][7] = "w" * 1_000  # ten times what a build keeps: still loads
+    assert checkpoint.load(saved(payload, tmp_path / "long.pt")).vocab.itos[7] == "w" * 1_000
+    payload["vocab"]["itos"][7] = "w" * 10_000_000
+    path = saved(payload, tmp_path / "huge.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: model file is incomplete or inconsistent (the vocabulary's word 7 is 10,000,000 characters long;"
+        " a word has at most 1,000)"
+    )
