@@ -231,8 +231,8 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     where = f"{path}: " if path else ""
     try:
         config = ModelConfig.from_dict(_table(payload.get("model_config"), "model settings"))
-        vocab = Vocab.from_dict(_table(payload.get("vocab"), "vocabulary"))
-        tokenizer = Tokenizer(TokenizerConfig(**_table(payload.get("tokenizer"), "tokenizer settings")))
+        vocab = Vocab.from_dict(_table(payload.get("vocab"), "vocabulary", "is"))
+        tokenizer = Tokenizer(TokenizerConfig.from_dict(_table(payload.get("tokenizer"), "tokenizer settings")))
         weights = _table(payload.get("weights"), "weights")
         metadata = check_metadata(payload.get("metadata"))
     except (KeyError, TypeError, ValueError, ConfigError) as e:
@@ -265,9 +265,9 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     return LanguageModel(model, vocab, tokenizer, metadata, path)
 
 
-def _table(value: Any, what: str) -> dict[str, Any]:
+def _table(value: Any, what: str, verb: str = "are") -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValueError(f"the {what} are missing" if value is None else f"the {what} are not a table")
+        raise ValueError(f"the {what} {verb} missing" if value is None else f"the {what} {verb} not a table")
     return value
 
 

@@ -337,6 +337,20 @@ def test_float64_weights_beyond_float32s_range_are_refused_in_one_line(tiny_lm, 
         checkpoint.load(path)
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p["tokenizer"].update(bogus=1), "unknown tokenizer settings ['bogus']"),
+    (lambda p: p.pop("vocab"), "the vocabulary is missing"),
+    (lambda p: p.pop("weights"), "the weights are missing"),
+], ids=["an unknown tokenizer key", "no vocabulary", "no weights"])
+def test_damaged_settings_are_named_in_plain_words(tiny_lm, tmp_path, damage, message):
+    payload = checkpoint.to_payload(tiny_lm)
+    damage(payload)
+    path = saved(payload, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == f"{path}: model file is incomplete or inconsistent ({message})"
+
+
 def test_a_vocabulary_word_far_longer_than_any_build_keeps_is_refused_naming_its_index(tiny_lm, tmp_path):
     payload = checkpoint.to_payload(tiny_lm)
     payload["vocab"]["itos"][7] = "w" * 1_000  # ten times what a build keeps: still loads
