@@ -231,8 +231,8 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     where = f"{path}: " if path else ""
     try:
         config = ModelConfig.from_dict(_table(payload.get("model_config"), "model settings"))
-        vocab = Vocab.from_dict(_table(payload.get("vocab"), "vocabulary"))
-        tokenizer = Tokenizer(TokenizerConfig(**_table(payload.get("tokenizer"), "tokenizer settings")))
+        vocab = Vocab.from_dict(_table(payload.get("vocab"), "vocabulary", "is"))
+        tokenizer = Tokenizer(TokenizerConfig.from_dict(_table(payload.get("tokenizer"), "tokenizer settings")))
         weights = _table(payload.get("weights"), "weights")
         metadata = check_metadata(payload.get("metadata"))
     except (KeyError, TypeError, ValueError, ConfigError) as e:
@@ -246,23 +246,28 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     if isinstance(scales, dict):
         for name, scale in scales.items():
             check_stored(f"the int8 scale tensor of {name!r}", scale, where)
-    model = LSTMLanguageModel(config)
     try:
         weights = _dequantized(weights, payload.get("int8_scales"))
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    except ValueError as e:
+        raise CheckpointError(f"{where}int8 weights are inconsistent ({e})") from None
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    for name, tensor in weights.items():  # finite as stored, but beyond float32 once scaled or read as float32
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            how = "its int8 scales are applied" if isinstance(scales, dict) and name in scales else "read as float32"
+            raise CheckpointError(f"{where}refused: {name!r} holds numbers beyond float32's range once {how}")
+    model = LSTMLanguageModel(config)
+    try:
         model.load_state_dict(weights)
     except (RuntimeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}weights do not match the model settings ({first})") from None
-    except ValueError as e:
-        raise CheckpointError(f"{where}int8 weights are inconsistent ({e})") from None
     model.eval()
     return LanguageModel(model, vocab, tokenizer, metadata, path)
 
 
-def _table(value: Any, what: str) -> dict[str, Any]:
+def _table(value: Any, what: str, verb: str = "are") -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValueError(f"the {what} are missing" if value is None else f"the {what} are not a table")
+        raise ValueError(f"the {what} {verb} missing" if value is None else f"the {what} {verb} not a table")
     return value
 
 
@@ -277,8 +282,9 @@ _FLOAT_NAMES = "float16, bfloat16, float32 or float64"
 def check_stored(what: str, tensor: Any, where: str = "", int8: bool = False) -> None:
     """Refuse a stored tensor that is not what :func:`to_payload` writes: a dense tensor held in the file (not
     sparse, not on the ``meta`` device, which holds no numbers) of a floating-point type PyTorch computes with (or
-    int8, for a matrix stored with per-row scales: ``int8``). Anything else (complex, integer, true/false, float8
-    values) is not a weight: it would be cast silently, warn, or fail deep inside PyTorch."""
+    int8, for a matrix stored with per-row scales: ``int8``), every value of it in the file. Anything else (complex,
+    integer, true/false, float8 values) is not a weight: it would be cast silently, warn, or fail deep inside PyTorch;
+    a view stretched over fewer stored values (``expand``) would make loading allocate what the file never held."""
     if not isinstance(tensor, Tensor):
         raise CheckpointError(f"{where}weights do not match the model settings ({what} is not a tensor)")
     if tensor.layout != torch.strided:
@@ -290,6 +296,11 @@ def check_stored(what: str, tensor: Any, where: str = "", int8: bool = False) ->
         dtype = str(tensor.dtype).removeprefix("torch.")
         kinds = "float16, bfloat16, float32, float64 or int8 (with per-row scales)" if int8 else _FLOAT_NAMES
         raise CheckpointError(f"{where}refused: {what} holds {dtype} values, not {kinds} numbers")
+    stored = tensor.untyped_storage().nbytes() // tensor.element_size()
+    if stored < tensor.numel():  # a view stretched over a few numbers (``expand``, stride 0): not in the file
+        raise CheckpointError(
+            f"{where}refused: {what} has {tensor.numel():,} values but the file stores {stored:,} of them"
+        )
 
 
 def check_weights(
@@ -300,10 +311,16 @@ def check_weights(
 
     The expected shapes are computed (:func:`~autocomplete.model.parameter_shapes`), nothing is allocated: a file
     that declares twenty layers or a huge embedding but holds small tensors is refused here, not by running out of
-    memory."""
+    memory. So is one whose tensors have the declared shapes but not the numbers: views stretched over a few stored
+    values, or several weights viewing one stored matrix (what the model is given must all be in the file)."""
     expected = parameter_shapes(config)
+    owners: dict[int, str] = {}  # the weight stored in each storage, by its address
     for name, tensor in weights.items():
         check_stored(repr(name), tensor, where, int8=name in int8)
+        storage = tensor.untyped_storage()
+        if storage.nbytes():  # two weights viewing one stored matrix would each be given memory of their own
+            if (other := owners.setdefault(storage.data_ptr(), name)) != name:
+                raise CheckpointError(f"{where}refused: {name!r} and {other!r} are views of the same stored numbers")
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     if missing or unexpected:

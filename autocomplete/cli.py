@@ -53,8 +53,9 @@ def _warn(message: str) -> None:
 
 
 def _out(text: str) -> None:
-    """A line for standard output; what a model file supplied (words, names, metadata) cannot drive the terminal."""
-    print(printable(text))
+    """A line for standard output; what a model file supplied (words, names, metadata) cannot drive the terminal, nor
+    break the line (its newlines and tabs are shown escaped)."""
+    print(printable_word(text))
 
 
 def _load_predictor(  # type: ignore[no-untyped-def]
@@ -77,7 +78,8 @@ def _apply_style(predictor, requested: str | None, mode: str) -> None:  # type: 
     from autocomplete.styles import pick_style
 
     if requested is not None and not predictor.styles:
-        _err(f"autocomplete: note: {predictor.lm.name} was trained without styles; --style {requested} is ignored")
+        _err(f"autocomplete: note: {printable_word(predictor.lm.name)} was trained without styles; --style {requested}"
+             " is ignored")
     predictor.set_style(pick_style(requested, mode, predictor.styles))
 
 
@@ -447,8 +449,8 @@ def _grow_base(args: argparse.Namespace, sources, cache, log):  # type: ignore[n
         "added_words": {"count": len(words), "min_count": min_count, "first": [w for w, _ in words[:50]]},
     }
     shown = ", ".join(w for w, _ in words[:8]) + (", …" if len(words) > 8 else "")
-    log(f"fine-tuning {base.name} ({path}): its {len(base.vocab):,} words kept, {len(words):,} new word(s) seen at "
-        f"least {min_count}× in your text added" + (f" ({shown})" if words else ""))
+    log(f"fine-tuning {printable_word(base.name)} ({path}): its {len(base.vocab):,} words kept, {len(words):,} new "
+        f"word(s) seen at least {min_count}× in your text added" + (f" ({shown})" if words else ""))
     return grown, tuned, tokens
 
 
@@ -663,8 +665,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print()
         sys.stdout.write(printable(prompt))  # a prompt from a file may hold escape sequences: shown, not obeyed
         sys.stdout.flush()
-        for _, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
-            sys.stdout.write(printable(piece))
+        for token, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
+            # an end of line is a new line; a word holding one (a crafted vocabulary's) is shown as one word
+            sys.stdout.write(printable(piece) if token == EOS else printable_word(piece))
             sys.stdout.flush()
         sys.stdout.write("\n")
     sys.stdout.flush()

@@ -32,7 +32,7 @@ from autocomplete.predictor import Predictor, load
 from autocomplete.python_prose import plain_prose, prose_in
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import exit_on_hangup
-from autocomplete.tokenizer import printable
+from autocomplete.tokenizer import printable, printable_word
 
 COMMANDS = "on|off|temp T|learn [on|off]|forget|status"  # what PythonGuest.command takes
 MAGIC = "%autocomplete {}"  # how an IPython user gives a command (its usage lines say it so): the magic
@@ -190,7 +190,8 @@ class PythonGuest:
             return self._forget()
         if name in ("", "status"):
             state = "on" if self.enabled else "off"
-            return f"autocomplete: {state}, model {self.predictor.lm.name}, temperature {self.settings.temperature:g}"
+            name = printable_word(self.predictor.lm.name)
+            return f"autocomplete: {state}, model {name}, temperature {self.settings.temperature:g}"
         return self.usage()
 
     def _learning(self, arg: str) -> str:

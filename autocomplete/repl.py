@@ -247,7 +247,7 @@ class Session:
         self.line_mode = False  # answering lines one by one (plain), without the full-screen prompt and its keys
         self.unsaved_why: str | None = None  # why the personal state was opened without saving, if not said otherwise
         self.style_asked: str | None = style  # --style / :style; None follows the mode (chat → dialogue, type → prose)
-        self.model_name = model_name
+        self.model_name = printable_word(model_name)  # shown in one line: the toolbar's, a message's
         self.echo = echo or _print
         self.suggest = LanguageModelAutoSuggest(predictor, self.settings, _not_a_command)
         self.completer = LanguageModelCompleter(predictor, self.settings, _not_a_command, suggest=self.suggest)
@@ -261,7 +261,7 @@ class Session:
         self.apply_style(predictor)
         previous = self.predictor
         self.suggest.predictor = self.completer.predictor = predictor
-        self.model_name = name
+        self.model_name = printable_word(name)
         if previous is not predictor and previous.personal is not None:
             previous.personal.close()  # what was learned with the previous model is saved with it
 
@@ -345,7 +345,7 @@ class Session:
         if alternatives and line_end is not None and line_end > alternatives[-1].probability:
             entries = sorted([*entries, ("↵", line_end)], key=lambda e: -e[1])[: len(alternatives)]
         for word, p in entries:
-            parts.append(("class:bottom-toolbar.word", word))
+            parts.append(("class:bottom-toolbar.word", printable_word(word)))  # one row, whatever the vocabulary
             parts.append(("class:bottom-toolbar.prob", f" {percent(p)}  "))
         if not alternatives:
             parts.append(("class:bottom-toolbar.prob", "…" if line_end is None else "no suggestion"))
@@ -423,7 +423,7 @@ def _cmd_model(session: Session, arg: str) -> CommandResult:
         return CommandResult(f"loading {arg} was interrupted; still using {session.model_name}")
     session.set_predictor(predictor, predictor.lm.name)
     warning = predictor.personal.warning if predictor.personal is not None else None
-    return CommandResult(f"model = {predictor.lm.name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
+    return CommandResult(f"model = {session.model_name} ({arg})" + (f"\nwarning: {warning}" if warning else ""))
 
 
 def _cmd_learn(session: Session, arg: str) -> CommandResult:
@@ -892,11 +892,12 @@ def run_session(
             why = None if plain_mode else why_not_full_screen()
             if why:
                 _tell(f"{why}: line mode (no suggestions inline)\n")
-            _tell(f"autocomplete · {predictor.lm.name} · {mode} mode · line mode · :help for commands, Ctrl-D to quit\n")
+            _tell(f"autocomplete · {session.model_name} · {mode} mode · line mode · :help for commands, Ctrl-D to "
+                  "quit\n")
         return plain(session, _utf8(sys.stdin))
     held = HeldWhilePrompting(warn)
     history = history_for(data_dir() / "history" if save_history else None, held)
-    _print(f"autocomplete · {predictor.lm.name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
+    _print(f"autocomplete · {session.model_name} · {mode} mode · :help for keys and commands, Ctrl-D to quit\n")
     try:
         return interactive(session, build_prompt(session, history), after_prompt=held.release)
     finally:

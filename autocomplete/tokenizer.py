@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 UNK = "<unk>"
@@ -130,6 +130,15 @@ class TokenizerConfig:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> TokenizerConfig:
+        """The settings :meth:`to_dict` wrote (a model file's, which may be damaged or hostile); an unknown key is a
+        :class:`ValueError` naming it, as ``ModelConfig.from_dict`` names an unknown model setting."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown tokenizer settings {sorted(unknown)}")
+        return cls(**data)  # type: ignore[arg-type]
 
 
 class Tokenizer:

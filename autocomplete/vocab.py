@@ -26,6 +26,9 @@ from autocomplete.tokenizer import EOS, MAX_TOKEN_CHARS, SPECIALS, STYLE_NAME, U
 
 UNK_ID = 0
 EOS_ID = 1
+# the longest word a vocabulary read from a file may hold: ten times what a build keeps (MAX_TOKEN_CHARS), so only a
+# damaged or crafted file has a longer one (a megabyte "word" would be printed and offered as it is)
+MAX_WORD_CHARS = 1_000
 
 
 class Vocab:
@@ -157,6 +160,12 @@ class Vocab:
         styles = data.get("styles", [])
         if not isinstance(itos, list) or not all(isinstance(t, str) and t for t in itos):
             raise ValueError("the vocabulary's words are not a list of non-empty texts")
+        too_long = next((i for i, t in enumerate(itos) if len(t) > MAX_WORD_CHARS), None)
+        if too_long is not None:
+            raise ValueError(
+                f"the vocabulary's word {too_long} is {len(itos[too_long]):,} characters long; a word has at most "
+                f"{MAX_WORD_CHARS:,}"
+            )
         if not isinstance(counts, list) or not all(type(n) is int and n >= 0 for n in counts):
             raise ValueError("the vocabulary's counts are not a list of whole numbers ≥ 0")
         if not isinstance(case_fold, bool):

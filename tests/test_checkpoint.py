@@ -261,3 +261,105 @@ def test_a_truncated_file_whose_reader_fails_with_a_system_error_is_called_trunc
     with pytest.raises(CheckpointError) as error:
         checkpoint.load(path)
     assert str(error.value) == f"{path}: not a valid model file (truncated or corrupt)"
+
+
+# ---- crafted files, refused in one line before they cost memory or reach the terminal ------------------------------
+
+
+def saved(payload, path):
+    torch.save(payload, path)
+    return path
+
+
+def test_weights_stretched_over_a_few_stored_numbers_are_refused_before_a_model_of_their_size_is_built(
+    tiny_lm, tmp_path, monkeypatch
+):
+    from autocomplete.model import ModelConfig, parameter_shapes
+
+    payload = checkpoint.to_payload(tiny_lm)
+    config = dict(payload["model_config"], embedding_dim=512, hidden_dim=512)  # ~5 M parameters declared
+    payload["model_config"] = config
+    shapes = parameter_shapes(ModelConfig.from_dict(config))
+    payload["weights"] = {name: torch.zeros(1).expand(*shape) for name, shape in shapes.items()}  # stride 0
+    path = saved(payload, tmp_path / "stretched.pt")
+    assert path.stat().st_size < 100_000
+
+    def built(*args, **kwargs):
+        raise AssertionError("a model of the declared size was built")
+
+    monkeypatch.setattr(checkpoint, "LSTMLanguageModel", built)
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: refused: 'embedding.weight' has {len(tiny_lm.vocab) * 512:,} values but the file stores 1 of them"
+    )
+
+
+def test_one_weight_stretched_from_a_single_number_is_refused(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["weights"]["decoder.bias"] = torch.zeros(1).expand(len(tiny_lm.vocab))
+    path = saved(payload, tmp_path / "expanded.pt")
+    with pytest.raises(CheckpointError, match=r"refused: 'decoder.bias' has [\d,]+ values but the file stores 1 of"):
+        checkpoint.load(path)
+
+
+def test_two_weights_that_view_one_stored_matrix_are_refused(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    weights = payload["weights"]
+    assert weights["layers.1.weight_ih_l0"].shape == weights["layers.0.weight_hh_l0"].shape
+    weights["layers.1.weight_ih_l0"] = weights["layers.0.weight_hh_l0"]  # saved once, loaded as one storage
+    path = saved(payload, tmp_path / "shared.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: refused: 'layers.1.weight_ih_l0' and 'layers.0.weight_hh_l0' are views of the same stored numbers"
+    )
+
+
+def test_int8_scales_too_large_for_float32_once_applied_are_refused_in_one_line(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm, int8=True)
+    payload["int8_scales"]["decoder.weight"][:] = 3e38  # finite, but 127 × 3e38 is not
+    path = saved(payload, tmp_path / "bad8.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: refused: 'decoder.weight' holds numbers beyond float32's range once its int8 scales are applied"
+    )
+
+
+def test_float64_weights_beyond_float32s_range_are_refused_in_one_line(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["weights"]["decoder.bias"] = payload["weights"]["decoder.bias"].double()
+    payload["weights"]["decoder.bias"][3] = 1e300
+    path = saved(payload, tmp_path / "big.pt")
+    with pytest.raises(CheckpointError, match="refused: 'decoder.bias' holds numbers beyond float32's range once"
+                                              " read as float32$"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p["tokenizer"].update(bogus=1), "unknown tokenizer settings ['bogus']"),
+    (lambda p: p.pop("vocab"), "the vocabulary is missing"),
+    (lambda p: p.pop("weights"), "the weights are missing"),
+], ids=["an unknown tokenizer key", "no vocabulary", "no weights"])
+def test_damaged_settings_are_named_in_plain_words(tiny_lm, tmp_path, damage, message):
+    payload = checkpoint.to_payload(tiny_lm)
+    damage(payload)
+    path = saved(payload, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == f"{path}: model file is incomplete or inconsistent ({message})"
+
+
+def test_a_vocabulary_word_far_longer_than_any_build_keeps_is_refused_naming_its_index(tiny_lm, tmp_path):
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["vocab"]["itos"][7] = "w" * 1_000  # ten times what a build keeps: still loads
+    assert checkpoint.load(saved(payload, tmp_path / "long.pt")).vocab.itos[7] == "w" * 1_000
+    payload["vocab"]["itos"][7] = "w" * 10_000_000
+    path = saved(payload, tmp_path / "huge.pt")
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: model file is incomplete or inconsistent (the vocabulary's word 7 is 10,000,000 characters long;"
+        " a word has at most 1,000)"
+    )

@@ -238,6 +238,58 @@ def test_chat_replies_and_session_messages_are_printable(capsys, evil_model):
     assert "\x1b" not in out and "\\x1b" in out
 
 
+@pytest.fixture
+def newline_model(tiny_lm, tmp_path):
+    """A model whose name, and whose most likely word, hold a newline and a tab."""
+    payload = checkpoint.to_payload(tiny_lm)
+    payload["vocab"]["itos"][7] = "two\nlines"
+    payload["weights"]["decoder.bias"][7] = 100.0  # always the next word
+    payload["metadata"] = {"name": "name\nline2\tand a tab"}
+    path = tmp_path / "nl.pt"
+    torch.save(payload, path)
+    return path
+
+
+SHOWN_NAME = "name\\nline2\\tand a tab"
+
+
+def test_info_shows_a_name_holding_a_newline_on_its_one_line(capsys, newline_model):
+    assert main(["info", str(newline_model)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"{SHOWN_NAME}  ({newline_model}, {newline_model.stat().st_size / 1e6:.1f} MB)"
+
+
+def test_fine_tuning_names_its_base_model_on_one_line_and_info_shows_it_so(capsys, corpus, newline_model, tmp_path):
+    out = tmp_path / "ft.pt"
+    code, err = train(capsys, corpus, "--from", newline_model, "-o", out, "--max-steps", "1", "--batch-size", "4",
+                      "--bptt", "8", "--quiet", "--no-cache", "--threads", "1")
+    assert code == 0, err
+    assert f"fine-tuning {SHOWN_NAME} ({newline_model}): its" in err
+    assert main(["info", str(out)]) == 0
+    [origin] = [line for line in capsys.readouterr().out.splitlines() if "fine-tuned from" in line]
+    assert f"fine-tuned from   {SHOWN_NAME} ({newline_model}, sha256 " in origin
+
+
+def test_generate_shows_a_word_holding_a_newline_as_one_word(capsys, newline_model):
+    argv = ["generate", "hello", "--words", "3", "--temperature", "0", "--no-quantize", "--model", str(newline_model)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.count("two\\nlines") == 3
+
+
+def test_the_session_shows_a_name_holding_a_newline_on_one_line(newline_model):
+    from autocomplete.predictor import Predictor
+    from autocomplete.repl import Session
+
+    predictor = Predictor.load(newline_model, quantize=False)
+    session = Session(predictor, predictor.lm.name)
+    toolbar = "".join(text for _, text in session.toolbar(predictor.suggest("hello ", 3), 0.0))
+    assert SHOWN_NAME in toolbar and "two\\nlines" in toolbar and "\n" not in toolbar and "\t" not in toolbar
+    switched = session.command(f":model {newline_model}").message
+    assert switched == f"model = {SHOWN_NAME} ({newline_model})"
+    assert session.command(":model").message.startswith(f"model = {SHOWN_NAME} (")
+
+
 # ---- item 8: crafted settings and metadata -------------------------------------------------------------------------
 
 

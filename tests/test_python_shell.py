@@ -194,3 +194,11 @@ def test_the_usage_line_says_how_the_host_gives_a_command(trained_model_path):
         assert ipython.command("bogus") == "usage: %autocomplete on|off|temp T|learn [on|off]|forget|status"
     finally:
         ipython.predictor.personal.close()
+
+
+def test_the_status_line_shows_a_model_name_holding_a_newline_on_its_one_line(tiny_lm):
+    from autocomplete.predictor import Predictor
+
+    tiny_lm.metadata["name"] = "name\nline2"
+    guest = python_shell.PythonGuest(Predictor(tiny_lm, quantize=False), learn=False)
+    assert guest.command("status") == "autocomplete: on, model name\\nline2, temperature 0.8"
