@@ -1523,10 +1523,12 @@ def _hold(personal: Personal, path: Path) -> str | None:
     except LockedError as e:
         personal.saving, personal.held_by = False, e.by
         return _learning_elsewhere(path, e.by) + ": what is learned here is handed over to it"
-    except (OSError, OutputError) as e:  # a read-only home, a file where the folder should be
+    except OSError as e:  # a read-only home, a file where the folder should be
         personal.saving = False
-        why = e.strerror or str(e) if isinstance(e, OSError) else "not writable"
-        return f"{path.parent}: {why}: what is learned is not saved"
+        return f"{path.parent}: {e.strerror or e}: what is learned is not saved"
+    except OutputError as e:  # not writable; something that is not a lock file at the lock's place (a link)
+        personal.saving = False
+        return f"{e}: what is learned is not saved"
     return None
 
 

@@ -620,6 +620,22 @@ def test_a_state_that_exists_in_a_folder_that_cannot_be_written_is_said_at_the_s
     assert "Zorblax" in again.counts and not again.saving
 
 
+def test_a_symlink_at_the_state_s_lock_is_never_written_through_and_learning_is_kept_in_memory(
+    trained_model_path, tmp_path
+):
+    # tester h, bug 3: `autocomplete learn` truncated the file the link pointed at and wrote its process number there
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("someone's notes")
+    state = state_of(trained_model_path)
+    state.with_name(state.name + ".lock").symlink_to(decoy)
+    personal, warning = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    assert warning == (f"{state}.lock: is a symbolic link, not a lock file; remove it to go on: what is learned is"
+                       " not saved")
+    assert decoy.read_text() == "someone's notes" and not state.exists() and "Zorblax" in personal.counts
+
+
 def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, tmp_path):
     personal, _ = open_personal(checkpoint.load(trained_model_path))
     personal.learn("hello there\n", wait=True)
