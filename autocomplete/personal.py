@@ -1317,52 +1317,48 @@ class Personal:
         part = "lexicon"  # the part being read, named when it is unreadable in a way no check below foresaw
         try:
             lexicon = payload["lexicon"]
-            words, counts = list(lexicon["words"]), [int(n) for n in lexicon["counts"]]
-            if len(words) != len(counts) or not all(isinstance(w, str) for w in words) or min(counts, default=1) < 1:
+            words, counts = list(lexicon["words"]), list(lexicon["counts"])
+            if (len(words) != len(counts) or not all(isinstance(w, str) for w in words)
+                    or not all(_whole(n) and n >= 1 for n in counts)):  # (an infinite or NaN count is no whole number)
                 raise _Inconsistent("lexicon")
             if len(set(words)) != len(words) or max(counts, default=1) > _MAX_COUNT:
                 raise _Inconsistent("lexicon words or counts")
             part = "cache"
             cache = payload["cache"]
-            keys, ids, surface = cache["keys"].float(), cache["ids"].long(), tuple(cache["surface"])
-            n = keys.size(0)
+            keys, ids, surface = _floats(cache["keys"], "cache values"), cache["ids"], tuple(cache["surface"])
+            if not _integers(ids) or not all(isinstance(s, str) for s in surface):
+                raise _Inconsistent("cache contents")
+            n = keys.size(0) if keys.dim() else 0
             if keys.dim() != 2 or keys.size(1) != d or ids.shape != (n,) or len(surface) != n:
                 raise _Inconsistent("cache shapes")
-            if n and (int(ids.min()) < 0 or int(ids.max()) >= v) or not all(isinstance(s, str) for s in surface):
+            ids = ids.long()
+            if n and (int(ids.min()) < 0 or int(ids.max()) >= v):
                 raise _Inconsistent("cache contents")
-            if not torch.isfinite(keys).all():
-                raise _Inconsistent("cache values")
             part, adapter = "adapted output layer", None
             if payload["adapter"] is not None:
-                a, c, b = (payload["adapter"][k].float() for k in ("a", "c", "b"))
+                a, c, b = (_floats(payload["adapter"][k], "adapter values") for k in ("a", "c", "b"))
                 if a.shape != (d, d) or c.shape != (d,) or b.shape != (v,):
                     raise _Inconsistent("adapter shapes")
-                if not all(torch.isfinite(t).all() for t in (a, c, b)):
-                    raise _Inconsistent("adapter values")
                 adapter = Adapter(a, c, b)
             part = "adapted top layer"
             top, mean_square, top_steps = self._load_top(payload.get("top"))  # absent from version 1 files
             part = "learner"
             learner = payload["learner"]
-            state = None
-            if learner["state"] is not None:
-                reference = self.model.init_state(1)
-                state = [(h.float(), c.float()) for h, c in learner["state"]]
-                if [(h.shape, c.shape) for h, c in state] != [(h.shape, c.shape) for h, c in reference]:
-                    raise _Inconsistent("learner state shapes")
-            last_id, at_start = int(learner["last_id"]), bool(learner["at_start"])
-            if not 0 <= last_id < v:
+            state = self._load_learner_state(learner["state"])
+            last_id, at_start = learner["last_id"], learner["at_start"]
+            if not _whole(last_id) or not 0 <= last_id < v or not isinstance(at_start, bool):
                 raise _Inconsistent("learner position")
-            lam = float(learner.get("cache_weight", self.config.cache_weight))  # absent from version 1 files
-            if not 0.0 <= lam < 1.0:  # NaN fails too
+            lam = learner.get("cache_weight", self.config.cache_weight)  # absent from version 1 files
+            if not _real(lam) or not 0.0 <= lam < 1.0:  # NaN fails too
                 raise _Inconsistent("cache weight")
+            lam = float(lam)
             if not self.config.cache_weight or not self.config.cache_rate:  # switched off or fixed by the settings
                 lam = self.config.cache_weight
             part = "statistics"
             stats = Stats(**{f.name: payload["stats"].get(f.name, Stats.__dataclass_fields__[f.name].default)
                              for f in fields(Stats)})
             counted = (stats.lines, stats.tokens, stats.steps)
-            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counted):
+            if not all(_whole(n) and n >= 0 for n in counted):
                 raise _Inconsistent("stats counts")
             if not all(isinstance(t, str) and t.isprintable() and len(t) <= 40 for t in (stats.created, stats.updated)):
                 raise _Inconsistent("stats times")
@@ -1371,12 +1367,17 @@ class Personal:
                 raise _Inconsistent("hand-over files")
         except KeyError as e:
             raise CheckpointError(f"{where}: personal state is incomplete (no {e.args[0]!s})") from None
-        except (TypeError, ValueError, AttributeError, RuntimeError) as e:
+        except (TypeError, ValueError, AttributeError, RuntimeError, OverflowError, IndexError) as e:
             detail = str(e) if isinstance(e, _Inconsistent) else f"unreadable {part}"
             raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({detail})") from None
+        # what this version never learns is dropped, not refused (the rest of what was learned is kept): words too
+        # long to be words, empty or without a letter, numbers of three digits or more (states saved before those
+        # rules held them); a cache entry's surface becomes <unk> as it would be learned now
+        lexicon = {w: n for w, n in zip(words, counts) if is_word(w) and learnable(w) == w}
+        surface = tuple(learnable(s) if s else UNK for s in surface)
         with self._lock:
             self._reset()
-            self.counts = dict(zip(words, counts))
+            self.counts = lexicon
             self._cache = _CacheSnapshot.empty(d).extended(keys, ids, surface, self.config.window)
             self._adapter = adapter
             self._top, self._top_ms, self._top_steps = top, mean_square, top_steps
@@ -1391,18 +1392,26 @@ class Personal:
         """(the adapted top layer, its mean squared gradients, its steps) from a file's ``top`` entry, checked."""
         if saved is None:
             return None, {}, 0
-        weights, mean_square, steps = dict(saved["weights"]), dict(saved["mean_square"]), int(saved["steps"])
+        weights, mean_square, steps = dict(saved["weights"]), dict(saved["mean_square"]), saved["steps"]
         base = self._base_top
-        if set(weights) != set(base) or not set(mean_square) <= set(base) or steps < 0:
+        if set(weights) != set(base) or not set(mean_square) <= set(base) or not _whole(steps) or steps < 0:
             raise _Inconsistent("top layer parameters")
-        for name, t in weights.items():
-            if not isinstance(t, Tensor) or t.shape != base[name].shape or not torch.isfinite(t).all():
-                raise _Inconsistent("top layer shapes or values")
-        for t in mean_square.values():
-            if not isinstance(t, Tensor) or t.shape != () or not bool(torch.isfinite(t)) or float(t) < 0:
-                raise _Inconsistent("top layer mean squares")
-        weights = {name: weights[name].float() for name in base}
-        return AdaptedTop.of(self._top_layer, weights), {k: v.float() for k, v in mean_square.items()}, steps
+        weights = {name: _floats(weights[name], "top layer shapes or values") for name in base}
+        if any(t.shape != base[name].shape for name, t in weights.items()):
+            raise _Inconsistent("top layer shapes or values")
+        mean_square = {name: _floats(t, "top layer mean squares") for name, t in mean_square.items()}
+        if any(t.shape != () or float(t) < 0 for t in mean_square.values()):
+            raise _Inconsistent("top layer mean squares")
+        return AdaptedTop.of(self._top_layer, weights), mean_square, steps
+
+    def _load_learner_state(self, saved: Any) -> State | None:
+        """The learner's LSTM state from a file's ``learner.state`` entry, checked against the model."""
+        if saved is None:
+            return None
+        state = [(_floats(h, "learner state values"), _floats(c, "learner state values")) for h, c in saved]
+        if [(h.shape, c.shape) for h, c in state] != [(h.shape, c.shape) for h, c in self.model.init_state(1)]:
+            raise _Inconsistent("learner state shapes")
+        return state
 
     def file_size(self) -> int:
         try:
@@ -1413,6 +1422,32 @@ class Personal:
 
 class _Inconsistent(ValueError):
     """A part of a saved personal state that fails its check (its message names the part)."""
+
+
+def _whole(value: object) -> bool:
+    """A whole number as a state file holds one: an int, not True or False (nor a float, a string or a tensor)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value: object) -> bool:
+    """A real number as a state file holds one: an int or a float (not True or False)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _floats(value: object, what: str) -> Tensor:
+    """``value`` as float32, if it is a dense tensor of real floating-point numbers, all finite (NaN or infinity
+    would spread through the next learning step to everything learned); :class:`_Inconsistent` (``what``) else. A
+    complex or integer tensor is refused, not cast (a cast drops the imaginary part, with PyTorch's warning)."""
+    if (not isinstance(value, Tensor) or value.layout != torch.strided or not value.is_floating_point()
+            or not bool(torch.isfinite(value).all())):
+        raise _Inconsistent(what)
+    return value.float()
+
+
+def _integers(value: object) -> bool:
+    """Whether ``value`` is a dense tensor of integers (not bools, floats or complex numbers)."""
+    return (isinstance(value, Tensor) and value.layout == torch.strided and not value.is_floating_point()
+            and not value.is_complex() and value.dtype != torch.bool)
 
 
 _MAX_COUNT = 10**12  # more times than anyone types a word: a count beyond it is a damaged file

@@ -797,6 +797,73 @@ def test_a_saved_state_with_a_crafted_lexicon_is_set_aside_saying_which_part(tra
     assert f"personal state is incomplete or inconsistent ({why})" in warning and words == 0
 
 
+def _set(*path):
+    """A change that puts ``path[-1]`` at ``payload[path[0]][path[1]]…`` (an index or key each)."""
+    *keys, last, value = path
+
+    def change(payload):
+        for key in keys:
+            payload = payload[key]
+        payload[last] = value(payload[last]) if callable(value) else value
+
+    return change
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize("change, why", [
+    # tester h, bug 2: an infinite count was an OverflowError out of every program on the model, never set aside
+    (_set("lexicon", "counts", 0, INF), "lexicon"),
+    (_set("lexicon", "counts", 0, NAN), "lexicon"),
+    (_set("lexicon", "counts", 0, "5"), "lexicon"),
+    (_set("learner", "last_id", INF), "learner position"),
+    (_set("learner", "at_start", "no"), "learner position"),
+    (_set("learner", "cache_weight", 10**400), "cache weight"),  # too large for a float
+    (_set("top", "steps", INF), "top layer parameters"),
+    (_set("stats", "tokens", INF), "stats counts"),
+    # tester h, bug 5: non-finite learner state was taken, and the next learning step spread it to everything
+    (_set("learner", "state", 0, 0, lambda t: torch.full_like(t, NAN)), "learner state values"),
+    (_set("learner", "state", 0, 1, lambda t: torch.full_like(t, INF)), "learner state values"),
+    (_set("adapter", "b", lambda t: torch.full_like(t, -INF)), "adapter values"),
+    (_set("top", "mean_square", lambda ms: {k: torch.tensor(INF) for k in ms}), "top layer mean squares"),
+    # tester h, item 10: complex keys were cast to real with PyTorch's two-line warning, and used
+    (_set("cache", "keys", lambda t: t.to(torch.complex64)), "cache values"),
+    (_set("adapter", "a", lambda t: t.to(torch.complex64)), "adapter values"),
+    (_set("cache", "ids", lambda t: t.double()), "cache contents"),
+])
+def test_a_saved_state_with_a_crafted_number_anywhere_is_set_aside_in_one_line(trained_model_path, recwarn, change, why):
+    warning, words = reopened_after(trained_model_path, change)
+    assert f"personal state is incomplete or inconsistent ({why}); moved to " in warning and "\n" not in warning
+    assert words == 0 and not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_what_a_saved_state_holds_that_is_never_learned_is_dropped_and_the_rest_kept(trained_model_path):
+    # tester h, bug 9: a 10 MB word in the state's lexicon was offered, and printed, in full
+    long = "Ra" + "v" * 10_000
+
+    def change(payload):
+        lexicon, surface = payload["lexicon"], payload["cache"]["surface"]
+        lexicon["words"][lexicon["words"].index("Ravindra")] = long
+        lexicon["words"] += ["", "7294"]
+        lexicon["counts"] += [3, 3]
+        surface[surface.index("Ravindra")], surface[0] = long, ""
+
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("I met Ravindra at the station\n", wait=True)
+    personal.close()
+    payload = read_state(personal.path)
+    change(payload)
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(lm)
+    suggested = words(Predictor(lm, personal=again).suggest("I met Ra", 10))
+    again.close()
+    assert warning is None and "station" in again.counts and not {long, "", "7294"} & set(again.counts)
+    assert not {long, ""} & set(again.to_payload()["cache"]["surface"]) and suggested
+    assert all(len(word) < 100 for word in suggested)
+
+
 def state_of(model_path):
     """Where the personal state of the model at ``model_path`` is saved (its folder made)."""
     state = state_path(checkpoint.load(model_path), model_hash(model_path))
