@@ -832,10 +832,10 @@ class _UnreadablePersonal(TypedDict):
 
 def _handed_over(lm: Any, path: Path) -> int:
     """How many files of learned text other programs handed over for the personal state, not yet learned."""
-    from autocomplete.personal import inbox_path, model_hash, state_path
+    from autocomplete.personal import model_hash, state_path, waiting
 
     try:
-        return sum(f.is_file() for f in inbox_path(state_path(lm, model_hash(path))).glob("*.json"))
+        return waiting(state_path(lm, model_hash(path)))
     except OSError:
         return 0
 

@@ -1211,8 +1211,9 @@ class Personal:
                 return
             try:
                 items = read_handed(handed, self.model_hash, forgotten_at(self.path))
-            except CheckpointError:
-                _set_aside_file(handed)
+            except CheckpointError as e:  # (one there at the start was set aside then, and said)
+                aside = _set_aside_file(handed)
+                self.error = f"{e}; moved to {aside.name}" if aside is not None else f"{e}; not learned"
                 self._queued.discard(handed)
                 return
             for n, (_, style, tokens) in enumerate(items):
@@ -1534,6 +1535,8 @@ def open_personal(
             warning, moved = _set_aside(personal, path, e)  # load_payload takes nothing from a file it refuses
             if not moved:
                 personal = _unsaved(personal, lm, config, digest)
+    if personal.saving and (damaged := _set_aside_damaged(personal)) is not None:
+        warning = f"{warning}; {damaged}" if warning else damaged
     personal.warning = warning
     _open.add(personal)
     if personal.saving:  # what other programs handed over, now and as it comes
@@ -1703,9 +1706,14 @@ def _rewrite_handed(path: Path, model_hash: str, items: Sequence[tuple[int, str 
         atomic_write(path, lambda f: f.write(data.encode("ascii")), private=True)
 
 
-def _set_aside_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.replace(_aside(path))
+def _set_aside_file(path: Path) -> Path | None:
+    """Move ``path`` (the file, or the link itself) aside as ``*.corrupt…``; where it went, None if it could not be."""
+    aside = _aside(path)
+    try:
+        path.replace(aside)
+    except OSError:
+        return None
+    return aside
 
 
 def _state_files(path: Path) -> list[Path]:
@@ -1737,12 +1745,43 @@ def _clear_inbox(path: Path) -> bool:
 
 
 def _inbox_files(path: Path) -> list[Path]:
-    """The hand-over files waiting for the state ``path``: regular files only (a pipe or a link to a device would
-    hang or flood the reader; :func:`read_handed` sets them aside)."""
+    """The hand-over files waiting for the state ``path``, and whatever else is named like one (a pipe or a link
+    would hang or flood the reader: :func:`read_handed` refuses them unread, and they are set aside)."""
     try:
-        return [f for f in inbox_path(path).glob("*.json") if not f.is_symlink()]
+        return list(inbox_path(path).glob("*.json"))
     except OSError:
         return []
+
+
+def waiting(path: Path) -> int:
+    """How many hand-over files wait for the state ``path`` (regular files: anything else is set aside unread)."""
+    count = 0
+    for handed in _inbox_files(path):
+        with contextlib.suppress(OSError):  # (learned and removed meanwhile)
+            count += stat.S_ISREG(handed.lstat().st_mode)
+    return count
+
+
+def _set_aside_damaged(personal: Personal) -> str | None:
+    """Set aside what the inbox holds that is not a hand-over file for this model (damaged, a pipe, a link), before
+    the learner reads it; what to say of it, once, with the other warnings of the start."""
+    assert personal.path is not None
+    damaged: list[tuple[CheckpointError, Path | None]] = []
+    for handed in sorted(_inbox_files(personal.path)):
+        if handed.name in personal._handed_held:  # learned already: removed unread
+            continue
+        try:
+            read_handed(handed, personal.model_hash)
+        except CheckpointError as e:
+            damaged.append((e, _set_aside_file(handed)))
+    if not damaged:
+        return None
+    if len(damaged) == 1:
+        error, aside = damaged[0]
+        return f"{error}; moved to {aside.name}" if aside is not None else f"{error}; not learned"
+    moved = sum(aside is not None for _, aside in damaged)
+    return (f"{inbox_path(personal.path)}: {len(damaged)} files are not hand-over files (damaged, or not regular files);"
+            + (f" {moved} set aside as *.corrupt-…" if moved else " not learned"))
 
 def _remove(path: Path) -> None:
     try:

@@ -24,6 +24,7 @@ from autocomplete.personal import (
     private,
     read_state,
     state_path,
+    waiting,
 )
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
@@ -931,11 +932,15 @@ def test_a_damaged_hand_over_file_is_set_aside_and_learning_goes_on(trained_mode
     inbox = inbox_path(state_path(lm, model_hash(trained_model_path)))
     inbox.mkdir(parents=True)
     (inbox / "1-1.json").write_text('{"format": "autocomplete-handed-over-1", "items": [[1, null, ["x"]]]')
-    holder, _ = open_personal(lm)
+    holder, warning = open_personal(lm)
     holder.learn("I met Zorblax\n", wait=True)
     assert holder.error is None and "Zorblax" in holder.counts
     holder.close()
-    assert [f.name.split(".json")[1][:9] for f in inbox.iterdir()] == [".corrupt-"]
+    [aside] = inbox.iterdir()
+    assert aside.name.startswith("1-1.json.corrupt-")
+    # tester h, item 10: it was set aside without a word
+    assert warning.startswith(f"{inbox / '1-1.json'}: not a hand-over file (Expecting ',' delimiter")
+    assert warning.endswith(f"); moved to {aside.name}") and "\n" not in warning
 
 
 def test_ctrl_c_while_a_program_ends_saves_what_was_learned_and_hands_the_rest_to_the_next_start(trained_model_path):
@@ -1099,11 +1104,15 @@ def test_a_pipe_or_a_link_in_the_inbox_is_set_aside_unread(trained_model_path):
 
     handed = holder_with_inbox(trained_model_path, ["we met Zorblax"])
     os.mkfifo(handed.parent / "pipe.json")
-    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    (handed.parent / "link.json").symlink_to(handed)  # tester h, item 10: "1 file waiting" forever, never read
+    assert waiting(state_of(trained_model_path)) == 1  # what `info` says waits: the one file a holder learns
+    holder, warning = open_personal(checkpoint.load(trained_model_path))
     holder.absorb_inbox()  # would block for good on the pipe
-    assert "Zorblax" in holder.counts
+    assert holder.counts.get("Zorblax") == 1  # once: never again through the link
     holder.close()
-    assert [f.name[:15] for f in handed.parent.iterdir()] == ["pipe.json.corru"]
+    assert sorted(f.name[:15] for f in handed.parent.iterdir()) == ["link.json.corru", "pipe.json.corru"]
+    assert warning == (f"{handed.parent}: 2 files are not hand-over files (damaged, or not regular files); 2 set aside"
+                       " as *.corrupt-…")
 
 
 def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_model_path):
