@@ -515,9 +515,10 @@ class Trainer:
         """A resumed run that wrote no model (it had finished already, or no validation beat its best) and whose
         output is no longer there (moved or removed since): its last weights are written there, so that the run ends
         with a model at its output. (Whether they were, their validation loss.)"""
-        if not self.resumed or self.written:
+        if not self.resumed:
             return False, None
-        [gone] = any_rank([self.dist.main and not self.output.exists()], self.dist, self.device)
+        # decided on the main rank, which alone writes (and knows whether it wrote); every rank validates
+        [gone] = any_rank([self.dist.main and not self.written and not self.output.exists()], self.dist, self.device)
         if not gone:
             return False, None
         loss = self.validate()
