@@ -1311,9 +1311,10 @@ class Personal:
         """Take the state from a loaded file, after checking every part of it against this model."""
         v, d = len(self.vocab), self._dim
         model = payload.get("model")
-        if not isinstance(model, dict) or model.get("vocab_size") != v or model.get("output_dim") != d:
+        if not isinstance(model, dict) or not all(_whole(model.get(k)) for k in ("vocab_size", "output_dim")) \
+                or model["vocab_size"] != v or model["output_dim"] != d:
             raise CheckpointError(f"{where}: personal state of another model")
-        if self.model_hash and model.get("sha256") != self.model_hash:
+        if self.model_hash and (not isinstance(model.get("sha256"), str) or model["sha256"] != self.model_hash):
             raise CheckpointError(f"{where}: personal state of another model file (its SHA-256 differs)")
         part = "lexicon"  # the part being read, named when it is unreadable in a way no check below foresaw
         try:

@@ -839,6 +839,12 @@ def test_a_saved_state_with_a_crafted_number_anywhere_is_set_aside_in_one_line(t
     assert words == 0 and not [w for w in recwarn if issubclass(w.category, UserWarning)]
 
 
+def test_a_saved_state_whose_model_sizes_are_tensors_is_of_another_model(trained_model_path):
+    # (a tensor there was "Boolean value of Tensor with more than one value is ambiguous", out of every program)
+    warning, words = reopened_after(trained_model_path, _set("model", "vocab_size", lambda n: torch.tensor([n, n])))
+    assert "personal state of another model; moved to " in warning and words == 0
+
+
 def test_what_a_saved_state_holds_that_is_never_learned_is_dropped_and_the_rest_kept(trained_model_path):
     # tester h, bug 9: a 10 MB word in the state's lexicon was offered, and printed, in full
     long = "Ra" + "v" * 10_000
