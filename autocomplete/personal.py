@@ -1308,7 +1308,9 @@ class Personal:
         }
 
     def load_payload(self, payload: dict[str, Any], where: str) -> None:
-        """Take the state from a loaded file, after checking every part of it against this model."""
+        """Take the state from a loaded file, after checking every part of it against this model: every number and
+        tensor by type, range and finiteness (anything else is one :class:`CheckpointError` line naming the part, and
+        nothing is taken). What this version never learns (an over-long or empty word, a number) is dropped."""
         v, d = len(self.vocab), self._dim
         model = payload.get("model")
         if not isinstance(model, dict) or not all(_whole(model.get(k)) for k in ("vocab_size", "output_dim")) \
