@@ -7,7 +7,8 @@ socket or a folder at the target is refused (as root, ``-o /dev/null`` would oth
 ``/dev/null``). A symbolic link is written *through*: its target file is replaced and the link stays a link.
 
 :func:`exclusive_lock` keeps two programs from writing the same output at once (the second is refused in one line
-instead of silently replacing the first one's work).
+instead of silently replacing the first one's work). Its ``.lock`` file is never written through a link, and only a
+file a lock made is ever truncated: anything else at its place is refused in one line and left alone.
 """
 
 from __future__ import annotations
@@ -173,43 +174,74 @@ def lock_path(path: Path | str) -> Path:
     return target.with_name(target.name + ".lock")
 
 
+_LOCK_BYTES = 32  # a lock file holds its holder's process number: anything larger was not made by a lock
+
+
+def _not_a_lock(fd: int) -> str | None:
+    """Why the open file ``fd`` at a lock's place is not a lock file this package made, or None if it is one: a
+    regular file with no other name, empty or holding a process number. Only such a file is ever truncated."""
+    info = os.fstat(fd)
+    kind = _kind(info.st_mode)
+    if kind is not None:
+        return f"is {kind}"
+    if info.st_nlink > 1:
+        return "has another name too (a hard link)"
+    if info.st_size > _LOCK_BYTES or info.st_size and not os.pread(fd, _LOCK_BYTES, 0).strip().isdigit():
+        return "holds something other than a process number"
+    return None
+
+
 @contextmanager
 def exclusive_lock(path: Path | str, what: str = "another training") -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (a ``.lock`` file beside it) for the block; :class:`OutputError` at once
-    when ``what`` (another process) holds it. The lock file is removed when the block ends."""
+    when ``what`` (another process) holds it. The lock file is removed when the block ends.
+
+    Only a lock file is ever written: a symbolic link at the lock's place is never followed (it could point at any
+    file, which the process number would replace), and a file that is not one a lock made (a hard link, other data,
+    a pipe) is never truncated. Either is refused in one line that names it, and left as it is: it was put there by
+    someone, and only they know what it is for."""
     if fcntl is None:
         yield
         return
     lock = lock_path(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     while True:
         try:
-            handle = open(lock, "a+b")
+            fd = os.open(lock, flags, 0o666)
         except OSError as e:
+            if os.path.islink(lock):  # ELOOP (or EMLINK on some systems): the name is a link
+                raise OutputError(f"{lock}: is a symbolic link, not a lock file; remove it to go on") from None
             raise OutputError(f"{lock}: cannot create the lock file ({e.strerror or e})") from None
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read(32).decode("ascii", "replace").strip()
-            handle.close()
-            by = f" (process {holder})" if holder.isdigit() else ""
-            raise LockedError(
-                f"{path}: {what}{by} is writing this file; wait for it to end or choose another output", by
-            ) from None
-        try:  # the file we locked may have been removed by the previous holder in the meantime: lock the new one
-            if os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        handle.close()
+            kind = _kind(os.fstat(fd).st_mode)
+            if kind is not None:  # (never read: a pipe would have nothing to read)
+                raise OutputError(f"{lock}: is {kind}, not a lock file; remove it to go on")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, _LOCK_BYTES, 0).decode("ascii", "replace").strip()
+                by = f" (process {holder})" if holder.isdigit() else ""
+                raise LockedError(
+                    f"{path}: {what}{by} is writing this file; wait for it to end or choose another output", by
+                ) from None
+            try:  # the file we locked may have been removed by the previous holder in the meantime: lock the new one
+                if os.fstat(fd).st_ino == os.lstat(lock).st_ino:
+                    if (why := _not_a_lock(fd)) is not None:
+                        raise OutputError(f"{lock}: {why}, not a lock file; remove it to go on")
+                    break
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
     try:
-        handle.truncate(0)
-        handle.write(str(os.getpid()).encode())
-        handle.flush()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         lock.unlink(missing_ok=True)  # while still held: a waiting process then locks a fresh file
-        handle.close()
+        os.close(fd)
 
 
 __all__ = [

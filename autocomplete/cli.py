@@ -349,6 +349,19 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         log(f"{args.output} kept: this run's best validation loss, {loss:.3f}, does not beat its"
             f" {result.kept_loss:.3f} ({elapsed})")
         return 0
+    if result.last_weights:  # resumed without writing, and the model it had written was gone
+        log(f"{args.output} was missing: the run's last weights written to it ({elapsed})"
+            + (f"; their validation perplexity {perplexity(result.last_loss):.2f}" if result.last_loss is not None else "")
+            + (f" (the run's best, {perplexity(result.best_valid_loss):.2f}, was in the file that is gone)"
+               if result.best_valid_loss is not None and (result.last_loss or math.inf) > result.best_valid_loss + 1e-6
+               else ""))
+        return 0
+    if not result.written:  # resumed: the run had finished, or its best (written before) was not beaten
+        said = ("the run had finished already (its resume file says so)" if trainer.step == trainer.resumed_at
+                else "the resumed run found no better model than its best before"
+                + (f" (validation loss {result.best_valid_loss:.3f})" if result.best_valid_loss is not None else ""))
+        log(f"{said}: {args.output} left as it is ({elapsed})")
+        return 0
     best = f"best validation perplexity {perplexity(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
     if best and tuned is not None and first is not None and first["valid_loss"] is not None:
         best = best[:-2] + f" (the model before fine-tuning: {perplexity(first['valid_loss']):.2f}); "
@@ -822,10 +835,10 @@ class _UnreadablePersonal(TypedDict):
 
 def _handed_over(lm: Any, path: Path) -> int:
     """How many files of learned text other programs handed over for the personal state, not yet learned."""
-    from autocomplete.personal import inbox_path, model_hash, state_path
+    from autocomplete.personal import model_hash, state_path, waiting
 
     try:
-        return sum(f.is_file() for f in inbox_path(state_path(lm, model_hash(path))).glob("*.json"))
+        return waiting(state_path(lm, model_hash(path)))
     except OSError:
         return 0
 

@@ -1211,8 +1211,9 @@ class Personal:
                 return
             try:
                 items = read_handed(handed, self.model_hash, forgotten_at(self.path))
-            except CheckpointError:
-                _set_aside_file(handed)
+            except CheckpointError as e:  # (one there at the start was set aside then, and said)
+                aside = _set_aside_file(handed)
+                self.error = f"{e}; moved to {aside.name}" if aside is not None else f"{e}; not learned"
                 self._queued.discard(handed)
                 return
             for n, (_, style, tokens) in enumerate(items):
@@ -1307,62 +1308,61 @@ class Personal:
         }
 
     def load_payload(self, payload: dict[str, Any], where: str) -> None:
-        """Take the state from a loaded file, after checking every part of it against this model."""
+        """Take the state from a loaded file, after checking every part of it against this model: every number and
+        tensor by type, range and finiteness (anything else is one :class:`CheckpointError` line naming the part, and
+        nothing is taken). What this version never learns (an over-long or empty word, a number) is dropped."""
         v, d = len(self.vocab), self._dim
         model = payload.get("model")
-        if not isinstance(model, dict) or model.get("vocab_size") != v or model.get("output_dim") != d:
+        if not isinstance(model, dict) or not all(_whole(model.get(k)) for k in ("vocab_size", "output_dim")) \
+                or model["vocab_size"] != v or model["output_dim"] != d:
             raise CheckpointError(f"{where}: personal state of another model")
-        if self.model_hash and model.get("sha256") != self.model_hash:
+        if self.model_hash and (not isinstance(model.get("sha256"), str) or model["sha256"] != self.model_hash):
             raise CheckpointError(f"{where}: personal state of another model file (its SHA-256 differs)")
         part = "lexicon"  # the part being read, named when it is unreadable in a way no check below foresaw
         try:
             lexicon = payload["lexicon"]
-            words, counts = list(lexicon["words"]), [int(n) for n in lexicon["counts"]]
-            if len(words) != len(counts) or not all(isinstance(w, str) for w in words) or min(counts, default=1) < 1:
+            words, counts = list(lexicon["words"]), list(lexicon["counts"])
+            if (len(words) != len(counts) or not all(isinstance(w, str) for w in words)
+                    or not all(_whole(n) and n >= 1 for n in counts)):  # (an infinite or NaN count is no whole number)
                 raise _Inconsistent("lexicon")
             if len(set(words)) != len(words) or max(counts, default=1) > _MAX_COUNT:
                 raise _Inconsistent("lexicon words or counts")
             part = "cache"
             cache = payload["cache"]
-            keys, ids, surface = cache["keys"].float(), cache["ids"].long(), tuple(cache["surface"])
-            n = keys.size(0)
+            keys, ids, surface = _floats(cache["keys"], "cache values"), cache["ids"], tuple(cache["surface"])
+            if not _integers(ids) or not all(isinstance(s, str) for s in surface):
+                raise _Inconsistent("cache contents")
+            n = keys.size(0) if keys.dim() else 0
             if keys.dim() != 2 or keys.size(1) != d or ids.shape != (n,) or len(surface) != n:
                 raise _Inconsistent("cache shapes")
-            if n and (int(ids.min()) < 0 or int(ids.max()) >= v) or not all(isinstance(s, str) for s in surface):
+            ids = ids.long()
+            if n and (int(ids.min()) < 0 or int(ids.max()) >= v):
                 raise _Inconsistent("cache contents")
-            if not torch.isfinite(keys).all():
-                raise _Inconsistent("cache values")
             part, adapter = "adapted output layer", None
             if payload["adapter"] is not None:
-                a, c, b = (payload["adapter"][k].float() for k in ("a", "c", "b"))
+                a, c, b = (_floats(payload["adapter"][k], "adapter values") for k in ("a", "c", "b"))
                 if a.shape != (d, d) or c.shape != (d,) or b.shape != (v,):
                     raise _Inconsistent("adapter shapes")
-                if not all(torch.isfinite(t).all() for t in (a, c, b)):
-                    raise _Inconsistent("adapter values")
                 adapter = Adapter(a, c, b)
             part = "adapted top layer"
             top, mean_square, top_steps = self._load_top(payload.get("top"))  # absent from version 1 files
             part = "learner"
             learner = payload["learner"]
-            state = None
-            if learner["state"] is not None:
-                reference = self.model.init_state(1)
-                state = [(h.float(), c.float()) for h, c in learner["state"]]
-                if [(h.shape, c.shape) for h, c in state] != [(h.shape, c.shape) for h, c in reference]:
-                    raise _Inconsistent("learner state shapes")
-            last_id, at_start = int(learner["last_id"]), bool(learner["at_start"])
-            if not 0 <= last_id < v:
+            state = self._load_learner_state(learner["state"])
+            last_id, at_start = learner["last_id"], learner["at_start"]
+            if not _whole(last_id) or not 0 <= last_id < v or not isinstance(at_start, bool):
                 raise _Inconsistent("learner position")
-            lam = float(learner.get("cache_weight", self.config.cache_weight))  # absent from version 1 files
-            if not 0.0 <= lam < 1.0:  # NaN fails too
+            lam = learner.get("cache_weight", self.config.cache_weight)  # absent from version 1 files
+            if not _real(lam) or not 0.0 <= lam < 1.0:  # NaN fails too
                 raise _Inconsistent("cache weight")
+            lam = float(lam)
             if not self.config.cache_weight or not self.config.cache_rate:  # switched off or fixed by the settings
                 lam = self.config.cache_weight
             part = "statistics"
             stats = Stats(**{f.name: payload["stats"].get(f.name, Stats.__dataclass_fields__[f.name].default)
                              for f in fields(Stats)})
             counted = (stats.lines, stats.tokens, stats.steps)
-            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counted):
+            if not all(_whole(n) and n >= 0 for n in counted):
                 raise _Inconsistent("stats counts")
             if not all(isinstance(t, str) and t.isprintable() and len(t) <= 40 for t in (stats.created, stats.updated)):
                 raise _Inconsistent("stats times")
@@ -1371,12 +1371,17 @@ class Personal:
                 raise _Inconsistent("hand-over files")
         except KeyError as e:
             raise CheckpointError(f"{where}: personal state is incomplete (no {e.args[0]!s})") from None
-        except (TypeError, ValueError, AttributeError, RuntimeError) as e:
+        except (TypeError, ValueError, AttributeError, RuntimeError, OverflowError, IndexError) as e:
             detail = str(e) if isinstance(e, _Inconsistent) else f"unreadable {part}"
             raise CheckpointError(f"{where}: personal state is incomplete or inconsistent ({detail})") from None
+        # what this version never learns is dropped, not refused (the rest of what was learned is kept): words too
+        # long to be words, empty or without a letter, numbers of three digits or more (states saved before those
+        # rules held them); a cache entry's surface becomes <unk> as it would be learned now
+        lexicon = {w: n for w, n in zip(words, counts) if is_word(w) and learnable(w) == w}
+        surface = tuple(learnable(s) if s else UNK for s in surface)
         with self._lock:
             self._reset()
-            self.counts = dict(zip(words, counts))
+            self.counts = lexicon
             self._cache = _CacheSnapshot.empty(d).extended(keys, ids, surface, self.config.window)
             self._adapter = adapter
             self._top, self._top_ms, self._top_steps = top, mean_square, top_steps
@@ -1391,18 +1396,26 @@ class Personal:
         """(the adapted top layer, its mean squared gradients, its steps) from a file's ``top`` entry, checked."""
         if saved is None:
             return None, {}, 0
-        weights, mean_square, steps = dict(saved["weights"]), dict(saved["mean_square"]), int(saved["steps"])
+        weights, mean_square, steps = dict(saved["weights"]), dict(saved["mean_square"]), saved["steps"]
         base = self._base_top
-        if set(weights) != set(base) or not set(mean_square) <= set(base) or steps < 0:
+        if set(weights) != set(base) or not set(mean_square) <= set(base) or not _whole(steps) or steps < 0:
             raise _Inconsistent("top layer parameters")
-        for name, t in weights.items():
-            if not isinstance(t, Tensor) or t.shape != base[name].shape or not torch.isfinite(t).all():
-                raise _Inconsistent("top layer shapes or values")
-        for t in mean_square.values():
-            if not isinstance(t, Tensor) or t.shape != () or not bool(torch.isfinite(t)) or float(t) < 0:
-                raise _Inconsistent("top layer mean squares")
-        weights = {name: weights[name].float() for name in base}
-        return AdaptedTop.of(self._top_layer, weights), {k: v.float() for k, v in mean_square.items()}, steps
+        weights = {name: _floats(weights[name], "top layer shapes or values") for name in base}
+        if any(t.shape != base[name].shape for name, t in weights.items()):
+            raise _Inconsistent("top layer shapes or values")
+        mean_square = {name: _floats(t, "top layer mean squares") for name, t in mean_square.items()}
+        if any(t.shape != () or float(t) < 0 for t in mean_square.values()):
+            raise _Inconsistent("top layer mean squares")
+        return AdaptedTop.of(self._top_layer, weights), mean_square, steps
+
+    def _load_learner_state(self, saved: Any) -> State | None:
+        """The learner's LSTM state from a file's ``learner.state`` entry, checked against the model."""
+        if saved is None:
+            return None
+        state = [(_floats(h, "learner state values"), _floats(c, "learner state values")) for h, c in saved]
+        if [(h.shape, c.shape) for h, c in state] != [(h.shape, c.shape) for h, c in self.model.init_state(1)]:
+            raise _Inconsistent("learner state shapes")
+        return state
 
     def file_size(self) -> int:
         try:
@@ -1413,6 +1426,32 @@ class Personal:
 
 class _Inconsistent(ValueError):
     """A part of a saved personal state that fails its check (its message names the part)."""
+
+
+def _whole(value: object) -> bool:
+    """A whole number as a state file holds one: an int, not True or False (nor a float, a string or a tensor)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value: object) -> bool:
+    """A real number as a state file holds one: an int or a float (not True or False)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _floats(value: object, what: str) -> Tensor:
+    """``value`` as float32, if it is a dense tensor of real floating-point numbers, all finite (NaN or infinity
+    would spread through the next learning step to everything learned); :class:`_Inconsistent` (``what``) else. A
+    complex or integer tensor is refused, not cast (a cast drops the imaginary part, with PyTorch's warning)."""
+    if (not isinstance(value, Tensor) or value.layout != torch.strided or not value.is_floating_point()
+            or not bool(torch.isfinite(value).all())):
+        raise _Inconsistent(what)
+    return value.float()
+
+
+def _integers(value: object) -> bool:
+    """Whether ``value`` is a dense tensor of integers (not bools, floats or complex numbers)."""
+    return (isinstance(value, Tensor) and value.layout == torch.strided and not value.is_floating_point()
+            and not value.is_complex() and value.dtype != torch.bool)
 
 
 _MAX_COUNT = 10**12  # more times than anyone types a word: a count beyond it is a damaged file
@@ -1499,6 +1538,8 @@ def open_personal(
             warning, moved = _set_aside(personal, path, e)  # load_payload takes nothing from a file it refuses
             if not moved:
                 personal = _unsaved(personal, lm, config, digest)
+    if personal.saving and (damaged := _set_aside_damaged(personal)) is not None:
+        warning = f"{warning}; {damaged}" if warning else damaged
     personal.warning = warning
     _open.add(personal)
     if personal.saving:  # what other programs handed over, now and as it comes
@@ -1523,10 +1564,12 @@ def _hold(personal: Personal, path: Path) -> str | None:
     except LockedError as e:
         personal.saving, personal.held_by = False, e.by
         return _learning_elsewhere(path, e.by) + ": what is learned here is handed over to it"
-    except (OSError, OutputError) as e:  # a read-only home, a file where the folder should be
+    except OSError as e:  # a read-only home, a file where the folder should be
         personal.saving = False
-        why = e.strerror or str(e) if isinstance(e, OSError) else "not writable"
-        return f"{path.parent}: {why}: what is learned is not saved"
+        return f"{path.parent}: {e.strerror or e}: what is learned is not saved"
+    except OutputError as e:  # not writable; something that is not a lock file at the lock's place (a link)
+        personal.saving = False
+        return f"{e}: what is learned is not saved"
     return None
 
 
@@ -1666,9 +1709,14 @@ def _rewrite_handed(path: Path, model_hash: str, items: Sequence[tuple[int, str 
         atomic_write(path, lambda f: f.write(data.encode("ascii")), private=True)
 
 
-def _set_aside_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.replace(_aside(path))
+def _set_aside_file(path: Path) -> Path | None:
+    """Move ``path`` (the file, or the link itself) aside as ``*.corrupt…``; where it went, None if it could not be."""
+    aside = _aside(path)
+    try:
+        path.replace(aside)
+    except OSError:
+        return None
+    return aside
 
 
 def _state_files(path: Path) -> list[Path]:
@@ -1700,12 +1748,43 @@ def _clear_inbox(path: Path) -> bool:
 
 
 def _inbox_files(path: Path) -> list[Path]:
-    """The hand-over files waiting for the state ``path``: regular files only (a pipe or a link to a device would
-    hang or flood the reader; :func:`read_handed` sets them aside)."""
+    """The hand-over files waiting for the state ``path``, and whatever else is named like one (a pipe or a link
+    would hang or flood the reader: :func:`read_handed` refuses them unread, and they are set aside)."""
     try:
-        return [f for f in inbox_path(path).glob("*.json") if not f.is_symlink()]
+        return list(inbox_path(path).glob("*.json"))
     except OSError:
         return []
+
+
+def waiting(path: Path) -> int:
+    """How many hand-over files wait for the state ``path`` (regular files: anything else is set aside unread)."""
+    count = 0
+    for handed in _inbox_files(path):
+        with contextlib.suppress(OSError):  # (learned and removed meanwhile)
+            count += stat.S_ISREG(handed.lstat().st_mode)
+    return count
+
+
+def _set_aside_damaged(personal: Personal) -> str | None:
+    """Set aside what the inbox holds that is not a hand-over file for this model (damaged, a pipe, a link), before
+    the learner reads it; what to say of it, once, with the other warnings of the start."""
+    assert personal.path is not None
+    damaged: list[tuple[CheckpointError, Path | None]] = []
+    for handed in sorted(_inbox_files(personal.path)):
+        if handed.name in personal._handed_held:  # learned already: removed unread
+            continue
+        try:
+            read_handed(handed, personal.model_hash)
+        except CheckpointError as e:
+            damaged.append((e, _set_aside_file(handed)))
+    if not damaged:
+        return None
+    if len(damaged) == 1:
+        error, aside = damaged[0]
+        return f"{error}; moved to {aside.name}" if aside is not None else f"{error}; not learned"
+    moved = sum(aside is not None for _, aside in damaged)
+    return (f"{inbox_path(personal.path)}: {len(damaged)} files are not hand-over files (damaged, or not regular files);"
+            + (f" {moved} set aside as *.corrupt-…" if moved else " not learned"))
 
 def _remove(path: Path) -> None:
     try:

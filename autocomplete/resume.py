@@ -83,9 +83,30 @@ def check_training(payload: dict[str, Any], path: Path) -> dict[str, Any]:
         if len(training[key]) != training["world"]:
             raise CheckpointError(f"{path}: resume file is damaged ({len(training[key])} {key} entries for "
                                   f"{training['world']} process(es))")
+    for n, entry in enumerate(training["history"], 1):
+        if not _validation_record(entry):
+            raise CheckpointError(f"{path}: resume file is damaged (history entry {n} of {len(training['history'])}"
+                                  " is not a validation record)")
     if not isinstance(training.get("inputs", {}), dict):
         raise CheckpointError(f"{path}: resume file is damaged ('inputs' is a {type(training['inputs']).__name__})")
     return training
+
+
+def _validation_record(entry: Any) -> bool:
+    """Whether ``entry`` of a resume file's ``history`` is what the trainer records at each validation: a table with
+    its step (a whole number), its loss (a finite number ≥ 0, or None without validation text) and, if there, its
+    epoch, tokens and seconds (finite numbers ≥ 0). The trainer and ``info`` read them back."""
+    if not isinstance(entry, dict) or "step" not in entry or "valid_loss" not in entry:
+        return False
+    step, loss = entry["step"], entry["valid_loss"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or loss is not None and not _sensible(loss):
+        return False
+    return all(_sensible(entry[key]) for key in ("epoch", "tokens", "elapsed") if key in entry)
+
+
+def _sensible(value: Any) -> bool:
+    """A finite number ≥ 0 (not True or False)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 Shape = tuple[int, ...]
@@ -110,18 +131,52 @@ def check_state(states: Any, shapes: list[tuple[Shape, Shape]], path: Path) -> l
 
 
 def check_optimizer(state: dict[str, Any], params: list[Tensor], path: Path) -> None:
-    """Refuse an optimiser state whose per-parameter tensors do not fit the parameters (a late RuntimeError else)."""
+    """Refuse an optimiser state whose per-parameter tensors do not fit the parameters (a late RuntimeError else), or
+    whose settings or statistics no optimiser could have reached (betas outside [0, 1), a negative second moment, an
+    infinite weight decay): training from them would diverge, and be blamed on the learning rate."""
     groups, per_param = state.get("param_groups"), state.get("state")
     if not isinstance(groups, list) or not isinstance(per_param, dict):
         raise CheckpointError(f"{path}: resume file is damaged (the optimiser state is incomplete)")
+    for group in groups:
+        if not isinstance(group, dict):
+            raise CheckpointError(f"{path}: resume file is damaged (the optimiser state is incomplete)")
+        if (wrong := _wrong_setting(group)) is not None:
+            raise CheckpointError(f"{path}: resume file is damaged (optimiser {wrong!r} out of range)")
     for index, values in per_param.items():
         if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(values, dict):
             raise CheckpointError(f"{path}: resume file is damaged (optimiser state for an unknown parameter)")
         for name, value in values.items():
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[index].shape:
+            if value is None:  # (SGD's momentum buffer before its first step)
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):  # a step count, in older versions
+                if not _sensible(value):
+                    raise CheckpointError(f"{path}: resume file is damaged (optimiser {name!r} out of range)")
+                continue
+            if not isinstance(value, Tensor) or not value.is_floating_point() or value.layout != torch.strided:
+                raise CheckpointError(f"{path}: resume file is damaged (optimiser {name!r} is not a tensor of real"
+                                      " numbers)")
+            if value.dim() > 0 and value.shape != params[index].shape:
                 raise CheckpointError(f"{path}: resume file is damaged (optimiser {name!r} does not fit its parameter)")
-            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            if not bool(torch.isfinite(value).all()):
                 raise CheckpointError(f"{path}: resume file holds non-finite optimiser state; it cannot be continued")
+            if name in _NEVER_NEGATIVE and bool((value < 0).any()):
+                raise CheckpointError(f"{path}: resume file is damaged (optimiser {name!r} is negative)")
+
+
+_NEVER_NEGATIVE = ("step", "exp_avg_sq", "max_exp_avg_sq")  # a count, and running means of squares
+
+
+def _wrong_setting(group: dict[str, Any]) -> str | None:
+    """The setting of an optimiser parameter group that AdamW or SGD could not have been run with, if any."""
+    for key in ("lr", "eps", "weight_decay", "momentum", "dampening"):
+        if key in group and not _sensible(group[key]) or key == "eps" and group.get(key) == 0:
+            return key
+    betas = group.get("betas", (0.0, 0.0))
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2 or not all(_sensible(b) and b < 1 for b in betas):
+        return "betas"
+    if group.get("maximize", False) is not False:  # this trainer only ever minimises its loss
+        return "maximize"
+    return None
 
 
 def restore_rng(rng: Any, device: torch.device, path: Path) -> None:

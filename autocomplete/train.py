@@ -146,6 +146,10 @@ class TrainResult:
     stopped_early: bool  # hit max_time / max_steps, or stopped improving (patience), before the last epoch ended
     written: bool = True  # False when a better model already at the output was kept
     kept_loss: float | None = None  # that model's validation loss
+    # a resumed run that wrote no model and found its output gone (moved, removed): its last weights were written
+    # there (``written`` is True), with this validation loss (None without validation text)
+    last_weights: bool = False
+    last_loss: float | None = None
 
 
 class _StopRequested(Exception):
@@ -226,6 +230,7 @@ class Trainer:
         self.stop_signal: int | None = None  # set by Ctrl-C / SIGTERM; the loop stops at the next step boundary
         self.to_beat: float | None = None  # validation loss of a comparable model already at ``output``
         self.resumed = False  # whether the state came from a resume file (load_resume)
+        self.resumed_at = 0  # the step it continued from
         self.written = False  # whether this run wrote ``output``
         self._valid_digest: str | None = None
         self._bad_loss = torch.zeros((), dtype=torch.bool, device=self.device)  # a non-finite loss was seen
@@ -350,7 +355,7 @@ class Trainer:
         to_beat = training.get("to_beat")
         self.to_beat = float(to_beat) if isinstance(to_beat, (int, float)) and math.isfinite(to_beat) else None
         self.state = [(h.to(self.device), c.to(self.device)) for h, c in states] if states else None
-        self.resumed = True
+        self.resumed, self.resumed_at = True, self.step
 
     def forget_best(self) -> None:
         """Validation losses from here on are not comparable with the saved ones (another validation text)."""
@@ -500,9 +505,28 @@ class Trainer:
                     self.log(f"stopped at once: continue from the last save in {resume_path(self.output)} with --resume")
                 elif self.dist.main:
                     self.log("stopped before the first save of the training state: nothing to resume")
+        last_weights, last_loss = (False, None) if interrupted else self._write_if_gone()
         return TrainResult(
-            self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped, self.written, self.to_beat
+            self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped, self.written, self.to_beat,
+            last_weights, last_loss,
         )
+
+    def _write_if_gone(self) -> tuple[bool, float | None]:
+        """A resumed run that wrote no model (it had finished already, or no validation beat its best) and whose
+        output is no longer there (moved or removed since): its last weights are written there, so that the run ends
+        with a model at its output. (Whether they were, their validation loss.)"""
+        if not self.resumed:
+            return False, None
+        # decided on the main rank, which alone writes (and knows whether it wrote); every rank validates
+        [gone] = any_rank([self.dist.main and not self.written and not self.output.exists()], self.dist, self.device)
+        if not gone:
+            return False, None
+        loss = self.validate()
+        if loss is not None and not math.isfinite(loss):
+            raise self._diverged("the validation loss", loss)
+        if self.dist.main:
+            self._save_model(loss)
+        return True, loss
 
     def _say(self, message: str) -> None:
         """Log on rank 0, above the progress bar when there is one."""

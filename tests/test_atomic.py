@@ -124,3 +124,46 @@ def test_the_leftovers_of_saves_a_kill_cut_short_are_removed_and_nothing_else(tm
     assert sorted(atomic.remove_leftovers(tmp_path / "m.pt")) == sorted((p, 7) for p in leftovers)
     assert sorted(tmp_path.iterdir()) == sorted(kept)
     assert atomic.remove_leftovers(tmp_path / "m.pt.resume") == [(tmp_path / ".m.pt.resume.k3x_9q0a.tmp", 7)]
+
+
+def test_a_symlink_at_the_lock_s_place_is_refused_naming_it_and_its_target_is_untouched(tmp_path):
+    # tester h, bug 3: the link was followed and the file it pointed at replaced by the process number
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious notes\nline 2\n")
+    (tmp_path / "out.pt.lock").symlink_to(precious)
+    with pytest.raises(OutputError, match=r"out\.pt\.lock: is a symbolic link, not a lock file; remove it") as e:
+        with atomic.exclusive_lock(tmp_path / "out.pt"):
+            pass
+    assert "\n" not in str(e.value)
+    assert precious.read_text() == "precious notes\nline 2\n" and (tmp_path / "out.pt.lock").is_symlink()
+
+
+def test_a_dangling_symlink_at_the_lock_s_place_creates_nothing_where_it_points(tmp_path):
+    (tmp_path / "out.pt.lock").symlink_to(tmp_path / "made-by-the-lock")
+    with pytest.raises(OutputError, match="is a symbolic link"):
+        with atomic.exclusive_lock(tmp_path / "out.pt"):
+            pass
+    assert not (tmp_path / "made-by-the-lock").exists()
+
+
+@pytest.mark.parametrize("make", ["hard link", "other data"])
+def test_a_file_at_the_lock_s_place_that_no_lock_made_is_refused_and_left_whole(tmp_path, make):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("notes")
+    lock = tmp_path / "out.pt.lock"
+    if make == "hard link":
+        lock.hardlink_to(notes)
+    else:
+        lock.write_text("not a process number, and longer than one")
+    with pytest.raises(OutputError, match=r"out\.pt\.lock: .*, not a lock file; remove it to go on"):
+        with atomic.exclusive_lock(tmp_path / "out.pt"):
+            pass
+    assert notes.read_text() == "notes" and lock.exists()
+
+
+def test_the_lock_file_a_killed_holder_left_behind_is_taken_over(tmp_path):
+    lock = tmp_path / "out.pt.lock"
+    lock.write_text("999999")  # kill -9 leaves it: no process holds it
+    with atomic.exclusive_lock(tmp_path / "out.pt"):
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()

@@ -439,6 +439,26 @@ def test_user_errors_are_one_line_and_exit_non_zero(capsys, tmp_path):
     assert code == 1 and err == f"autocomplete: error: {tmp_path}/two\\nlines\\x1b[31m.pt: no such model file\n"
 
 
+def test_a_resumed_run_whose_model_was_moved_away_writes_its_last_weights_there_and_never_claims_a_write(
+    capsys, tmp_path
+):
+    # tester h, bug 7: "model written to m.pt", exit 0, and no m.pt
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(SHAKESPEARE.read_bytes()[:6000])
+    out = tmp_path / "m.pt"
+    train = ["train", str(corpus), "-o", str(out), "--epochs", "1", "--quiet", "--no-cache", "--embedding-dim", "8",
+             "--hidden-dim", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8", "--threads", "1"]
+    assert run(capsys, *train)[0] == 0
+    out.rename(tmp_path / "elsewhere.pt")
+    code, _, err = run(capsys, *train, "--resume")  # the run had finished: nothing left to train
+    assert code == 0 and f"{out} was missing: the run's last weights written to it" in err
+    assert "model written" not in err and checkpoint.load(out).metadata["valid_loss"] is not None
+    before = out.read_bytes()
+    code, _, err = run(capsys, *train, "--resume")
+    assert code == 0 and f"the run had finished already (its resume file says so): {out} left as it is" in err
+    assert "model written" not in err and out.read_bytes() == before
+
+
 def test_a_corrupt_model_fails_cleanly_through_the_real_command(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 definitely not a model")

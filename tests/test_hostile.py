@@ -463,16 +463,41 @@ def damage(payload, how):
     elif how == "optimizer shapes":
         first = next(iter(t["optimizer"]["state"].values()))
         first["exp_avg"] = torch.zeros(2, 2)
+    # tester h, bug 6: a traceback (cli.py: 'int' object is not subscriptable; train.py: string indices ...)
+    elif how == "history of numbers":
+        t["history"] = [1]
+    elif how == "history with text":
+        t["history"] = [*t["history"], "a"]
+    elif how == "history loss is text":
+        t["history"] = [{"step": 2, "valid_loss": "low"}]
+    # tester h, item 10: optimiser damage was said to be a divergence, to be cured with a lower --lr
+    elif how == "optimizer betas":
+        t["optimizer"]["param_groups"][0]["betas"] = (5.0, -1.0)
+    elif how == "optimizer weight decay":
+        t["optimizer"]["param_groups"][0]["weight_decay"] = math.inf
+    elif how == "optimizer eps":
+        t["optimizer"]["param_groups"][0]["eps"] = -1e-8
+    elif how in ("optimizer second moment", "optimizer step"):
+        first = next(iter(t["optimizer"]["state"].values()))
+        if how == "optimizer step":
+            first["step"] = "many"  # was PyTorch's "could not convert string to float: '<generator object …>'"
+        else:
+            first["exp_avg_sq"] = -first["exp_avg_sq"] - 1
 
 
-@pytest.mark.parametrize("how", ["missing key", "state shapes", "rng", "no states", "world is text", "optimizer shapes"])
+@pytest.mark.parametrize("how", [
+    "missing key", "state shapes", "rng", "no states", "world is text", "optimizer shapes", "history of numbers",
+    "history with text", "history loss is text", "optimizer betas", "optimizer weight decay", "optimizer eps",
+    "optimizer second moment", "optimizer step",
+])
 def test_a_damaged_resume_file_is_one_line_naming_the_file(resumable, tmp_path, capsys, how):
     out = tmp_path / "m.pt"
     payload = torch.load(resume_path(resumable / "m.pt"), weights_only=True)
     damage(payload, how)
     torch.save(payload, resume_path(out))
     code, err = train(capsys, resumable / "corpus.txt", "-o", out, *TINY, "--max-steps", "3", "--resume")
-    assert code == 1 and one_line_error(err) and f"{resume_path(out)}:" in err
+    assert code == 1 and one_line_error(err) and f"{resume_path(out)}: resume file is " in err
+    assert "generator object" not in err and not out.exists()
 
 
 def test_resuming_with_other_settings_or_another_corpus_says_what_differs(resumable, tmp_path, capsys):

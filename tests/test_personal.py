@@ -24,6 +24,7 @@ from autocomplete.personal import (
     private,
     read_state,
     state_path,
+    waiting,
 )
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
@@ -620,6 +621,22 @@ def test_a_state_that_exists_in_a_folder_that_cannot_be_written_is_said_at_the_s
     assert "Zorblax" in again.counts and not again.saving
 
 
+def test_a_symlink_at_the_state_s_lock_is_never_written_through_and_learning_is_kept_in_memory(
+    trained_model_path, tmp_path
+):
+    # tester h, bug 3: `autocomplete learn` truncated the file the link pointed at and wrote its process number there
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("someone's notes")
+    state = state_of(trained_model_path)
+    state.with_name(state.name + ".lock").symlink_to(decoy)
+    personal, warning = open_personal(checkpoint.load(trained_model_path))
+    personal.learn("my friend Zorblax\n", wait=True)
+    personal.close()
+    assert warning == (f"{state}.lock: is a symbolic link, not a lock file; remove it to go on: what is learned is"
+                       " not saved")
+    assert decoy.read_text() == "someone's notes" and not state.exists() and "Zorblax" in personal.counts
+
+
 def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, tmp_path):
     personal, _ = open_personal(checkpoint.load(trained_model_path))
     personal.learn("hello there\n", wait=True)
@@ -781,6 +798,79 @@ def test_a_saved_state_with_a_crafted_lexicon_is_set_aside_saying_which_part(tra
     assert f"personal state is incomplete or inconsistent ({why})" in warning and words == 0
 
 
+def _set(*path):
+    """A change that puts ``path[-1]`` at ``payload[path[0]][path[1]]…`` (an index or key each)."""
+    *keys, last, value = path
+
+    def change(payload):
+        for key in keys:
+            payload = payload[key]
+        payload[last] = value(payload[last]) if callable(value) else value
+
+    return change
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize("change, why", [
+    # tester h, bug 2: an infinite count was an OverflowError out of every program on the model, never set aside
+    (_set("lexicon", "counts", 0, INF), "lexicon"),
+    (_set("lexicon", "counts", 0, NAN), "lexicon"),
+    (_set("lexicon", "counts", 0, "5"), "lexicon"),
+    (_set("learner", "last_id", INF), "learner position"),
+    (_set("learner", "at_start", "no"), "learner position"),
+    (_set("learner", "cache_weight", 10**400), "cache weight"),  # too large for a float
+    (_set("top", "steps", INF), "top layer parameters"),
+    (_set("stats", "tokens", INF), "stats counts"),
+    # tester h, bug 5: non-finite learner state was taken, and the next learning step spread it to everything
+    (_set("learner", "state", 0, 0, lambda t: torch.full_like(t, NAN)), "learner state values"),
+    (_set("learner", "state", 0, 1, lambda t: torch.full_like(t, INF)), "learner state values"),
+    (_set("adapter", "b", lambda t: torch.full_like(t, -INF)), "adapter values"),
+    (_set("top", "mean_square", lambda ms: {k: torch.tensor(INF) for k in ms}), "top layer mean squares"),
+    # tester h, item 10: complex keys were cast to real with PyTorch's two-line warning, and used
+    (_set("cache", "keys", lambda t: t.to(torch.complex64)), "cache values"),
+    (_set("adapter", "a", lambda t: t.to(torch.complex64)), "adapter values"),
+    (_set("cache", "ids", lambda t: t.double()), "cache contents"),
+])
+def test_a_saved_state_with_a_crafted_number_anywhere_is_set_aside_in_one_line(trained_model_path, recwarn, change, why):
+    warning, words = reopened_after(trained_model_path, change)
+    assert f"personal state is incomplete or inconsistent ({why}); moved to " in warning and "\n" not in warning
+    assert words == 0 and not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_a_saved_state_whose_model_sizes_are_tensors_is_of_another_model(trained_model_path):
+    # (a tensor there was "Boolean value of Tensor with more than one value is ambiguous", out of every program)
+    warning, words = reopened_after(trained_model_path, _set("model", "vocab_size", lambda n: torch.tensor([n, n])))
+    assert "personal state of another model; moved to " in warning and words == 0
+
+
+def test_what_a_saved_state_holds_that_is_never_learned_is_dropped_and_the_rest_kept(trained_model_path):
+    # tester h, bug 9: a 10 MB word in the state's lexicon was offered, and printed, in full
+    long = "Ra" + "v" * 10_000
+
+    def change(payload):
+        lexicon, surface = payload["lexicon"], payload["cache"]["surface"]
+        lexicon["words"][lexicon["words"].index("Ravindra")] = long
+        lexicon["words"] += ["", "7294"]
+        lexicon["counts"] += [3, 3]
+        surface[surface.index("Ravindra")], surface[0] = long, ""
+
+    lm = checkpoint.load(trained_model_path)
+    personal, _ = open_personal(lm)
+    personal.learn("I met Ravindra at the station\n", wait=True)
+    personal.close()
+    payload = read_state(personal.path)
+    change(payload)
+    checkpoint.save_payload(payload, personal.path)
+    again, warning = open_personal(lm)
+    suggested = words(Predictor(lm, personal=again).suggest("I met Ra", 10))
+    again.close()
+    assert warning is None and "station" in again.counts and not {long, "", "7294"} & set(again.counts)
+    assert not {long, ""} & set(again.to_payload()["cache"]["surface"]) and suggested
+    assert all(len(word) < 100 for word in suggested)
+
+
 def state_of(model_path):
     """Where the personal state of the model at ``model_path`` is saved (its folder made)."""
     state = state_path(checkpoint.load(model_path), model_hash(model_path))
@@ -848,11 +938,15 @@ def test_a_damaged_hand_over_file_is_set_aside_and_learning_goes_on(trained_mode
     inbox = inbox_path(state_path(lm, model_hash(trained_model_path)))
     inbox.mkdir(parents=True)
     (inbox / "1-1.json").write_text('{"format": "autocomplete-handed-over-1", "items": [[1, null, ["x"]]]')
-    holder, _ = open_personal(lm)
+    holder, warning = open_personal(lm)
     holder.learn("I met Zorblax\n", wait=True)
     assert holder.error is None and "Zorblax" in holder.counts
     holder.close()
-    assert [f.name.split(".json")[1][:9] for f in inbox.iterdir()] == [".corrupt-"]
+    [aside] = inbox.iterdir()
+    assert aside.name.startswith("1-1.json.corrupt-")
+    # tester h, item 10: it was set aside without a word
+    assert warning.startswith(f"{inbox / '1-1.json'}: not a hand-over file (Expecting ',' delimiter")
+    assert warning.endswith(f"); moved to {aside.name}") and "\n" not in warning
 
 
 def test_ctrl_c_while_a_program_ends_saves_what_was_learned_and_hands_the_rest_to_the_next_start(trained_model_path):
@@ -1016,11 +1110,15 @@ def test_a_pipe_or_a_link_in_the_inbox_is_set_aside_unread(trained_model_path):
 
     handed = holder_with_inbox(trained_model_path, ["we met Zorblax"])
     os.mkfifo(handed.parent / "pipe.json")
-    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    (handed.parent / "link.json").symlink_to(handed)  # tester h, item 10: "1 file waiting" forever, never read
+    assert waiting(state_of(trained_model_path)) == 1  # what `info` says waits: the one file a holder learns
+    holder, warning = open_personal(checkpoint.load(trained_model_path))
     holder.absorb_inbox()  # would block for good on the pipe
-    assert "Zorblax" in holder.counts
+    assert holder.counts.get("Zorblax") == 1  # once: never again through the link
     holder.close()
-    assert [f.name[:15] for f in handed.parent.iterdir()] == ["pipe.json.corru"]
+    assert sorted(f.name[:15] for f in handed.parent.iterdir()) == ["link.json.corru", "pipe.json.corru"]
+    assert warning == (f"{handed.parent}: 2 files are not hand-over files (damaged, or not regular files); 2 set aside"
+                       " as *.corrupt-…")
 
 
 def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_model_path):
