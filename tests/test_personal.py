@@ -745,18 +745,21 @@ def test_a_word_with_an_invisible_character_in_it_is_never_learned_as_a_word_nor
         assert all(s.word.isprintable() for s in predictor.suggest(text, 10)), text
 
 
-def reopened_after(model_path, change):
-    """(the warning, the words) of a state that learned one line, saved, changed by ``change(payload)``, reopened."""
+def reopened_after(model_path, change, line="my friend Zorblax\n", then=lambda lm, again: again.words):
+    """(the warning, ``then(lm, state)``: by default its words) of a state that learned ``line``, saved, changed by
+    ``change(payload)``, reopened (and closed after ``then``)."""
     lm = checkpoint.load(model_path)
     personal, _ = open_personal(lm)
-    personal.learn("my friend Zorblax\n", wait=True)
+    personal.learn(line, wait=True)
     personal.close()
     payload = read_state(personal.path)
     change(payload)
     checkpoint.save_payload(payload, personal.path)
     again, warning = open_personal(lm)
-    again.close()
-    return warning, again.words
+    try:
+        return warning, then(lm, again)
+    finally:
+        again.close()
 
 
 def test_a_saved_state_whose_cache_holds_nan_is_set_aside(trained_model_path):
@@ -856,16 +859,10 @@ def test_what_a_saved_state_holds_that_is_never_learned_is_dropped_and_the_rest_
         lexicon["counts"] += [3, 3]
         surface[surface.index("Ravindra")], surface[0] = long, ""
 
-    lm = checkpoint.load(trained_model_path)
-    personal, _ = open_personal(lm)
-    personal.learn("I met Ravindra at the station\n", wait=True)
-    personal.close()
-    payload = read_state(personal.path)
-    change(payload)
-    checkpoint.save_payload(payload, personal.path)
-    again, warning = open_personal(lm)
-    suggested = words(Predictor(lm, personal=again).suggest("I met Ra", 10))
-    again.close()
+    def reopened(lm, state):
+        return state, words(Predictor(lm, personal=state).suggest("I met Ra", 10))
+
+    warning, (again, suggested) = reopened_after(trained_model_path, change, "I met Ravindra at the station\n", reopened)
     assert warning is None and "station" in again.counts and not {long, "", "7294"} & set(again.counts)
     assert not {long, ""} & set(again.to_payload()["cache"]["surface"]) and suggested
     assert all(len(word) < 100 for word in suggested)
