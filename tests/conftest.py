@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,12 @@ SHAKESPEARE = FIXTURES / "shakespeare.txt"
 TOY = "hello how are you hello how is"
 
 torch.set_num_threads(1)  # the test models are tiny: more threads only add synchronisation overhead
+
+# The hang-up tests play a terminal window closing on a program, which a suite started under ``nohup`` would not see:
+# its programs inherit SIGHUP ignored, and a guest rightly leaves an ignored SIGHUP alone (such a program is meant to
+# outlive its terminal). So this suite's programs start with SIGHUP as a terminal's programs do.
+if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
