@@ -88,3 +88,17 @@ def test_a_hang_up_after_a_guest_returned_while_its_threads_finish_prints_nothin
     done = subprocess.run([sys.executable, "-c", GUEST, "hang up at the end"], capture_output=True, text=True,
                           timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "saved\n", "")
+
+
+def test_a_guest_in_a_program_started_under_nohup_leaves_its_ignored_hang_up_alone():
+    # such a program is meant to outlive its terminal: a closed window must not end it through the guest
+    program = (
+        "import os, signal\n"
+        "from autocomplete.signals import exit_on_hangup\n"
+        "exit_on_hangup()\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print('still running', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "still running\n", "")
