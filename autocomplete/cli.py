@@ -725,7 +725,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     _out(f"  {'vocabulary':<18}{len(lm.vocab):,} tokens ({lm.tokenizer.config.kind} tokenizer"
           f"{', lower case' if lm.tokenizer.config.lowercase else ''})")
     print(f"  {'styles':<18}{', '.join(lm.vocab.styles) if lm.vocab.styles else 'none'}")
-    print(f"  {'storage':<18}{storage}")
+    _out(f"  {'storage':<18}{storage}")
     m = lm.metadata
     for key in ("valid_perplexity", "tokens_seen", "epochs", "wall_time", "device", "created", "command"):
         if m.get(key) is not None:
@@ -940,14 +940,14 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if stats.replaced_bytes:
         _err(f"autocomplete: warning: {_replaced(stats)}")
     if handing:
-        print(f"handed {handed:,} tokens from {stats.files} file(s) to the autocomplete session or program"
+        _out(f"handed {handed:,} tokens from {stats.files} file(s) to the autocomplete session or program"
               f"{personal.held_by} that is learning into {personal.path}: it learns them in its next quiet minute "
               "(or the next program to use this model learns them when it starts)")
         return 0
-    print(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "
+    _out(f"learned {personal.stats.tokens - before_tokens:,} tokens from {stats.files} file(s) in "
           f"{time.time() - started:.1f} s: {personal.words - before_words:,} new word(s), {personal.words:,} in all "
           f"({personal.new_words:,} outside the model's vocabulary)")
-    print(f"personal state: {personal.path} ({_bytes(personal.file_size())})" if personal.path else "personal state: not saved")
+    _out(f"personal state: {personal.path} ({_bytes(personal.file_size())})" if personal.path else "personal state: not saved")
     return 0
 
 
@@ -978,7 +978,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if not files:
         print("nothing to forget: no personal state saved" + ("" if args.all else " for this model"))
     else:
-        print(f"forgot what was learned: removed {', '.join(str(f) for f in files)}")
+        _out(f"forgot what was learned: removed {', '.join(str(f) for f in files)}")
     return 0
 
 
