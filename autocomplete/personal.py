@@ -424,6 +424,9 @@ class Personal:
         self._generation = 0  # a forget starts a new one: what was queued before is dropped, not learned
         self._stopping = False  # the program ends in a hurry (Ctrl-C while it ends): learn no more, keep what is
         self._thread: threading.Thread | None = None
+        # guards starting the learner thread only: never ``_lock``, which the learner holds while it learns a piece
+        # (seconds for a long paste), and a line committed meanwhile must not wait for it (the session froze on Enter)
+        self._thread_lock = threading.Lock()
         self._dirty = False
         self.error: str | None = None  # the last background failure, for the session to report
         self.warning: str | None = None  # why a saved state could not be used when it was opened
@@ -740,7 +743,7 @@ class Personal:
         return True
 
     def _start(self) -> None:
-        with self._lock:
+        with self._thread_lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._worker, name="autocomplete-learner", daemon=True)
                 self._thread.start()

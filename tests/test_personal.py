@@ -373,6 +373,33 @@ def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next
     assert "Zorblax" in personal._cache.surface
 
 
+def test_a_line_committed_while_the_learner_is_held_mid_step_is_taken_at_once(trained_lm):
+    # the learner holds its lock for a whole piece (seconds for a long paste): Enter on the next line waited for it
+    predictor = learning_predictor(trained_lm)
+    personal = predictor.personal
+    inside, release = threading.Event(), threading.Event()
+    step = personal._step
+
+    def held_step(*args, **kwargs):
+        inside.set()
+        assert release.wait(60)
+        step(*args, **kwargs)
+
+    personal._step = held_step
+    predictor.commit("I met my lord Zorblax today .\n")
+    assert inside.wait(60)
+    other = predictor.session()
+    committed = threading.Thread(target=other.commit, args=("and then we went home\n",))
+    committed.start()
+    committed.join(30)  # (a bound for a broken build only: taken at once, it never waits)
+    taken = not committed.is_alive()
+    release.set()
+    committed.join()
+    assert taken
+    personal.wait()
+    assert {"Zorblax", "home"} <= set(personal.counts)
+
+
 def test_the_learner_waits_for_a_gap_in_the_typing_unless_someone_waits_for_the_learning(trained_lm):
     predictor = learning_predictor(trained_lm)
     personal = predictor.personal
