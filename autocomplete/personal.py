@@ -703,9 +703,13 @@ class Personal:
             self.wait()
 
     def _flush(self) -> None:
+        """Queue what is pending, in pieces of a few segments: a program that ends hands over the pieces not yet
+        learned, so a long paste (one line of thousands of words) never keeps it learning for many seconds at exit."""
         if self._pending:
             self._start()
-            self._queue.put((self._pending, self._pending_style, self._generation))
+            piece = 4 * self.config.segment
+            for start in range(0, len(self._pending), piece):
+                self._queue.put((self._pending[start : start + piece], self._pending_style, self._generation))
             self._pending = []
 
     def learn_tokens(self, tokens: Sequence[str], style: str | None = None, bulk: bool = False) -> None:

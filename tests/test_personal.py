@@ -1005,6 +1005,34 @@ def test_a_program_ends_in_seconds_however_much_is_queued_and_the_next_start_lea
     again.close()
 
 
+def test_a_program_ends_in_seconds_after_a_long_paste_and_the_next_start_learns_the_rest(
+    trained_model_path, monkeypatch
+):
+    monkeypatch.setattr(Personal, "close_wait", 0.0)
+    personal, _ = open_personal(checkpoint.load(trained_model_path))
+    inside, release = threading.Event(), threading.Event()
+    step = personal._step
+
+    def held_step(*args, **kwargs):  # the learner is in the middle of the paste when the program ends
+        inside.set()
+        assert release.wait(60)
+        return step(*args, **kwargs)
+
+    personal._step = held_step
+    personal.learn("we run Kubernetes daily " * 2000 + "\n")  # one line of 8,000 words: seconds of learning
+    assert inside.wait(60)
+    closing = threading.Thread(target=personal.close)
+    closing.start()
+    _until(lambda: personal._deferring)
+    release.set()
+    closing.join()  # the piece under way is learned, not the rest of the paste
+    again, _ = open_personal(checkpoint.load(trained_model_path))
+    assert again.counts.get("Kubernetes", 0) < 1000 and list(inbox_path(again.path).glob("*.json"))
+    again.absorb_inbox()
+    assert again.counts["Kubernetes"] == 2000 and again.stats.tokens == 8001  # each word once, and the end of line
+    again.close()
+
+
 def test_forget_drops_what_is_queued_instead_of_learning_it_first(trained_lm):
     personal = Personal(trained_lm)
     learned = []
