@@ -194,10 +194,22 @@ class Tokenizer:
         tokens = _split_words(text[start:].translate(_FOLD))
         last = tokens[-1] if tokens else ""
         if last in ("'", "-") and len(tokens) > 1 and _is_word(tokens[-2]):
+            if last == "'" and _quote_open(text[: len(text) - len(tokens[-2]) - 1]):
+                return text, ""  # ``said 'yes'``: the quote closes what it opened
             last = tokens[-2] + last  # ``don'``, ``well-``: a word being typed on, not a quote or a dash after it
         elif not _is_word(last):
             return text, ""
         return text[: len(text) - len(last)], last
+
+
+_QUOTE_SCAN = 2000  # characters of the line before a word that are searched for the quote it may close
+
+
+def _quote_open(before: str) -> bool:
+    """Whether a single quote opened on the line of ``before`` (its last :data:`_QUOTE_SCAN` characters) is still
+    open: an odd number of them stand apart as quotes (``'yes`` has one, ``don't`` none)."""
+    line = before[before.rfind("\n") + 1 :][-_QUOTE_SCAN:]
+    return _split_words(line.translate(_FOLD)).count("'") % 2 == 1
 
 
 def _is_word(token: str) -> bool:

@@ -98,7 +98,11 @@ def test_split_partial_separates_the_word_being_typed():
 def test_a_word_typed_up_to_its_apostrophe_or_hyphen_or_accent_is_still_being_typed():
     assert tok.split_partial("I don'") == tok.split_partial("I don’") == ("I ", "don'")  # then ``t``, not a new word
     assert tok.split_partial("a well-") == ("a ", "well-")
-    assert tok.split_partial("she said 'yes'") == ("she said '", "yes'")  # no word starts so: no suggestion glued on
+    # a quote that closes what it opened ends the word: the next words are offered, as after any finished word
+    assert tok.split_partial("she said 'yes'") == ("she said 'yes'", "")
+    assert tok.split_partial("what is ‘it’") == ("what is ‘it’", "")
+    assert tok.split_partial("'I am here'") == ("'I am here'", "")
+    assert tok.split_partial("the boys'") == ("the ", "boys'")
     assert tok.split_partial("Later I met Reme\u0301") == ("Later I met ", "Reme\u0301")
     assert tok.split_partial("नमस्") == ("", "नमस्")
     assert tok.split_partial("a --") == ("a --", "") and tok.split_partial("pi is 3.14") == ("pi is 3.14", "")
