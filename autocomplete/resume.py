@@ -130,18 +130,27 @@ def check_state(states: Any, shapes: list[tuple[Shape, Shape]], path: Path) -> l
     return out
 
 
-def check_optimizer(state: dict[str, Any], params: list[Tensor], path: Path) -> None:
+def check_optimizer(
+    state: dict[str, Any], params: list[Tensor], path: Path, made: list[dict[str, Any]] | None = None
+) -> None:
     """Refuse an optimiser state whose per-parameter tensors do not fit the parameters (a late RuntimeError else), or
     whose settings or statistics no optimiser could have reached (betas outside [0, 1), a negative second moment, an
-    infinite weight decay): training from them would diverge, and be blamed on the learning rate."""
+    infinite weight decay): training from them would diverge, and be blamed on the learning rate. ``made``: the
+    parameter groups of the optimiser the trainer made; the saved groups must have the same settings, and the same
+    switches (``amsgrad``, ``fused``, ``differentiable``...), which loading them would turn on (a KeyError or
+    PyTorch's own RuntimeError mid-run)."""
     groups, per_param = state.get("param_groups"), state.get("state")
     if not isinstance(groups, list) or not isinstance(per_param, dict):
         raise CheckpointError(f"{path}: resume file is damaged (the optimiser state is incomplete)")
-    for group in groups:
+    if made is not None and len(groups) != len(made):
+        raise CheckpointError(f"{path}: resume file is damaged (the optimiser state is incomplete)")
+    for i, group in enumerate(groups):
         if not isinstance(group, dict):
             raise CheckpointError(f"{path}: resume file is damaged (the optimiser state is incomplete)")
         if (wrong := _wrong_setting(group)) is not None:
             raise CheckpointError(f"{path}: resume file is damaged (optimiser {wrong!r} out of range)")
+        if made is not None and (wrong := _other_setting(group, made[i])) is not None:
+            raise CheckpointError(f"{path}: resume file is damaged (optimiser setting {wrong!r} is not this trainer's)")
     for index, values in per_param.items():
         if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(values, dict):
             raise CheckpointError(f"{path}: resume file is damaged (optimiser state for an unknown parameter)")
@@ -164,6 +173,17 @@ def check_optimizer(state: dict[str, Any], params: list[Tensor], path: Path) -> 
 
 
 _NEVER_NEGATIVE = ("step", "exp_avg_sq", "max_exp_avg_sq")  # a count, and running means of squares
+
+
+def _other_setting(group: dict[str, Any], made: dict[str, Any]) -> str | None:
+    """A switch the saved ``group`` sets otherwise than the trainer's own optimiser (``made``), or a number setting it
+    lacks (``eps``: a KeyError at the first step). A missing switch is PyTorch's default (files of older versions);
+    a number is only checked for range (the learning rate is the schedule's)."""
+    for key, value in made.items():
+        switch = isinstance(value, bool) or value is None
+        if key != "params" and (key not in group and not switch or key in group and switch and group[key] is not value):
+            return key
+    return None
 
 
 def _wrong_setting(group: dict[str, Any]) -> str | None:

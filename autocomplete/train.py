@@ -340,7 +340,8 @@ class Trainer:
             )
         shapes = [(tuple(h.shape), tuple(c.shape)) for h, c in self.model.init_state(self.batch_size, "cpu")]
         states = check_state(training["states"][self.dist.rank], shapes, path)
-        check_optimizer(training["optimizer"], list(self.model.parameters()), path)
+        check_optimizer(training["optimizer"], list(self.model.parameters()), path,
+                        self.optimizer.state_dict()["param_groups"])
         try:
             self.model.load_state_dict(checkpoint.from_payload(payload, path).model.state_dict())
             self.optimizer.load_state_dict(training["optimizer"])

@@ -477,6 +477,13 @@ def damage(payload, how):
         t["optimizer"]["param_groups"][0]["weight_decay"] = math.inf
     elif how == "optimizer eps":
         t["optimizer"]["param_groups"][0]["eps"] = -1e-8
+    # the re-check of those fixes: switches loading would turn on (a KeyError or PyTorch's RuntimeError mid-run)
+    elif how == "optimizer amsgrad":
+        t["optimizer"]["param_groups"][0]["amsgrad"] = True
+    elif how == "optimizer differentiable":
+        t["optimizer"]["param_groups"][0]["differentiable"] = True
+    elif how == "optimizer without eps":
+        del t["optimizer"]["param_groups"][0]["eps"]
     elif how in ("optimizer second moment", "optimizer step"):
         first = next(iter(t["optimizer"]["state"].values()))
         if how == "optimizer step":
@@ -488,7 +495,8 @@ def damage(payload, how):
 @pytest.mark.parametrize("how", [
     "missing key", "state shapes", "rng", "no states", "world is text", "optimizer shapes", "history of numbers",
     "history with text", "history loss is text", "optimizer betas", "optimizer weight decay", "optimizer eps",
-    "optimizer second moment", "optimizer step",
+    "optimizer second moment", "optimizer step", "optimizer amsgrad", "optimizer differentiable",
+    "optimizer without eps",
 ])
 def test_a_damaged_resume_file_is_one_line_naming_the_file(resumable, tmp_path, capsys, how):
     out = tmp_path / "m.pt"
