@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from platformdirs import user_data_path
@@ -59,8 +60,8 @@ def keep_private(path: Path) -> None:
     if not hasattr(os, "getuid"):
         return
     try:
-        info = path.stat()
-        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        info = path.lstat()  # a link's target lies elsewhere: the user's own business, never changed here
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077 and info.st_uid == os.getuid():
             os.chmod(path, info.st_mode & 0o700)
     except OSError:
         pass

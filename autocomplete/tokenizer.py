@@ -55,8 +55,8 @@ SENTENCE_END = frozenset({".", "!", "?", "...", "…"}) | frozenset(  # tokens t
 )
 _TRANSPARENT = frozenset({'"', "'", "(", "[", "-", "--", "—", "*", "_"})  # do not end a sentence's start
 # (with the full-width and ideographic punctuation of Chinese and Japanese, and Arabic's comma, semicolon and question
-# mark, which take no space before them either)
-_NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…。、，．：；！？）］｝」』】〕〉》،؛؟") | frozenset({"...", "'s", "n't"})
+# mark, and the Devanagari danda, which take no space before them either)
+_NO_SPACE_BEFORE = frozenset(",.;:!?)]}%…。、，．：；！？）］｝」』】〕〉》،؛؟।॥") | frozenset({"...", "'s", "n't"})
 _NO_SPACE_AFTER = frozenset("([{$#@（［｛「『【〔〈《")
 _DASHES = frozenset({"--", "—", "–", "---"})
 _CONTROL = dict.fromkeys(c for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n")

@@ -372,6 +372,16 @@ def test_a_history_an_older_version_left_readable_by_others_becomes_its_users_on
     assert folder.stat().st_mode & 0o777 == 0o755  # a folder the user chose is never changed
 
 
+def test_a_history_that_is_a_link_leaves_the_file_it_points_at_as_it_was(tmp_path):
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("")
+    elsewhere.chmod(0o644)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "history").symlink_to(elsewhere)
+    SafeFileHistory(tmp_path / "data" / "history", [].append)
+    assert elsewhere.stat().st_mode & 0o777 == 0o644
+
+
 def test_a_history_folder_that_cannot_be_written_is_said_when_the_history_is_made(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()

@@ -125,6 +125,7 @@ def test_chinese_and_japanese_get_no_spaces_and_their_punctuation_and_arabics_no
     assert detokenize(["「", "東京", "」", "です"]) == "「東京」です"
     assert detokenize(["مرحبا", "،", "كيف", "حالك", "؟"]) == "مرحبا، كيف حالك؟"
     assert detokenize(["한국어", "문장", "."]) == "한국어 문장."  # Korean spaces its words
+    assert detokenize(["मैं", "ठीक", "हूँ", "।"]) == "मैं ठीक हूँ।"
 
 
 def test_detokenizer_streams_the_same_text_as_a_whole_join():
