@@ -40,6 +40,9 @@ from autocomplete.model import LSTMLanguageModel, ModelConfig, parameter_shapes
 from autocomplete.tokenizer import Tokenizer, TokenizerConfig
 from autocomplete.vocab import Vocab
 
+# a weight beyond this is damage: the shipped model's largest is 12.5, and the products of such weights with the
+# model's inputs leave float32's range (a crafted int8 file loaded as a model whose every output was NaN)
+MAX_WEIGHT = 1e6
 FORMAT = "autocomplete-lstm"
 FORMAT_VERSION = 1  # float weights (float32 or float16)
 INT8_FORMAT_VERSION = 2  # weight matrices stored as int8 rows with per-row scales
@@ -252,9 +255,15 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
         raise CheckpointError(f"{where}int8 weights are inconsistent ({e})") from None
     weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
     for name, tensor in weights.items():  # finite as stored, but beyond float32 once scaled or read as float32
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            how = "its int8 scales are applied" if isinstance(scales, dict) and name in scales else "read as float32"
+        if not tensor.is_floating_point() or not tensor.numel():
+            continue
+        how = "its int8 scales are applied" if isinstance(scales, dict) and name in scales else "read as float32"
+        if not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{where}refused: {name!r} holds numbers beyond float32's range once {how}")
+        if (largest := float(tensor.abs().max())) > MAX_WEIGHT:  # finite, but its products with the inputs are not
+            scaled = " once its int8 scales are applied" if isinstance(scales, dict) and name in scales else ""
+            raise CheckpointError(f"{where}refused: {name!r} holds weights up to {largest:.3g}{scaled}; a trained "
+                                  f"model's are a few units (at most {MAX_WEIGHT:g} is read)")
     model = LSTMLanguageModel(config)
     try:
         model.load_state_dict(weights)

@@ -320,6 +320,10 @@ def _huge_int8_scales(payload):
     payload["int8_scales"]["decoder.weight"][:] = 3e38  # finite, but 127 × 3e38 is not
 
 
+def _large_int8_scales(payload):
+    payload["int8_scales"]["decoder.weight"][:] = 1e36  # 127 × 1e36 is finite; its products with the inputs are not
+
+
 def _huge_float64(payload):
     payload["weights"]["decoder.bias"] = payload["weights"]["decoder.bias"].double()
     payload["weights"]["decoder.bias"][3] = 1e300
@@ -328,7 +332,9 @@ def _huge_float64(payload):
 @pytest.mark.parametrize("int8, damage, message", [
     (True, _huge_int8_scales, "'decoder.weight' holds numbers beyond float32's range once its int8 scales are applied"),
     (False, _huge_float64, "'decoder.bias' holds numbers beyond float32's range once read as float32"),
-], ids=["int8 scales", "float64"])
+    (True, _large_int8_scales, "'decoder.weight' holds weights up to 1.27e+38 once its int8 scales are applied; a "
+                               "trained model's are a few units (at most 1e+06 is read)"),
+], ids=["int8 scales", "float64", "int8 scales in range"])
 def test_weights_beyond_float32s_range_once_read_are_refused_in_one_line(tiny_lm, tmp_path, int8, damage, message):
     payload = checkpoint.to_payload(tiny_lm, int8=int8)
     damage(payload)
