@@ -67,7 +67,7 @@ from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample
 from autocomplete.settings import SamplingConfig
 from autocomplete.styles import MODE_STYLES, pick_style
-from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts
+from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, fold_quotes, sentence_starts
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 StopAt = Literal["sentence", "utterance", "never"]
@@ -395,6 +395,7 @@ class Predictor:
                 line, partial = self._prepare(text)
             else:
                 line, _ = self._prepare(text, finished=True)
+                partial = fold_quotes(partial)  # ``don’`` is ``don'`` being typed, as the tokenizer reads it
             logp, mixture = self._mixture()
             at_start = ends_sentence(line)
             merged = self._rank(logp, partial, k, at_start, words_only)

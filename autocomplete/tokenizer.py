@@ -205,6 +205,12 @@ class Tokenizer:
 _QUOTE_SCAN = 2000  # characters of the line before a word that are searched for the quote it may close
 
 
+def fold_quotes(text: str) -> str:
+    """``text`` with curly quotes and apostrophes as their ASCII forms (``don’`` → ``don'``), character for
+    character: the same length, so what is typed can be matched against words and replaced."""
+    return text.translate(_FOLD)
+
+
 def _quote_open(before: str) -> bool:
     """Whether a single quote opened on the line of ``before`` (its last :data:`_QUOTE_SCAN` characters) is still
     open: an odd number of them stand apart as quotes (``'yes`` has one, ``don't`` none)."""

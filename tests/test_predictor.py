@@ -92,6 +92,17 @@ def test_suggestions_complete_the_partial_word_and_carry_probabilities(trained_l
     assert suggestions[0].completion_for("sp") == suggestions[0].word[2:]
 
 
+def test_a_word_typed_with_a_curly_apostrophe_completes_as_with_a_straight_one(trained_lm):
+    predictor = Predictor(trained_lm)
+    word = next(w for w in trained_lm.vocab.itos if "'" in w[1:-1] and w[0].isalpha())  # a contraction it knows
+    typed = word[: word.index("'") + 1]
+    curly = typed.replace("'", "\u2019")
+    for text in (f"hear me {typed}", f"hear me {curly}"):  # as the session splits the text
+        assert word in [s.word for s in predictor.suggest(text, k=50)], text
+    for partial in (typed, curly):  # as readline hands the word over
+        assert word in [s.word for s in predictor.suggest("hear me ", k=50, partial=partial)], partial
+
+
 def test_suggestions_never_show_special_tokens_or_bare_punctuation(trained_lm):
     predictor = Predictor(trained_lm)
     for text in ("", "Speak, speak.", "hear me\n", "All"):
