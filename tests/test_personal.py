@@ -350,20 +350,33 @@ def test_the_learner_leaves_a_committed_line_alone_while_a_keystroke_is_in_fligh
     assert "Kubernetes" in personal.counts and personal.gate.deferrals >= 1
 
 
-def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next_slice_waits_for_it(trained_lm):
-    predictor = learning_predictor(trained_lm)
-    personal = predictor.personal
+def held_at_its_steps(personal):
+    """(set once the learner is inside a dynamic-evaluation step, set to let it go on): the learner of ``personal``
+    waits at each of its steps until released."""
     inside, release = threading.Event(), threading.Event()
     step = personal._step
 
     def held_step(*args, **kwargs):
         inside.set()
         assert release.wait(60)
-        step(*args, **kwargs)
+        return step(*args, **kwargs)
 
     personal._step = held_step
+    return inside, release
+
+
+def held_mid_step(trained_lm):
+    """(a learning predictor, the event that lets its learner go on) once the learner is inside its step on a line."""
+    predictor = learning_predictor(trained_lm)
+    inside, release = held_at_its_steps(predictor.personal)
     predictor.commit("I met my lord Zorblax today .\n")
     assert inside.wait(60)
+    return predictor, release
+
+
+def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next_slice_waits_for_it(trained_lm):
+    predictor, release = held_mid_step(trained_lm)
+    personal = predictor.personal
     assert len(predictor.suggest("I met my ", 5)) == 5  # the learner holds its own lock: a keystroke needs none of it
     with personal.gate.serving():
         release.set()
@@ -375,19 +388,8 @@ def test_a_keystroke_is_answered_while_the_learner_is_held_mid_step_and_its_next
 
 def test_a_line_committed_while_the_learner_is_held_mid_step_is_taken_at_once(trained_lm):
     # the learner holds its lock for a whole piece (seconds for a long paste): Enter on the next line waited for it
-    predictor = learning_predictor(trained_lm)
+    predictor, release = held_mid_step(trained_lm)
     personal = predictor.personal
-    inside, release = threading.Event(), threading.Event()
-    step = personal._step
-
-    def held_step(*args, **kwargs):
-        inside.set()
-        assert release.wait(60)
-        step(*args, **kwargs)
-
-    personal._step = held_step
-    predictor.commit("I met my lord Zorblax today .\n")
-    assert inside.wait(60)
     other = predictor.session()
     committed = threading.Thread(target=other.commit, args=("and then we went home\n",))
     committed.start()
@@ -1010,15 +1012,7 @@ def test_a_program_ends_in_seconds_after_a_long_paste_and_the_next_start_learns_
 ):
     monkeypatch.setattr(Personal, "close_wait", 0.0)
     personal, _ = open_personal(checkpoint.load(trained_model_path))
-    inside, release = threading.Event(), threading.Event()
-    step = personal._step
-
-    def held_step(*args, **kwargs):  # the learner is in the middle of the paste when the program ends
-        inside.set()
-        assert release.wait(60)
-        return step(*args, **kwargs)
-
-    personal._step = held_step
+    inside, release = held_at_its_steps(personal)
     personal.learn("we run Kubernetes daily " * 2000 + "\n")  # one line of 8,000 words: seconds of learning
     assert inside.wait(60)
     closing = threading.Thread(target=personal.close)
