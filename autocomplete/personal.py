@@ -1410,7 +1410,7 @@ class Personal:
         weights = {name: _floats(weights[name], "top layer shapes or values") for name in base}
         if any(t.shape != base[name].shape for name, t in weights.items()):
             raise _Inconsistent("top layer shapes or values")
-        mean_square = {name: _floats(t, "top layer mean squares") for name, t in mean_square.items()}
+        mean_square = {name: _floats(t, "top layer mean squares", None) for name, t in mean_square.items()}
         if any(t.shape != () or float(t) < 0 for t in mean_square.values()):
             raise _Inconsistent("top layer mean squares")
         return AdaptedTop.of(self._top_layer, weights), mean_square, steps
@@ -1445,12 +1445,16 @@ def _real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _floats(value: object, what: str) -> Tensor:
+def _floats(value: object, what: str, bound: float | None = checkpoint.MAX_WEIGHT) -> Tensor:
     """``value`` as float32, if it is a dense tensor of real floating-point numbers, all finite (NaN or infinity
-    would spread through the next learning step to everything learned); :class:`_Inconsistent` (``what``) else. A
-    complex or integer tensor is refused, not cast (a cast drops the imaginary part, with PyTorch's warning)."""
+    would spread through the next learning step to everything learned) and, with ``bound``, none beyond it in size
+    (the model's own bound on weights: a step from such values leaves float32's range); :class:`_Inconsistent`
+    (``what``) else. A complex or integer tensor is refused, not cast (a cast drops the imaginary part, with
+    PyTorch's warning)."""
     if (not isinstance(value, Tensor) or value.layout != torch.strided or not value.is_floating_point()
             or not bool(torch.isfinite(value).all())):
+        raise _Inconsistent(what)
+    if bound is not None and value.numel() and float(value.abs().max()) > bound:
         raise _Inconsistent(what)
     return value.float()
 
