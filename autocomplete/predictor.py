@@ -67,7 +67,7 @@ from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample
 from autocomplete.settings import SamplingConfig
 from autocomplete.styles import MODE_STYLES, pick_style
-from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, fold_quotes, sentence_starts
+from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts, spelled
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
 
 StopAt = Literal["sentence", "utterance", "never"]
@@ -86,6 +86,8 @@ class Suggestion:
 
     def completion_for(self, partial: str) -> str:
         """The characters to append after the typed ``partial`` word to complete it to this suggestion."""
+        if not self.word.startswith(partial) and self.word.startswith(as_spelled := spelled(partial)):
+            return self.word[len(as_spelled) :]  # typed with a curly apostrophe or a combining accent
         return self.word[len(partial) :]
 
 
@@ -365,7 +367,7 @@ class Predictor:
         n, partial = self._context.locate(text, finished)
         self._context.keep_line_features = self.personal is not None
         self._context.sync(n)
-        return self._context.line(n), partial
+        return self._context.line(n), spelled(partial)
 
     # ---- queries ---------------------------------------------------------------------------------------------
 
@@ -395,7 +397,7 @@ class Predictor:
                 line, partial = self._prepare(text)
             else:
                 line, _ = self._prepare(text, finished=True)
-                partial = fold_quotes(partial)  # ``don’`` is ``don'`` being typed, as the tokenizer reads it
+                partial = spelled(partial)  # ``don’`` is ``don'`` being typed, as the tokenizer reads it
             logp, mixture = self._mixture()
             at_start = ends_sentence(line)
             merged = self._rank(logp, partial, k, at_start, words_only)
@@ -413,6 +415,7 @@ class Predictor:
         """
         with self._query():
             _, partial = self.tokenizer.split_partial(text)
+            partial = spelled(partial)
             if partial:
                 ranked = self.suggest(text, k)
                 if ranked and ranked[0].word != partial:

@@ -205,10 +205,11 @@ class Tokenizer:
 _QUOTE_SCAN = 2000  # characters of the line before a word that are searched for the quote it may close
 
 
-def fold_quotes(text: str) -> str:
-    """``text`` with curly quotes and apostrophes as their ASCII forms (``don’`` → ``don'``), character for
-    character: the same length, so what is typed can be matched against words and replaced."""
-    return text.translate(_FOLD)
+def spelled(partial: str) -> str:
+    """A word being typed as the vocabulary spells words: curly apostrophes straight (``don’`` → ``don'``), accents
+    composed (``Poke`` U+0301 → ``Poké``, as :func:`clean` composes the text the model reads). Its length may differ
+    from what was typed (a composed accent is one character): what replaces the typed word is the whole word."""
+    return partial if partial.isascii() else unicodedata.normalize("NFC", partial.translate(_FOLD))
 
 
 def _quote_open(before: str) -> bool:

@@ -151,6 +151,17 @@ def test_a_word_typed_with_a_capital_the_vocabulary_lacks_is_offered_before_capi
     assert words(predictor.suggest("I met Fi", 5))[0] == "First"
 
 
+def test_a_learned_name_completes_however_its_accent_is_typed(trained_lm):
+    predictor = learning_predictor(trained_lm)
+    predictor.commit("I met Remédios at the station\n")  # composed: é
+    predictor.personal.wait()
+    for typed in ("I met Remé", "I met Reme\u0301"):  # é, then e with a combining accent (a macOS file name's way)
+        suggested = predictor.suggest(typed, 5)
+        assert "Remédios" in words(suggested), repr(typed)
+        assert predictor.insertions(typed, suggested)[words(suggested).index("Remédios")] == "dios"
+        assert words(predictor.complete_or_next(typed, 5))[0] == "Remédios"
+
+
 def test_the_lexicon_completes_a_word_outside_the_vocabulary_from_its_first_two_letters(trained_lm):
     assert not any(w.lower().startswith("ku") for w in trained_lm.vocab.itos)
     predictor = learning_predictor(trained_lm, LEXICON_ONLY)
