@@ -21,6 +21,7 @@ target, fsyncs it and renames it over the target, so an interrupted save leaves 
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import pickletools
@@ -257,13 +258,15 @@ def from_payload(payload: dict[str, Any], path: Path | None = None) -> LanguageM
     for name, tensor in weights.items():  # finite as stored, but beyond float32 once scaled or read as float32
         if not tensor.is_floating_point() or not tensor.numel():
             continue
-        how = "its int8 scales are applied" if isinstance(scales, dict) and name in scales else "read as float32"
-        if not bool(torch.isfinite(tensor).all()):
+        scaled = isinstance(scales, dict) and name in scales
+        largest = float(torch.linalg.vector_norm(tensor, math.inf))  # one pass, no copy; NaN or inf if any is
+        if not math.isfinite(largest):
+            how = "its int8 scales are applied" if scaled else "read as float32"
             raise CheckpointError(f"{where}refused: {name!r} holds numbers beyond float32's range once {how}")
-        if (largest := float(tensor.abs().max())) > MAX_WEIGHT:  # finite, but its products with the inputs are not
-            scaled = " once its int8 scales are applied" if isinstance(scales, dict) and name in scales else ""
-            raise CheckpointError(f"{where}refused: {name!r} holds weights up to {largest:.3g}{scaled}; a trained "
-                                  f"model's are a few units (at most {MAX_WEIGHT:g} is read)")
+        if largest > MAX_WEIGHT:  # finite, but its products with the inputs are not
+            raise CheckpointError(f"{where}refused: {name!r} holds weights up to {largest:.3g}"
+                                  f"{' once its int8 scales are applied' if scaled else ''}; a trained model's are a "
+                                  f"few units (at most {MAX_WEIGHT:g} is read)")
     model = LSTMLanguageModel(config)
     try:
         model.load_state_dict(weights)
