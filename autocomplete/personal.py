@@ -1451,10 +1451,10 @@ def _floats(value: object, what: str, bound: float | None = checkpoint.MAX_WEIGH
     (the model's own bound on weights: a step from such values leaves float32's range); :class:`_Inconsistent`
     (``what``) else. A complex or integer tensor is refused, not cast (a cast drops the imaginary part, with
     PyTorch's warning)."""
-    if (not isinstance(value, Tensor) or value.layout != torch.strided or not value.is_floating_point()
-            or not bool(torch.isfinite(value).all())):
+    if not isinstance(value, Tensor) or value.layout != torch.strided or not value.is_floating_point():
         raise _Inconsistent(what)
-    if bound is not None and value.numel() and float(value.abs().max()) > bound:
+    largest = float(torch.linalg.vector_norm(value, math.inf)) if value.numel() else 0.0  # NaN or inf if any is
+    if not math.isfinite(largest) or bound is not None and largest > bound:
         raise _Inconsistent(what)
     return value.float()
 
