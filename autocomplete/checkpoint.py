@@ -172,6 +172,7 @@ def read_payload(
             f.read(1)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    _refuse_compressed(path, kind)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about odd pickle protocols before refusing them
@@ -201,6 +202,23 @@ def read_payload(
             " upgrade autocomplete"
         )
     return payload
+
+
+def _refuse_compressed(path: Path, kind: str) -> None:
+    """Refuse a zip archive with a compressed entry: ``torch.save`` stores every entry as it is, while
+    ``torch.load`` would unpack a deflated one whole, to the size its header declares (a 5 KB file can unpack to
+    gigabytes), before anything here could look at the tensor it holds. A file that is no zip archive, or a damaged
+    one, is left to the reader, which says what is wrong with it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = next((i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED), None)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, RuntimeError):
+        return
+    if packed is not None:
+        raise CheckpointError(
+            f"{path}: refused: the {kind} file holds a compressed entry ({packed.filename!r}), which PyTorch never"
+            " writes and which could unpack to any size"
+        )
 
 
 _CODE_OPS = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"})

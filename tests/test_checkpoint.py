@@ -316,6 +316,30 @@ def test_two_weights_that_view_one_stored_matrix_are_refused(tiny_lm, tmp_path):
     )
 
 
+def test_a_model_file_whose_entries_were_compressed_is_refused_before_any_is_unpacked(tiny_lm, tmp_path, monkeypatch):
+    import zipfile
+
+    plain = tmp_path / "plain.pt"
+    checkpoint.save(tiny_lm, plain)
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as packed:
+        first = source.infolist()[0].filename
+        for entry in source.infolist():  # the same entries, deflated: torch.load would unpack each whole
+            packed.writestr(entry.filename, source.read(entry.filename), compress_type=zipfile.ZIP_DEFLATED)
+    assert torch.load(path, weights_only=True)["format"] == checkpoint.FORMAT  # PyTorch itself would read it
+
+    def unpacked(*args, **kwargs):
+        raise AssertionError("torch.load was reached")
+
+    monkeypatch.setattr(torch, "load", unpacked)
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    assert str(error.value) == (
+        f"{path}: refused: the model file holds a compressed entry ({first!r}), which PyTorch never writes"
+        " and which could unpack to any size"
+    )
+
+
 def _huge_int8_scales(payload):
     payload["int8_scales"]["decoder.weight"][:] = 3e38  # finite, but 127 × 3e38 is not
 
