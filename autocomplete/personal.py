@@ -51,6 +51,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import contextlib
+import errno
 import functools
 import glob
 import hashlib
@@ -1160,6 +1161,8 @@ class Personal:
         folder, start, tries = inbox_path(self.path), 0, 0
         while start < len(items):
             try:
+                if folder.is_symlink():
+                    raise OSError(errno.ELOOP, "a link, not a folder: not written through")
                 private_folder(folder)
                 payload = {"format": INBOX_FORMAT, "model": self.model_hash, "items": items[start : start + _HANDED_ITEMS]}
                 data = json.dumps(payload, ensure_ascii=True).encode("ascii")
@@ -1761,8 +1764,11 @@ def _clear_inbox(path: Path) -> bool:
 def _inbox_files(path: Path) -> list[Path]:
     """The hand-over files waiting for the state ``path``, and whatever else is named like one (a pipe or a link
     would hang or flood the reader: :func:`read_handed` refuses them unread, and they are set aside)."""
+    folder = inbox_path(path)
+    if folder.is_symlink():  # its target is not this model's inbox: the files there (the user's own) are never touched
+        return []
     try:
-        return list(inbox_path(path).glob("*.json"))
+        return list(folder.glob("*.json"))
     except OSError:
         return []
 
@@ -1780,6 +1786,8 @@ def _set_aside_damaged(personal: Personal) -> str | None:
     """Set aside what the inbox holds that is not a hand-over file for this model (damaged, a pipe, a link), before
     the learner reads it; what to say of it, once, with the other warnings of the start."""
     assert personal.path is not None
+    if inbox_path(personal.path).is_symlink():
+        return f"{inbox_path(personal.path)}: a link, not a folder: what other programs hand over is not read there"
     damaged: list[tuple[CheckpointError, Path | None]] = []
     for handed in sorted(_inbox_files(personal.path)):
         if handed.name in personal._handed_held:  # learned already: removed unread

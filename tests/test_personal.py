@@ -1180,6 +1180,29 @@ def test_a_pipe_or_a_link_in_the_inbox_is_set_aside_unread(trained_model_path):
                        " as *.corrupt-…")
 
 
+def test_an_inbox_that_is_a_link_to_a_folder_is_neither_read_nor_written_through(trained_model_path, tmp_path):
+    # the last sweep: the holder renamed the user's own *.json files in the folder the link named to *.corrupt-…
+    elsewhere = tmp_path / "projects"
+    elsewhere.mkdir()
+    (elsewhere / "settings.json").write_text('{"theme": "dark"}')
+    state = state_of(trained_model_path)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    inbox_path(state).symlink_to(elsewhere, target_is_directory=True)
+    holder, warning = open_personal(checkpoint.load(trained_model_path))
+    second, _ = open_personal(checkpoint.load(trained_model_path), LearnConfig(window=10))
+    assert second.hands_over
+    second.learn("we run Kubernetes daily\n", wait=True)
+    with pytest.raises(CheckpointError) as error:
+        second.close()
+    assert str(error.value) == (f"{inbox_path(state)}: could not hand over what was learned (a link, not a folder:"
+                                " not written through)")
+    holder.absorb_inbox()
+    holder.close()
+    assert warning == f"{inbox_path(state)}: a link, not a folder: what other programs hand over is not read there"
+    assert [f.name for f in elsewhere.iterdir()] == ["settings.json"] and waiting(state) == 0
+    assert "Kubernetes" not in holder.counts
+
+
 def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_model_path):
     from autocomplete.personal import read_handed
 
