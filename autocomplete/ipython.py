@@ -115,7 +115,7 @@ class _Plugin:
 
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext autocomplete.ipython``: suggestions in this shell's comments, strings and docstrings."""
-    if shell in _plugins:
+    if shell in _plugins or not _prompts(shell):
         return
     if getattr(shell, "pt_app", None) is None:
         print("autocomplete: this IPython has no prompt_toolkit prompt (--simple-prompt or not a terminal): "
@@ -132,6 +132,13 @@ def load_ipython_extension(shell: Any) -> None:
     shell.events.register("post_run_cell", plugin.install)
     shell.events.register("post_run_cell", plugin.ran)
     plugin.add_magic()
+
+
+def _prompts(shell: Any) -> bool:
+    """Whether ``shell`` will prompt: not under ``ipython script.py`` or ``ipython -c …`` (without ``-i``), which load
+    the profile's extensions too, and would load the model (seconds), hold the personal state and print into the
+    script's output for nothing. A shell IPython's application did not start (``IPython.embed()``) prompts."""
+    return getattr(getattr(shell, "parent", None), "interact", True) is not False
 
 
 def _not_loaded(shell: Any) -> None:

@@ -1,5 +1,6 @@
 """The IPython plugin, in a real IPython in a real terminal (tmux), on the small test model."""
 
+import shlex
 import subprocess
 import sys
 import time
@@ -102,12 +103,38 @@ def test_under_simple_prompt_the_plugin_says_it_is_off_in_one_line(tmp_path, tra
     env = {"AUTOCOMPLETE_MODEL": str(trained_model_path), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [sys.executable, "-m", "IPython", f"--ipython-dir={folder}", "--simple-prompt", "--no-banner",
-         "--ext", "autocomplete.ipython", "-c", "print('ran')"],
-        capture_output=True, text=True, env=env, timeout=120,
+         "--ext", "autocomplete.ipython"],
+        input="print('ran')\n", capture_output=True, text=True, env=env, timeout=120,
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].startswith("autocomplete: this IPython has no prompt_toolkit prompt")
-    assert proc.stdout.splitlines()[-1] == "ran"
+    assert "In [1]: ran" in proc.stdout.splitlines()
+
+
+@needs_tmux
+@pytest.mark.parametrize("run, output", [(["-c", "'print(6 * 7)'"], ""), (["script.py"], "> out.txt")])
+def test_a_script_run_by_an_ipython_with_the_plugin_in_its_profile_is_left_alone(
+    tmp_path, trained_model_path, run, output
+):
+    # sweep l, item 1: `ipython -c …` in a terminal loaded the model (seconds), took the personal state and said so in
+    # the output; with its output in a file, a line of ours led the script's
+    folder = tmp_path / "ipython"
+    folder.mkdir()
+    (tmp_path / "script.py").write_text("print(6 * 7)\n")
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "IPython", f"--ipython-dir={folder}", "--no-banner", "--colors=nocolor",
+               "--ext", "autocomplete.ipython", *run]
+    env = {"AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(data), "TERM": "xterm-256color"}
+    term = Tmux(["sh", "-c", shlex.quote(f"cd {tmp_path} && {' '.join(command)} {output}; echo finished-$?; sleep 60")],
+                env)
+    try:
+        screen = term.wait(lambda s: "finished-" in s)
+    finally:
+        term.close()
+    shown = [line for line in screen.splitlines() if line.strip()]
+    assert shown == (["42", "finished-0"] if not output else ["finished-0"])
+    assert not output or (tmp_path / "out.txt").read_text() == "42\n"
+    assert not data.exists()  # no personal state held, nothing learned
 
 
 @needs_tmux
