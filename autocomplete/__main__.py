@@ -1,3 +1,3 @@
-from autocomplete.cli import main
+from autocomplete.entry import main
 
 raise SystemExit(main())

@@ -29,12 +29,11 @@ from typing import Any, TypedDict, final
 from autocomplete.arguments import build_parser, check_train, command_parser, resolve, typed_options
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
-from autocomplete.signals import end_anyway, handling, named
+from autocomplete.signals import EXIT_INTERRUPTED, end_anyway, handling, interrupt_deferred, named
 from autocomplete.tokenizer import EOS, printable, printable_word
 
 EXIT_ERROR = 1
 STDOUT_CLOSED = "autocomplete: error: standard output is closed; there is nowhere to print to"  # started with `>&-`
-EXIT_INTERRUPTED = 130
 
 
 # ---- commands -------------------------------------------------------------------------------------------------
@@ -1219,6 +1218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     handler = COMMANDS.get(args.command, cmd_session) if args.command else cmd_session
     try:
+        with interrupt_deferred():  # every command uses it; PyTorch's start-up would lose a Ctrl-C
+            import torch  # noqa: F401
         with _exit_on_termination():  # every command: temporary files removed, what was learned saved, locks freed
             code = handler(args)
         if sys.stdout is not None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 Handler = Callable[[int, "FrameType | None"], object]
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # the exit status of a command stopped by Ctrl-C, as shells report it
 
 
 def named(*names: str) -> list[signal.Signals]:
@@ -38,6 +39,23 @@ def handling(signals: Iterable[signal.Signals], handler: Handler) -> Iterator[bo
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """A Ctrl-C (SIGINT) that arrives inside the block is held until the block ends, then raised there as
+    :class:`KeyboardInterrupt`: for imports, where one raised midway is lost (PyTorch's start-up swallows one that
+    lands while it imports numpy: the program went on, and the user's next shell command became a session line) or
+    shown as a traceback from inside importlib. Only where SIGINT has Python's own handler, in the main thread; a
+    block that raises raises that instead."""
+    caught: list[int] = []
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    with handling([signal.SIGINT], lambda signum, frame: caught.append(signum)):
+        yield
+    if caught:
+        raise KeyboardInterrupt
 
 
 _ending = False  # a guest's SIGHUP/SIGTERM handler has ended the program, or the program is ending anyway

@@ -5,6 +5,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+
+import pytest
 
 from autocomplete.signals import handling, named
 
@@ -102,3 +105,57 @@ def test_a_guest_in_a_program_started_under_nohup_leaves_its_ignored_hang_up_alo
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
                           preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     assert (done.returncode, done.stdout, done.stderr) == (0, "still running\n", "")
+
+
+def test_a_ctrl_c_inside_a_deferred_block_is_raised_when_it_ends_even_if_the_block_swallowed_it():
+    from autocomplete.signals import interrupt_deferred
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_deferred():
+            try:  # as PyTorch's start-up does with a KeyboardInterrupt raised while it imports numpy
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                pass
+            reached.append("end of block")
+    assert reached == ["end of block"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_deferred_block_without_a_ctrl_c_raises_nothing_and_leaves_a_program_s_own_handler_alone():
+    from autocomplete.signals import interrupt_deferred
+
+    with interrupt_deferred():
+        pass
+    caught = []
+    with handling([signal.SIGINT], lambda signum, frame: caught.append(signum)):
+        with interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert caught == [signal.SIGINT]  # the program's handler had it, as it was
+
+
+_INTERRUPTED_IMPORT = """
+import builtins, os, signal, sys
+real = builtins.__import__
+def interrupting(name, *args, **kwargs):
+    if name == {name!r} and name not in sys.modules:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, while the program is being imported
+        except KeyboardInterrupt:  # swallowed, as PyTorch's start-up does with one that lands as it imports numpy
+            pass
+        return real(name, *args, **kwargs)
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupting
+from autocomplete.entry import main
+sys.argv = ["autocomplete", "predict", "hello", "--model", "/nonexistent/model.pt"]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("name", ["autocomplete.cli", "torch"])
+def test_ctrl_c_while_the_command_is_imported_ends_it_as_interrupted_without_a_traceback(name):
+    # sweep j, items 1 and 2: a traceback from inside an import, or (torch's) lost: the session started anyway
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_IMPORT.format(name=name)], capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
