@@ -755,6 +755,12 @@ def key_bindings(
     for char in ".,;:!?)":
         punctuation(char)
 
+    @add(" ", filter=after_auto_space)
+    def _absorb_space(event: KeyPressEvent) -> None:
+        """A space typed right after an accepted word is the one that came with it, as on a phone: taken once (a
+        second one is typed), so accepting and then typing a space as usual never leaves two."""
+        suggest.state(event.current_buffer).auto_space = None
+
     @add("right", filter=has_suggestion)
     @add("c-f", filter=has_suggestion)
     @add("c-e", filter=has_suggestion)

@@ -138,6 +138,24 @@ def test_right_arrow_accepts_the_whole_suggestion(predictor):
     assert line.rstrip() == ("hear me " + driver.expected).rstrip()
 
 
+@pytest.mark.parametrize("typed, kept", [(" x", " x"), ("  x", "  x"), (".", "."), (" .", " .")])
+def test_a_space_or_punctuation_typed_right_after_an_accepted_word_takes_the_place_of_its_space(predictor, typed, kept):
+    # sweep j, item 3: Alt-F then Space gave two spaces ("know  x"); a second space is typed as usual
+    driver = Driver(predictor)
+
+    def script(pipe, d):
+        d.type(pipe, "hear me ")
+        pipe.send_text(ALT_F)
+        wait_for(lambda: d.buffer.text.endswith(" ") and d.buffer.text != "hear me ")
+        d.accepted = d.buffer.text
+        pipe.send_text(typed)
+        wait_for(lambda: d.buffer.text.endswith(typed[-1]))
+        pipe.send_text(ENTER)
+
+    line = driver.run(script)
+    assert driver.accepted.endswith(" ") and line == driver.accepted[:-1] + kept
+
+
 def multi_word_context(predictor, settings):
     suggest = LanguageModelAutoSuggest(predictor, settings)
     for text in ("hear me ", "I am ", "What is ", "The ", "You are ", "and the ", "of the "):
