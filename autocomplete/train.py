@@ -232,6 +232,7 @@ class Trainer:
         self.resumed = False  # whether the state came from a resume file (load_resume)
         self.resumed_at = 0  # the step it continued from
         self.written = False  # whether this run wrote ``output``
+        self._written_history = 0  # validations the model written last holds in its history
         self._valid_digest: str | None = None
         self._bad_loss = torch.zeros((), dtype=torch.bool, device=self.device)  # a non-finite loss was seen
 
@@ -411,6 +412,21 @@ class Trainer:
         lm = LanguageModel(self.model, self.lm.vocab, self.lm.tokenizer, metadata)
         checkpoint.save(lm, self.output, dtype, int8=self.config.save_dtype == "int8")
         self.written = True
+        self._written_history = len(self.history)
+
+    def _record_the_rest_of_the_run(self) -> None:
+        """The model written is the run's best: when validations followed it that did not beat it, its file's history
+        gets them too (and ``run_epochs``, how far the run went), so ``info`` draws the whole curve and shows a run
+        that went on and got worse, not one cut off while it improved. Its weights stay as they are."""
+        if not (self.dist.main and self.written and len(self.history) > self._written_history):
+            return
+        payload = checkpoint.read_payload(self.output)
+        metadata = payload.get("metadata")
+        if not isinstance(metadata, dict) or metadata.get("valid_loss") != self.best_loss:
+            return  # not the file this run wrote last
+        metadata.update(history=self.history, run_epochs=round(self.step / max(1, self.batches_per_epoch), 3))
+        checkpoint.save_payload(payload, self.output)
+        self._written_history = len(self.history)
 
     def _validation_digest(self) -> str | None:
         """A hash of the validation ids: two runs' losses are comparable only on the same ids."""
@@ -507,6 +523,7 @@ class Trainer:
                 elif self.dist.main:
                     self.log("stopped before the first save of the training state: nothing to resume")
         last_weights, last_loss = (False, None) if interrupted else self._write_if_gone()
+        self._record_the_rest_of_the_run()
         return TrainResult(
             self.best_loss, self.step, self.tokens_seen, self.elapsed, interrupted, stopped, self.written, self.to_beat,
             last_weights, last_loss,

@@ -155,9 +155,26 @@ def test_training_stops_early_once_validation_stops_improving_and_keeps_the_best
     result = trainer.run()
     assert result.stopped_early and result.best_valid_loss == 3.0
     assert result.steps == 4 * trainer.batches_per_epoch  # epochs 3 and 4 did not beat epoch 2's 3.0
-    history = checkpoint.load(tmp_path / "m.pt").metadata["history"]
-    assert [h["valid_loss"] for h in history] == [5.0, 4.0, 3.0]  # the best model was written after epoch 2
+    metadata = checkpoint.load(tmp_path / "m.pt").metadata
+    assert (metadata["valid_loss"], metadata["epochs"]) == (3.0, 2)  # the best model was written after epoch 2
+    # and its file tells the whole run (sweep j, item 4: `info` drew a curve cut off at the best, still improving)
+    assert [h["valid_loss"] for h in metadata["history"]] == [5.0, 4.0, 3.0, 3.5, 3.2] and metadata["run_epochs"] == 4
     assert any("stopping early" in line for line in logged) and any("before training" in line for line in logged)
+
+
+def test_info_shows_a_run_that_went_on_past_its_best_model_and_got_worse(tmp_path, monkeypatch, capsys):
+    from autocomplete.cli import main
+
+    lm = make_lm()
+    losses = iter([5.0, 4.0, 3.0, 3.5, 3.9])
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(losses))
+    config = TrainConfig(epochs=4, batch_size=16, bptt=20, lr=5e-3, patience=9, validate_first=True)
+    Trainer(lm, small_corpus(lm), config, tmp_path / "m.pt", progress=False).run()
+    capsys.readouterr()
+    assert main(["info", "-m", str(tmp_path / "m.pt")]) == 0
+    rows = {line.split("  ")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert rows["epochs"].endswith("2 (its best validation; the run went on to epoch 4)")
+    assert rows["validation curve"].endswith("perplexity 148.41 → 49.40 over 5 validations (best 20.09 at epoch 2)")
 
 
 def test_validating_first_writes_the_starting_model_before_any_step(tmp_path, monkeypatch):
