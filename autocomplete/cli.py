@@ -732,8 +732,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             if key in _NUMBERS:
                 low, high, whole, write = _NUMBERS[key]
                 value = write(value) if _sensible(value, low, high, whole) else UNKNOWN
-            ran = m.get("run_epochs")
-            if key == "epochs" and _sensible(ran, 0, _NUMBERS["epochs"][1]) and _sensible(m[key], 0, float(ran)):
+            ran: Any = m.get("run_epochs")
+            if key == "epochs" and _sensible(ran, 0, _NUMBERS["epochs"][1]) and _sensible(m[key], 0, ran):
                 if ran > m[key]:  # the file holds its run's best weights, and the run went on
                     value = f"{value} (its best validation; the run went on to epoch {ran:g})"
             _out(f"  {key.replace('_', ' '):<18}{value}")
