@@ -89,7 +89,9 @@ LINE_MODE_HELP = """\
 Line mode: each line gets its next words (a last word with no space after it
 is completed); in chat mode the model answers. Ctrl-C drops the line, Ctrl-D
 quits.
-""" + COMMANDS
+""" + COMMANDS.replace("(:mode type: Enter keeps it)", "(:mode type: next words)").replace(
+    "learn from your lines (never one that starts with a space)", "learn from chat messages (lines are questions)"
+)
 
 STYLE = Style.from_dict(
     {
@@ -435,7 +437,10 @@ def _cmd_learn(session: Session, arg: str) -> CommandResult:
     elif arg:
         return CommandResult("usage: :learn on|off")
     # never waits for the learner (a pasted 200 KB line took it 95 s): what is still queued is said instead
-    return CommandResult(describe(personal, "--no-history" if not session.save else session.unsaved_why, wait=False))
+    said = describe(personal, "--no-history" if not session.save else session.unsaved_why, wait=False)
+    if session.line_mode and session.mode == "type" and personal.enabled:
+        said += "\nin line mode a line is a question: nothing is learned from it (a chat message is, in :mode chat)"
+    return CommandResult(said)
 
 
 def _cmd_forget(session: Session, arg: str) -> CommandResult:

@@ -1092,6 +1092,19 @@ def test_line_mode_answers_its_lines_without_learning_from_them(trained_lm):
     assert len("".join(out).splitlines()) == 2 and personal.words == 0 and not personal.counts
 
 
+def test_learn_and_help_in_line_mode_say_that_its_lines_are_not_learned_and_chat_messages_are(trained_lm):
+    # sweep j, item 5: `:learn` said "learning on" where nothing is learned, `:help` that Enter keeps a line
+    from autocomplete.personal import Personal
+
+    session = Session(Predictor(trained_lm, personal=Personal(trained_lm)), "tiny")
+    out: list[str] = []
+    plain(session, io.StringIO(":learn\n:help\n:mode chat\n:learn\n"), out.append)
+    said = "".join(out)
+    assert said.count("in line mode a line is a question: nothing is learned from it") == 1  # not once in chat
+    assert "(:mode type: next words)" in said and "Enter keeps it" not in said
+    assert "learn from chat messages (lines are questions)" in said
+
+
 def test_a_chat_message_in_line_mode_is_learned_and_the_reply_is_not(trained_lm):
     from autocomplete.personal import Personal
 
