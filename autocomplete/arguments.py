@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from autocomplete.errors import ConfigError
-from autocomplete.settings import MODEL_SIZE_LIMITS, SamplingConfig
+from autocomplete.settings import LIMITS, MODEL_SIZE_LIMITS, SamplingConfig
 from autocomplete.tokenizer import SPECIALS
 
 EXIT_USAGE = 2
@@ -136,7 +136,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 
-def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
+def _add_model_option(p: argparse.ArgumentParser, model: bool = True, chat: bool = False) -> None:
     if model:
         p.add_argument("--model", "-m", type=_path, help="model file (default: the shipped model)")
     p.add_argument("--no-quantize", action="store_true",
@@ -146,7 +146,8 @@ def _add_model_option(p: argparse.ArgumentParser, model: bool = True) -> None:
                         "down when other programs keep the other cores busy)")
     p.add_argument("--style", default=None, metavar="STYLE",
                    help="the style to read and write text in, for a model trained with styles (e.g. prose, dialogue, "
-                        "tech; default: dialogue in chat mode, prose otherwise); ignored by models without styles")
+                        f"tech; default: {'dialogue in chat mode, prose otherwise' if chat else 'prose'}); ignored by"
+                        " models without styles")
 
 
 def _add_learn_option(p: argparse.ArgumentParser) -> None:
@@ -181,7 +182,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         epilog="Without a COMMAND: the interactive session on the model (type `:help` in it for keys and commands). "
         "`autocomplete COMMAND --help` describes each command.",
     )
-    _add_model_option(parser)
+    _add_model_option(parser, chat=True)
     parser.add_argument("--mode", choices=["type", "chat"], default="type", help="session mode (default: type)")
     _temperature_option(parser, "temperature of sampled continuations and chat replies")
     parser.add_argument("--plain", action="store_true",
@@ -301,7 +302,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("text", nargs="+", help="text files or folders of .txt files")
     _add_model_option(p)
     p.add_argument("-k", type=setting("suggestions"), action="append",
-                   help="suggestions shown while typing, for keystroke savings (repeatable; 1 to 100, as predict's; "
+                   help="suggestions shown while typing, for keystroke savings (repeatable; "
+                        f"1 to {LIMITS['suggestions'].high}, as predict's; "
                         "default 5)")
     p.add_argument("--ksr-words", type=non_negative_int, default=None,
                    help="simulate typing only the first N words (default all; 0 skips it)")
@@ -322,7 +324,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("text", help='the text so far, e.g. "how are"')
     p.add_argument("-k", type=setting("suggestions"), default=SamplingConfig.suggestions,
-                   help=f"how many words (default {SamplingConfig.suggestions})")
+                   help=f"how many words (1 to {LIMITS['suggestions'].high}; default {SamplingConfig.suggestions})")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--complete", "-c", action="store_true",
                        help="always complete the last word, even a whole one (\"how are\" → are, area, …)")
