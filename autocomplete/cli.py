@@ -973,7 +973,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     folder = data_dir() / "personal"
     if args.all:  # every state, the damaged copies of states no longer there, and those a running program holds
-        wheres = sorted({f.with_name(f.name.split(".pt", 1)[0] + ".pt") for f in folder.glob("*.pt*")})
+        # (a save a kill cut short left `.NAME.pt.XXXXXXXX.tmp`: it belongs to NAME.pt)
+        wheres = sorted({f.with_name(f.name.removeprefix(".").split(".pt", 1)[0] + ".pt") for f in folder.glob("*.pt*")})
     else:
         path = args.model if args.model is not None else default_model_path()
         wheres = [state_path(checkpoint.load(path), model_hash(path))]

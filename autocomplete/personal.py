@@ -1566,7 +1566,7 @@ def open_personal(
 
 def _hold(personal: Personal, path: Path) -> str | None:
     """Take the state file's lock for ``personal`` (until it is closed); why not, if it cannot be had."""
-    from autocomplete.atomic import LockedError, exclusive_lock
+    from autocomplete.atomic import LockedError, exclusive_lock, remove_leftovers
     from autocomplete.errors import OutputError
 
     try:
@@ -1575,6 +1575,7 @@ def _hold(personal: Personal, path: Path) -> str | None:
         if not os.access(path.parent, os.W_OK):
             raise OutputError(f"{path.parent}: not writable")
         personal._held.enter_context(exclusive_lock(path, "another autocomplete process"))
+        remove_leftovers(path)  # copies of the state a kill cut short mid-save: what was learned, never read again
     except LockedError as e:
         personal.saving, personal.held_by = False, e.by
         return _learning_elsewhere(path, e.by) + ": what is learned here is handed over to it"
@@ -1818,7 +1819,7 @@ _QUIT_FIRST = ": quit it first (or use :forget in the session, %autocomplete for
 def erase_states(paths: Sequence[Path]) -> list[Path]:
     """Remove saved states and the damaged copies set aside from them; the files removed. All or nothing: refused
     (one line) while another program learns into any of them, which would save it all again when it ends."""
-    from autocomplete.atomic import LockedError, exclusive_lock
+    from autocomplete.atomic import LockedError, exclusive_lock, remove_leftovers
 
     paths = [p for p in paths if p.parent.is_dir()]
     with contextlib.ExitStack() as held:
@@ -1832,6 +1833,7 @@ def erase_states(paths: Sequence[Path]) -> list[Path]:
         files = [f for p in paths for f in _state_files(p)]
         for f in files:
             _remove(f)
+        files += [leftover for p in paths for leftover, _ in remove_leftovers(p)]  # saves a kill cut short
         for path in paths:
             if os.path.lexists(inbox_path(path)) and _clear_inbox(path):
                 files.append(inbox_path(path))

@@ -603,6 +603,16 @@ def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_ref
     assert blocked.read_text() == "a file where the data folder should be\n"
 
 
+def test_forget_all_removes_what_a_kill_left_mid_save_and_makes_no_marker_for_it(capsys, isolated_user_dirs):
+    folder = isolated_user_dirs / "personal"
+    folder.mkdir(parents=True)
+    leftover = folder / ".default-0123456789abcdef.pt.k9x_2ab7.tmp"
+    leftover.write_bytes(b"half a state: the words typed")
+    code, out, _ = run(capsys, "forget", "--all")
+    assert code == 0 and f"removed {leftover}" in out
+    assert sorted(f.name for f in folder.iterdir()) == ["default-0123456789abcdef.pt.forgotten"]
+
+
 def test_forget_refuses_and_learn_hands_over_while_a_session_learns_into_the_same_state(capsys, trained_model_path, tmp_path):
     from autocomplete import checkpoint
     from autocomplete.personal import inbox_path, model_hash, state_path

@@ -1211,6 +1211,22 @@ def test_what_a_program_hands_over_is_cut_to_what_the_holder_accepts(trained_mod
     assert tokens[:4] == ["the", "image", "<unk>", "is"] and "7294" not in pin  # never written down
 
 
+def test_copies_of_the_state_a_kill_left_mid_save_are_removed_by_the_next_holder_and_by_forget(trained_model_path):
+    # sweep k, item 1: each `kill -9` during a save left a ~15 MB `.NAME.pt.XXXXXXXX.tmp` of what was learned, which
+    # nothing removed, `forget` included
+    state = state_of(trained_model_path)
+    leftover = state.with_name(f".{state.name}.k9x_2ab7.tmp")
+    leftover.write_bytes(b"half a state: the words typed")
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    assert not leftover.exists()
+    holder.learn("we met Zorblax\n", wait=True)
+    holder.close()
+    leftover.write_bytes(b"half a state: the words typed")
+    other = state.with_name(f".{state.name}x.k9x_2ab7.tmp")  # another file's, never taken for this one's
+    other.write_bytes(b"not ours")
+    assert set(erase_states([state])) == {state, leftover} and other.exists()
+
+
 def test_forget_in_the_holder_also_erases_the_damaged_copies_set_aside(trained_model_path):
     personal, _ = open_personal(checkpoint.load(trained_model_path))
     aside = personal.path.with_name(personal.path.name + ".corrupt-20261130-010101")
