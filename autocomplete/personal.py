@@ -1623,8 +1623,8 @@ def _unsaved(personal: Personal, lm: LanguageModel, config: LearnConfig | None, 
 def _set_aside(personal: Personal, path: Path, error: CheckpointError) -> tuple[str, bool]:
     """Move a damaged state file aside (under a name no earlier one has) if ``personal`` may write: (the warning,
     whether it was moved and learning starts afresh in its place)."""
-    try:
-        with open(path, "rb"):
+    try:  # (without waiting: opening a named pipe there would wait for a writer for ever)
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0))):
             pass
     except OSError as e:  # unreadable, not damaged: never moved, never saved over
         return f"{path}: cannot read ({e.strerror or e}); what is learned now is not saved", False

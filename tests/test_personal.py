@@ -1164,6 +1164,29 @@ def test_a_holder_that_ends_while_learning_what_was_handed_over_leaves_the_rest_
     assert not handed.exists()
 
 
+def test_a_pipe_at_the_state_s_place_is_refused_without_waiting_for_a_writer(trained_model_path):
+    # sweep k, item 2: `learn`, `predict` and the session waited for ever at "loading the model…"
+    import threading
+
+    state = state_of(trained_model_path)
+    os.mkfifo(state)
+    said: list[str | None] = []
+
+    def opening(save):
+        personal, warning = open_personal(checkpoint.load(trained_model_path), save=save)
+        said.append(warning)
+        personal.close()
+
+    for save in (False, True):  # a reader (predict) leaves it; the holder sets it aside
+        reader = threading.Thread(target=opening, args=(save,), daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "waited for a writer on the pipe"
+    assert said[0] == f"{state}: is not a regular file; give the personal state file itself; not used"
+    assert said[1].startswith(f"{state}: is not a regular file; give the personal state file itself; moved to ")
+    assert not os.path.lexists(state)
+
+
 def test_a_pipe_or_a_link_in_the_inbox_is_set_aside_unread(trained_model_path):
     import os
 
