@@ -931,7 +931,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 bar.update(len(batch))
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or a kill: what was learned until then is kept, not thrown away
         learned = personal.stats.tokens - before_tokens
-        if learned and personal.save():
+        if learned and personal.saving:  # saved now, or by the save of each minute just before (then nothing is new)
+            personal.save()
             _err(f"autocomplete: stopped; the {learned:,} tokens learned until then are saved in {personal.path}")
         elif handed and personal.save():
             _err(f"autocomplete: stopped; the {handed:,} tokens read until then are handed over")

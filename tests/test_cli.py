@@ -1,6 +1,7 @@
 import errno
 import io
 import json
+import re
 import os
 import signal
 import subprocess
@@ -601,6 +602,28 @@ def test_a_data_folder_that_cannot_be_written_is_said_at_the_start_and_learn_ref
     code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
     assert code == 1 and out == "" and err.startswith("autocomplete: error: ") and err.count("\n") == 1
     assert blocked.read_text() == "a file where the data folder should be\n"
+
+
+def test_ctrl_c_on_learn_just_after_a_save_of_the_minute_still_says_what_is_kept(capsys, trained_model_path, tmp_path,
+                                                                                   monkeypatch):
+    # sweep k, item 5: only "interrupted" when the save of each minute had just written it all
+    from autocomplete.personal import Personal
+
+    learn_tokens = Personal.learn_tokens
+
+    def saved_then_interrupted(self, *args, **kwargs):
+        learn_tokens(self, *args, **kwargs)
+        assert self.save()  # the save of the minute
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Personal, "learn_tokens", saved_then_interrupted)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("We deploy Kubernetes on Fridays.\nKubernetes restarts the pods.\n")
+    code, _, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    assert code == 130 and re.search(r"stopped; the \d+ tokens learned until then are saved in .*\ninterrupted\n$", err)
+    monkeypatch.setattr(Personal, "learn_tokens", learn_tokens)
+    code, out, err = run(capsys, "predict", "then Ku", "-c", "--model", str(trained_model_path))
+    assert out.split()[:1] == ["Kubernetes"], (code, out, err)
 
 
 def test_forget_all_removes_what_a_kill_left_mid_save_and_makes_no_marker_for_it(capsys, isolated_user_dirs):
