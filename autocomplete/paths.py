@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -49,6 +50,11 @@ def private_folder(folder: Path) -> None:
     what the user typed (the history, the words and text learned). Its missing parents get the usual mode."""
     if folder.is_dir():
         return
+    for above in (folder, *folder.parents):  # the first that exists must be a folder ("File exists" says nothing)
+        if os.path.lexists(above):
+            if not above.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(above))
+            break
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
 

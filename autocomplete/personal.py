@@ -1581,7 +1581,7 @@ def _hold(personal: Personal, path: Path) -> str | None:
         return _learning_elsewhere(path, e.by) + ": what is learned here is handed over to it"
     except OSError as e:  # a read-only home, a file where the folder should be
         personal.saving = False
-        return f"{path.parent}: {e.strerror or e}: what is learned is not saved"
+        return f"{e.filename or path.parent}: {e.strerror or e}: what is learned is not saved"
     except OutputError as e:  # not writable; something that is not a lock file at the lock's place (a link)
         personal.saving = False
         return f"{e}: what is learned is not saved"

@@ -677,6 +677,16 @@ def test_a_symlink_at_the_state_s_lock_is_never_written_through_and_learning_is_
     assert decoy.read_text() == "someone's notes" and not state.exists() and "Zorblax" in personal.counts
 
 
+def test_a_data_folder_that_is_a_file_is_named_as_such(trained_model_path, tmp_path, monkeypatch):
+    # sweep k, item 8: "…/personal: File exists"
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(afile))
+    personal, warning = open_personal(checkpoint.load(trained_model_path))
+    assert warning == f"{afile}: a file, not a folder: what is learned is not saved" and not personal.saving
+    assert afile.read_text() == "hi"
+
+
 def test_a_state_for_another_vocabulary_is_refused(trained_model_path, tiny_lm, tmp_path):
     personal, _ = open_personal(checkpoint.load(trained_model_path))
     personal.learn("hello there\n", wait=True)
