@@ -423,6 +423,7 @@ class Personal:
         # lines to learn (tokens, style, generation) and inbox files (path, generation); None ends the learner
         self._queue: queue.Queue[tuple[list[str], str | None, int] | tuple[Path, int] | None] = queue.Queue()
         self._generation = 0  # a forget starts a new one: what was queued before is dropped, not learned
+        self._erase_seen = forgotten_at(path)  # the last erase of the saved state this one has followed
         self._stopping = False  # the program ends in a hurry (Ctrl-C while it ends): learn no more, keep what is
         self._thread: threading.Thread | None = None
         # guards starting the learner thread only: never ``_lock``, which the learner holds while it learns a piece
@@ -829,10 +830,27 @@ class Personal:
             return
         self.gate.pause()
         self._saved_at = time.monotonic()
+        self._follow_erase()
         self.save()
         if self.hands_over and not self._closing:
             self._take_over()
         self._check_inbox()
+
+    def _follow_erase(self) -> None:
+        """In the learner, while another program holds the state: if it was erased since this one opened it (``:forget``
+        there), what this one learned before the erase is erased here too (it is never handed over either), so its
+        suggestions stop offering what the user asked to forget. What is learned from then on is kept and handed over."""
+        if self.path is None or self.saving or (erased := forgotten_at(self.path)) <= self._erase_seen:
+            return
+        self._erase_seen = erased
+        with self._pending_lock:
+            self._generation += 1  # what is queued from before is dropped
+            self._pending, self._line_start, self._private_line = [], True, False
+        with self._lock:
+            self._reset()
+            self._outbox = [item for item in self._outbox if item[0] > erased]
+            self._dirty = False
+        self._announce()
 
     def _take_over(self) -> None:
         """If the program that held the state has ended, hold it from now on: what it saved, plus what this one

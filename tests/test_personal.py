@@ -648,6 +648,22 @@ def test_a_second_load_that_would_learn_differently_hands_over_to_the_first(trai
     first.close()
 
 
+def test_a_program_that_hands_over_follows_an_erase_in_the_holder_at_its_next_save(trained_model_path):
+    # sweep k, item 4: after `:forget` in the holder, a second session still offered the name it had been told
+    holder, _ = open_personal(checkpoint.load(trained_model_path))
+    second, _ = open_personal(checkpoint.load(trained_model_path), LearnConfig(window=10))
+    assert second.hands_over
+    second.learn("we met Zorblax\n", wait=True)
+    holder.forget()
+    second._tick()  # its save of the minute
+    assert "Zorblax" not in second.counts and second.words == 0
+    second.learn("we met Quillon\n", wait=True)
+    second.close()
+    holder.absorb_inbox()
+    assert "Quillon" in holder.counts and "Zorblax" not in holder.counts
+    holder.close()
+
+
 def test_a_state_that_exists_in_a_folder_that_cannot_be_written_is_said_at_the_start(trained_model_path, monkeypatch):
     import os
 
