@@ -898,7 +898,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         raise OutputError(warning or "this model has no file to keep what is learned for")
     if warning and not handing:
         _err(f"autocomplete: warning: {warning}")
+    waiting_tokens = personal.stats.tokens
     personal.absorb_inbox()  # what other programs handed over first (counted apart from this text)
+    if personal.stats.tokens > waiting_tokens:
+        _err(f"autocomplete: first learned the {personal.stats.tokens - waiting_tokens:,} tokens other programs had"
+             " handed over")
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
     handed = 0
 

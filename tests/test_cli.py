@@ -666,7 +666,8 @@ def test_forget_refuses_and_learn_hands_over_while_a_session_learns_into_the_sam
     out = run(capsys, "info", str(trained_model_path))[1]
     assert "  handed over       1 file of what other programs learned, waiting for the one that holds the state" in out
     (inbox_path(state) / "left.json").rmdir()
-    assert run(capsys, "learn", str(notes), "--model", str(trained_model_path))[0] == 0  # the next holder: both
+    code, _, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))  # the next holder: both
+    assert code == 0 and "first learned the 9 tokens other programs had handed over\n" in err  # sweep k, item 7
     assert not inbox_path(state).exists()
     code, out, _ = run(capsys, "info", str(trained_model_path))
     assert "from 18 tokens, 2 lines" in out  # what was handed over, then the text learned here
