@@ -271,6 +271,19 @@ def saved(payload, path):
     return path
 
 
+def refused_before(monkeypatch, owner, name, path):
+    """The one-line refusal of loading ``path``, which must come before ``owner.name`` is reached (a model of the
+    declared size built, an entry unpacked)."""
+
+    def reached(*args, **kwargs):
+        raise AssertionError(f"{name} was reached")
+
+    monkeypatch.setattr(owner, name, reached)
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    return str(error.value)
+
+
 def test_weights_stretched_over_a_few_stored_numbers_are_refused_before_a_model_of_their_size_is_built(
     tiny_lm, tmp_path, monkeypatch
 ):
@@ -284,13 +297,7 @@ def test_weights_stretched_over_a_few_stored_numbers_are_refused_before_a_model_
     path = saved(payload, tmp_path / "stretched.pt")
     assert path.stat().st_size < 100_000
 
-    def built(*args, **kwargs):
-        raise AssertionError("a model of the declared size was built")
-
-    monkeypatch.setattr(checkpoint, "LSTMLanguageModel", built)
-    with pytest.raises(CheckpointError) as error:
-        checkpoint.load(path)
-    assert str(error.value) == (
+    assert refused_before(monkeypatch, checkpoint, "LSTMLanguageModel", path) == (
         f"{path}: refused: 'embedding.weight' has {len(tiny_lm.vocab) * 512:,} values but the file stores 1 of them"
     )
 
@@ -328,13 +335,7 @@ def test_a_model_file_whose_entries_were_compressed_is_refused_before_any_is_unp
             packed.writestr(entry.filename, source.read(entry.filename), compress_type=zipfile.ZIP_DEFLATED)
     assert torch.load(path, weights_only=True)["format"] == checkpoint.FORMAT  # PyTorch itself would read it
 
-    def unpacked(*args, **kwargs):
-        raise AssertionError("torch.load was reached")
-
-    monkeypatch.setattr(torch, "load", unpacked)
-    with pytest.raises(CheckpointError) as error:
-        checkpoint.load(path)
-    assert str(error.value) == (
+    assert refused_before(monkeypatch, torch, "load", path) == (  # before torch.load unpacks anything
         f"{path}: refused: the model file holds a compressed entry ({first!r}), which PyTorch never writes"
         " and which could unpack to any size"
     )
