@@ -522,7 +522,7 @@ def test_a_warning_goes_to_standard_error_and_never_into_the_piped_reply(trained
                           input="hear me speak\n", capture_output=True, text=True, timeout=120,
                           env={**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0 and "warning" not in proc.stdout and proc.stdout.strip()
-    assert proc.stderr.startswith(f"autocomplete: warning: {tmp_path / 'data'}/personal: ")
+    assert proc.stderr.startswith(f"autocomplete: warning: {tmp_path / 'data'}: a file, not a folder: ")
 
 
 def test_a_person_typing_into_a_redirected_output_is_told_why_on_standard_error(toy_model_path, tmp_path):
