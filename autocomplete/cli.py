@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypedDict, final
 
 from autocomplete.arguments import build_parser, check_train, command_parser, resolve, typed_options
+from autocomplete.decoding import WINDOWS_1252
 from autocomplete.errors import AutocompleteError, ConfigError, OutputError, UsageError
 from autocomplete.settings import SamplingConfig
 from autocomplete.signals import EXIT_INTERRUPTED, end_anyway, handling, interrupt_deferred, named
@@ -307,8 +308,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         + (f" ({len(corpus.valid) / max(1, s.tokens):.1%} of the text held out)"
            if corpus.valid is not None and not valid_sources else "")
     )
-    if s.replaced_bytes:
-        log(f"warning: {_replaced(s)}")
+    for warning in _decoding_warnings(s):
+        log(f"warning: {warning}")
     torch.manual_seed(args.seed)
     model = grown.model if grown is not None else LSTMLanguageModel(model_config)
     metadata = {
@@ -541,8 +542,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     stats = data.CorpusStats()
     with data.opened_sources(args.text, warn=_warn) as sources:  # pipes are read once, into a copy
         ids, surface = read_eval_text(sources, predictor.tokenizer, predictor.vocab, args.breaks, stats)
-    if stats.replaced_bytes:  # as train and learn say it
-        _warn(_replaced(stats))
+    for warning in _decoding_warnings(stats):  # as train and learn say it
+        _warn(warning)
     if all(token == EOS for token in surface):  # nothing, or only what reads as nothing (a byte-order mark)
         raise ConfigError("the evaluation text holds no words")
     ks = list(dict.fromkeys(args.k or [5]))  # -k 3 -k 3: one line
@@ -945,8 +946,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
         personal.close()  # saved (or handed over), and the state free for a session to learn into
     if personal.stats.tokens == before_tokens and not handed:
         raise ConfigError("the text holds no words to learn")
-    if stats.replaced_bytes:
-        _err(f"autocomplete: warning: {_replaced(stats)}")
+    for warning in _decoding_warnings(stats):
+        _warn(warning)
     if handing:
         _out(f"handed {handed:,} tokens from {stats.files} file(s) to the autocomplete session or program"
               f"{personal.held_by} that is learning into {personal.path}: it learns them in its next quiet minute "
@@ -964,11 +965,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def _replaced(stats: Any) -> str:
-    """What was replaced while reading text that was not all UTF-8 (a data.CorpusStats)."""
-    files = stats.files_with_replacements
-    return (f"{stats.replaced_bytes:,} undecodable byte sequence(s) replaced in " + ", ".join(files[:3])
-            + (" …" if len(files) > 3 else ""))
+def _decoding_warnings(stats: Any) -> list[str]:
+    """What reading the text of a data.CorpusStats did that its user should know: files read as legacy 8-bit text
+    instead of UTF-8, and undecodable bytes replaced. One line each, at most three files named."""
+    def listed(files: list[str]) -> str:
+        return ", ".join(files[:3]) + (" …" if len(files) > 3 else "")
+
+    warnings = []
+    if stats.legacy_files:
+        warnings.append(f"{listed(stats.legacy_files)}: not UTF-8; read as {WINDOWS_1252}")
+    if stats.replaced_bytes:
+        warnings.append(f"{stats.replaced_bytes:,} undecodable byte sequence(s) replaced in "
+                        + listed(stats.files_with_replacements))
+    return warnings
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

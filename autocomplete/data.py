@@ -1,8 +1,9 @@
 """Corpora → token-id streams → batches for truncated back-propagation through time.
 
 A corpus is a list of sources: text files, folders (every ``*.txt`` below them, sorted), or ``-`` for standard input.
-Text is read as UTF-8 in binary chunks; undecodable bytes are replaced and counted, binary files are refused, and an
-enormous line is split at whitespace so memory stays bounded.
+Text is read in binary chunks as UTF-8, as UTF-16 after its byte-order mark, or, when a file's bytes are mostly not
+UTF-8, as Windows-1252 (see :mod:`autocomplete.decoding`); undecodable bytes are replaced and counted, binary files
+are refused, and an enormous line is split at whitespace so memory stays bounded.
 
 Utterance boundaries (:data:`~autocomplete.tokenizer.EOS`) come from line breaks. Two layouts exist in the wild:
 one utterance per line (dialogue corpora, PTB) and prose hard-wrapped at ~70 columns with blank lines between
@@ -19,6 +20,7 @@ An encoded stream lives in memory (a tensor, :func:`load_corpus`) or on disk (a 
 
 from __future__ import annotations
 
+import codecs
 import errno
 import hashlib
 import io
@@ -36,6 +38,7 @@ from typing import BinaryIO, Literal
 import torch
 from torch import Tensor
 
+from autocomplete import decoding
 from autocomplete.errors import ConfigError, CorpusError
 from autocomplete.tokenizer import EOS, Tokenizer
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab, check_style_name
@@ -56,6 +59,7 @@ class CorpusStats:
     unknown: int = 0  # tokens outside the vocabulary, encoded as <unk>
     replaced_bytes: int = 0  # undecodable bytes replaced by U+FFFD
     files_with_replacements: list[str] = field(default_factory=list)
+    legacy_files: list[str] = field(default_factory=list)  # files not UTF-8, read as Windows-1252 (see decoding)
     layouts: dict[str, str] = field(default_factory=dict)  # file → "line" or "paragraph"
 
 
@@ -190,13 +194,16 @@ def _text_files(folder: Path, skipped: list[str]) -> list[Path]:
 
 def _spool(stream: BinaryIO, name: str) -> Source:
     """Copy ``stream`` into a temporary file, a chunk at a time, refusing binary data at the first chunk that holds a
-    NUL byte: ``/dev/zero`` or a binary pipe must not fill the disk before :func:`_check_text` reads the copy. A text
-    stream that never ends (``yes |``) grows the copy until the disk is full, and then ends in a :class:`CorpusError`.
+    NUL byte (in UTF-16, a NUL code unit): ``/dev/zero`` or a binary pipe must not fill the disk before
+    :func:`_check_text` reads the copy. A text stream that never ends (``yes |``) grows the copy until the disk is
+    full, and then ends in a :class:`CorpusError`.
     However the copy ends early, it is removed."""
     try:
         tmp = tempfile.NamedTemporaryFile(prefix="autocomplete-stdin-", suffix=".txt", delete=False)
     except OSError as e:
         raise CorpusError(f"{name}: cannot make a copy to read ({e.strerror or e})") from None
+    utf16: bool | None = None  # decided by the first chunk's byte-order mark
+    odd = b""  # in UTF-16, the last byte of a chunk cut inside a code unit
     try:
         with tmp:
             while True:
@@ -206,7 +213,11 @@ def _spool(stream: BinaryIO, name: str) -> Source:
                     raise CorpusError(f"{name}: cannot read ({e.strerror or e})") from None
                 if not chunk:
                     break
-                if b"\x00" in chunk:
+                if utf16 is None:
+                    utf16 = decoding.is_utf16(chunk)
+                units = odd + chunk if utf16 else chunk
+                odd = units[len(units) // 2 * 2 :] if utf16 else b""
+                if decoding.looks_binary(units, utf16):
                     raise CorpusError(f"{name}: looks like a binary file, not text")
                 try:
                     tmp.write(chunk)
@@ -262,7 +273,7 @@ def _check_text(source: Source) -> None:
             head = f.read(8192)
     except OSError as e:
         raise CorpusError(f"{source.name}: cannot read ({e.strerror or e})") from None
-    if b"\x00" in head:
+    if decoding.looks_binary(head, decoding.is_utf16(head)):
         raise CorpusError(f"{source.name}: looks like a binary file, not text")
 
 
@@ -282,9 +293,31 @@ def holds_text(source: Source) -> bool:
 def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
     """Decoded lines as (text, complete); an overlong line comes in pieces, all but the last with complete=False.
 
-    A line ends at LF, CR LF or a lone CR (old Mac files, some exports). A NUL byte anywhere means the file is not
-    text: :class:`CorpusError` (checked on every line read, so it costs a ``memchr``, not a second pass)."""
+    The encoding is decided per file (:mod:`autocomplete.decoding`): UTF-16 by its byte-order mark, else UTF-8 or,
+    when the bytes from its first non-ASCII line on are mostly not UTF-8, Windows-1252 (named in ``stats``).
+
+    A line ends at LF, CR LF or a lone CR (old Mac files, some exports). A NUL byte anywhere (in UTF-16, a NUL
+    character) means the file is not text: :class:`CorpusError` (checked on every line read, so it costs a
+    ``memchr``, not a second pass)."""
+    start = f.tell()
+    utf16 = decoding.is_utf16(f.read(4))
+    f.seek(start)
+    for text, complete in _utf16_pieces(f, stats, name) if utf16 else _byte_pieces(f, stats, name):
+        if text.endswith("\n"):
+            text = text[:-1]
+        if "\r" not in text:
+            yield text, complete
+            continue
+        lines = text.split("\r")  # "a\r" (a CR LF or CR line end) gives ["a", ""]: the empty tail is no line
+        last = len(lines) - 1 if lines[-1] else len(lines) - 2
+        for i, line in enumerate(lines[: last + 1]):
+            yield line, complete if i == len(lines) - 1 else True
+
+
+def _byte_pieces(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
+    """Lines of an 8-bit or UTF-8 file, decoded, each with its line end, as (text, complete)."""
     replaced = 0
+    utf8: bool | None = None  # undecided while every line so far was ASCII (the same in either encoding)
     while True:
         raw = f.readline(MAX_SEGMENT)
         if not raw:
@@ -311,20 +344,67 @@ def _raw_lines(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str
                     raw = raw[:end]
         elif not complete:
             complete = True  # last line of the file without a newline
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("utf-8", errors="replace")
-            replaced += text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
-        if text.endswith("\n"):
-            text = text[:-1]
-        if "\r" not in text:
-            yield text, complete
+        if utf8 is None and not raw.isascii():
+            utf8 = raw.startswith(codecs.BOM_UTF8) or _sample_reads_as_utf8(f, f.tell() - len(raw))
+        if utf8 is False:
+            yield decoding.decode_windows_1252(raw), complete
             continue
-        lines = text.split("\r")  # "a\r" (a CR LF or CR line end) gives ["a", ""]: the empty tail is no line
-        last = len(lines) - 1 if lines[-1] else len(lines) - 2
-        for i, line in enumerate(lines[: last + 1]):
-            yield line, complete if i == len(lines) - 1 else True
+        text, bad = decoding.decode_utf8(raw)
+        replaced += bad
+        yield text, complete
+    if replaced:
+        stats.replaced_bytes += replaced
+        stats.files_with_replacements.append(name)
+    if utf8 is False:
+        stats.legacy_files.append(name)
+
+
+def _sample_reads_as_utf8(f: BinaryIO, at: int) -> bool:
+    """Whether the bytes from offset ``at`` on (a bounded sample) read as UTF-8; the file is left where it was."""
+    here = f.tell()
+    f.seek(at)
+    sample = f.read(decoding.SAMPLE)
+    f.seek(here)
+    return decoding.reads_as_utf8(sample)
+
+
+def _utf16_pieces(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[str, bool]]:
+    """Lines of a UTF-16 file (its byte-order mark says which order), each with its line end, as (text, complete).
+
+    Decoded a chunk at a time, so a character cut by a chunk's end is whole in the next; a line longer than
+    :data:`MAX_SEGMENT` characters is cut as :func:`_byte_pieces` cuts one. Undecodable units (a lone surrogate, an
+    odd last byte) are replaced by U+FFFD and counted (with any U+FFFD the file itself holds)."""
+    decoder = codecs.getincrementaldecoder("utf-16")("replace")  # reads the mark, drops it
+    pending = ""
+    replaced = 0
+    ended = False
+    while not ended:
+        chunk = f.read(1 << 16)
+        ended = not chunk
+        new = decoder.decode(chunk, final=ended)
+        if "\x00" in new:
+            raise CorpusError(f"{name}: looks like a binary file, not text (a NUL character in it)")
+        replaced += new.count("\ufffd")
+        pending += new
+        start = 0
+        while True:
+            if (end := pending.find("\n", start, start + MAX_SEGMENT)) >= 0:
+                yield pending[start : end + 1], True
+                start = end + 1
+                continue
+            if len(pending) - start < MAX_SEGMENT:
+                break  # the rest of a line, continued in the next chunk
+            piece = pending[start : start + MAX_SEGMENT]
+            if (cut := piece.rfind("\r")) >= 0:  # a CR-only file: cut after a line end, which stays in this piece
+                piece, start = piece[: cut + 1], start + cut + 1
+            elif (cut := max(piece.rfind(" "), piece.rfind("\t"))) > 0:  # the last partial word goes on
+                piece, start = piece[:cut], start + cut + 1
+            else:
+                start += MAX_SEGMENT
+            yield piece, False
+        pending = pending[start:]
+    if pending:
+        yield pending, True
     if replaced:
         stats.replaced_bytes += replaced
         stats.files_with_replacements.append(name)

@@ -54,7 +54,8 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 FORMAT = "autocomplete-tokens"
-FORMAT_VERSION = 5  # bump when the ids of a text could change (tokenizer, encoding, file layout); 5: accents composed
+FORMAT_VERSION = 6  # bump when the ids of a text could change (tokenizer, encoding, file layout); 5: accents composed;
+# 6: Windows-1252 and UTF-16 files read as such
 _SCAN_CHUNK = 1 << 24  # bytes checked at a time when an ids file is verified
 _COPY_CHUNK = 1 << 22  # bytes moved at a time when splitting off validation tails
 

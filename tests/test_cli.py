@@ -693,12 +693,41 @@ def test_info_counts_one_word_and_one_line_in_the_singular(capsys, trained_model
 def test_learn_and_eval_say_when_they_replaced_bytes_that_are_not_utf8(capsys, trained_model_path, tmp_path,
                                                                       command, said):
     notes = tmp_path / "notes.txt"
-    notes.write_bytes(b"caf\xe9 au lait with Zorblax\n")  # Latin-1, not UTF-8
+    notes.write_bytes("déjà vu: a café au lait with Zorblax\n".encode().replace("café".encode(), b"caf\xe9"))
     code, out, err = run(capsys, command, str(notes), "--model", str(trained_model_path), *(["-q"] * (command == "eval")))
-    assert code == 0 and said in out
+    assert code == 0 and said in out  # UTF-8 with one Latin-1 byte in it: still UTF-8, that byte replaced
     # (eval also notes that most of these words are unknown to the tiny model)
     assert err.splitlines()[0] == f"autocomplete: warning: 1 undecodable byte sequence(s) replaced in {notes}"
     assert all(line.startswith("autocomplete: note: ") for line in err.splitlines()[1:])
+
+
+@pytest.mark.parametrize("command, said", [("learn", "learned"), ("eval", "perplexity")])
+def test_learn_and_eval_read_a_latin1_file_as_windows_1252_and_say_so(capsys, trained_model_path, tmp_path,
+                                                                     command, said):
+    notes = tmp_path / "latin1.txt"
+    notes.write_bytes("Le garçon Brûlémont était très fâché.\n".encode("latin-1"))
+    code, out, err = run(capsys, command, str(notes), "--model", str(trained_model_path), *(["-q"] * (command == "eval")))
+    assert code == 0 and said in out
+    assert err.splitlines()[0] == f"autocomplete: warning: {notes}: not UTF-8; read as Windows-1252 (Latin-1)"
+    assert all(line.startswith("autocomplete: note: ") for line in err.splitlines()[1:])
+
+
+def test_learn_takes_whole_accented_words_from_a_latin1_file_not_fragments(capsys, trained_model_path, tmp_path):
+    notes = tmp_path / "latin1.txt"
+    notes.write_bytes("Le garçon Brûlémont était très fâché.\n".encode("latin-1") * 5)
+    assert run(capsys, "learn", str(notes), "--model", str(trained_model_path))[0] == 0
+    for typed, word in [("le gar", "garçon"), ("le garçon Br", "Brûlémont")]:
+        code, out, _ = run(capsys, "predict", typed, "--model", str(trained_model_path), "--json")
+        assert code == 0 and json.loads(out)[0]["word"].lower() == word.lower()
+    code, out, _ = run(capsys, "predict", "le", "--model", str(trained_model_path), "--json", "-k", "20")
+    assert not {"gar", "on", "br", "l", "mont", "tait"} & {s["word"].lower() for s in json.loads(out)}
+
+
+def test_learn_reads_a_utf16_file_with_a_byte_order_mark(capsys, trained_model_path, tmp_path):
+    notes = tmp_path / "windows.txt"
+    notes.write_bytes("\ufeffZorblax Quuxly\r\n".encode("utf-16-le"))
+    code, out, err = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    assert (code, err) == (0, "") and "learned 3 tokens" in out and "2 new word(s)" in out
 
 
 @pytest.mark.parametrize("command, error", [("eval", "the evaluation text holds no words"),

@@ -2,6 +2,7 @@ import contextlib
 import errno
 import io
 import os
+import sys
 import tempfile
 import threading
 
@@ -189,14 +190,95 @@ def test_one_utterance_per_line_corpora_keep_their_lines(tmp_path):
     assert segments[:3] == [("hi", True), ("hello there, how can I help?", True), ("bye", True)]
 
 
-def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
-    path = tmp_path / "latin1.txt"
-    path.write_bytes("café\nna\xefve ok\n".encode("latin-1"))
+def test_a_utf8_file_with_a_stray_byte_stays_utf8_with_that_byte_replaced_and_counted(tmp_path):
+    path = tmp_path / "damaged.txt"
+    path.write_bytes(b"na\xefve ok\n" + "café, déjà vu\n".encode())  # UTF-8 but for its first accent, a Latin-1 byte
     [source] = data.resolve_sources([path])
     stats = CorpusStats()
     texts = [t for t, _ in data.iter_utterances(source, "line", stats)]
-    assert texts == ["caf\ufffd", "na\ufffdve ok"]
-    assert stats.replaced_bytes == 2 and stats.files_with_replacements == [str(path)]
+    assert texts == ["na\ufffdve ok", "café, déjà vu"]
+    assert stats.replaced_bytes == 1 and stats.files_with_replacements == [str(path)] and stats.legacy_files == []
+
+
+def test_a_latin1_file_is_read_as_windows_1252_whole_words_and_named(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Le garçon Brûlémont était très fâché.\n“Déjà”, dit-il — €5\n".encode("cp1252"))
+    [source] = data.resolve_sources([path])
+    stats = CorpusStats()
+    texts = [t for t, _ in data.iter_utterances(source, "line", stats)]
+    assert texts == ["Le garçon Brûlémont était très fâché.", "“Déjà”, dit-il — €5"]
+    assert stats.legacy_files == [str(path)] and stats.replaced_bytes == 0
+    assert {"garçon", "Brûlémont", "était"} <= set(tok.tokenize_line(texts[0]))
+
+
+def test_a_latin1_file_whose_accents_come_after_a_long_ascii_start_is_still_windows_1252(tmp_path):
+    path = tmp_path / "late.txt"
+    path.write_bytes(b"plain ascii words\n" * 100_000 + "un garçon\n".encode("latin-1"))  # 1.8 MB before the ç
+    stats = CorpusStats()
+    [source] = data.resolve_sources([path])
+    assert [t for t, _ in data.iter_utterances(source, "line", stats)][-1] == "un garçon"
+    assert stats.legacy_files == [str(path)]
+
+
+def test_bytes_windows_1252_leaves_undefined_read_as_latin1_not_replaced(tmp_path):
+    path = tmp_path / "odd.txt"
+    path.write_bytes(b"a\x81b caf\xe9\n")
+    stats = CorpusStats()
+    [source] = data.resolve_sources([path])
+    assert [t for t, _ in data.iter_utterances(source, "line", stats)] == ["a\x81b café"]
+    assert stats.replaced_bytes == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_file_with_a_byte_order_mark_reads_as_its_text(tmp_path, encoding):
+    path = tmp_path / "windows.txt"
+    mark = "\ufeff".encode(encoding)
+    path.write_bytes(mark + "Le garçon\r\nsecond line 𝄞\rthird\n".encode(encoding))
+    stats = CorpusStats()
+    [source] = data.resolve_sources([path])
+    assert [t for t, _ in data.iter_utterances(source, "line", stats)] == ["Le garçon", "second line 𝄞", "third"]
+    assert stats.replaced_bytes == 0 and stats.legacy_files == []
+
+
+def test_a_utf16_line_too_long_is_cut_at_whitespace_without_losing_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_SEGMENT", 1000)
+    path = tmp_path / "long16.txt"
+    words = [f"w{i}" for i in range(3000)]
+    path.write_bytes(("\ufeff" + " ".join(words) + "\nnext line\n").encode("utf-16-le"))
+    segments = utterances(path, "line")
+    assert all(len(t) <= 1000 for t, _ in segments)
+    assert [ends for _, ends in segments].count(True) == 2
+    assert " ".join(t for t, _ in segments).split() == words + ["next", "line"]
+
+
+def test_a_utf16_file_larger_than_a_read_keeps_every_character_whole_across_reads(tmp_path):
+    path = tmp_path / "big16.txt"
+    line = "é𝄞 mots\n"  # 18 bytes with a surrogate pair: reads of 64 KiB end at every even offset in it
+    path.write_bytes(("\ufeff" + line * 30_000).encode("utf-16-be"))
+    stats = CorpusStats()
+    [source] = data.resolve_sources([path])
+    assert next(data.iter_utterances(source, "line", stats)) == ("é𝄞 mots", True)
+    assert set(data.iter_utterances(source, "line", stats)) == {("é𝄞 mots", True)} and stats.replaced_bytes == 0
+
+
+def test_utf16_from_standard_input_is_read_and_binary_with_a_utf16_mark_still_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    text = "\ufeffhello wörld\n".encode("utf-16-le")
+    [source] = data.resolve_sources(["-"], stdin=io.BytesIO(text))
+    assert [t for t, _ in data.iter_utterances(source, "line", CorpusStats())] == ["hello wörld"]
+    data.remove_spools([source])
+    with pytest.raises(CorpusError, match="^<stdin>: looks like a binary file, not text$"):
+        data.resolve_sources(["-"], stdin=io.BytesIO(b"\xff\xfeh\x00\x00\x00\x01\x02"))
+    (tmp_path / "fake.txt").write_bytes(b"\xff\xfeh\x00\x00\x00\x01\x02")  # a NUL code unit: not UTF-16 text
+    with pytest.raises(CorpusError, match="fake.txt: looks like a binary file"):
+        data.resolve_sources([tmp_path / "fake.txt"])
+
+
+def test_a_real_binary_file_is_still_refused(tmp_path):
+    program = tmp_path / "program.txt"
+    program.write_bytes(open(sys.executable, "rb").read(1 << 16))
+    with pytest.raises(CorpusError, match="program.txt: looks like a binary file, not text"):
+        data.resolve_sources([program])
 
 
 def test_an_enormous_line_is_read_in_bounded_pieces_without_losing_words(tmp_path, monkeypatch):

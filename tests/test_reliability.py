@@ -51,7 +51,8 @@ def test_standard_input_that_ends_at_once_is_an_empty_corpus(capsys, tmp_path, m
 
 def test_undecodable_bytes_are_reported_and_training_goes_on(capsys, tmp_path):
     corpus = tmp_path / "mixed.txt"
-    corpus.write_bytes(SHAKESPEARE.read_bytes()[:20000] + b"\nbad \xff\xfe bytes\n")
+    damaged = b"\nbad \xff\xfe bytes in " + "a café, déjà vu\n".encode()  # UTF-8 but for two bytes: stays UTF-8
+    corpus.write_bytes(SHAKESPEARE.read_bytes()[:20000] + damaged)
     code, err = train_cli(
         capsys, str(corpus), "-o", str(tmp_path / "m.pt"), "--max-steps", "2", "--embedding-dim", "8",
         "--hidden-dim", "8", "--quiet", "--no-cache",
