@@ -741,7 +741,7 @@ def key_bindings(
     @Condition
     def after_auto_space() -> bool:
         b = get_app().current_buffer
-        return suggest.state(b).auto_space == b.text
+        return suggest.state(b).auto_space == b.text or _picked_with_its_space(b)
 
     def punctuation(char: str) -> None:
         @add(char, filter=after_auto_space)
@@ -749,6 +749,7 @@ def key_bindings(
             """Typing punctuation right after an accepted word replaces the space that came with it."""
             b = event.current_buffer
             suggest.state(b).auto_space = None
+            b.complete_state = None  # a word picked in the menu: kept, the menu closed
             b.delete_before_cursor(1)
             b.insert_text(char)
 
@@ -758,8 +759,12 @@ def key_bindings(
     @add(" ", filter=after_auto_space)
     def _absorb_space(event: KeyPressEvent) -> None:
         """A space typed right after an accepted word is the one that came with it, as on a phone: taken once (a
-        second one is typed), so accepting and then typing a space as usual never leaves two."""
-        suggest.state(event.current_buffer).auto_space = None
+        second one is typed), so accepting and then typing a space as usual never leaves two. Backspace then deletes
+        that space, as after a word picked in the menu, rather than taking the whole acceptance back."""
+        b = event.current_buffer
+        state = suggest.state(b)
+        state.auto_space, state.accepted = None, None
+        b.complete_state = None  # a word picked in the menu: kept, the menu closed
 
     @add("right", filter=has_suggestion)
     @add("c-f", filter=has_suggestion)
@@ -837,6 +842,12 @@ def key_bindings(
             state.sample = sample
 
     return kb
+
+
+def _picked_with_its_space(b: Buffer) -> bool:
+    """Whether the menu is open on a word it put in the text with its space, the cursor right after that space."""
+    current = b.complete_state.current_completion if b.complete_state else None
+    return current is not None and current.text.endswith(" ") and b.document.text_before_cursor.endswith(current.text)
 
 
 def _walk_menu(b: Buffer, forward: bool) -> None:

@@ -35,6 +35,10 @@ torch.set_num_threads(1)  # the test models are tiny: more threads only add sync
 # outlive its terminal). So this suite's programs start with SIGHUP as a terminal's programs do.
 if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+# Likewise Ctrl-C: a suite started in the background of a script (`pytest &`) inherits SIGINT ignored, which Python
+# and its programs leave ignored; the Ctrl-C tests play a user's Ctrl-C at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

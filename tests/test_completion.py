@@ -138,18 +138,22 @@ def test_right_arrow_accepts_the_whole_suggestion(predictor):
     assert line.rstrip() == ("hear me " + driver.expected).rstrip()
 
 
-@pytest.mark.parametrize("typed, kept", [(" x", " x"), ("  x", "  x"), (".", "."), (" .", " .")])
-def test_a_space_or_punctuation_typed_right_after_an_accepted_word_takes_the_place_of_its_space(predictor, typed, kept):
-    # sweep j, item 3: Alt-F then Space gave two spaces ("know  x"); a second space is typed as usual
+@pytest.mark.parametrize("key", [ALT_F, TAB], ids=["alt-f", "menu"])
+@pytest.mark.parametrize("typed, kept", [(" x", " x"), ("  x", "  x"), (".", "."), (" .", " ."), (" " + BACKSPACE, "")])
+def test_a_space_or_punctuation_typed_right_after_an_accepted_word_takes_the_place_of_its_space(
+    predictor, key, typed, kept
+):
+    # sweeps j and m: Alt-F or a word picked in the menu, then Space, gave two spaces ("know  x"); a second space is
+    # typed as usual, and Backspace after the space taken deletes the word's space (not the whole acceptance)
     driver = Driver(predictor)
 
     def script(pipe, d):
         d.type(pipe, "hear me ")
-        pipe.send_text(ALT_F)
+        pipe.send_text(key)
         wait_for(lambda: d.buffer.text.endswith(" ") and d.buffer.text != "hear me ")
         d.accepted = d.buffer.text
         pipe.send_text(typed)
-        wait_for(lambda: d.buffer.text.endswith(typed[-1]))
+        wait_for(lambda: d.buffer.text == d.accepted[:-1] + kept)
         pipe.send_text(ENTER)
 
     line = driver.run(script)
