@@ -24,12 +24,12 @@ checks again after every cell, wrapping whatever IPython installed.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prompt_toolkit.key_binding import KeyBindingsBase, merge_key_bindings
 
-from autocomplete.completion import follow_learning
-from autocomplete.python_shell import PythonGuest, start_guest
+if TYPE_CHECKING:  # the model's modules (PyTorch with them) are imported only where IPython will prompt
+    from autocomplete.python_shell import PythonGuest
 
 # the shell settings after whose change IPython installs a new suggester or new key bindings
 _WATCHED = ["autosuggestions_provider", "llm_provider_class", "llm_prefix_from_history", "shortcuts"]
@@ -44,6 +44,8 @@ class _Plugin:
         self.originals: tuple[Any, Any, Any] | None = None  # IPython's suggester, completer and bindings
         self.hidden_magic: tuple[Any, Any] = (None, None)  # a line magic named autocomplete that ours hides
         # what a cell teaches shows in the next at once
+        from autocomplete.completion import follow_learning
+
         self.unfollow = follow_learning(shell.pt_app.app, shell.pt_app.default_buffer, guest.suggest)
 
     def install(self, *_: object) -> None:
@@ -122,6 +124,8 @@ def load_ipython_extension(shell: Any) -> None:
               "suggestions are off")
         _not_loaded(shell)
         return
+    from autocomplete.python_shell import start_guest
+
     guest = start_guest()
     if guest is None:  # it said why in one line
         _not_loaded(shell)

@@ -112,15 +112,16 @@ def test_under_simple_prompt_the_plugin_says_it_is_off_in_one_line(tmp_path, tra
 
 
 @needs_tmux
-@pytest.mark.parametrize("run, output", [(["-c", "'print(6 * 7)'"], ""), (["script.py"], "> out.txt")])
+@pytest.mark.parametrize("run, output", [(["-c", "'import sys; print(6 * 7, \"torch\" in sys.modules)'"], ""),
+                                         (["script.py"], "> out.txt")])
 def test_a_script_run_by_an_ipython_with_the_plugin_in_its_profile_is_left_alone(
     tmp_path, trained_model_path, run, output
 ):
-    # sweep l, item 1: `ipython -c …` in a terminal loaded the model (seconds), took the personal state and said so in
+    # sweeps l and m: `ipython -c …` in a terminal loaded the model (seconds), took the personal state and said so in
     # the output; with its output in a file, a line of ours led the script's
     folder = tmp_path / "ipython"
     folder.mkdir()
-    (tmp_path / "script.py").write_text("print(6 * 7)\n")
+    (tmp_path / "script.py").write_text("import sys\nprint(6 * 7, 'torch' in sys.modules)\n")
     data = tmp_path / "data"
     command = [sys.executable, "-m", "IPython", f"--ipython-dir={folder}", "--no-banner", "--colors=nocolor",
                "--ext", "autocomplete.ipython", *run]
@@ -132,8 +133,8 @@ def test_a_script_run_by_an_ipython_with_the_plugin_in_its_profile_is_left_alone
     finally:
         term.close()
     shown = [line for line in screen.splitlines() if line.strip()]
-    assert shown == (["42", "finished-0"] if not output else ["finished-0"])
-    assert not output or (tmp_path / "out.txt").read_text() == "42\n"
+    assert shown == (["42 False", "finished-0"] if not output else ["finished-0"])  # not even PyTorch imported
+    assert not output or (tmp_path / "out.txt").read_text() == "42 False\n"
     assert not data.exists()  # no personal state held, nothing learned
 
 
