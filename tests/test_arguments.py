@@ -126,3 +126,17 @@ def test_generate_takes_up_to_ten_thousand_samples_not_an_endless_number(capsys)
     with pytest.raises(SystemExit) as exit:
         build_parser().parse_args(["generate", "x", "--num", "99999999999999999999"])
     assert exit.value.code == EXIT_USAGE and "out of range (must be ≥ 1 and ≤ 10000)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, default", [
+    ([], "default: dialogue in chat mode, prose otherwise"),
+    (["predict"], "default: prose"), (["generate"], "default: prose"), (["eval"], "default: prose"),
+])
+def test_the_style_help_names_chat_mode_only_where_there_is_one_and_predict_gives_its_range(capsys, argv, default):
+    # sweep j, item 7: predict, generate and eval have no chat mode, and predict -k named no range
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help to the terminal's width
+    assert default + ")" in shown and ("chat" in shown) == (not argv)
+    if argv == ["predict"]:
+        assert "how many words (1 to 100; default 5)" in shown
