@@ -205,6 +205,12 @@ def test_alt_n_and_alt_p_cycle_through_the_alternatives(predictor):
     assert driver.seen == [alternatives[0], alternatives[1], alternatives[2], alternatives[1]]
 
 
+def showing_its_sample(d):
+    """Whether the grey text is the sample drawn (sampling() is true a moment before the grey text is replaced)."""
+    sample = d.suggest.state(d.buffer).sample
+    return d.suggest.sampling(d.buffer) and sample is not None and d.suggestion() == sample.continuation
+
+
 def test_ctrl_t_samples_a_continuation_that_can_be_accepted_or_dismissed(predictor):
     driver = Driver(predictor, SamplingSettings(SamplingConfig(temperature=1.5, max_words=6), ghost_words=1))
 
@@ -212,12 +218,12 @@ def test_ctrl_t_samples_a_continuation_that_can_be_accepted_or_dismissed(predict
         d.type(pipe, "hear me ")
         greedy = d.suggestion()
         pipe.send_text(CTRL_T)
-        wait_for(lambda: d.suggest.sampling(d.buffer))
+        wait_for(lambda: showing_its_sample(d))
         d.sample = d.suggestion()
         pipe.send_text(ESC)
         wait_for(lambda: not d.suggest.sampling(d.buffer) and d.suggestion() == greedy)
         pipe.send_text(CTRL_T)
-        wait_for(lambda: d.suggest.sampling(d.buffer))
+        wait_for(lambda: showing_its_sample(d))  # not the greedy grey text still, which a race once read
         d.accepted = d.suggestion()
         pipe.send_text(RIGHT + ENTER)
 
