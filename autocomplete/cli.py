@@ -918,9 +918,19 @@ def cmd_learn(args: argparse.Namespace) -> int:
     batch: list[str] = []
     try:
         with data.opened_sources(args.text, warn=_warn) as sources, tqdm(
-            unit=" tokens", unit_scale=True, leave=False,
+            total=sum(_size(source.path) for source in sources), unit="B", unit_scale=True, unit_divisor=1024,
+            desc="learning", leave=False, dynamic_ncols=True,
             disable=args.quiet or sys.stderr is None or not sys.stderr.isatty(),  # None: `2>&-` (no bar, still learns)
         ) as bar:
+            fed = 0
+
+            def learn(tokens: list[str]) -> None:  # the bar follows the bytes read, with the tokens learned beside
+                nonlocal fed
+                feed(tokens)
+                fed += len(tokens)
+                bar.set_postfix_str(f"{fed:,} tokens", refresh=False)
+                bar.update(stats.bytes_read - bar.n)
+
             ended = True  # whether what was read so far ends an utterance
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
                 if not tokens and ended:
@@ -928,12 +938,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 batch += tokens + ([EOS] if ends else [])
                 ended = ends
                 while len(batch) >= 4096:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
-                    feed(batch[:4096])
-                    bar.update(4096)
+                    learn(batch[:4096])
                     batch = batch[4096:]
             if batch:
-                feed(batch)
-                bar.update(len(batch))
+                learn(batch)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or a kill: what was learned until then is kept, not thrown away
         learned = personal.stats.tokens - before_tokens
         if learned and personal.saving:  # saved now, or by the save of each minute just before (then nothing is new)
@@ -958,6 +966,14 @@ def cmd_learn(args: argparse.Namespace) -> int:
           f"({personal.new_words:,} outside the model's vocabulary)")
     _out(f"personal state: {personal.path} ({_bytes(personal.file_size())})" if personal.path else "personal state: not saved")
     return 0
+
+
+def _size(path: Path | None) -> int:
+    """Bytes in the file at ``path`` (0 where it cannot be read: reading it says why)."""
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
 
 
 def _count(n: int, noun: str) -> str:

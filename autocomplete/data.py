@@ -61,6 +61,7 @@ class CorpusStats:
     files_with_replacements: list[str] = field(default_factory=list)
     legacy_files: list[str] = field(default_factory=list)  # files not UTF-8, read as Windows-1252 (see decoding)
     layouts: dict[str, str] = field(default_factory=dict)  # file → "line" or "paragraph"
+    bytes_read: int = 0  # of the files, as read so far (what a progress bar of a long read follows)
 
 
 class Source:
@@ -333,6 +334,7 @@ def _byte_pieces(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[s
             elif (cut := max(raw.rfind(b" "), raw.rfind(b"\t"))) > 0:  # keep the last partial word for the next piece
                 f.seek(cut + 1 - len(raw), io.SEEK_CUR)
                 raw = raw[:cut]
+                stats.bytes_read += 1  # the blank between the pieces
             else:  # no whitespace at all: cut at a UTF-8 character boundary
                 end = len(raw)
                 while end > 0 and raw[end - 1] & 0xC0 == 0x80:
@@ -344,6 +346,7 @@ def _byte_pieces(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[s
                     raw = raw[:end]
         elif not complete:
             complete = True  # last line of the file without a newline
+        stats.bytes_read += len(raw)
         if utf8 is None and not raw.isascii():
             utf8 = raw.startswith(codecs.BOM_UTF8) or _sample_reads_as_utf8(f, f.tell() - len(raw))
         if utf8 is False:
@@ -380,6 +383,7 @@ def _utf16_pieces(f: BinaryIO, stats: CorpusStats, name: str) -> Iterator[tuple[
     ended = False
     while not ended:
         chunk = f.read(1 << 16)
+        stats.bytes_read += len(chunk)
         ended = not chunk
         new = decoder.decode(chunk, final=ended)
         if "\x00" in new:

@@ -749,6 +749,22 @@ def test_eval_says_when_most_of_the_text_is_outside_the_vocabulary(capsys, train
     assert code == 0 and err == ""
 
 
+def test_learn_on_a_terminal_shows_how_much_of_the_text_is_read_of_how_much(capsys, monkeypatch, trained_model_path,
+                                                                            tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text(SHAKESPEARE.read_text()[:30_000])
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, out, _ = run(capsys, "learn", str(notes), "--model", str(trained_model_path))
+    shown = terminal.getvalue()
+    assert code == 0 and "learning:" in shown and "/29.3k" in shown  # 30,000 bytes, in KiB as tqdm writes them
+    assert "100%" in shown and "tokens" in shown
+
+
 def test_learn_reads_standard_input(capsys, monkeypatch, trained_model_path):
     import io
 

@@ -397,3 +397,18 @@ def test_a_batched_stream_lays_columns_out_like_batchify():
     stream = data.BatchedStream(ids, 4)
     [(_, x, y), *_] = stream.windows(2)
     assert x.tolist() == data.batchify(ids, 4)[:, :2].tolist() and y[:, 0].tolist() == [1, 6, 11, 16]
+
+
+@pytest.mark.parametrize("encoded", [
+    "Le garçon était là.\r\nIl est parti.\n".encode("cp1252"),
+    "Le garçon était là.\r\nIl est parti.".encode("utf-8"),
+    "\ufeffLe garçon était là.\r\nIl est parti.\n".encode("utf-16-le"),
+    b"word " * 300_000 + b"\n",  # a line cut into pieces
+], ids=["windows-1252", "utf-8", "utf-16", "cut-line"])
+def test_reading_a_file_counts_every_byte_of_it_once(tmp_path, monkeypatch, encoded):
+    monkeypatch.setattr(data, "MAX_SEGMENT", 1 << 16)
+    path = tmp_path / "text.txt"
+    path.write_bytes(encoded)
+    stats = data.CorpusStats()
+    lines = list(data.iter_utterances(data.Source(path, path.name), "line", stats))
+    assert lines and stats.bytes_read == len(encoded)
