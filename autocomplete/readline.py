@@ -47,7 +47,7 @@ from autocomplete import libreadline
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor, Suggestion, _check_flag, _whole
 from autocomplete.settings import SamplingConfig
-from autocomplete.signals import exit_on_hangup
+from autocomplete.signals import c_callback, exit_on_hangup
 from autocomplete.tokenizer import printable
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class ReadlineCompleter:
         # where the history ended and its newest line when last looked: lines already there are not new text
         self._end, self._newest = _history_end(), _newest_line(None)
         self._reading = False  # before_input() has run: a line can have been read since the last look
+        self._debugger = False  # the line being read is the debugger's (pdb's prompt): a command, never learned
         # (the predictor's answers_version: its context and what was learned, text before the word, the word)
         self._key: tuple[tuple[int, int, int], str, str] | None = None
         self._ranked: list[Suggestion] = []
@@ -86,10 +87,12 @@ class ReadlineCompleter:
         self.computed = 0  # how many times the model was asked (tests check the per-line cache with it)
 
     def __call__(self, text: str, state: int) -> str | None:
-        if state == 0:
-            line = readline.get_line_buffer()
-            self.matches(text, line, readline.get_begidx(), readline.get_endidx())
-        return self._matches[state] if state < len(self._matches) else None
+        with c_callback():  # readline calls it, and drops what it raises: a signal that would end the program waits
+            if state == 0:
+                line = readline.get_line_buffer()
+                self.matches(text, line, readline.get_begidx(), readline.get_endidx())
+            return self._matches[state] if state < len(self._matches) else None
+        return None  # a Ctrl-C while it ran: held, and sent again
 
     def matches(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         """The completions of ``text`` (the word readline is completing, ``line[begidx:endidx]``), most likely
@@ -107,7 +110,9 @@ class ReadlineCompleter:
     def _absorb_history(self) -> None:
         """Commit the lines the program has read since the last line or completion (readline adds them to its
         history)."""
-        self._learn(self._new_lines())
+        lines = self._new_lines()
+        if not self._debugger:
+            self._learn(lines)
 
     def _learn(self, lines: list[str]) -> None:
         if self.learn and lines:
@@ -139,9 +144,10 @@ class ReadlineCompleter:
         With GNU readline, :func:`install` runs it ahead of the program's own pre-input hook. With libedit it takes
         readline's pre-input hook: a program that sets its own after :func:`install` calls this from it."""
         lines = self._new_lines()
-        if self._reading and len(lines) == 1:
+        if self._reading and len(lines) == 1 and not self._debugger:
             self._learn(lines)  # more: skipped, the line typed just before the load with it (one cannot tell them)
         self._reading = True
+        self._debugger = _debugger_reads()
 
     def stop(self) -> None:
         """Learn the lines read so far and none after (:func:`uninstall` calls it): a :class:`cmd.Cmd` program may
@@ -166,6 +172,14 @@ class ReadlineCompleter:
         sys.stdout.flush()
         assert _library is not None
         _library.rl_forced_update_display()  # the prompt and the line again, below the list
+
+
+def _debugger_reads() -> bool:
+    """Whether the line about to be read is a debugger's: pdb (and what is built on it) puts its own completer in
+    place while its prompt reads a command (``c``, ``p x``), which is the program's to run, not the user's text."""
+    pdb = sys.modules.get("pdb")
+    owner = getattr(readline.get_completer(), "__self__", None)
+    return pdb is not None and isinstance(owner, pdb.Pdb)
 
 
 def _history_end() -> int:
@@ -262,11 +276,13 @@ def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callab
     previous = libreadline.Hook(host) if host else None
 
     def hook() -> int:
-        try:
-            completer.before_input()
-        except Exception:  # as readline treats an error in a Python hook: the line is read all the same
-            pass
-        return previous() if previous is not None else 0
+        with c_callback():  # a signal that would end the program here is sent again once readline waits for keys
+            try:
+                completer.before_input()
+            except Exception:  # as readline treats an error in a Python hook: the line is read all the same
+                pass
+            return previous() if previous is not None else 0
+        return 0  # a Ctrl-C inside it: held, and sent again
 
     return hook
 
@@ -281,6 +297,10 @@ def _display_then(
     previous = libreadline.Display(host) if host else None
 
     def display(matches: Any, count: int, longest: int) -> None:  # (char **matches, int count, int longest)
+        with c_callback():
+            _display(matches, count, longest)
+
+    def _display(matches: Any, count: int, longest: int) -> None:
         try:
             words = [os.fsdecode(matches[number] or b"") for number in range(1, count + 1)]
             if completer.offered(words):

@@ -1,5 +1,6 @@
 """readline completion, driven through a real pseudo-terminal: a cmd.Cmd program and a plain input() loop."""
 
+import contextlib
 import fcntl
 import os
 import re
@@ -387,6 +388,39 @@ def test_the_line_just_read_becomes_context_before_the_next_one_is_typed(trained
     assert completer.predictor.context_length == 1 + 3 + 1
 
 
+def test_commands_typed_at_the_debuggers_prompt_are_not_learned_and_the_programs_lines_around_them_are(
+    trained_lm, monkeypatch
+):
+    import pdb
+
+    from autocomplete.predictor import Predictor
+    from autocomplete.readline import ReadlineCompleter
+
+    readline.clear_history()
+    completer = ReadlineCompleter(Predictor(trained_lm))
+    committed = []
+    monkeypatch.setattr(completer.predictor, "commit", committed.append)
+    program = readline.get_completer()
+    try:
+        completer.before_input()  # the program reads a line
+        readline.add_history("my friend Zorblax")
+        readline.set_completer(pdb.Pdb().complete)  # breakpoint(): pdb's prompt, with its completer
+        completer.before_input()
+        readline.add_history("p Quuxwobble")
+        completer.before_input()  # pdb reads its next command
+        readline.add_history("c")
+        readline.set_completer(program)  # the program reads again
+        completer.before_input()
+        readline.add_history("we met Quuxly")
+        readline.set_completer(pdb.Pdb().complete)  # a second breakpoint, where the program ends
+        completer.before_input()
+        readline.add_history("q")
+        completer._absorb_history()  # at exit
+    finally:
+        readline.set_completer(program)
+    assert committed == ["my friend Zorblax\n", "we met Quuxly\n"]
+
+
 def test_a_program_that_keeps_one_copy_of_each_line_in_its_history_has_each_line_it_reads_learned(trained_lm):
     from autocomplete.predictor import Predictor
     from autocomplete.readline import ReadlineCompleter
@@ -439,3 +473,50 @@ def test_a_tab_after_a_word_is_learned_offers_it_though_the_line_and_cursor_are_
     predictor.commit("I met Zorblax at the station\n")  # learned from another session of the same user
     predictor.personal.wait()
     assert "Zorblax " in completer.matches("Zo", "Later I saw Zo", 12, 14)
+
+
+KILLED_IN_ITS_HOOK = """
+import atexit, os, readline, signal, sys
+import autocomplete, autocomplete.readline
+
+calls = []
+
+def hook():  # the program's own pre-input hook, during which a kill arrives as the second line starts
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+
+readline.set_pre_input_hook(hook)
+autocomplete.readline.install(autocomplete.load(sys.argv[1]))
+atexit.register(print, "the program's exit handlers ran")
+while True:
+    print("got:", repr(input("> ")))
+"""
+
+
+@pytest.mark.skipif("libedit" in (readline.__doc__ or ""), reason="libedit: install() takes the hook")
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_kill_that_arrives_while_readline_runs_a_hook_ends_the_program_and_saves_what_it_read(
+    trained_model_path, tmp_path, monkeypatch, name
+):
+    import json
+    import subprocess
+
+    monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
+    term = Terminal(KILLED_IN_ITS_HOOK, str(trained_model_path), name)
+    term.read_until("> ")
+    term.send("my friend Zorblax\r", until="got:")  # then the hook of the next line gets the signal
+    deadline = time.monotonic() + 60
+    while not (ended := os.waitpid(term.pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        with contextlib.suppress(AssertionError):
+            term.read_until("\0", timeout=0.5)  # what it writes meanwhile
+    if not ended[0]:
+        term.close()
+        raise AssertionError(f"it went on reading lines, the kill lost in the hook:\n{term.output}")
+    os.close(term.fd)
+    assert os.waitstatus_to_exitcode(ended[1]) == 128 + getattr(signal, name)
+    assert "the program's exit handlers ran" in term.output  # not ended by the guard that ends a program anyway
+    assert "Exception ignored" not in term.output and "Traceback" not in term.output
+    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
+                          capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
