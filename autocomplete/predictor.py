@@ -66,6 +66,7 @@ from autocomplete.model import State, quantize_dynamic
 from autocomplete.personal import Mixture, Personal, is_word
 from autocomplete.sampling import make_generator, sample
 from autocomplete.settings import SamplingConfig
+from autocomplete.signals import exit_on_hangup
 from autocomplete.styles import MODE_STYLES, pick_style
 from autocomplete.tokenizer import SENTENCE_END, Detokenizer, capitalize, ends_sentence, sentence_starts, spelled
 from autocomplete.vocab import EOS_ID, UNK_ID, Vocab
@@ -743,7 +744,10 @@ def load(
     ``learn`` attaches the user's personal state for this model (:mod:`autocomplete.personal`): what it learned in
     earlier sessions is used, the lines committed from now on are learned (in a background thread) and saved in the
     user data folder. Pass False for the model exactly as shipped. ``save=False`` writes nothing there: what was
-    learned before is used, what is learned now is kept in memory only (the session's ``--no-history``).
+    learned before is used, what is learned now is kept in memory only (the session's ``--no-history``). What is
+    learned is saved at the program's end; where the program leaves SIGHUP (its terminal window closed) and SIGTERM
+    (a plain ``kill``) to end it on the spot, they end it through :class:`SystemExit` instead, so that the save runs
+    (:func:`autocomplete.signals.exit_on_hangup`; a handler of the program's own is left alone).
     """
     from autocomplete.paths import default_model_path
 
@@ -762,4 +766,6 @@ def load(
         from autocomplete.personal import open_personal
 
         predictor.personal, _ = open_personal(predictor.lm, save=save)  # a saved state that cannot be used: personal.warning
+        if save:  # a closed terminal window or a kill saves what was learned, as the session and the plugins do
+            exit_on_hangup()
     return predictor

@@ -59,6 +59,7 @@ app = Application(
         )
     ),
     key_bindings=merge_key_bindings([key_bindings(suggest), keys]),
+    erase_when_done=True,  # the editor and its grey text go; the text is printed below
 )
 text = app.run()
 if text is not None:

@@ -44,7 +44,11 @@ while True:
         continue
     except EOFError:  # Ctrl-D on an empty line
         break
-    if line == "/quit":
+    command = line.strip()  # "/quit " too: a word accepted from the grey text comes with its space
+    if command == "/quit":
         break
+    if command in ("/send", "/draft"):  # your program's own commands: run them, do not learn them as text
+        print(f"(your program would {command[1:]} the note here)")
+        continue
     predictor.commit(line + "\n")  # what was written conditions the next suggestions, and is learned
     print(f"saved: {line}")

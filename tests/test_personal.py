@@ -1,4 +1,5 @@
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from autocomplete.personal import (
 )
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
-from .conftest import held_by_another_program, wait_for
+from .conftest import held_by_another_program, wait_for, saved_words
 
 CACHE_ONLY = LearnConfig(cache_weight=0.5, flatness=1.0, lr=0.0, lr_bias=0.0, lr_top=0.0, lexicon=False)
 LEXICON_ONLY = LearnConfig(window=0, lr=0.0, lr_bias=0.0, lr_top=0.0)
@@ -1395,3 +1396,23 @@ def test_what_a_save_under_way_holds_from_the_inbox_is_not_learned_again_before_
     saver.join()
     assert holder.counts["Zorblax"] == 1 and not handed.exists()
     holder.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGTERM"])
+def test_a_program_that_loads_a_learning_model_saves_what_it_learned_when_its_terminal_closes_or_it_is_killed(
+    trained_model_path, tmp_path, name
+):
+    script = ("import sys, autocomplete\npredictor = autocomplete.load(sys.argv[1])\n"
+              "predictor.commit('my friend Zorblax\\n')\nprint('ready', flush=True)\nsys.stdin.readline()\n")
+    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", script, str(trained_model_path)], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(getattr(signal, name))
+        assert child.wait(timeout=120) == 128 + getattr(signal, name)  # it was killed on the spot: -1 or -15
+    finally:
+        child.kill()
+        child.communicate()
+    assert "Zorblax" in saved_words(tmp_path)
