@@ -422,9 +422,12 @@ def _dequantized(weights: dict[str, Any], scales: Any) -> dict[str, Any]:
 
 def as_path(value: object, what: str = "model") -> Path:
     """``value`` (text or a path-like object) as a :class:`~pathlib.Path`; anything else (bytes, a number) is a
-    :class:`TypeError` that says a path was expected."""
+    :class:`TypeError` that says a path was expected, and empty text (``os.environ.get("MODEL", "")``, which
+    :class:`~pathlib.Path` would read as the current folder) a :class:`CheckpointError` that says so."""
     if isinstance(value, (str, os.PathLike)):
         text = os.fspath(value)
+        if text == "":
+            raise CheckpointError(f"an empty path where a {what} file belongs")
         if isinstance(text, str):
             return Path(text)
     raise TypeError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}")

@@ -80,6 +80,8 @@ _VERSIONS = itertools.count(1)  # context versions are unique across contexts, s
 
 @dataclass(frozen=True)
 class Suggestion:
+    """A word offered at the cursor: the next word, or the rest of the word being typed, with its probability."""
+
     word: str  # how the word should appear here (capitalised at a sentence start)
     probability: float  # P(word | text before it) under the model, its case variants added (you, You, YOU for yo);
     # not renormalised over the partial-word matches
@@ -112,6 +114,8 @@ def in_typed_case(partial: str, word: str) -> str:
 
 @dataclass(frozen=True)
 class Continuation:
+    """Words sampled after the text (:meth:`Predictor.continuation`), ready to append to it."""
+
     text: str  # what to append to the input text: the rest of the partial word, then the new words
     tokens: tuple[str, ...]  # the sampled tokens (the completed partial word first, if there was one)
     words: int  # how many of them are words (punctuation does not count)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import autocomplete
 from autocomplete import checkpoint
 from autocomplete.errors import CheckpointError
 
@@ -58,6 +59,9 @@ def test_missing_empty_and_folder_paths_are_named_in_the_error(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt: file is empty"):
         checkpoint.load(tmp_path / "empty.pt")
+    for load in (checkpoint.load, autocomplete.load):  # os.environ.get("MODEL", ""), which Path reads as "."
+        with pytest.raises(CheckpointError, match="^an empty path where a model file belongs$"):
+            load("")
     with pytest.raises(CheckpointError, match="is a folder"):
         checkpoint.load(tmp_path)
 
