@@ -114,13 +114,23 @@ def test_generate_reads_a_prompt_from_an_endless_stdin_only_up_to_a_bound(capsys
     assert endless.given <= 4 << 20
 
 
-def test_a_prompt_of_up_to_a_mebibyte_is_read_whole(capsys, monkeypatch, trained_model_path):
+def test_a_prompt_of_up_to_a_mebibyte_is_read_whole(monkeypatch):
     import io
 
-    prompt = ("speak " * (1 << 20))[: 1 << 20]
+    from autocomplete.cli import MAX_PROMPT, _read_prompt
+
+    prompt = ("speak " * (1 << 20))[:MAX_PROMPT]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(prompt.encode())))
+    assert _read_prompt() == prompt
+
+
+def test_generate_continues_the_whole_prompt_it_reads_from_standard_input(capsys, monkeypatch, trained_model_path):
+    import io
+
+    prompt = ("speak " * 20_000)[:100_000]  # read a chunk at a time: more than one chunk
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(prompt.encode())))
     code, out, _ = run(capsys, "generate", "-", "--words", "1", "--model", str(trained_model_path))
-    assert code == 0 and out.startswith(prompt.rstrip("\n"))
+    assert code == 0 and out.startswith(prompt.rstrip("\n")) and len(out) > len(prompt)
 
 
 @pytest.mark.parametrize("pattern, error", [
