@@ -138,6 +138,28 @@ def saved_words(data_dir: Path) -> list[str]:
     return read_state(states[0])["lexicon"]["words"] if states else []
 
 
+def personal_info(model: Path, data_dir: Path) -> dict:
+    """What ``autocomplete info MODEL --json`` says of the personal state in the data folder ``data_dir``, asked in
+    this process: a program of its own would spend seconds importing PyTorch."""
+    import io
+    import json
+    import os
+
+    from autocomplete.cli import main
+
+    out, before = io.StringIO(), os.environ.get("AUTOCOMPLETE_DATA_DIR")
+    os.environ["AUTOCOMPLETE_DATA_DIR"] = str(data_dir)
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main(["info", str(model), "--json"]) == 0
+    finally:
+        if before is None:
+            del os.environ["AUTOCOMPLETE_DATA_DIR"]
+        else:
+            os.environ["AUTOCOMPLETE_DATA_DIR"] = before
+    return json.loads(out.getvalue())["personal"]
+
+
 def wait_for(condition, timeout=30.0):  # generous: the suite may share a busy machine
     deadline = time.monotonic() + timeout
     while not condition():

@@ -15,7 +15,7 @@ import pytest
 from autocomplete import checkpoint
 from autocomplete.cli import _exit_on_termination, main
 
-from .conftest import SHAKESPEARE, held_by_another_program
+from .conftest import SHAKESPEARE, held_by_another_program, personal_info
 from .test_data import EndlessStream
 
 
@@ -807,12 +807,7 @@ def test_the_session_learns_by_default_but_not_with_no_learn_nor_a_line_that_sta
         )
         assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "off" / "personal").exists()
-    env = {**os.environ, "AUTOCOMPLETE_DATA_DIR": str(tmp_path / "on")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    personal = json.loads(proc.stdout)["personal"]
+    personal = personal_info(trained_model_path, tmp_path / "on")
     assert personal["words"] == 3 and personal["new_words"] == 1  # my, friend, Zorblax; nothing of the private line
 
 

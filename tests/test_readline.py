@@ -15,6 +15,8 @@ import pytest
 
 from autocomplete.errors import ConfigError
 
+from .conftest import personal_info
+
 pty = pytest.importorskip("pty")
 readline = pytest.importorskip("readline")
 
@@ -190,16 +192,13 @@ def test_uninstall_puts_back_what_install_replaced(trained_lm):
 
 
 def test_the_lines_read_after_the_last_tab_are_learned_when_the_program_exits(trained_model_path, tmp_path):
-    import json
     import subprocess
 
     script = "import readline, autocomplete.readline\nautocomplete.readline.install()\n" \
              "readline.add_history('my friend Zorblax')  # a line input() read; no Tab after it\n"
     env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
-                          capture_output=True, text=True, check=True, timeout=120)
-    assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
+    assert personal_info(trained_model_path, tmp_path)["new_words"] == 1  # Zorblax
 
 
 def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_learn_into(trained_model_path, tmp_path):
@@ -224,8 +223,6 @@ def test_a_readline_program_says_so_when_a_session_holds_the_state_it_would_lear
 def test_a_history_file_the_program_loads_is_not_learned_again_only_the_lines_typed(
     trained_model_path, tmp_path, monkeypatch, loaded
 ):
-    import json
-    import subprocess
 
     history = tmp_path / "history"
     history.write_text(loaded)  # typed, and learned, in earlier runs (one line too: nothing is typed before it)
@@ -241,15 +238,12 @@ def test_a_history_file_the_program_loads_is_not_learned_again_only_the_lines_ty
     os.write(term.fd, b"quit\r")
     os.waitpid(term.pid, 0)  # it ends, learning what it read
     os.close(term.fd)
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
-                          capture_output=True, text=True, check=True, timeout=120)
-    personal = json.loads(info.stdout)["personal"]
+    personal = personal_info(trained_model_path, tmp_path)
     assert personal["lines"] == 2 and personal["words"] == 3  # "hello there" and "quit"; not Zorblax, Quuxly
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
 def test_a_readline_program_whose_terminal_closes_saves_the_lines_it_read(trained_model_path, tmp_path):
-    import json
     import subprocess
 
     script = ("import readline, sys, autocomplete.readline\nautocomplete.readline.install()\n"
@@ -262,9 +256,7 @@ def test_a_readline_program_whose_terminal_closes_saves_the_lines_it_read(traine
     assert child.wait(timeout=120) == 128 + signal.SIGHUP
     child.stdin.close()
     child.stdout.close()
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
-                          capture_output=True, text=True, check=True, timeout=120)
-    assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
+    assert personal_info(trained_model_path, tmp_path)["new_words"] == 1  # Zorblax
 
 
 @pytest.mark.parametrize(
@@ -318,7 +310,6 @@ def test_lines_read_after_uninstall_are_neither_context_nor_learned_and_those_be
 
 
 def test_a_program_that_uninstalls_learns_nothing_it_reads_afterwards(trained_model_path, tmp_path):
-    import json
     import subprocess
 
     script = ("import readline, autocomplete.readline\nautocomplete.readline.install()\n"
@@ -326,9 +317,7 @@ def test_a_program_that_uninstalls_learns_nothing_it_reads_afterwards(trained_mo
               "readline.add_history('my password is Quuxwobble')  # read after uninstall: private\n")
     env = {**os.environ, "AUTOCOMPLETE_MODEL": str(trained_model_path), "AUTOCOMPLETE_DATA_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"], env=env,
-                          capture_output=True, text=True, check=True, timeout=120)
-    personal = json.loads(info.stdout)["personal"]
+    personal = personal_info(trained_model_path, tmp_path)
     assert personal["lines"] == 1 and personal["new_words"] == 1  # Zorblax's line; not Quuxwobble's
 
 
@@ -358,8 +347,6 @@ while (line := input("> ")) != "well quit":
 def test_the_programs_own_pre_input_hook_keeps_running_and_its_history_file_is_still_not_learned(
     trained_model_path, tmp_path, monkeypatch, host_sets_it
 ):
-    import json
-    import subprocess
 
     history = tmp_path / "history"
     history.write_text("my friend Zorblax\nwe met Quuxly\n")  # typed, and learned, in earlier runs
@@ -372,9 +359,7 @@ def test_the_programs_own_pre_input_hook_keeps_running_and_its_history_file_is_s
     os.write(term.fd, b"quit\r")
     os.waitpid(term.pid, 0)
     os.close(term.fd)
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
-                          capture_output=True, text=True, check=True, timeout=120)
-    assert json.loads(info.stdout)["personal"]["lines"] == 2  # the two lines typed before uninstall(); no history
+    assert personal_info(trained_model_path, tmp_path)["lines"] == 2  # the two lines typed before uninstall(); no history
 
 
 def test_the_line_just_read_becomes_context_before_the_next_one_is_typed(trained_lm):
@@ -442,8 +427,6 @@ def test_a_program_that_keeps_one_copy_of_each_line_in_its_history_has_each_line
 
 
 def test_a_program_whose_history_is_capped_still_learns_every_line_it_reads(trained_model_path, tmp_path, monkeypatch):
-    import json
-    import subprocess
 
     program = INPUT_LOOP.replace(
         "autocomplete.readline.install(autocomplete.load(sys.argv[1], threads=None))",
@@ -458,9 +441,7 @@ def test_a_program_whose_history_is_capped_still_learns_every_line_it_reads(trai
     os.write(term.fd, b"quit\r")
     os.waitpid(term.pid, 0)  # it ends, learning what it read
     os.close(term.fd)
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
-                          capture_output=True, text=True, check=True, timeout=120)
-    assert json.loads(info.stdout)["personal"]["lines"] == 5  # each line once, though the history holds two
+    assert personal_info(trained_model_path, tmp_path)["lines"] == 5  # each line once, though the history holds two
 
 
 def test_a_tab_after_a_word_is_learned_offers_it_though_the_line_and_cursor_are_the_same(trained_model_path):
@@ -499,8 +480,6 @@ while True:
 def test_a_kill_that_arrives_while_readline_runs_a_hook_ends_the_program_and_saves_what_it_read(
     trained_model_path, tmp_path, monkeypatch, name
 ):
-    import json
-    import subprocess
 
     monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
     term = Terminal(KILLED_IN_ITS_HOOK, str(trained_model_path), name)
@@ -517,6 +496,4 @@ def test_a_kill_that_arrives_while_readline_runs_a_hook_ends_the_program_and_sav
     assert os.waitstatus_to_exitcode(ended[1]) == 128 + getattr(signal, name)
     assert "the program's exit handlers ran" in term.output  # not ended by the guard that ends a program anyway
     assert "Exception ignored" not in term.output and "Traceback" not in term.output
-    info = subprocess.run([sys.executable, "-m", "autocomplete", "info", str(trained_model_path), "--json"],
-                          capture_output=True, text=True, check=True, timeout=120)
-    assert json.loads(info.stdout)["personal"]["new_words"] == 1  # Zorblax
+    assert personal_info(trained_model_path, tmp_path)["new_words"] == 1  # Zorblax
