@@ -26,11 +26,17 @@ except KeyboardInterrupt:  # Ctrl-C while the model loads
     sys.exit(130)
 except AutocompleteError as e:  # a missing or broken model file: one line, not a traceback
     sys.exit(f"embed_prompt: {e}")
-suggest = LanguageModelAutoSuggest(predictor)
+
+
+def prose(document):  # what the model reads; None on a line of your own commands: they are left to your completer
+    return None if document.text.startswith("/") else document.text_before_cursor
+
+
+suggest = LanguageModelAutoSuggest(predictor, context=prose)
 commands = WordCompleter(["/send", "/draft", "/quit"], sentence=True)  # your own completions still work
 session = PromptSession(
     "note> ",
-    completer=merge_completers([commands, LanguageModelCompleter(predictor)]),
+    completer=merge_completers([commands, LanguageModelCompleter(predictor, context=prose, suggest=suggest)]),
     auto_suggest=suggest,
     key_bindings=key_bindings(suggest),
     complete_while_typing=True,
