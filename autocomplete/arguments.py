@@ -30,6 +30,14 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _text_input(text: str) -> str:
+    """A text file, a folder of them or ``-``, named on the command line (a training corpus may add ``=STYLE``): an
+    empty name (an unset shell variable, ``learn "$NOTES"``) is a usage error, not the current folder's every file."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 class _OptionalModel(argparse.Action):
     """``--from`` alone: ``""``, the shipped model; ``--from MODEL``: that file, where an empty name (``--from ""``)
     is a usage error as for every other path. (A string ``const`` would go through a ``type`` that refuses "".)"""
@@ -196,7 +204,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on your text", description="Train a word-level LSTM model.")
-    p.add_argument("corpus", nargs="+", metavar="CORPUS[=STYLE]",
+    p.add_argument("corpus", nargs="+", type=_text_input, metavar="CORPUS[=STYLE]",
                    help="text files, folders of .txt files, or - for standard input; PATH=STYLE (e.g. books/=prose "
                         "chats/=dialogue) starts each of its utterances with a style token the session can ask for "
                         "(--style, :style)")
@@ -213,7 +221,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
                    help="stop after N validations without improvement (default: 2 with --from, else 0 = never)")
     g = p.add_argument_group("data")
-    g.add_argument("--valid", nargs="+", default=[], help="validation text (default: the tail of each file)")
+    g.add_argument("--valid", nargs="+", type=_text_input, default=[], help="validation text (default: the tail of each file)")
     g.add_argument("--valid-fraction", type=fraction, default=None,
                    help="tail of each file held out, short files pooled (default: about 1,000 tokens, 2-10%% of the "
                         "text, none below 1,000 tokens; with --from 0.02-0.1 by text size)")
@@ -299,7 +307,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         description="How well a model predicts a text: perplexity, top-1/3/5 next-word accuracy, and the keystrokes "
                     "its suggestions save when the text is typed with them. A progress bar on standard error.",
     )
-    p.add_argument("text", nargs="+", help="text files or folders of .txt files")
+    p.add_argument("text", nargs="+", type=_text_input, help="text files or folders of .txt files")
     _add_model_option(p)
     p.add_argument("-k", type=setting("suggestions"), action="append",
                    help="suggestions shown while typing, for keystroke savings (repeatable; "
@@ -352,7 +360,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
         "words, the recent text its cache points at, its adapted output layer. Takes seconds to minutes, no training "
         "run; the session and every program using the model pick it up at their next start.",
     )
-    p.add_argument("text", nargs="+", help="text files, folders of .txt files, or - for standard input")
+    p.add_argument("text", nargs="+", type=_text_input, help="text files, folders of .txt files, or - for standard input")
     p.add_argument("--model", "-m", type=_path, help="model file (default: the shipped model)")
     p.add_argument("--style", default=None, metavar="STYLE",
                    help="the style to read the text in, for a model trained with styles (e.g. prose, dialogue, tech; "
