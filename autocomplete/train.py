@@ -158,7 +158,8 @@ class _StopRequested(Exception):
 
 @contextmanager
 def _stop_at_step_boundary(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C and SIGTERM ask the loop to stop after the current step (a consistent state to save and resume).
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal closed, an SSH connection lost) ask the loop to stop after the current
+    step (a consistent state to save and resume).
 
     A second signal stops at once; the last saved state is then what ``--resume`` continues from.
     """
@@ -168,7 +169,7 @@ def _stop_at_step_boundary(trainer: Trainer) -> Iterator[None]:
             raise KeyboardInterrupt
         trainer.stop_signal = signum
 
-    with handling(named("SIGINT", "SIGTERM"), handler):
+    with handling(named("SIGINT", "SIGTERM", "SIGHUP"), handler):
         yield
 
 

@@ -73,6 +73,30 @@ def test_resume_after_an_interruption_reaches_the_same_weights(tmp_path, monkeyp
     assert torch.allclose(params(resumed.model), params(straight.model), atol=1e-5)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_closed_terminal_stops_training_at_a_step_boundary_with_its_state_saved(tmp_path, monkeypatch):
+    import os
+
+    lm = make_lm()
+    trainer = Trainer(lm, small_corpus(lm), TrainConfig(epochs=1, batch_size=8, bptt=16, save_every=1e9),
+                      tmp_path / "m.pt", progress=False)
+    original = Trainer.lr_at
+
+    def hang_up_at_step_5(self, step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGHUP)
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "lr_at", hang_up_at_step_5)
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: None)  # where training ignores it: not this run's end
+    try:
+        result = trainer.run()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert result.interrupted and trainer.stop_signal == signal.SIGHUP
+    assert unfinished(resume_path(tmp_path / "m.pt")) == "epoch 1 of 1, step 6"
+
+
 def test_resume_refuses_a_file_for_another_model(tmp_path):
     lm = make_lm()
     corpus = small_corpus(lm)
