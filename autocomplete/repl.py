@@ -771,11 +771,12 @@ def _bind_keys_to_nothing(readline: Any) -> None:
     readline.parse_and_bind('"\\e[2~": ""')
 
 
-def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterator[str]:
+def _edited_lines(write: Callable[[str], None], stream: TextIO | None = None, limit: int = 1 << 20) -> Iterator[str]:
     """Lines typed at a terminal, read with :func:`input`: with the standard library's readline (where the platform
     has it) Left and Right move, Up recalls a line, as in a shell; whatever keys still put into a line is dropped
     (:func:`typed_text`). Ctrl-C drops the line being typed; a line longer than ``limit`` is refused as
-    :func:`_typed_lines` refuses it."""
+    :func:`_typed_lines` refuses it. ``stream``: standard input as it is to be decoded (:func:`_utf8`), which
+    :func:`input` is given as ``sys.stdin`` (it decodes what it reads with ``sys.stdin``'s encoding)."""
     try:
         import readline  # importing it is what gives input() its line editing and history
     except ImportError:
@@ -785,6 +786,7 @@ def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterato
         _bind_keys_to_nothing(readline)
     number = 0
     while True:
+        given, sys.stdin = sys.stdin, stream or sys.stdin
         try:
             line = input()
         except KeyboardInterrupt:
@@ -792,6 +794,8 @@ def _edited_lines(write: Callable[[str], None], limit: int = 1 << 20) -> Iterato
             continue
         except EOFError:
             return
+        finally:
+            sys.stdin = given
         number += 1
         if len(line) > limit:
             raise ConfigError(f"line {number:,} is longer than {limit:,} characters, the most line mode takes")
@@ -809,7 +813,7 @@ def plain(session: Session, stream: TextIO, write: Callable[[str], None] = _prin
     # input() needs standard error (it raises "lost sys.stderr" without one): started with it closed, lines are read
     # as from a pipe
     edited = stream.isatty() and sys.stderr is not None
-    lines = _edited_lines(write) if edited else _typed_lines(stream, write)
+    lines = _edited_lines(write, stream) if edited else _typed_lines(stream, write)
     try:
         for line in lines:
             if session.mode == "chat" and not line.lstrip().startswith(":"):

@@ -842,6 +842,24 @@ def test_plain_mode_at_a_terminal_ignores_function_keys_page_keys_and_insert(toy
         assert [line for line in screen.splitlines() if "%" in line][0].startswith("you "), screen
 
 
+@needs_tmux
+def test_plain_mode_at_a_terminal_whose_encoding_is_ascii_reads_an_accented_letter_as_utf8(toy_model_path, tmp_path):
+    term = Tmux([sys.executable, "-m", "autocomplete", "--plain", "--model", str(toy_model_path), ";", "echo",
+                 "EXIT=$?", ";", "sleep", "30"],
+                {"AUTOCOMPLETE_DATA_DIR": str(tmp_path), "TERM": "xterm-256color", "PYTHONIOENCODING": "ascii"})
+    try:
+        term.wait(lambda s: "line mode" in s)
+        term.send("-l", "café how are yo")
+        term.send("Enter")
+        screen = term.wait(lambda s: "%" in s or "EXIT=" in s)
+        assert "Traceback" not in screen and "EXIT=" not in screen, screen  # a UnicodeDecodeError ended it
+        assert [line for line in screen.splitlines() if "%" in line][0].startswith("you "), screen
+        term.send("C-d")
+        assert "EXIT=0" in term.wait(lambda s: "EXIT=" in s)
+    finally:
+        term.close()
+
+
 def test_keys_that_reach_a_line_typed_without_line_editing_leave_nothing_in_it():
     from autocomplete.repl import typed_text
 
