@@ -330,7 +330,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
                     "after it is completed, as in the session (\"how are yo\" → you); when it is already a whole "
                     "word and its own likeliest completion, the words after it are predicted (\"how are\" → you).",
     )
-    p.add_argument("text", help='the text so far, e.g. "how are"')
+    p.add_argument("text", help='the text so far, e.g. "how are", or - for standard input')
     p.add_argument("-k", type=setting("suggestions"), default=SamplingConfig.suggestions,
                    help=f"how many words (1 to {LIMITS['suggestions'].high}; default {SamplingConfig.suggestions})")
     which = p.add_mutually_exclusive_group()

@@ -613,6 +613,8 @@ def _is_model_file(path: Path) -> bool:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.text == "-":  # as generate reads it: the end of line echo or a file adds is not part of the text
+        args.text = _read_prompt().rstrip("\n")
     predictor = _load_predictor(args)
     if args.complete:
         suggestions = predictor.suggest(args.text, args.k)
@@ -673,16 +675,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     generator = make_generator(args.seed)
     config = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_words=args.words)
-    for i in range(args.num):
-        if i:
-            print()
-        sys.stdout.write(printable(prompt))  # a prompt from a file may hold escape sequences: shown, not obeyed
-        sys.stdout.flush()
-        for token, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
-            # an end of line is a new line; a word holding one (a crafted vocabulary's) is shown as one word
-            sys.stdout.write(printable(piece) if token == EOS else printable_word(piece))
+    try:
+        for i in range(args.num):
+            if i:
+                print()
+            sys.stdout.write(printable(prompt))  # a prompt from a file may hold escape sequences: shown, not obeyed
             sys.stdout.flush()
+            for token, piece in predictor.stream(prompt, config, generator=generator, stop_at="never", finished=True):
+                # an end of line is a new line; a word holding one (a crafted vocabulary's) is shown as one word
+                sys.stdout.write(printable(piece) if token == EOS else printable_word(piece))
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+    except KeyboardInterrupt:  # Ctrl-C: the text so far ends its line, so that "interrupted" gets one of its own
         sys.stdout.write("\n")
+        raise
     sys.stdout.flush()
     return 0
 

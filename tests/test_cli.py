@@ -37,6 +37,26 @@ def test_predict_completes_an_unfinished_last_word_by_default(capsys, toy_model_
     assert code == 0 and [s["word"] for s in json.loads(out)] == ["you"]  # the one word that starts with "yo"
 
 
+def test_predict_reads_the_text_from_standard_input_given_as_a_dash(capsys, monkeypatch, toy_model_path):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"how are yo\n")))
+    code, out, _ = run(capsys, "predict", "-", "--model", str(toy_model_path), "--json")
+    assert code == 0 and [s["word"] for s in json.loads(out)] == ["you"]  # the last word completed: no end of line
+
+
+def test_ctrl_c_during_generate_ends_the_line_of_text_so_far_before_it_says_interrupted(capsys, monkeypatch,
+                                                                                        trained_model_path):
+    from autocomplete.predictor import Predictor
+
+    def two_words_then_ctrl_c(self, *args, **kwargs):
+        yield 5, " the"
+        yield 6, " king"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Predictor, "stream", two_words_then_ctrl_c)
+    code, out, err = run(capsys, "generate", "Speak", "--model", str(trained_model_path))
+    assert code == 130 and out == "Speak the king\n" and err == "interrupted\n"
+
+
 def test_predict_completes_a_word_in_the_case_it_is_typed_in(capsys, cased_lm, tmp_path):
     model = tmp_path / "cased.pt"
     checkpoint.save(cased_lm, model)
