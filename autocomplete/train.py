@@ -459,15 +459,24 @@ class Trainer:
         )
 
     def _check_finite_weights(self) -> None:
+        """Before a model is written: weights no command would load (not finite, or past checkpoint.MAX_WEIGHT,
+        where a run with a huge --lr ends with a finite loss) end the run as diverged, and nothing is written."""
         for name, p in self.model.named_parameters():
-            if not bool(torch.isfinite(p).all()):
+            largest = float(torch.linalg.vector_norm(p.detach(), math.inf))  # NaN or inf if any is
+            if not math.isfinite(largest):
                 raise self._diverged(f"the weights ({name})")
+            if largest > checkpoint.MAX_WEIGHT:
+                raise self._diverged(f"the weights ({name})", largest)
 
     def _diverged(self, what: str, value: float = math.nan) -> TrainingError:
         c = self.config
         hint = f"a lower --lr (this run: {c.lr:g})" + (
             f" or a smaller --clip (this run: {c.clip:g})" if c.clip else " or gradient clipping (--clip 0.25)"
         )
+        if math.isfinite(value):  # weights that grew past what a model file may hold
+            became, saved = f"as large as {value:.3g} (a model's are a few units)", "so large"
+        else:
+            became, saved = "infinite" if math.isinf(value) else "NaN", "non-finite"
         if self.written:
             kept = f"{self.output} holds this run's best model before that"
         elif self.output.exists():
@@ -475,8 +484,8 @@ class Trainer:
         else:
             kept = "no model was written"
         return TrainingError(
-            f"training diverged at step {self.step}: {what} became {'infinite' if math.isinf(value) else 'NaN'};"
-            f" nothing non-finite was saved ({kept}). Try {hint}"
+            f"training diverged at step {self.step}: {what} became {became}; nothing {saved} was saved ({kept})."
+            f" Try {hint}"
         )
 
     # ---- the loop -------------------------------------------------------------------------------------------

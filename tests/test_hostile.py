@@ -102,6 +102,14 @@ def test_a_diverging_run_stops_in_one_line_and_never_writes_or_replaces_a_model(
     assert out.read_bytes() == good  # the good model is still there, unchanged
 
 
+def test_a_run_whose_weights_grow_past_what_a_model_may_hold_writes_nothing_the_loader_would_refuse(capsys, corpus,
+                                                                                                    tmp_path):
+    out = tmp_path / "m.pt"
+    code, err = train(capsys, corpus, "-o", out, *TINY, "--max-steps", "20", "--lr", "1e6", "--warmup", "0")
+    assert code == 1 and one_line_error(err) and not out.exists()  # finite, but a model no command loads
+    assert "training diverged" in err and "as large as" in err and "--lr" in err
+
+
 def test_a_model_file_with_nan_weights_is_refused_in_one_line(tiny_lm, tmp_path):
     payload = checkpoint.to_payload(tiny_lm)
     payload["weights"]["layers.0.weight_hh_l0"][0, 0] = math.nan
