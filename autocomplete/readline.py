@@ -296,11 +296,7 @@ def _display_then(
     readline itself lists matches, with its columns and its question before a long list."""
     previous = libreadline.Display(host) if host else None
 
-    def display(matches: Any, count: int, longest: int) -> None:  # (char **matches, int count, int longest)
-        with c_callback():
-            _display(matches, count, longest)
-
-    def _display(matches: Any, count: int, longest: int) -> None:
+    def list_matches(matches: Any, count: int, longest: int) -> None:  # (char **matches, int count, int longest)
         try:
             words = [os.fsdecode(matches[number] or b"") for number in range(1, count + 1)]
             if completer.offered(words):
@@ -314,6 +310,10 @@ def _display_then(
                 libreadline.display_match_list(lib, matches, count, longest)
         except Exception:  # as readline treats an error in a Python hook: no list, the line stays as it was
             pass
+
+    def display(matches: Any, count: int, longest: int) -> None:
+        with c_callback():
+            list_matches(matches, count, longest)
 
     return display
 
