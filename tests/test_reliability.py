@@ -1,6 +1,7 @@
 """Odd input, interruptions and abuse: each case gets a clear answer, nothing is lost, typing never stalls."""
 
 import asyncio
+import io
 import math
 import os
 import signal
@@ -203,15 +204,28 @@ def bad_models(tmp_path: Path, good: Path) -> dict[str, Path]:
     return paths
 
 
+BAD_MODEL_COMMANDS = (["predict", "hi", "--model"], ["--model"], ["eval", str(SHAKESPEARE), "--model"])
+
+
 @pytest.mark.parametrize("kind", ["truncated", "corrupted", "text", "newer", "mismatch"])
-def test_every_kind_of_bad_model_is_one_line_and_exit_1(kind, tmp_path, trained_model_path):
+def test_every_kind_of_bad_model_is_one_line_and_exit_1(kind, tmp_path, trained_model_path, capsys, monkeypatch):
     path = bad_models(tmp_path, trained_model_path)[kind]
-    for argv in (["predict", "hi", "--model", str(path)], ["--model", str(path)], ["eval", str(path), str(SHAKESPEARE)]):
-        proc = subprocess.run([sys.executable, "-m", "autocomplete", *argv], capture_output=True, text=True,
-                              input="", timeout=120)
-        assert proc.returncode == 1, (kind, argv, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"autocomplete: error: {path}"), proc.stderr
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    for argv in BAD_MODEL_COMMANDS:
+        code = main([*argv, str(path)])
+        err = capsys.readouterr().err
+        assert code == 1, (kind, argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"autocomplete: error: {path}"), err
+
+
+@pytest.mark.parametrize("argv", BAD_MODEL_COMMANDS, ids=["predict", "session", "eval"])
+def test_a_bad_model_is_one_line_and_exit_1_through_the_real_program_too(argv, tmp_path, trained_model_path):
+    path = bad_models(tmp_path, trained_model_path)["corrupted"]
+    proc = subprocess.run([sys.executable, "-m", "autocomplete", *argv, str(path)], capture_output=True, text=True,
+                          input="", timeout=120)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"autocomplete: error: {path}: "), lines
 
 
 # ---- the session ----------------------------------------------------------------------------------------------------
