@@ -216,7 +216,7 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
 
     from autocomplete import checkpoint, data, resume
     from autocomplete.distributed import environment_world, shutdown_distributed
-    from autocomplete.evaluate import perplexity
+    from autocomplete.evaluate import shown_perplexity
     from autocomplete.model import LSTMLanguageModel, ModelConfig
     from autocomplete.progress import choose_mode
     from autocomplete.token_cache import TokenCache
@@ -351,8 +351,8 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
         return 0
     if result.last_weights:  # resumed without writing, and the model it had written was gone
         log(f"{args.output} was missing: the run's last weights written to it ({elapsed})"
-            + (f"; their validation perplexity {perplexity(result.last_loss):.2f}" if result.last_loss is not None else "")
-            + (f" (the run's best, {perplexity(result.best_valid_loss):.2f}, was in the file that is gone)"
+            + (f"; their validation perplexity {shown_perplexity(result.last_loss)}" if result.last_loss is not None else "")
+            + (f" (the run's best, {shown_perplexity(result.best_valid_loss)}, was in the file that is gone)"
                if result.best_valid_loss is not None and (result.last_loss or math.inf) > result.best_valid_loss + 1e-6
                else ""))
         return 0
@@ -362,9 +362,9 @@ def _train(args: argparse.Namespace, sources: list[Any], valid_sources: list[Any
                 + (f" (validation loss {result.best_valid_loss:.3f})" if result.best_valid_loss is not None else ""))
         log(f"{said}: {args.output} left as it is ({elapsed})")
         return 0
-    best = f"best validation perplexity {perplexity(result.best_valid_loss):.2f}; " if result.best_valid_loss else ""
+    best = f"best validation perplexity {shown_perplexity(result.best_valid_loss)}; " if result.best_valid_loss else ""
     if best and tuned is not None and first is not None and first["valid_loss"] is not None:
-        best = best[:-2] + f" (the model before fine-tuning: {perplexity(first['valid_loss']):.2f}); "
+        best = best[:-2] + f" (the model before fine-tuning: {shown_perplexity(first['valid_loss'])}); "
     if baseline is not None:
         log(baseline)
         best = ""
@@ -384,7 +384,7 @@ def _against_unigram(  # type: ignore[no-untyped-def]
     The frequencies are those of the training text: the vocabulary's counts, less the held-out tails' (``held_out``)."""
     import torch
 
-    from autocomplete.evaluate import evaluate_loss, perplexity, unigram_loss
+    from autocomplete.evaluate import evaluate_loss, shown_perplexity, unigram_loss
 
     counts = torch.tensor(trainer.lm.vocab.counts, dtype=torch.float64)
     if best_valid_loss is not None and corpus.valid is not None:
@@ -397,9 +397,9 @@ def _against_unigram(  # type: ignore[no-untyped-def]
         loss, _ = evaluate_loss(trainer.model, ids)
     base = unigram_loss(counts.tolist(), ids)
     if not (math.isfinite(loss) and math.isfinite(base)):
-        return f"{where} perplexity {perplexity(loss):.2f}"
-    line = (f"{where} perplexity {perplexity(loss):.2f}; word frequencies alone (a unigram model) give "
-            f"{perplexity(base):.2f}")
+        return f"{where} perplexity {shown_perplexity(loss)}"
+    line = (f"{where} perplexity {shown_perplexity(loss)}; word frequencies alone (a unigram model) give "
+            f"{shown_perplexity(base)}")
     if loss > base + math.log(0.95):  # not even 5% lower perplexity
         line += ("\nwarning: the model is no better than word frequencies alone: train longer (--epochs), "
                  "on more text, or with another --lr")

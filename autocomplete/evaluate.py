@@ -39,6 +39,12 @@ def perplexity(loss: float) -> float:
         return math.inf
 
 
+def shown_perplexity(loss: float) -> str:
+    """The perplexity of ``loss`` as a person reads it: ``124.35``; a diverging run's ``3.84e+21`` (not 22 digits)."""
+    value = perplexity(loss)
+    return f"{value:.2f}" if value < 1e6 else f"{value:.3g}"
+
+
 @torch.inference_mode()
 def evaluate_loss(model: LSTMLanguageModel, ids: TokenIds, batch_size: int = 10, bptt: int = 70) -> tuple[float, int]:
     """(mean negative log-likelihood, tokens scored) of a 1-D id stream laid out in ``batch_size`` columns.

@@ -45,7 +45,7 @@ from autocomplete.distributed import (
     lost_contact,
 )
 from autocomplete.errors import CheckpointError, ConfigError, DistributedError, TrainingError
-from autocomplete.evaluate import evaluate_loss, perplexity
+from autocomplete.evaluate import evaluate_loss, perplexity, shown_perplexity
 from autocomplete.model import LSTMLanguageModel, State, detach_state
 from autocomplete.signals import handling, named
 from autocomplete.resume import check_optimizer, check_state, check_training, restore_rng, resume_path
@@ -454,7 +454,7 @@ class Trainer:
             return
         self.to_beat = float(loss)
         self.log(
-            f"{self.output} already holds a model with validation perplexity {perplexity(loss):.2f} on this "
+            f"{self.output} already holds a model with validation perplexity {shown_perplexity(loss)} on this "
             "validation text: it is replaced only by a better one"
         )
 
@@ -510,7 +510,7 @@ class Trainer:
         if c.validate_first and not self.resumed:  # the starting weights are the model to beat, and the first one saved
             loss = self.validate()
             if self.dist.main and loss is not None:
-                self.log(f"before training: valid loss {loss:.3f}, perplexity {perplexity(loss):.2f}")
+                self.log(f"before training: valid loss {loss:.3f}, perplexity {shown_perplexity(loss)}")
             self.history.append({"epoch": 0.0, "step": 0, "tokens": 0, "elapsed": 0.0, "valid_loss": loss})
             self._after_validation(loss)
         with _stop_at_step_boundary(self):
@@ -669,7 +669,7 @@ class Trainer:
         if self._epoch_line_due(last):
             where = "stopped" if partial else f"epoch {self.epoch}/{self.config.epochs}"
             rate = self.tokens_seen / max(1e-9, self.elapsed)
-            valid = f"valid loss {loss:.3f}, perplexity {perplexity(loss):.2f}" if loss is not None else "no validation"
+            valid = f"valid loss {loss:.3f}, perplexity {shown_perplexity(loss)}" if loss is not None else "no validation"
             self._say(f"{where}: {valid}; {count(self.tokens_seen, 'token')} in {self.elapsed:.0f} s ({rate:,.0f} tokens/s)")
         # (due: tiny epochs would otherwise rewrite both files many times a second)
         self.history.append(

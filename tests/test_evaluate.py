@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from autocomplete import data
-from autocomplete.evaluate import evaluate, evaluate_loss, evaluate_stream, keystroke_savings, read_eval_text
+from autocomplete.evaluate import (
+    evaluate,
+    evaluate_loss,
+    evaluate_stream,
+    keystroke_savings,
+    read_eval_text,
+    shown_perplexity,
+)
 from autocomplete.predictor import Predictor
 from autocomplete.tokenizer import EOS
 
@@ -23,6 +30,11 @@ def test_perplexity_is_the_mean_log_likelihood_the_predictor_assigns(trained_lm)
     assert count == len(tokens)
     assert loss == pytest.approx(manual / count, rel=1e-4)
     assert 0 <= accuracy[1] <= accuracy[3] <= accuracy[5] <= 1
+
+
+@pytest.mark.parametrize("loss, shown", [(math.log(124.349), "124.35"), (50.0, "5.18e+21"), (1e6, "inf")])
+def test_a_perplexity_is_shown_with_two_decimals_or_as_a_power_of_ten_once_it_is_absurd(loss, shown):
+    assert shown_perplexity(loss) == shown  # a run with --lr 10 printed one of 73 digits
 
 
 def test_batched_loss_agrees_with_the_stream_loss_roughly(trained_lm):
