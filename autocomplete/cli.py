@@ -15,6 +15,7 @@ become messages and exit codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -687,7 +688,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             sys.stdout.write("\n")
     except KeyboardInterrupt:  # Ctrl-C: the text so far ends its line, so that "interrupted" gets one of its own
-        sys.stdout.write("\n")
+        with contextlib.suppress(OSError, ValueError):  # a reader the same Ctrl-C ended (| cat): still interrupted
+            sys.stdout.write("\n")
+            sys.stdout.flush()
         raise
     sys.stdout.flush()
     return 0
@@ -882,6 +885,9 @@ def _personal_info(  # type: ignore[no-untyped-def]
     }
 
 
+LEARN_BATCH = 1024  # tokens learned at a time: a second or two on a slow CPU, so the progress bar moves
+
+
 def cmd_learn(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -943,9 +949,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
                     continue  # a line of nothing but what reads as nothing (a byte-order mark): not an utterance
                 batch += tokens + ([EOS] if ends else [])
                 ended = ends
-                while len(batch) >= 4096:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
-                    learn(batch[:4096])
-                    batch = batch[4096:]
+                while len(batch) >= LEARN_BATCH:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
+                    learn(batch[:LEARN_BATCH])
+                    batch = batch[LEARN_BATCH:]
             if batch:
                 learn(batch)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or a kill: what was learned until then is kept, not thrown away

@@ -47,7 +47,7 @@ from autocomplete import libreadline
 from autocomplete.display import percent
 from autocomplete.predictor import Predictor, Suggestion, _check_flag, _whole
 from autocomplete.settings import SamplingConfig
-from autocomplete.signals import c_callback, exit_on_hangup
+from autocomplete.signals import c_callback_function, ctrl_c_sent_again, exit_on_hangup
 from autocomplete.tokenizer import printable
 
 if TYPE_CHECKING:
@@ -86,8 +86,9 @@ class ReadlineCompleter:
         self._matches: list[str] = []
         self.computed = 0  # how many times the model was asked (tests check the per-line cache with it)
 
+    @c_callback_function  # readline calls it, and drops what it raises: a signal that would end the program waits
     def __call__(self, text: str, state: int) -> str | None:
-        with c_callback():  # readline calls it, and drops what it raises: a signal that would end the program waits
+        with ctrl_c_sent_again():
             if state == 0:
                 line = readline.get_line_buffer()
                 self.matches(text, line, readline.get_begidx(), readline.get_endidx())
@@ -275,8 +276,9 @@ def _before_input_then(completer: ReadlineCompleter, host: int | None) -> Callab
     runs the program's own Python hook)."""
     previous = libreadline.Hook(host) if host else None
 
+    @c_callback_function  # a signal that would end the program here is sent again once readline waits for keys
     def hook() -> int:
-        with c_callback():  # a signal that would end the program here is sent again once readline waits for keys
+        with ctrl_c_sent_again():
             try:
                 completer.before_input()
             except Exception:  # as readline treats an error in a Python hook: the line is read all the same
@@ -311,8 +313,9 @@ def _display_then(
         except Exception:  # as readline treats an error in a Python hook: no list, the line stays as it was
             pass
 
+    @c_callback_function
     def display(matches: Any, count: int, longest: int) -> None:
-        with c_callback():
+        with ctrl_c_sent_again():
             list_matches(matches, count, longest)
 
     return display

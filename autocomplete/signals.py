@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from types import FrameType
+from types import CodeType, FrameType
+from typing import Any, TypeVar
 
 Handler = Callable[[int, "FrameType | None"], object]
+F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # the exit status of a command stopped by Ctrl-C, as shells report it
 
 
@@ -81,44 +83,46 @@ def end_anyway(code: int, ended: threading.Event = _calmed) -> None:
     threading.Thread(target=watch, name="autocomplete-end", daemon=True).start()
 
 
-_in_callback = 0  # how deep the main thread is in Python functions that C calls (readline's hooks, through ctypes)
-_held: list[int] = []  # signals that arrived there, to be sent again once the callback has returned
+_callbacks: set[CodeType] = set()  # the code of Python functions that C calls (see c_callback_function)
+
+
+def c_callback_function(function: F) -> F:
+    """Mark ``function`` as one that C calls (readline's hooks through ctypes, or its completer through the readline
+    module), where an exception cannot get out: C prints it ("Exception ignored") or drops it. A SIGTERM or SIGHUP
+    that would end the program (:func:`exit_on_hangup`) while such a function runs, from its first instruction on, is
+    sent again a moment later, until it lands outside, where it ends the read of the line as it would have without the
+    hook: a ``kill`` then ``fg`` of a program started in the background went unheard. The function itself is returned:
+    a wrapper would be the function C calls, with a first instruction of its own."""
+    _callbacks.add(function.__code__)
+    return function
 
 
 @contextmanager
-def c_callback() -> Iterator[None]:
-    """Around the body of a Python function that C calls (readline's hooks, through ctypes), where an exception
-    cannot get out: ctypes prints it as "Exception ignored" and drops it. A SIGTERM or SIGHUP that would end the
-    program there (:func:`exit_on_hangup`), or a Ctrl-C, is held, and sent again a moment after the callback
-    returns, where it ends the read of the line as it would have without the hook: ``kill`` of a program suspended
-    with Ctrl-C (whose hook ran as ``fg`` or bash's SIGCONT woke it) went unheard. Off the main thread, where no
-    handler runs, the block runs as it is."""
-    global _in_callback
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _in_callback += 1
+def ctrl_c_sent_again() -> Iterator[None]:
+    """Around the body of a :func:`c_callback_function`: a Ctrl-C inside it is sent again a moment after it returns,
+    instead of being dropped there with the :class:`KeyboardInterrupt` it raised."""
     try:
         yield
     except KeyboardInterrupt:
-        _held.append(signal.SIGINT)
-    finally:
-        _in_callback -= 1
-        if _held and not _in_callback:
-            held = list(dict.fromkeys(_held))
-            _held.clear()
-            _send_later(held)
+        _send_later(signal.SIGINT)
 
 
-def _send_later(signals: list[int], delay: float = 0.05) -> None:
-    """Send ``signals`` to the main thread after ``delay`` seconds (by then back in C, waiting for a key)."""
+def _in_c_callback(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code in _callbacks:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_later(signum: int, delay: float = 0.05) -> None:
+    """Send ``signum`` to the main thread after ``delay`` seconds (by then back in C, waiting for a key)."""
     main = threading.main_thread().ident
     assert main is not None
 
     def send() -> None:
         time.sleep(delay)
-        for signum in signals:
-            signal.pthread_kill(main, signum)
+        signal.pthread_kill(main, signum)
 
     threading.Thread(target=send, name="autocomplete-signal", daemon=True).start()
 
@@ -127,11 +131,11 @@ def _end_through_exit(signum: int, frame: FrameType | None) -> None:
     """The first SIGHUP or SIGTERM ends the program through :class:`SystemExit`; any after it, or one that arrives while
     the program already ends (its exit handlers running), does nothing: a closed terminal window sends SIGHUP twice
     (the kernel, then the shell passing it on), and the second must not cut short the save the first started. SIGKILL
-    still ends it. One that arrives inside a C callback, where the exit would be lost, waits for its end
-    (:func:`c_callback`)."""
+    still ends it. One that arrives inside a C callback, where the exit would be lost, is sent again a moment later
+    (:func:`c_callback_function`)."""
     global _ending
-    if _in_callback and not _ending:
-        _held.append(signum)
+    if not _ending and _in_c_callback(frame):
+        _send_later(signum)
         return
     if not _ending:
         _ending = True

@@ -56,6 +56,16 @@ def test_ctrl_c_during_generate_ends_the_line_of_text_so_far_before_it_says_inte
     code, out, err = run(capsys, "generate", "Speak", "--model", str(trained_model_path))
     assert code == 130 and out == "Speak the king\n" and err == "interrupted\n"
 
+    class EndedByTheSameCtrlC(io.StringIO):  # generate | cat: cat died of the Ctrl-C too
+        def write(self, text):
+            if text == "\n":
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stdout", EndedByTheSameCtrlC())
+    code, _, err = run(capsys, "generate", "Speak", "--model", str(trained_model_path))
+    assert code == 130 and err == "interrupted\n"  # not a quiet 0, as for a reader gone of its own accord
+
 
 def test_predict_completes_a_word_in_the_case_it_is_typed_in(capsys, cased_lm, tmp_path):
     model = tmp_path / "cased.pt"
@@ -598,7 +608,7 @@ def test_an_interrupted_learn_keeps_and_saves_what_it_learned_until_then(capsys,
     err = capsys.readouterr().err
     assert f"the {calls[0]:,} tokens learned until then are saved" in err
     [saved] = (Path(os.environ["AUTOCOMPLETE_DATA_DIR"]) / "personal").iterdir()
-    assert read_state(saved)["stats"]["tokens"] == calls[0] >= 4096
+    assert read_state(saved)["stats"]["tokens"] == calls[0] >= 1024
 
 
 def test_learn_with_standard_error_closed_learns_the_text_and_says_so_on_standard_output(trained_model_path, tmp_path):

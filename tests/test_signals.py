@@ -159,3 +159,22 @@ def test_ctrl_c_while_the_command_is_imported_ends_it_as_interrupted_without_a_t
     done = subprocess.run([sys.executable, "-c", _INTERRUPTED_IMPORT.format(name=name)], capture_output=True,
                           text=True, timeout=120)
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
+
+
+def test_a_kill_handled_at_the_first_instruction_of_a_function_c_calls_is_sent_again_not_raised_there(monkeypatch):
+    from autocomplete import signals
+
+    sent = []
+    monkeypatch.setattr(signals, "_send_later", lambda signum, delay=0.05: sent.append(signum))
+    monkeypatch.setattr(signals, "_ending", False)
+    monkeypatch.setattr(signals, "end_anyway", lambda code: None)  # the guard would end this test run in 15 s
+
+    @signals.c_callback_function
+    def hook():  # as readline's pre-input hook, where a SystemExit would be printed and dropped
+        return sys._getframe()
+
+    signals._end_through_exit(signal.SIGTERM, hook())  # no SystemExit here: it would be lost
+    assert sent == [signal.SIGTERM] and not signals._ending
+    with pytest.raises(SystemExit) as ended:  # outside such a function, as before
+        signals._end_through_exit(signal.SIGTERM, sys._getframe())
+    assert ended.value.code == 128 + signal.SIGTERM
