@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
 from prompt_toolkit.completion import WordCompleter, merge_completers
 
 import autocomplete
@@ -28,12 +29,21 @@ except AutocompleteError as e:  # a missing or broken model file: one line, not 
     sys.exit(f"embed_prompt: {e}")
 
 
+COMMANDS = ["/send", "/draft", "/quit"]  # your program's own commands
+
+
 def prose(document):  # what the model reads; None on a line of your own commands: they are left to your completer
     return None if document.text.startswith("/") else document.text_before_cursor
 
 
-suggest = LanguageModelAutoSuggest(predictor, context=prose)
-commands = WordCompleter(["/send", "/draft", "/quit"], sentence=True)  # your own completions still work
+class CommandSuggest(AutoSuggest):  # the grey text on a command line: the command it starts, for Right to accept
+    def get_suggestion(self, buffer, document):
+        found = [c for c in COMMANDS if c.startswith(document.text) and c != document.text]
+        return Suggestion(found[0][len(document.text):]) if len(found) == 1 else None
+
+
+suggest = LanguageModelAutoSuggest(predictor, context=prose, fallback=CommandSuggest())
+commands = WordCompleter(COMMANDS, sentence=True)  # your own completions still work
 session = PromptSession(
     "note> ",
     completer=merge_completers([commands, LanguageModelCompleter(predictor, context=prose, suggest=suggest)]),
@@ -53,8 +63,8 @@ while True:
     command = line.strip()  # "/quit " too: a word accepted from the grey text comes with its space
     if command == "/quit":
         break
-    if command in ("/send", "/draft"):  # your program's own commands: run them, do not learn them as text
-        print(f"(your program would {command[1:]} the note here)")
+    if command.startswith("/"):  # your program's own commands: run them, never learn them as text
+        print(f"(your program would {command[1:]} the note here)" if command in COMMANDS else f"no command {command}")
         continue
     predictor.commit(line + "\n")  # what was written conditions the next suggestions, and is learned
     print(f"saved: {line}")
