@@ -38,6 +38,13 @@ def _text_input(text: str) -> str:
     return text
 
 
+def _corpus_input(text: str) -> str:
+    """:func:`_text_input`, where ``=STYLE`` alone (``"$BOOKS=prose"`` with the variable unset) is an empty path too."""
+    if text.startswith("=") and not os.path.lexists(text):
+        raise argparse.ArgumentTypeError(f"an empty path before {text!r}")
+    return _text_input(text)
+
+
 class _OptionalModel(argparse.Action):
     """``--from`` alone: ``""``, the shipped model; ``--from MODEL``: that file, where an empty name (``--from ""``)
     is a usage error as for every other path. (A string ``const`` would go through a ``type`` that refuses "".)"""
@@ -204,7 +211,7 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on your text", description="Train a word-level LSTM model.")
-    p.add_argument("corpus", nargs="+", type=_text_input, metavar="CORPUS[=STYLE]",
+    p.add_argument("corpus", nargs="+", type=_corpus_input, metavar="CORPUS[=STYLE]",
                    help="text files, folders of .txt files, or - for standard input; PATH=STYLE (e.g. books/=prose "
                         "chats/=dialogue) starts each of its utterances with a style token the session can ask for "
                         "(--style, :style)")

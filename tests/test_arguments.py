@@ -101,7 +101,8 @@ def test_eval_and_predict_take_the_same_range_of_suggestions(capsys, command):
 
 @pytest.mark.parametrize("argv", [["predict", "x", "-m", ""], ["train", "a.txt", "-o", ""], ["convert", "", "-o", "b.pt"],
                                   ["train", "a.txt", "-o", "m.pt", "--from", ""], ["learn", ""], ["learn", "a.txt", ""],
-                                  ["eval", ""], ["train", "", "-o", "m.pt"], ["train", "a.txt", "-o", "m.pt", "--valid", ""]])
+                                  ["eval", ""], ["train", "", "-o", "m.pt"], ["train", "a.txt", "-o", "m.pt", "--valid", ""],
+                                  ["train", "=prose", "-o", "m.pt"]])
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys, argv):
     with pytest.raises(SystemExit) as exit:
         build_parser().parse_args(argv)
