@@ -305,7 +305,8 @@ def test_backspace_after_accepting_brings_the_suggestion_back(predictor):
         pipe.send_text(RIGHT)
         wait_for(lambda: d.buffer.text != "hear me ")
         pipe.send_text(BACKSPACE)
-        wait_for(lambda: d.buffer.text == "hear me ")
+        # the text and the grey text are put back one after the other, in the UI's thread: read both once both are
+        wait_for(lambda: d.buffer.text == "hear me " and d.suggestion() is not None)
         d.after = d.suggestion()
         pipe.send_text(ENTER)
 
