@@ -25,9 +25,7 @@ EXIT_USAGE = 2
 
 def _path(text: str) -> Path:
     """A file or folder named on the command line: an empty one (``-m ""``) is a usage error, not the folder ``.``."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path")
-    return Path(text)
+    return Path(_text_input(text))
 
 
 def _text_input(text: str) -> str:

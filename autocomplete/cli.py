@@ -919,13 +919,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
     before_words, before_tokens, started = personal.words, personal.stats.tokens, time.time()
     handed = 0
 
-    def feed(tokens: list[str]) -> None:
+    def feed(tokens: list[str]) -> None:  # the bar follows the bytes read, with the tokens taken so far beside
         nonlocal handed
         if handing:
             personal.hand_over(tokens, style)
             handed += len(tokens)
         else:
             personal.learn_tokens(tokens, style=style, bulk=True)
+        bar.set_postfix_str(f"{personal.stats.tokens - before_tokens + handed:,} tokens", refresh=False)
+        bar.update(stats.bytes_read - bar.n)
     stats = data.CorpusStats()
     batch: list[str] = []
     try:
@@ -934,15 +936,6 @@ def cmd_learn(args: argparse.Namespace) -> int:
             desc="learning", leave=False, dynamic_ncols=True,
             disable=args.quiet or sys.stderr is None or not sys.stderr.isatty(),  # None: `2>&-` (no bar, still learns)
         ) as bar:
-            fed = 0
-
-            def learn(tokens: list[str]) -> None:  # the bar follows the bytes read, with the tokens learned beside
-                nonlocal fed
-                feed(tokens)
-                fed += len(tokens)
-                bar.set_postfix_str(f"{fed:,} tokens", refresh=False)
-                bar.update(stats.bytes_read - bar.n)
-
             ended = True  # whether what was read so far ends an utterance
             for tokens, ends in data.iter_token_lines(sources, lm.tokenizer, args.breaks, stats):
                 if not tokens and ended:
@@ -950,10 +943,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 batch += tokens + ([EOS] if ends else [])
                 ended = ends
                 while len(batch) >= LEARN_BATCH:  # a line of a million characters too: the bar moves, Ctrl-C keeps the rest
-                    learn(batch[:LEARN_BATCH])
+                    feed(batch[:LEARN_BATCH])
                     batch = batch[LEARN_BATCH:]
             if batch:
-                learn(batch)
+                feed(batch)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or a kill: what was learned until then is kept, not thrown away
         learned = personal.stats.tokens - before_tokens
         if learned and personal.saving:  # saved now, or by the save of each minute just before (then nothing is new)

@@ -292,7 +292,7 @@ class Trainer:
     def save_resume(self, finished: bool = False) -> None:
         """Write the full training state to the resume file; ``finished``: the run is over (a new run may replace
         it without ``--resume``)."""
-        self._check_finite_weights()
+        self._check_weights()
         states = gather_objects([(h.cpu(), c.cpu()) for h, c in self.state] if self.state else None, self.dist)
         rngs = gather_objects(self._rng_state(), self.dist)
         if not self.dist.main:
@@ -394,7 +394,7 @@ class Trainer:
             self._save_model(loss)
 
     def _save_model(self, loss: float | None) -> None:
-        self._check_finite_weights()
+        self._check_weights()
         metadata = dict(self.lm.metadata)
         metadata.update(
             tokens_seen=self.tokens_seen,
@@ -458,7 +458,7 @@ class Trainer:
             "validation text: it is replaced only by a better one"
         )
 
-    def _check_finite_weights(self) -> None:
+    def _check_weights(self) -> None:
         """Before a model is written: weights no command would load (not finite, or past checkpoint.MAX_WEIGHT,
         where a run with a huge --lr ends with a finite loss) end the run as diverged, and nothing is written."""
         for name, p in self.model.named_parameters():
